@@ -1,0 +1,26 @@
+# mnistlab's two set-up commands (README): each creates .venv on first use.
+#   make demo   train the default model on the bundled MNIST, evaluate it, write the pictures
+#   make test   lint and run the test suite (what CI runs)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test bench
+install: $(VENV)/.installed
+
+# torch is pinned by constraints.txt (the CPU wheel); the package itself asks for torch>=2.2.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+demo: install
+	$(BIN)/mnistlab train --out runs/demo
+	$(BIN)/mnistlab evaluate runs/demo
+
+test: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/train_speed.py

@@ -1,0 +1,147 @@
+"""Checkpoints: `model.safetensors` (weights) + `config.json` (everything needed to rebuild and
+judge the model). No pickle: loading a checkpoint never runs code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import __version__
+from ._io import atomic_path, write_json
+from .device import resolve_device
+from .errors import MnistlabError
+from .models import create_model
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT = "mnistlab.checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(MnistlabError, ValueError):
+    """A checkpoint is missing, truncated, foreign, or its weights do not fit its config."""
+
+
+@dataclass
+class Checkpoint:
+    """A model rebuilt from disk, with the config it was saved with."""
+
+    model: nn.Module
+    config: dict  # the parsed config.json
+    path: Path  # the checkpoint's folder
+
+    @property
+    def model_name(self) -> str:
+        return self.config["model"]["name"]
+
+    @property
+    def mean(self) -> float:
+        return self.config["normalization"]["mean"]
+
+    @property
+    def std(self) -> float:
+        return self.config["normalization"]["std"]
+
+    @property
+    def metrics(self) -> dict:
+        return self.config.get("metrics", {})
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def save_checkpoint(folder: str | Path, model: nn.Module, model_name: str, model_args: dict, *,
+                    mean: float, std: float, dataset: dict, metrics: dict, train_config: dict) -> Path:
+    """Write the weights, then the config that vouches for them; return the folder."""
+    folder = Path(folder)
+    weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        save_file(weights, str(tmp), metadata={"format": FORMAT})
+    write_json(folder / CONFIG_FILE, {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "mnistlab_version": __version__,
+        "torch_version": torch.__version__,
+        "model": {"name": model_name, "args": model_args},
+        "normalization": {"mean": mean, "std": std},
+        "dataset": dataset,
+        "metrics": metrics,
+        "train_config": train_config,
+    })
+    return folder
+
+
+def _resolve_folder(path: Path) -> Path:
+    if path.is_dir():
+        return path
+    if path.name in (WEIGHTS_FILE, CONFIG_FILE) and path.parent.is_dir():
+        return path.parent
+    if path.exists():
+        raise CheckpointError(f"{path}: expected a checkpoint folder (with {CONFIG_FILE} and {WEIGHTS_FILE})")
+    raise CheckpointError(f"{path}: no such checkpoint")
+
+
+def _read_config(path: Path) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent}: not a checkpoint (missing {CONFIG_FILE})")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an mnistlab checkpoint config (no \"format\": \"{FORMAT}\")")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {config.get('format_version')!r} "
+                              f"is not supported (expected {FORMAT_VERSION}); upgrade mnistlab")
+    for key, fields in (("model", ("name", "args")), ("normalization", ("mean", "std"))):
+        if not isinstance(config.get(key), dict) or any(f not in config[key] for f in fields):
+            raise CheckpointError(f"{path}: field {key!r} must hold {', '.join(fields)}")
+    return config
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent}: not a checkpoint (missing {WEIGHTS_FILE})")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({e})") from None
+
+
+def _check_fit(model: nn.Module, weights: dict[str, torch.Tensor], where: Path) -> None:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    problems = [f"missing {k}" for k in expected.keys() - found.keys()]
+    problems += [f"unexpected {k}" for k in found.keys() - expected.keys()]
+    problems += [f"{k} is {found[k]}, config needs {expected[k]}"
+                 for k in expected.keys() & found.keys() if found[k] != expected[k]]
+    if problems:
+        raise CheckpointError(f"{where}: weights do not match the config: {'; '.join(sorted(problems))}")
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild a model from a checkpoint folder (or its config.json / model.safetensors).
+
+    The model comes back in eval mode on `device` ('auto' picks one). Any problem with the
+    files raises `CheckpointError` with a one-line message naming the file.
+    """
+    folder = _resolve_folder(Path(path))
+    config = _read_config(folder / CONFIG_FILE)
+    weights = _read_weights(folder / WEIGHTS_FILE)
+    name, args = config["model"]["name"], config["model"]["args"]
+    try:
+        model = create_model(name, **args)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{folder / CONFIG_FILE}: cannot build model: {e}") from None
+    _check_fit(model, weights, folder / WEIGHTS_FILE)
+    model.load_state_dict(weights)
+    target = device if isinstance(device, torch.device) else resolve_device(device)
+    return Checkpoint(model.to(target).eval(), config, folder)

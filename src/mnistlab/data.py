@@ -1,0 +1,180 @@
+"""MNIST on disk and in memory: a strict IDX reader, the bundled dataset, and normalisation.
+
+The whole dataset is small (47 MB of uint8 pixels), so it lives in memory as two uint8 tensors
+per split; batches are gathered and normalised on the fly by `normalize`, the one place that
+turns pixels into model input (training, evaluation and prediction all call it).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import MnistlabError
+
+MNIST_MEAN = 0.1307  # mean pixel of the MNIST training set, on a 0-1 scale
+MNIST_STD = 0.3081  # its standard deviation
+IMAGE_SIZE = 28
+NUM_CLASSES = 10
+
+DATA_DIR_ENV = "MNISTLAB_DATA_DIR"
+BUNDLED_DIR = Path(__file__).parent / "bundled" / "mnist"
+
+# Base names of the four IDX files; each may sit on disk gzipped (".gz") or raw.
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# SHA-256 of the decompressed canonical files (see bundled/mnist/README.md).
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+
+_IDX_UINT8 = 0x08  # the only element type MNIST uses
+
+
+class DataError(MnistlabError, ValueError):
+    """A dataset file is missing, truncated, corrupt or inconsistent; the message names it."""
+
+
+def read_idx_bytes(path: str | Path) -> bytes:
+    """Return the decompressed content of an IDX file (gzipped when its name ends in .gz)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise DataError(f"{path}: corrupt or truncated gzip file ({e})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def parse_idx(content: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse IDX bytes into a uint8 array, checking the magic number, dimensions and length."""
+    if len(content) < 4:
+        raise DataError(f"{name}: too short to be an IDX file ({len(content)} bytes)")
+    zero0, zero1, dtype, ndim = content[:4]
+    if zero0 != 0 or zero1 != 0 or ndim == 0:
+        raise DataError(f"{name}: not an IDX file (bad magic number {content[:4].hex()})")
+    if dtype != _IDX_UINT8:
+        raise DataError(f"{name}: IDX element type 0x{dtype:02x} is not supported (expected 0x08, uint8)")
+    header = 4 + 4 * ndim
+    if len(content) < header:
+        raise DataError(f"{name}: truncated header ({len(content)} bytes, expected {header})")
+    shape = tuple(int(d) for d in np.frombuffer(content, dtype=">u4", count=ndim, offset=4))
+    expected = header + int(np.prod(shape))
+    if len(content) != expected:
+        problem = "truncated" if len(content) < expected else "has trailing bytes"
+        raise DataError(f"{name}: {problem}: {len(content)} bytes, header {shape} needs {expected}")
+    return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file (raw or .gz) into a uint8 array; raise `DataError` naming the file."""
+    return parse_idx(read_idx_bytes(path), str(path))
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of the dataset: uint8 images (N, 28, 28) and int64 labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.images.to(device), self.labels.to(device))
+
+    def subset(self, n: int) -> Split:
+        """The first `n` examples (all of them when `n` is larger)."""
+        return Split(self.images[:n], self.labels[:n])
+
+
+@dataclass(frozen=True)
+class MNIST:
+    """The train and test splits, where they were read from, and the SHA-256 of each file."""
+
+    train: Split
+    test: Split
+    source: str
+    sha256: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        """'mnist' when every file is the canonical one, else 'custom'."""
+        return "mnist" if self.sha256 == MNIST_SHA256 else "custom"
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The folder to read: `data_dir`, else $MNISTLAB_DATA_DIR, else the copy bundled with mnistlab."""
+    chosen = data_dir or os.environ.get(DATA_DIR_ENV) or BUNDLED_DIR
+    path = Path(chosen).expanduser()
+    if not path.is_dir():
+        raise DataError(f"{path}: data directory not found")
+    return path
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{folder}: missing {stem}.gz (or {stem})")
+
+
+def load_split(folder: Path, split: str) -> tuple[Split, dict[str, str]]:
+    """Read one split's images and labels, checking that they agree; also return their SHA-256."""
+    images_stem, labels_stem = SPLIT_FILES[split]
+    arrays, digests = {}, {}
+    for stem, ndim in ((images_stem, 3), (labels_stem, 1)):
+        path = _find(folder, stem)
+        content = read_idx_bytes(path)
+        array = parse_idx(content, str(path))
+        if array.ndim != ndim:
+            raise DataError(f"{path}: expected {ndim} dimensions, found shape {array.shape}")
+        arrays[stem], digests[stem] = array, hashlib.sha256(content).hexdigest()
+    images, labels = arrays[images_stem], arrays[labels_stem]
+    if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise DataError(f"{folder / images_stem}: images are {images.shape[1:]}, expected 28x28")
+    if len(images) != len(labels):
+        raise DataError(f"{folder}: {split} split has {len(images)} images but {len(labels)} labels")
+    if labels.size and labels.max() >= NUM_CLASSES:
+        raise DataError(f"{folder / labels_stem}: label {labels.max()} is outside 0-9")
+    return Split(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))), digests
+
+
+def load_mnist(data_dir: str | Path | None = None) -> MNIST:
+    """Load both splits into memory from `resolve_data_dir(data_dir)`."""
+    folder = resolve_data_dir(data_dir)
+    train, train_digests = load_split(folder, "train")
+    test, test_digests = load_split(folder, "test")
+    return MNIST(train, test, str(folder), {**train_digests, **test_digests})
+
+
+def normalize(images: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
+    """Pixels → model input of shape (B, 1, 28, 28).
+
+    Takes uint8 pixels (0-255) or floats on a 0-1 scale, shaped (B, 28, 28), (B, 1, 28, 28)
+    or (28, 28); returns float32 `(x - mean) / std` on the same device.
+    """
+    if images.dtype == torch.uint8:
+        # One pass over fresh memory: (p/255 - mean)/std == (p - 255*mean) * 1/(255*std).
+        x = images.to(torch.float32).sub_(255 * mean).mul_(1 / (255 * std))
+    else:
+        x = (images.to(torch.float32) - mean) / std
+    return x.reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)

@@ -1,0 +1,8 @@
+"""The base of every error mnistlab reports to a user as one line (no traceback).
+
+It lives in a module of its own, free of torch, so the CLI can catch it without importing torch.
+"""
+
+
+class MnistlabError(Exception):
+    """A user-facing problem: a bad file, value or device. The message names what and why."""

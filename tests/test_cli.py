@@ -1,0 +1,91 @@
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import mnistlab
+from mnistlab.cli import DEFAULTS, build_parser, main
+from mnistlab.training import TrainConfig
+
+MNISTLAB = [sys.executable, "-m", "mnistlab.cli"]
+
+
+def test_help_and_version_do_not_import_torch():
+    code = ("import sys; from mnistlab.cli import main\n"
+            "for argv in (['--help'], ['train', '--help'], ['--version']):\n"
+            "    try: main(argv)\n"
+            "    except SystemExit as e: assert e.code == 0\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"mnistlab {mnistlab.__version__}" in result.stdout
+    assert "--batch-size N" in result.stdout and "(default: 64)" in result.stdout
+
+
+def test_cli_defaults_mirror_the_library_defaults():
+    library = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    assert {k: library[k] for k in DEFAULTS} == DEFAULTS
+    args = build_parser().parse_args(["train"])
+    assert (args.epochs, args.batch_size, args.test_batch_size, args.lr) == (5, 64, 1000, 1e-3)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--epochs", "-1"], "argument --epochs: must be ≥ 1, got -1"),
+    (["train", "--epochs", "two"], "expected a whole number"),
+    (["train", "--lr", "0"], "argument --lr: must be a finite number > 0"),
+    (["train", "--lr", "-0.1"], "argument --lr"),
+    (["train", "--device", "tpu"], "argument --device: expected one of auto, cpu, cuda, mps"),
+    (["train", "--model", "resnet"], "unknown model 'resnet'; choose from: "),
+    (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    (["evaluate"], "the following arguments are required: RUN_OR_CHECKPOINT"),
+    ([], "the following arguments are required: COMMAND"),
+])
+def test_bad_flags_exit_2_with_a_clear_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_files_and_devices_are_one_line_errors(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "missing")]) == 1
+    assert capsys.readouterr().err.strip() == f"mnistlab: error: {tmp_path / 'missing'}: no such checkpoint"
+    assert main(["train", "--data-dir", str(tmp_path), "--no-progress", "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing train-images-idx3-ubyte.gz" in err
+    if not mnistlab.resolve_device("auto").type == "cuda":
+        assert main(["train", "--device", "cuda", "--no-progress"]) == 1
+        assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_train_then_evaluate_reproduces_the_recorded_accuracy(tmp_path, tiny_data, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--hidden", "32", "--data-dir", str(tiny_data), "--device", "cpu",
+                 "--no-progress", "--out", str(out)]) == 0
+    assert f"saved {out}" in capsys.readouterr().out
+    assert main(["evaluate", str(out), "--data-dir", str(tiny_data), "--device", "cpu"]) == 0
+    report = capsys.readouterr().out
+    assert "mlp (25,450 parameters) on cpu" in report
+    assert "reproduced exactly" in report
+    assert main(["models"]) == 0
+    assert "mlp  {'hidden': 128}" in capsys.readouterr().out
+
+
+def test_ctrl_c_exits_cleanly_and_saves_nothing(tmp_path):
+    out = tmp_path / "run"
+    with open(tmp_path / "stderr.txt", "w") as stderr:  # a file, not a pipe: the progress bar would fill it
+        proc = subprocess.Popen([*MNISTLAB, "train", "--epochs", "50", "--out", str(out)], text=True,
+                                stdout=subprocess.PIPE, stderr=stderr, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + 60
+        while "epoch 1/50" not in proc.stdout.readline() and time.monotonic() < deadline:
+            pass  # wait until training is under way
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    err = (tmp_path / "stderr.txt").read_text()
+    assert proc.returncode == 130
+    assert "interrupted; nothing was saved" in err and "Traceback" not in err
+    assert not out.exists()

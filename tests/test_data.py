@@ -1,0 +1,113 @@
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from mnistlab.data import (
+    DATA_DIR_ENV,
+    MNIST_MEAN,
+    MNIST_STD,
+    DataError,
+    load_mnist,
+    normalize,
+    parse_idx,
+    read_idx,
+    resolve_data_dir,
+)
+
+from .conftest import idx_bytes, make_dataset, write_idx
+
+
+@pytest.mark.parametrize("name", ["x.idx", "x.idx.gz"])
+def test_read_idx_round_trips_raw_and_gz(tmp_path, name):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    assert np.array_equal(read_idx(write_idx(tmp_path / name, array)), array)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "too short"),
+    (b"\x01\x00\x08\x01" + b"\x00" * 8, "bad magic number"),
+    (b"\x00\x00\x0d\x01\x00\x00\x00\x01" + b"\x00" * 4, "element type 0x0d"),
+    (b"\x00\x00\x08\x03\x00\x00\x00\x02", "truncated header"),
+    (idx_bytes(np.zeros((4, 5), np.uint8))[:-3], "truncated"),
+    (idx_bytes(np.zeros((4, 5), np.uint8)) + b"\x00", "trailing bytes"),
+])
+def test_parse_idx_rejects_bad_content(content, message):
+    with pytest.raises(DataError, match=message) as info:
+        parse_idx(content, "bad.idx")
+    assert str(info.value).startswith("bad.idx: ")
+
+
+def test_truncated_gzip_names_the_file(tmp_path):
+    path = tmp_path / "x.gz"
+    noise = np.random.default_rng(0).integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    path.write_bytes(gzip.compress(idx_bytes(noise))[:2000])
+    with pytest.raises(DataError, match=rf"{path}: corrupt or truncated gzip"):
+        read_idx(path)
+
+
+def test_corrupt_gzip_names_the_file(tmp_path):
+    path = tmp_path / "x.gz"
+    path.write_bytes(b"\x1f\x8b" + b"garbage" * 10)
+    with pytest.raises(DataError, match=str(path)):
+        read_idx(path)
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        read_idx(tmp_path / "nope.gz")
+    with pytest.raises(DataError, match="data directory not found"):
+        load_mnist(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="missing train-images-idx3-ubyte.gz"):
+        load_mnist(tmp_path / "empty")
+
+
+def test_images_and_labels_count_must_agree(tmp_path):
+    folder = make_dataset(tmp_path / "d")
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(5, np.uint8))
+    with pytest.raises(DataError, match="test split has 128 images but 5 labels"):
+        load_mnist(folder)
+
+
+def test_wrong_image_size_and_label_range(tmp_path):
+    folder = make_dataset(tmp_path / "d")
+    write_idx(folder / "train-images-idx3-ubyte.gz", np.zeros((512, 20, 20), np.uint8))
+    with pytest.raises(DataError, match="expected 28x28"):
+        load_mnist(folder)
+    folder = make_dataset(tmp_path / "e")
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.full(512, 10, np.uint8))
+    with pytest.raises(DataError, match="label 10 is outside 0-9"):
+        load_mnist(folder)
+
+
+def test_raw_files_and_environment_variable(tmp_path, monkeypatch):
+    folder = make_dataset(tmp_path / "raw", n_train=20, n_test=10, gz=False)
+    monkeypatch.setenv(DATA_DIR_ENV, str(folder))
+    assert resolve_data_dir() == folder
+    data = load_mnist()
+    assert (len(data.train), len(data.test)) == (20, 10)
+    assert data.train.images.dtype == torch.uint8 and data.train.labels.dtype == torch.int64
+    assert data.name == "custom" and data.source == str(folder)
+    assert resolve_data_dir(tmp_path) == tmp_path  # an explicit folder wins over the variable
+
+
+def test_bundled_data_is_the_canonical_mnist(monkeypatch):
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    data = load_mnist()
+    assert data.name == "mnist"
+    assert tuple(data.train.images.shape) == (60000, 28, 28) and tuple(data.test.images.shape) == (10000, 28, 28)
+    assert data.train.labels[:5].tolist() == [5, 0, 4, 1, 9]
+
+
+def test_normalize_uint8_and_unit_floats_agree():
+    pixels = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
+    expected = ((pixels.double() / 255 - MNIST_MEAN) / MNIST_STD).float().view(3, 1, 28, 28)
+    from_uint8 = normalize(pixels)
+    unit = pixels.float() / 255
+    from_float = normalize(unit)
+    assert from_uint8.shape == (3, 1, 28, 28)
+    torch.testing.assert_close(from_uint8, expected)
+    torch.testing.assert_close(from_float, expected)
+    assert torch.equal(unit, pixels.float() / 255)  # the caller's tensor is left alone

@@ -1,0 +1,86 @@
+import json
+
+import pytest
+import torch
+
+import mnistlab.training as training
+from mnistlab.training import TrainConfig, train
+
+
+def quick(tmp_path, data_dir, **overrides) -> TrainConfig:
+    settings = dict(epochs=2, batch_size=32, device="cpu", data_dir=str(data_dir), out=str(tmp_path / "run"),
+                    progress=False)
+    return TrainConfig(**{**settings, **overrides})
+
+
+def test_seeded_cpu_runs_are_bit_for_bit_repeatable(tmp_path, tiny_data):
+    a = train(quick(tmp_path, tiny_data, seed=7, out=str(tmp_path / "a")))
+    b = train(quick(tmp_path, tiny_data, seed=7, out=str(tmp_path / "b")))
+    c = train(quick(tmp_path, tiny_data, seed=8, out=str(tmp_path / "c")))
+    for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert a.history[-1].train_loss == b.history[-1].train_loss
+    assert (tmp_path / "a/model.safetensors").read_bytes() == (tmp_path / "b/model.safetensors").read_bytes()
+    assert not torch.equal(a.model.fc1.weight, c.model.fc1.weight)
+
+
+def test_training_learns_and_writes_the_run_folder(tmp_path, tiny_data):
+    run = train(quick(tmp_path, tiny_data, epochs=3))
+    assert sorted(p.name for p in run.dir.iterdir()) == ["config.json", "metrics.json", "model.safetensors"]
+    metrics = json.loads((run.dir / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3]
+    assert metrics["config"]["model_args"] == {"hidden": 128}
+    assert metrics["torch_version"] == torch.__version__ and metrics["device"] == "cpu"
+    assert metrics["wall_seconds"] > 0 and metrics["dataset"]["name"] == "custom"
+    assert metrics["dataset"]["train_size"] == 512 and len(metrics["dataset"]["sha256"]) == 4
+    assert run.final.test_acc > 0.9  # the synthetic classes are easy; chance is 0.1
+    assert run.history[0].train_loss > run.final.train_loss
+
+
+def test_progress_prints_one_line_per_epoch(tmp_path, tiny_data, capsys):
+    train(quick(tmp_path, tiny_data, progress=True))
+    out = capsys.readouterr().out
+    assert out.count("train loss") == 2 and "epoch 2/2" in out and "test loss" in out
+
+
+def test_train_limit_uses_the_first_images(tmp_path, tiny_data):
+    run = train(quick(tmp_path, tiny_data, train_limit=100, epochs=1))
+    assert json.loads((run.dir / "metrics.json").read_text())["dataset"]["train_size"] == 100
+
+
+def test_default_run_folder_is_under_runs(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = train(quick(tmp_path, tiny_data, epochs=1, out=None))
+    assert run.dir.parent.name == "runs" and run.dir.name.endswith("-mlp")
+    assert (tmp_path / run.dir / "model.safetensors").is_file()
+
+
+def test_interrupted_training_writes_nothing(tmp_path, tiny_data, monkeypatch):
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    real = training.train_one_epoch
+    monkeypatch.setattr(training, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(quick(tmp_path, tiny_data))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "epochs: must be a whole number ≥ 1"),
+    ("batch_size", -3, "batch_size"),
+    ("lr", 0.0, "lr: must be a finite number > 0"),
+    ("lr", float("nan"), "lr"),
+    ("std", 0.0, "std"),
+    ("model", "resnet", "model: unknown model 'resnet'"),
+    ("model_args", {"width": 3}, "model_args: mlp takes no width"),
+    ("train_limit", 0, "train_limit"),
+])
+def test_bad_config_names_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value}).validate()
