@@ -11,7 +11,6 @@ from mnistlab.data import (
     DataError,
     load_mnist,
     normalize,
-    parse_idx,
     read_idx,
     resolve_data_dir,
 )
@@ -33,10 +32,20 @@ def test_read_idx_round_trips_raw_and_gz(tmp_path, name):
     (idx_bytes(np.zeros((4, 5), np.uint8))[:-3], "truncated"),
     (idx_bytes(np.zeros((4, 5), np.uint8)) + b"\x00", "trailing bytes"),
 ])
-def test_parse_idx_rejects_bad_content(content, message):
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_rejects_bad_content(tmp_path, content, message, gz):
+    path = tmp_path / ("bad.idx.gz" if gz else "bad.idx")
+    path.write_bytes(gzip.compress(content) if gz else content)
     with pytest.raises(DataError, match=message) as info:
-        parse_idx(content, "bad.idx")
-    assert str(info.value).startswith("bad.idx: ")
+        read_idx(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_absurd_header_is_an_error_not_a_crash(tmp_path):
+    path = tmp_path / "huge.idx"
+    path.write_bytes(b"\x00\x00\x08\x04" + b"\xff\xff\xff\xff" * 4)
+    with pytest.raises(DataError, match="too large|truncated"):
+        read_idx(path)
 
 
 def test_truncated_gzip_names_the_file(tmp_path):

@@ -13,6 +13,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -47,45 +48,64 @@ class DataError(MnistlabError, ValueError):
     """A dataset file is missing, truncated, corrupt or inconsistent; the message names it."""
 
 
-def read_idx_bytes(path: str | Path) -> bytes:
-    """Return the decompressed content of an IDX file (gzipped when its name ends in .gz)."""
+def _read_into(stream: BinaryIO, buffer: memoryview) -> int:
+    """Fill `buffer` from `stream` (which may return short reads); return the bytes read."""
+    filled = 0
+    while filled < len(buffer):
+        n = stream.readinto(buffer[filled:])
+        if not n:
+            break
+        filled += n
+    return filled
+
+
+def _read_idx_stream(stream: BinaryIO, name: str, digest) -> np.ndarray:
+    head = stream.read(4)
+    if len(head) < 4:
+        raise DataError(f"{name}: too short to be an IDX file ({len(head)} bytes)")
+    zero0, zero1, dtype, ndim = head
+    if zero0 != 0 or zero1 != 0 or ndim == 0:
+        raise DataError(f"{name}: not an IDX file (bad magic number {head.hex()})")
+    if dtype != _IDX_UINT8:
+        raise DataError(f"{name}: IDX element type 0x{dtype:02x} is not supported (expected 0x08, uint8)")
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise DataError(f"{name}: truncated header ({4 + len(dims)} bytes, expected {4 + 4 * ndim})")
+    shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+    try:
+        array = np.empty(shape, dtype=np.uint8)
+    except (ValueError, MemoryError):
+        raise DataError(f"{name}: header claims shape {shape}, too large to be real") from None
+    # Decompress straight into the array: no intermediate copy of the 47 MB of pixels.
+    filled = _read_into(stream, memoryview(array.reshape(-1)))
+    if filled < array.size:
+        raise DataError(f"{name}: truncated: {filled} of the {array.size} data bytes its header {shape} needs")
+    if stream.read(1):
+        raise DataError(f"{name}: has trailing bytes after the {array.size} its header {shape} needs")
+    if digest is not None:
+        for part in (head, dims, array):
+            digest.update(part)
+    return array
+
+
+def read_idx(path: str | Path, digest=None) -> np.ndarray:
+    """Read one IDX file (raw, or gzipped when its name ends in .gz) into a uint8 array.
+
+    Checks the magic number, element type, dimensions and length against the header and raises
+    `DataError` naming the file. `digest`, a hashlib object, is fed the decompressed content.
+    """
     path = Path(path)
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as stream:
+            return _read_idx_stream(stream, str(path), digest)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise DataError(f"{path}: corrupt or truncated gzip file ({e})") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected an IDX file") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-
-
-def parse_idx(content: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Parse IDX bytes into a uint8 array, checking the magic number, dimensions and length."""
-    if len(content) < 4:
-        raise DataError(f"{name}: too short to be an IDX file ({len(content)} bytes)")
-    zero0, zero1, dtype, ndim = content[:4]
-    if zero0 != 0 or zero1 != 0 or ndim == 0:
-        raise DataError(f"{name}: not an IDX file (bad magic number {content[:4].hex()})")
-    if dtype != _IDX_UINT8:
-        raise DataError(f"{name}: IDX element type 0x{dtype:02x} is not supported (expected 0x08, uint8)")
-    header = 4 + 4 * ndim
-    if len(content) < header:
-        raise DataError(f"{name}: truncated header ({len(content)} bytes, expected {header})")
-    shape = tuple(int(d) for d in np.frombuffer(content, dtype=">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(shape))
-    if len(content) != expected:
-        problem = "truncated" if len(content) < expected else "has trailing bytes"
-        raise DataError(f"{name}: {problem}: {len(content)} bytes, header {shape} needs {expected}")
-    return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(shape)
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read one IDX file (raw or .gz) into a uint8 array; raise `DataError` naming the file."""
-    return parse_idx(read_idx_bytes(path), str(path))
 
 
 @dataclass(frozen=True)
@@ -142,12 +162,11 @@ def load_split(folder: Path, split: str) -> tuple[Split, dict[str, str]]:
     images_stem, labels_stem = SPLIT_FILES[split]
     arrays, digests = {}, {}
     for stem, ndim in ((images_stem, 3), (labels_stem, 1)):
-        path = _find(folder, stem)
-        content = read_idx_bytes(path)
-        array = parse_idx(content, str(path))
+        path, digest = _find(folder, stem), hashlib.sha256()
+        array = read_idx(path, digest)
         if array.ndim != ndim:
             raise DataError(f"{path}: expected {ndim} dimensions, found shape {array.shape}")
-        arrays[stem], digests[stem] = array, hashlib.sha256(content).hexdigest()
+        arrays[stem], digests[stem] = array, digest.hexdigest()
     images, labels = arrays[images_stem], arrays[labels_stem]
     if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
         raise DataError(f"{folder / images_stem}: images are {images.shape[1:]}, expected 28x28")
@@ -155,7 +174,7 @@ def load_split(folder: Path, split: str) -> tuple[Split, dict[str, str]]:
         raise DataError(f"{folder}: {split} split has {len(images)} images but {len(labels)} labels")
     if labels.size and labels.max() >= NUM_CLASSES:
         raise DataError(f"{folder / labels_stem}: label {labels.max()} is outside 0-9")
-    return Split(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))), digests
+    return Split(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))), digests
 
 
 def load_mnist(data_dir: str | Path | None = None) -> MNIST:
