@@ -14,13 +14,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
+# `mnistlab train` also writes runs/demo/curves.png and runs/demo/report.html (every figure).
 demo: install
 	$(BIN)/mnistlab train --out runs/demo
 	$(BIN)/mnistlab evaluate runs/demo
 
 test: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/python -m pytest -q
 
 bench: install
 	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/robustness.py

@@ -65,7 +65,7 @@ def test_bad_files_and_devices_are_one_line_errors(tmp_path, capsys):
 def test_train_then_evaluate_reproduces_the_recorded_accuracy(tmp_path, tiny_data, capsys):
     out = tmp_path / "run"
     assert main(["train", "--epochs", "1", "--hidden", "32", "--data-dir", str(tiny_data), "--device", "cpu",
-                 "--no-progress", "--out", str(out)]) == 0
+                 "--no-progress", "--no-report", "--out", str(out)]) == 0
     assert f"saved {out}" in capsys.readouterr().out
     assert main(["evaluate", str(out), "--data-dir", str(tiny_data), "--device", "cpu"]) == 0
     report = capsys.readouterr().out

@@ -84,3 +84,14 @@ def test_interrupted_training_writes_nothing(tmp_path, tiny_data, monkeypatch):
 def test_bad_config_names_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**{field: value}).validate()
+
+
+def test_written_files_get_ordinary_permissions(tmp_path, tiny_data):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        run = train(quick(tmp_path, tiny_data, epochs=1))
+    finally:
+        os.umask(mask)
+    assert {oct(p.stat().st_mode & 0o777) for p in run.dir.iterdir()} == {"0o644"}

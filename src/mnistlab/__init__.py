@@ -20,6 +20,11 @@ _EXPORTS = {
     "Checkpoint": "checkpoints", "CheckpointError": "checkpoints", "load_checkpoint": "checkpoints",
     "TrainConfig": "training", "Run": "training", "train": "training", "evaluate": "training",
     "MnistlabError": "errors",
+    "SplitPredictions": "plots", "compute_predictions": "plots", "pixel_view": "plots", "prediction_grid": "plots",
+    "training_curves": "plots", "confusion_matrix": "plots", "mistakes_gallery": "plots", "save_figure": "plots",
+    "show_figure": "plots", "load_metrics": "report", "write_report": "report",
+    "preprocess": "preprocessing", "load_image": "preprocessing", "ImageError": "preprocessing",
+    "NoDigitError": "preprocessing", "Prediction": "prediction",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -5,8 +5,10 @@ judge the model). No pickle: loading a checkpoint never runs code from the file.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
@@ -18,6 +20,9 @@ from ._io import atomic_path, write_json
 from .device import resolve_device
 from .errors import MnistlabError
 from .models import create_model
+
+if TYPE_CHECKING:
+    from .prediction import Prediction, Source
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -56,6 +61,18 @@ class Checkpoint:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def predict(self, images: Source | Sequence[Source], top_k: int = 3, invert: str = "auto",
+                batch_size: int = 256, progress: bool | None = None) -> list[Prediction]:
+        """Classify image files or in-memory images; one `mnistlab.Prediction` per input, in order.
+
+        Each image is first brought to MNIST's convention (`mnistlab.preprocess`); a bad one
+        comes back with its `error` set instead of stopping the rest. See `mnistlab.prediction.predict`.
+        """
+        from .prediction import predict  # here, so that loading a checkpoint does not import scipy
+
+        return predict(self.model, images, mean=self.mean, std=self.std, top_k=top_k, invert=invert,
+                       batch_size=batch_size, progress=progress)
 
 
 def save_checkpoint(folder: str | Path, model: nn.Module, model_name: str, model_args: dict, *,

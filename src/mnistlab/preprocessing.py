@@ -1,0 +1,431 @@
+"""Turn anyone's picture of a digit into an MNIST-style 28×28 image.
+
+MNIST digits are white on black, scaled to fit a 20×20 box (aspect ratio kept, anti-aliased) and
+placed in 28×28 so that their centre of mass sits at pixel (14, 14). A phone photo, a scan or a
+drawing from Paint is none of these, and a model trained on MNIST sees it as noise until it is
+brought to that convention. `preprocess` does so in small, pure steps, each a function below:
+
+    to_grayscale       any mode, EXIF orientation, transparency → float (H, W) in [0, 1]
+    ink_is_dark        polarity: the border (paper) against the extremes (ink)
+    level_background   even out uneven light, measured by a surface fitted to the paper
+    stretch_contrast   paper → 0, ink → 1, by robust statistics; a blank image stops here
+    find_digit         threshold, drop specks of noise, the ink's bounding box
+    fit_box            crop with a margin, redraw hairlines and marker strokes, scale to fit 20×20
+    centre_by_mass     place in 28×28 with the centre of mass at (14, 14)
+
+An image that already follows the convention (a 28×28 MNIST digit) passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from .data import IMAGE_SIZE
+from .errors import MnistlabError
+
+MAX_PIXELS = 64_000_000  # width × height above which a file is refused (a 48 MP phone photo fits)
+WORKING_SIZE = 512  # larger images are first reduced to this long side: plenty for a 20-pixel digit
+INVERT_CHOICES = ("auto", "yes", "no")
+
+DIGIT_BOX = 20  # MNIST: the digit's long side, every anti-aliased pixel included
+CENTRE = 14.0  # MNIST: where the centre of mass lands (row and column index; all 10,000 test digits round to it)
+INK_THRESHOLD = 0.25  # after stretching, a pixel above this is ink (MNIST's boxes measured at it are 20 px)
+CORE_THRESHOLD = 0.5  # a stroke's core, for measuring its width
+# Stroke width (2 × area / boundary of the core, in 28×28 pixels) of the MNIST training digits:
+MIN_STROKE = 2.0  # 1st percentile: a hairline is below it ...
+TARGET_STROKE = 2.9  # ... and is redrawn with the median width;
+MAX_STROKE = 4.4  # 95th percentile: a marker's strokes are trimmed down to it
+OVERSAMPLE = 4  # strokes are redrawn at 4× the final resolution
+MIN_CONTRAST = 0.05  # ink must differ from the paper by this much of the full scale ...
+MIN_SNR = 8.0  # ... and by this many standard deviations of the paper's noise
+SPECK_FRACTION = 0.1  # a blob under this fraction of the largest one's area is a speck
+MAX_LONE_SPECKS = 2  # more specks than this is noise: all are dropped, not only the stray ones
+MIN_DIGIT_FRACTION = 0.05  # a digit's largest blob spans at least this fraction of the image's long side ...
+MIN_DIGIT_PIXELS = 4  # ... and at least this many pixels
+_EIGHT_CONNECTED = np.ones((3, 3), bool)
+_SAMPLE_SIDE = 128  # statistics are taken on a grid of at most 128×128 pixels
+
+
+class ImageError(MnistlabError, ValueError):
+    """An image file cannot be used: missing, unreadable, not an image, truncated or too large."""
+
+
+class NoDigitError(ImageError):
+    """The image is blank, or its marks are too faint or too small to be a digit."""
+
+
+ImageLike = Image.Image | np.ndarray | torch.Tensor
+
+
+def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open an image file, fully decoded and turned upright by its EXIF orientation.
+
+    Raises:
+        ImageError: one line naming the file and the problem (missing, unreadable, not an
+            image, truncated, or over `max_pixels` pixels: a decompression bomb).
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings(), Image.open(path) as image:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit, below, is lower
+            width, height = image.size
+            if width * height > max_pixels:  # checked from the header, before any pixel is decoded
+                raise ImageError(f"{path}: {width}×{height} pixels is over the limit of {max_pixels:,} "
+                                 f"(a decompression bomb?)")
+            image.load()  # decode now, so that a truncated file fails here and not half-way through
+            return ImageOps.exif_transpose(image)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: cannot read (is a directory)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image (or an unsupported format)") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: {e}") from None
+    except OSError as e:
+        if e.errno is not None:  # from the system: permission denied, a symlink loop...
+            raise ImageError(f"{path}: cannot read ({e.strerror})") from None
+        raise ImageError(f"{path}: cannot decode ({e})") from None  # Pillow: "image file is truncated"...
+    except Exception as e:  # a malformed file can make a decoder raise nearly anything
+        raise ImageError(f"{path}: cannot decode ({type(e).__name__}: {e})") from None
+
+
+def preprocess(image: ImageLike, invert: str = "auto") -> torch.Tensor:
+    """Bring a picture of one digit to MNIST's convention.
+
+    Args:
+        image: a Pillow image (any mode), or a (H, W) / (H, W, 3|4) array or tensor: integers
+            0-255 (uint16: 0-65535) or floats 0-1.
+        invert: "auto" detects dark ink on light paper and inverts it; "yes" always inverts,
+            "no" never does (the image is already white on black).
+
+    Returns:
+        float32 tensor (28, 28) in [0, 1]: a white digit on black, 20×20 box, centred by mass.
+
+    Raises:
+        NoDigitError: the image is blank or near-blank ("no digit found").
+    """
+    if invert not in INVERT_CHOICES:
+        raise ValueError(f"invert must be one of {', '.join(INVERT_CHOICES)}, got {invert!r}")
+    gray = to_grayscale(image)
+    if min(gray.shape) < MIN_DIGIT_PIXELS:
+        raise NoDigitError(f"no digit found (the image is only {gray.shape[1]}×{gray.shape[0]} pixels)")
+    dark_ink = ink_is_dark(gray) if invert == "auto" else invert == "yes"
+    ink = level_background(1.0 - gray if dark_ink else gray)
+    ink = stretch_contrast(ink)
+    ink, box = find_digit(ink)
+    return torch.from_numpy(centre_by_mass(fit_box(ink, box)))
+
+
+# --- 1. any input → grayscale --------------------------------------------------------------------
+
+def to_grayscale(image: ImageLike) -> np.ndarray:
+    """A float32 (H, W) array in [0, 1]: upright, transparency composited, at most WORKING_SIZE."""
+    if not isinstance(image, Image.Image):
+        return _array_to_grayscale(image)
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit integer or float pixels
+        image = _to_float_image(image)
+    elif image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        image = image.convert("LA")
+    elif image.mode != "L":
+        image = image.convert("L")
+    factor = math.ceil(max(image.size) / WORKING_SIZE)
+    if factor > 1:
+        image = image.reduce(factor)  # a box average: cheap, and a thin stroke fades instead of vanishing
+    if image.mode == "LA":
+        pixels = np.asarray(image, dtype=np.float32) / 255
+        return composite(pixels[..., 0], pixels[..., 1])
+    scale = 1.0 if image.mode == "F" else 255.0
+    return np.asarray(image, dtype=np.float32) / scale
+
+
+def _to_float_image(image: Image.Image) -> Image.Image:
+    """16-bit and 32-bit images as mode "F" on a 0-1 scale."""
+    pixels = np.asarray(image, dtype=np.float32)
+    if image.mode.startswith("I;16"):
+        full_scale = 65535.0
+    elif image.mode == "F" and pixels.max(initial=0) <= 1:
+        full_scale = 1.0
+    else:  # mode "I" holds 16-bit PNGs in older Pillow; 8-bit values are read as such
+        full_scale = 255.0 if pixels.max(initial=0) <= 255 else 65535.0
+    return Image.fromarray(np.clip(pixels / full_scale, 0, 1, dtype=np.float32))
+
+
+def _array_to_grayscale(image: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    pixels = np.asarray(image)
+    if pixels.ndim == 3 and pixels.shape[0] == 1:  # (1, H, W), as a tensor of one image comes
+        pixels = pixels[0]
+    if pixels.ndim == 3 and pixels.shape[-1] in (1, 3, 4):
+        if pixels.dtype != np.uint8:
+            pixels = np.clip(pixels * 255 + 0.5, 0, 255).astype(np.uint8)
+        return to_grayscale(Image.fromarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels))
+    if pixels.ndim != 2:
+        raise ImageError(f"expected an image of shape (H, W) or (H, W, 1|3|4), got {pixels.shape}")
+    values = pixels.astype(np.float32)
+    if pixels.dtype == np.uint16 or (pixels.dtype.kind in "iu" and values.max(initial=0) > 255):
+        return values / 65535
+    if pixels.dtype.kind in "iu" or values.max(initial=0) > 1:  # 0-255, as integers or floats
+        return np.clip(values / 255, 0, 1)
+    return np.clip(values, 0, 1)
+
+
+def composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Flatten a transparent image onto the background that makes its drawing visible.
+
+    A drawing on a transparent canvas (mostly transparent) goes onto the colour opposite its ink:
+    black ink onto white, white ink onto black. A picture that is mostly opaque (a photo with
+    transparent corners) goes onto its own paper colour.
+    """
+    opaque = alpha > 0.5
+    if opaque.all():
+        return gray
+    level = float(np.median(gray[opaque])) if opaque.any() else 0.0
+    if opaque.mean() < 0.5:  # the opaque part is the ink
+        background = 1.0 if level < 0.5 else 0.0
+    else:  # the opaque part is mostly paper
+        background = level
+    return alpha * gray + (1 - alpha) * background
+
+
+# --- 2. polarity, paper and ink --------------------------------------------------------------------
+
+def _sample(x: np.ndarray) -> np.ndarray:
+    """A regular grid of at most _SAMPLE_SIDE² pixels: image statistics at a bounded cost."""
+    step = max(1, math.ceil(max(x.shape) / _SAMPLE_SIDE))
+    return x[::step, ::step]
+
+
+def _border(x: np.ndarray) -> np.ndarray:
+    """The pixels of a ring 5% of the short side wide (at least 1) around the image: mostly paper."""
+    ring = max(1, round(0.05 * min(x.shape)))
+    return np.concatenate([x[:ring].ravel(), x[-ring:].ravel(), x[:, :ring].ravel(), x[:, -ring:].ravel()])
+
+
+def ink_is_dark(gray: np.ndarray) -> bool:
+    """True for dark ink on light paper: the border (paper) is nearer the light extreme."""
+    paper = float(np.median(_border(gray)))
+    darkest, lightest = np.percentile(_sample(gray), [0.1, 99.9])
+    return paper - darkest > lightest - paper
+
+
+def level_background(ink: np.ndarray) -> np.ndarray:
+    """Even out uneven light, measured by a quadratic surface fitted to the paper, ink excluded.
+
+    The first fit is to the darker half of the border (paper); each refit takes every pixel within three
+    noise deviations above the last fit, which leaves out the ink however much of the image it
+    covers. An image with an even border is left as it is.
+    """
+    border = _border(ink)
+    if np.percentile(border, 95) - np.percentile(border, 5) < MIN_CONTRAST:  # evenly lit: nothing to do
+        return ink
+    h, w = ink.shape
+    step = max(1, math.ceil(max(h, w) / 32))
+    rows, cols = np.mgrid[0:h:step, 0:w:step]
+    u, v = rows.ravel() / max(h - 1, 1), cols.ravel() / max(w - 1, 1)
+    terms = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
+    values = ink[::step, ::step]
+    ring = np.zeros(values.shape, bool)
+    width = max(1, round(0.05 * min(values.shape)))
+    ring[:width], ring[-width:], ring[:, :width], ring[:, -width:] = True, True, True, True
+    values, ring = values.ravel(), ring.ravel()
+    keep = ring & (values <= np.median(values[ring]))  # the darker half of the border: paper, even in a tight crop
+    for _ in range(3):
+        coef = _least_squares(terms[keep], values[keep])
+        residual = values - terms @ coef
+        noise = 1.4826 * np.median(np.abs(residual[keep]))
+        keep = residual <= max(3 * noise, MIN_CONTRAST / 2)
+    u, v = np.linspace(0, 1, h)[:, None], np.linspace(0, 1, w)[None, :]
+    surface = coef[0] + coef[1] * u + coef[2] * v + coef[3] * u * u + coef[4] * u * v + coef[5] * v * v
+    if surface.max() - surface.min() < MIN_CONTRAST:  # even light: nothing to correct
+        return ink
+    # Paper reflects light and ink absorbs a share of it, so where the light is dim the ink's
+    # contrast is dim too: (ink - paper) / (1 - paper) is that share, the same under any light.
+    return ((ink - surface) / np.maximum(1 - surface, MIN_CONTRAST)).astype(np.float32)
+
+
+def _least_squares(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve min |a·x - b| by the normal equations. einsum, not BLAS: for a problem this small
+    BLAS's threads cost more than the sums, and fight the model's threads for the cores."""
+    a = a.astype(np.float64)
+    return np.linalg.solve(np.einsum("ni,nj->ij", a, a) + 1e-9 * np.eye(a.shape[1]), np.einsum("ni,n->i", a, b))
+
+
+def stretch_contrast(ink: np.ndarray) -> np.ndarray:
+    """Map the paper to 0 and the ink to 1, judging both by robust statistics.
+
+    The paper is the median of the image or of its border, whichever is darker (a bold digit can
+    cover half the image, a tight crop half the border); its noise, the median absolute deviation
+    of the pixels on the paper's side of half-way to the ink (`ink_level`). Anything within 3 noise
+    deviations of the paper → 0.
+
+    Raises:
+        NoDigitError: the ink is too faint against the paper or its noise.
+    """
+    sample = _sample(ink)
+    paper = min(float(np.median(sample)), float(np.median(_border(ink))))
+    level = ink_level(sample, paper)
+    paper_side = sample[sample <= (paper + level) / 2]
+    noise = 1.4826 * float(np.median(np.abs(paper_side - paper)))  # MAD → standard deviation
+    if level - paper < max(MIN_CONTRAST, MIN_SNR * noise):
+        raise NoDigitError("no digit found (the image is blank or its marks are too faint)")
+    floor = paper + 3 * noise
+    return np.clip((ink - floor) / (level - floor), 0, 1, dtype=np.float32)
+
+
+def ink_level(values: np.ndarray, paper: float = 0.0) -> float:
+    """The ink's level: the 90th percentile of the pixels past half-way from the paper to the
+    brightest ones (99.9th percentile), so that a few saturated pixels or salt noise do not set it."""
+    brightest = float(np.percentile(values, 99.9))
+    strong = values[values > (paper + brightest) / 2]
+    return float(np.percentile(strong, 90)) if strong.size else brightest
+
+
+# --- 3. the digit's extent -----------------------------------------------------------------------
+
+def find_digit(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Drop specks of noise and return the cleaned image with the digit's box (top, left, bottom, right).
+
+    Blobs of ink under SPECK_FRACTION of the largest one's area are specks. A few are kept when
+    they lie inside the box of the large blobs (the broken stroke of a real digit) and stray
+    ones are dropped. Many specks are noise: all are dropped, and the box is measured on a
+    median-filtered copy, where the specks stuck to the strokes are gone too.
+
+    Raises:
+        NoDigitError: no blob of ink spans MIN_DIGIT_FRACTION of the image (specks, dust, noise).
+    """
+    labels, count = ndimage.label(ink > INK_THRESHOLD, structure=_EIGHT_CONNECTED)
+    if count == 0:
+        raise NoDigitError("no digit found (the image is blank)")
+    areas = np.bincount(labels.ravel())[1:]
+    extents = ndimage.find_objects(labels)  # each blob's (rows, cols) slices
+    biggest = extents[areas.argmax()]
+    if max(s.stop - s.start for s in biggest) < max(MIN_DIGIT_PIXELS, MIN_DIGIT_FRACTION * max(ink.shape)):
+        raise NoDigitError("no digit found (only specks of ink; is the digit very small in the picture?)")
+    large = areas >= SPECK_FRACTION * areas.max()
+    box = _union([extents[i] for i in np.flatnonzero(large)])
+    specks = np.flatnonzero(~large) + 1
+    noisy = len(specks) > MAX_LONE_SPECKS
+    if not noisy:
+        top, left, bottom, right = box
+        specks = specks[~np.isin(specks, labels[top:bottom, left:right])]
+    if len(specks):
+        ink = np.where(np.isin(labels, specks), 0, ink)
+    if noisy:
+        smooth = ndimage.median_filter(ink, size=3) > INK_THRESHOLD
+        box = _box(smooth) if smooth.any() else box
+    return ink, box
+
+
+def _union(extents: list[tuple[slice, slice]]) -> tuple[int, int, int, int]:
+    """The box (top, left, bottom, right) around blobs given as `ndimage.find_objects` slices."""
+    return (min(r.start for r, _ in extents), min(c.start for _, c in extents),
+            max(r.stop for r, _ in extents), max(c.stop for _, c in extents))
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def stroke_width(ink: np.ndarray) -> float:
+    """Mean stroke width in pixels: 2 × area / boundary of the strokes' core (exact for long strokes)."""
+    core = ink > CORE_THRESHOLD
+    boundary = np.count_nonzero(core & ~ndimage.binary_erosion(core))
+    return 2 * np.count_nonzero(core) / boundary if boundary else 0.0
+
+
+# --- 4. scale and centre -------------------------------------------------------------------------
+
+def fit_box(ink: np.ndarray, box: tuple[int, int, int, int], size: int = DIGIT_BOX) -> np.ndarray:
+    """The digit in `box`, scaled so that its long side is `size`, with a one-pixel margin.
+
+    Strokes that would come out thinner than MNIST's thinnest are first redrawn with its median
+    width; thicker than its thickest, trimmed to that (see `restroke`). Trimming goes no further
+    because eroding a stroke wipes out its thin parts.
+    """
+    top, left, bottom, right = box
+    scale = size / max(bottom - top, right - left)
+    pad = math.ceil(2 / scale) + 2  # room for the margin and the resampling filter's reach
+    crop = np.zeros((bottom - top + 2 * pad, right - left + 2 * pad), np.float32)
+    paste(ink, crop, pad - top, pad - left)
+    box = (pad, pad, pad + bottom - top, pad + right - left)
+    width = stroke_width(crop) * scale
+    if not MIN_STROKE <= width <= MAX_STROKE:
+        redrawn = restroke(crop, scale, TARGET_STROKE if width < MIN_STROKE else MAX_STROKE)
+        if (redrawn > INK_THRESHOLD).any():
+            crop, box = redrawn, _box(redrawn > INK_THRESHOLD)
+            scale = size / max(box[2] - box[0], box[3] - box[1])
+    return resize_box(crop, box, scale, margin=1)
+
+
+def restroke(crop: np.ndarray, scale: float, width: float) -> np.ndarray:
+    """Redraw a digit with strokes `width` pixels wide at the final scale, working at OVERSAMPLE× it.
+
+    A pen line in a large photo shrinks to a faint hairline at 20 pixels; a marker fills the
+    loops. Dilating by r pixels (eroding for r < 0) changes both the stroke's width w and the
+    box's long side L, so r is solved from (w + 2r) / (L + 2r) = width / DIGIT_BOX. A hairline
+    comes out of the first resampling faint, so the redrawn ink is brought back to full level.
+    The result has a border of empty pixels wide enough for `fit_box`'s margin.
+    """
+    image = resize_box(crop, (0, 0, *crop.shape), scale * OVERSAMPLE, margin=0)
+    ratio = width / DIGIT_BOX
+    radius = (ratio * DIGIT_BOX * OVERSAMPLE - stroke_width(image)) / (2 * (1 - ratio))
+    reach = round(abs(radius))
+    grid = np.arange(-reach, reach + 1)
+    disk = grid[:, None] ** 2 + grid[None, :] ** 2 <= (reach + 0.5) ** 2  # reaches `reach` pixels along the axes
+    image = np.pad(image, reach + 2 * OVERSAMPLE)
+    morph = ndimage.grey_erosion if radius < 0 else ndimage.grey_dilation
+    image = morph(image, footprint=disk)
+    return np.minimum(image / max(ink_level(image[image > 0]), MIN_CONTRAST), 1)
+
+
+def resize_box(image: np.ndarray, box: tuple[int, int, int, int], scale: float, margin: int) -> np.ndarray:
+    """Resample `box` (top, left, bottom, right) of `image` by `scale`, plus `margin` output pixels per side.
+
+    The box and its margin must lie inside `image`. Downscaling averages areas, as MNIST's
+    anti-aliasing of binary digits did; upscaling is bilinear.
+    """
+    top, left, bottom, right = box
+    out_h, out_w = max(1, round((bottom - top) * scale)), max(1, round((right - left) * scale))
+    # The box is stretched onto the rounded output size; the margin is whole output pixels.
+    my, mx = margin * (bottom - top) / out_h, margin * (right - left) / out_w
+    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+    source = Image.fromarray(image.astype(np.float32, copy=False))
+    resized = source.resize((out_w + 2 * margin, out_h + 2 * margin), resample,
+                            box=(left - mx, top - my, right + mx, bottom + my))
+    return np.clip(np.asarray(resized, dtype=np.float32), 0, 1)
+
+
+def paste(source: np.ndarray, target: np.ndarray, top: int, left: int) -> None:
+    """Copy `source` into `target` with its corner at (top, left), clipping what falls outside."""
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + source.shape[0], target.shape[0]), min(left + source.shape[1], target.shape[1])
+    if y1 > y0 and x1 > x0:
+        target[y0:y1, x0:x1] = source[y0 - top:y1 - top, x0 - left:x1 - left]
+
+
+def centre_by_mass(digit: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Paste `digit` into a size×size black image so that its centre of mass lands on (CENTRE, CENTRE).
+
+    The shift is rounded to whole pixels, as MNIST's was, so the digit is not blurred again.
+    """
+    mass = digit.sum()
+    h, w = digit.shape
+    cy = float(digit.sum(1) @ np.arange(h)) / mass
+    cx = float(digit.sum(0) @ np.arange(w)) / mass
+    out = np.zeros((size, size), np.float32)
+    paste(digit, out, round(CENTRE - cy), round(CENTRE - cx))
+    return out

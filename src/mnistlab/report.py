@@ -1,0 +1,188 @@
+"""A run's report: one self-contained `report.html` with the config, the metrics and every figure.
+
+The figures are embedded as PNG data URIs, so the file can be mailed or attached on its own. This
+module also reads a run's `metrics.json` (`load_metrics`), which the training curves are drawn from.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from datetime import datetime
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from . import __version__
+from ._io import atomic_path
+from .checkpoints import load_checkpoint
+from .data import load_split, resolve_data_dir
+from .errors import MnistlabError
+from .plots import (
+    DPI,
+    SplitPredictions,
+    compute_predictions,
+    confusion_matrix,
+    mistakes_gallery,
+    pixel_view,
+    prediction_grid,
+    training_curves,
+)
+from .training import METRICS_FILE
+
+REPORT_FILE = "report.html"
+CURVES_FILE = "curves.png"
+EPOCH_FIELDS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")
+REPORT_GRID = {"rows": 6, "cols": 8, "seed": 0}  # a random sample of test digits, the same one every time
+
+
+class MetricsError(MnistlabError, ValueError):
+    """A run's metrics.json is missing or malformed; the message names the file and the field."""
+
+
+def load_metrics(run: str | Path) -> dict:
+    """Read and check a run's metrics.json (given the run folder or the file itself)."""
+    path = Path(run)
+    if not path.exists():
+        raise MetricsError(f"{path}: no such run folder")
+    if path.is_dir():
+        path = path / METRICS_FILE
+        if not path.is_file():
+            raise MetricsError(f"{path.parent}: missing {METRICS_FILE} (not a run folder?)")
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MetricsError(f"{path}: not valid JSON ({e})") from None
+    epochs = metrics.get("epochs") if isinstance(metrics, dict) else None
+    if not isinstance(epochs, list) or not epochs:
+        raise MetricsError(f"{path}: field 'epochs' must be a non-empty list of per-epoch rows")
+    for i, row in enumerate(epochs):
+        for name in EPOCH_FIELDS:
+            value = row.get(name) if isinstance(row, dict) else None
+            # NaN and inf are numbers here: a diverged run's curves are still worth drawing.
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise MetricsError(f"{path}: field 'epochs[{i}].{name}' must be a number, got {value!r}")
+    return metrics
+
+
+def predictions_for_run(run: str | Path, data_dir: str | Path | None = None, device: str = "cpu",
+                        batch_size: int = 1000) -> SplitPredictions:
+    """Rebuild a run's model from its checkpoint and compute its predictions on the test split."""
+    checkpoint = load_checkpoint(run, device=device)
+    test, _ = load_split(resolve_data_dir(data_dir), "test")
+    return compute_predictions(checkpoint.model, test.to(checkpoint.device), checkpoint.mean, checkpoint.std,
+                               batch_size)
+
+
+def _png_data_uri(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def report_figures(metrics: dict, predictions: SplitPredictions) -> dict[str, tuple[str, str, Figure]]:
+    """The report's figures: {id: (heading, caption, Figure)}, in reading order."""
+    label, pred = int(predictions.labels[0]), int(predictions.preds[0])
+    return {
+        "curves": ("Training curves", "Loss and accuracy after each epoch; train figures are running averages "
+                   "over the epoch, test figures are computed on the whole test set.",
+                   training_curves(metrics["epochs"])),
+        "pixels": ("What the model sees", "The first test digit as its 28×28 grid of pixel values (0–255).",
+                   pixel_view(predictions.images[0], title=f"Test digit #0: label {label}, predicted {pred}")),
+        "predictions": ("Predictions", "A random sample of test digits; green is right, red is wrong.",
+                        prediction_grid(predictions, **REPORT_GRID)),
+        "confusion": ("Confusion matrix", "Rows are the true digits, columns the predictions; each cell holds "
+                      "a count, its colour the share of its row.", confusion_matrix(predictions)),
+        "mistakes": ("Most confident mistakes", "The wrong predictions the model was surest of, with its top-3 "
+                     "probabilities.", mistakes_gallery(predictions)),
+    }
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _metrics_table(epochs: list[dict]) -> str:
+    def seconds(row: dict) -> str:
+        return f"{row['seconds']:.1f}" if isinstance(row.get("seconds"), int | float) else ""
+
+    rows = [[row["epoch"], f"{row['train_loss']:.4f}", f"{row['train_acc']:.2%}", f"{row['test_loss']:.4f}",
+             f"{row['test_acc']:.2%}", seconds(row)] for row in epochs]
+    return _table(["epoch", "train loss", "train accuracy", "test loss", "test accuracy", "seconds"], rows)
+
+
+def _config_table(metrics: dict) -> str:
+    rows = [[key, json.dumps(value)] for key, value in metrics.get("config", {}).items()]
+    dataset = metrics.get("dataset", {})
+    rows += [[f"dataset {key}", value] for key, value in dataset.items() if key != "sha256"]
+    rows += [[f"sha256 {name}", digest] for name, digest in dataset.get("sha256", {}).items()]
+    rows += [[label, metrics[key]] for key, label in (("device", "ran on device"), ("torch_version", "torch version"),
+                                                       ("mnistlab_version", "mnistlab version")) if key in metrics]
+    return _table(["setting", "value"], rows)
+
+
+STYLE = """
+body { font: 16px/1.5 system-ui, sans-serif; color: #1f2328; max-width: 1160px; margin: 2rem auto; padding: 0 1rem; }
+h1 { font-size: 1.6rem; margin-bottom: 0.2rem; } h2 { margin-top: 2.5rem; border-bottom: 1px solid #d0d7de; }
+.summary { color: #59636e; margin-top: 0; } nav a { margin-right: 1rem; }
+table { border-collapse: collapse; font-size: 0.92rem; } td, th { padding: 0.25rem 0.8rem; text-align: left; }
+thead th { border-bottom: 2px solid #d0d7de; } tbody tr:nth-child(even) { background: #f6f8fa; }
+td { font-family: ui-monospace, monospace; word-break: break-all; }
+figure { margin: 0; } img { max-width: 100%; height: auto; border: 1px solid #d0d7de; }
+figcaption { color: #59636e; margin-top: 0.4rem; } footer { margin-top: 3rem; color: #59636e; font-size: 0.85rem; }
+"""
+
+
+def render_report(run_dir: Path, metrics: dict, figures: dict[str, tuple[str, str, Figure]]) -> str:
+    """The report as one HTML string, figures embedded."""
+    config, final = metrics.get("config", {}), metrics["epochs"][-1]
+    model = f"{config.get('model', '?')} {json.dumps(config.get('model_args', {}))}"
+    summary = (f"{model} · test accuracy {final['test_acc']:.2%} after {len(metrics['epochs'])} epochs"
+               + (f" · {metrics['wall_seconds']:.1f} s on {metrics.get('device', '?')}" if "wall_seconds" in metrics
+                  else ""))
+    nav = "".join(f'<a href="#{key}">{html.escape(heading)}</a>' for key, (heading, _, _) in figures.items())
+    sections = "".join(
+        f'<section id="{key}"><h2>{html.escape(heading)}</h2><figure>'
+        f'<img src="{_png_data_uri(fig)}" alt="{html.escape(heading)}" '
+        f'width="{round(fig.get_figwidth() * DPI)}" height="{round(fig.get_figheight() * DPI)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure></section>"
+        for key, (heading, caption, fig) in figures.items())
+    title = f"mnistlab run {run_dir.name}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title><link rel="icon" href="data:,"><style>{STYLE}</style></head>
+<body><header><h1>{html.escape(title)}</h1><p class="summary">{html.escape(summary)}</p>
+<nav><a href="#metrics">Metrics</a><a href="#config">Configuration</a>{nav}</nav></header>
+<section id="metrics"><h2>Metrics</h2>{_metrics_table(metrics["epochs"])}</section>
+<section id="config"><h2>Configuration</h2>{_config_table(metrics)}</section>
+{sections}
+<footer>Written by mnistlab {html.escape(__version__)} on {datetime.now():%Y-%m-%d %H:%M} from
+{html.escape(str(run_dir))}. The figures are embedded: this file is the whole report.</footer>
+</body></html>
+"""
+
+
+def write_report(run_dir: str | Path, predictions: SplitPredictions | None = None, *,
+                 data_dir: str | Path | None = None, device: str = "cpu", batch_size: int = 1000,
+                 out: str | Path | None = None) -> Path:
+    """Write the run's report.html (or `out`) and return its path.
+
+    Args:
+        run_dir: the run folder (metrics.json and the checkpoint).
+        predictions: the model's test-set predictions when the caller has them (as `mnistlab train`
+            does); otherwise they are computed from the checkpoint on `device`, with the test split
+            read from `data_dir` (default: as `load_mnist` chooses).
+    """
+    run_dir = Path(run_dir)
+    metrics = load_metrics(run_dir)
+    if predictions is None:
+        predictions = predictions_for_run(run_dir, data_dir, device, batch_size)
+    page = render_report(run_dir, metrics, report_figures(metrics, predictions))
+    path = Path(out) if out else run_dir / REPORT_FILE
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,174 @@
+"""report.html (content, and a real look in headless Chromium) and reading a run's metrics.json."""
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnistlab.checkpoints import CheckpointError
+from mnistlab.cli import main
+from mnistlab.report import MetricsError, load_metrics, write_report
+
+from .conftest import make_dataset
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; .ci/run installs it
+FIGURES = ("curves", "pixels", "predictions", "confusion", "mistakes")
+IMG = re.compile(r'<section id="(\w+)"><h2>[^<]*</h2><figure><img src="data:image/png;base64,([^"]+)" '
+                 r'alt="[^"]*" width="(\d+)" height="(\d+)">')
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path, str]:
+    """`mnistlab train` on synthetic data: (run folder, data folder, what it printed)."""
+    root = tmp_path_factory.mktemp("trained")
+    data_dir = make_dataset(root / "data")
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        assert main(["train", "--epochs", "2", "--hidden", "16", "--data-dir", str(data_dir), "--device", "cpu",
+                     "--no-progress", "--out", str(root / "run")]) == 0
+    return root / "run", data_dir, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def report(trained) -> Path:
+    return trained[0] / "report.html"
+
+
+def embedded_images(report: Path) -> dict[str, tuple[str, int, int]]:
+    """{figure id: (base64 PNG, width, height)} of a report."""
+    return {name: (data, int(w), int(h)) for name, data, w, h in IMG.findall(report.read_text(encoding="utf-8"))}
+
+
+def test_train_writes_curves_and_the_report(trained):
+    run, _, printed = trained
+    assert printed.splitlines()[1:] == [f"wrote {run / 'curves.png'}", f"wrote {run / 'report.html'}"]
+    with Image.open(run / "curves.png") as curves:
+        assert curves.size == (1100, 460)
+
+
+def test_report_embeds_every_figure_and_the_tables(report, trained):
+    page = report.read_text(encoding="utf-8")
+    images = embedded_images(report)
+    assert tuple(images) == FIGURES
+    for name, (data, width, height) in images.items():
+        with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+            assert image.format == "PNG" and image.size == (width, height), name
+            assert np.asarray(image.convert("L")).var() > 0, name
+        assert f'<a href="#{name}">' in page
+    metrics = load_metrics(trained[0])
+    rows = re.search(r'<section id="metrics">.*?<tbody>(.*?)</tbody>', page).group(1)
+    assert rows.count("<tr>") == len(metrics["epochs"]) == 2
+    assert f"{metrics['epochs'][-1]['test_acc']:.2%}" in rows
+    assert "<td>model_args</td><td>{&quot;hidden&quot;: 16}</td>" in page
+    assert not re.search(r'(src|href)="(https?:|//|file:)', page)  # self-contained: nothing to fetch
+
+
+def sync_playwright_or_skip():
+    """Playwright driving Debian's Chromium. CI must run the browser test; elsewhere it may skip."""
+    in_ci = os.environ.get("CI") == "true"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if in_ci:
+            raise
+        pytest.skip("playwright is not installed (pip install -e '.[test]')")
+    if not CHROMIUM.exists():
+        if in_ci:
+            pytest.fail(f"{CHROMIUM} is missing; .ci/run installs it with apt-get")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    return sync_playwright
+
+
+def test_report_opens_in_headless_chromium_without_console_errors(report, tmp_path):
+    sync_playwright = sync_playwright_or_skip()
+    problems = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+            page.goto(report.as_uri(), wait_until="load")
+            loaded = page.evaluate("[...document.images].map(i => [i.complete, i.naturalWidth, i.width > 0])")
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert problems == []
+    assert len(loaded) == len(FIGURES) and all(done and width > 0 and shown for done, width, shown in loaded)
+    with Image.open(tmp_path / "report.png") as shot:
+        assert shot.width == 1280 and shot.height > 3000  # the whole page, every figure in it
+        assert np.asarray(shot.convert("L")).var() > 0
+
+
+def test_train_no_report_still_writes_the_curves(tiny_data, tmp_path, capsys):
+    assert main(["train", "--epochs", "1", "--hidden", "8", "--data-dir", str(tiny_data), "--device", "cpu",
+                 "--no-progress", "--out", str(tmp_path / "run"), "--no-report"]) == 0
+    assert "report.html" not in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "curves.png", "metrics.json",
+                                                                     "model.safetensors"]
+
+
+def test_report_command_rebuilds_the_same_figures_from_the_checkpoint(trained, tmp_path, capsys):
+    run, data_dir, _ = trained
+    out = tmp_path / "again.html"
+    assert main(["report", str(run), "--data-dir", str(data_dir), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out}"
+    assert embedded_images(out) == embedded_images(run / "report.html")  # pixel for pixel
+
+
+def test_report_of_a_missing_run_or_checkpoint(tiny_run, tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nothing")]) == 1
+    assert capsys.readouterr().err.strip() == f"mnistlab: error: {tmp_path / 'nothing'}: no such run folder"
+    run = shutil.copytree(tiny_run[0], tmp_path / "run")
+    (run / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="missing model.safetensors"):
+        write_report(run, data_dir=tiny_run[1])
+    assert not (run / "report.html").exists()
+
+
+def broken_run(tmp_path, tiny_run, change) -> Path:
+    run = shutil.copytree(tiny_run[0], tmp_path / "run", dirs_exist_ok=True)
+    change(run / "metrics.json")
+    return run
+
+
+def edit(change):
+    def apply(path):
+        metrics = json.loads(path.read_text())
+        change(metrics)
+        path.write_text(json.dumps(metrics))
+    return apply
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p.unlink(), "{run}: missing metrics.json (not a run folder?)"),
+    (lambda p: p.write_text("{not json"), "{run}/metrics.json: not valid JSON (Expecting property name"),
+    (lambda p: p.write_bytes(b"\xff\xfe"), "{run}/metrics.json: not valid JSON"),
+    (lambda p: p.write_text("[]"), "{run}/metrics.json: field 'epochs' must be a non-empty list of per-epoch rows"),
+    (edit(lambda m: m.update(epochs=[])), "{run}/metrics.json: field 'epochs' must be a non-empty list"),
+    (edit(lambda m: m["epochs"][1].pop("test_acc")),
+     "{run}/metrics.json: field 'epochs[1].test_acc' must be a number, got None"),
+    (edit(lambda m: m["epochs"][0].update(train_loss="0.3")),
+     "{run}/metrics.json: field 'epochs[0].train_loss' must be a number, got '0.3'"),
+    (edit(lambda m: m["epochs"].append(7)), "{run}/metrics.json: field 'epochs[2].epoch' must be a number, got None"),
+])
+def test_missing_or_malformed_metrics_is_a_clear_error(change, message, tmp_path, tiny_run, capsys):
+    run = broken_run(tmp_path, tiny_run, change)
+    expected = message.format(run=run)
+    with pytest.raises(MetricsError) as info:
+        load_metrics(run)
+    assert str(info.value).startswith(expected)
+    for argv in (["plot", "curves", str(run)], ["report", str(run), "--data-dir", str(tiny_run[1])]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"mnistlab: error: {expected}") and err.count("\n") == 1
