@@ -78,8 +78,10 @@ def test_train_then_evaluate_reproduces_the_recorded_accuracy(tmp_path, tiny_dat
 def test_ctrl_c_exits_cleanly_and_saves_nothing(tmp_path):
     out = tmp_path / "run"
     with open(tmp_path / "stderr.txt", "w") as stderr:  # a file, not a pipe: the progress bar would fill it
+        # A shell running this suite in the background hands its children SIGINT ignored; undo that.
         proc = subprocess.Popen([*MNISTLAB, "train", "--epochs", "50", "--out", str(out)], text=True,
-                                stdout=subprocess.PIPE, stderr=stderr, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                stdout=subprocess.PIPE, stderr=stderr, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 60
         while "epoch 1/50" not in proc.stdout.readline() and time.monotonic() < deadline:
             pass  # wait until training is under way
