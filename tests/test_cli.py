@@ -91,3 +91,16 @@ def test_ctrl_c_exits_cleanly_and_saves_nothing(tmp_path):
     assert proc.returncode == 130
     assert "interrupted; nothing was saved" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_evaluate_notes_test_files_other_than_the_recorded_ones(tmp_path, tiny_data, capsys):
+    from .conftest import make_dataset
+
+    out = tmp_path / "run"
+    main(["train", "--epochs", "1", "--data-dir", str(tiny_data), "--device", "cpu", "--no-progress", "--no-report",
+          "--out", str(out)])
+    assert main(["evaluate", str(out), "--data-dir", str(tiny_data), "--device", "cpu"]) == 0
+    assert "note:" not in capsys.readouterr().out
+    other = make_dataset(tmp_path / "other", seed=1)
+    assert main(["evaluate", str(out), "--data-dir", str(other), "--device", "cpu"]) == 0
+    assert "note: the test files differ from the ones this checkpoint was evaluated on" in capsys.readouterr().out

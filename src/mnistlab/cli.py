@@ -149,23 +149,22 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .checkpoints import load_checkpoint
-    from .data import load_mnist
+    from .data import load_split, resolve_data_dir
     from .training import evaluate
 
     checkpoint = load_checkpoint(args.checkpoint, device=args.device)
-    data = load_mnist(args.data_dir)
-    loss, acc = evaluate(checkpoint.model, data.test.to(checkpoint.device), checkpoint.mean, checkpoint.std,
+    test, digests = load_split(resolve_data_dir(args.data_dir), "test")
+    loss, acc = evaluate(checkpoint.model, test.to(checkpoint.device), checkpoint.mean, checkpoint.std,
                          args.test_batch_size)
     n_params = sum(p.numel() for p in checkpoint.model.parameters())
     print(f"{checkpoint.path}: {checkpoint.model_name} ({n_params:,} parameters) on {checkpoint.device}")
-    print(f"test loss {loss:.4f}  test accuracy {acc:.2%} ({round(acc * len(data.test))}/{len(data.test)})")
+    print(f"test loss {loss:.4f}  test accuracy {acc:.2%} ({round(acc * len(test))}/{len(test)})")
     recorded = checkpoint.metrics.get("test_acc")
     if recorded is not None:
         verdict = "reproduced exactly" if recorded == acc else f"differs by {acc - recorded:+.2%}"
         print(f"recorded test accuracy {recorded:.2%}: {verdict}")
-        recorded_data = checkpoint.config.get("dataset", {}).get("sha256", {})
-        if {k: v for k, v in recorded_data.items() if k.startswith("t10k")} != \
-                {k: v for k, v in data.sha256.items() if k.startswith("t10k")}:
+        recorded_digests = checkpoint.config.get("dataset", {}).get("sha256", {})
+        if any(recorded_digests.get(name) != digest for name, digest in digests.items()):
             print("note: the test files differ from the ones this checkpoint was evaluated on")
     return 0
 
