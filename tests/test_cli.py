@@ -15,8 +15,9 @@ MNISTLAB = [sys.executable, "-m", "mnistlab.cli"]
 
 
 def test_help_and_version_do_not_import_torch():
+    commands = ["train", "evaluate", "models", "show", "plot grid", "plot curves", "report", "predict"]
     code = ("import sys; from mnistlab.cli import main\n"
-            "for argv in (['--help'], ['train', '--help'], ['--version']):\n"
+            f"for argv in [['--help'], ['--version'], *[[*c.split(), '--help'] for c in {commands!r}]]:\n"
             "    try: main(argv)\n"
             "    except SystemExit as e: assert e.code == 0\n"
             "assert 'torch' not in sys.modules, 'torch was imported'")
@@ -24,6 +25,7 @@ def test_help_and_version_do_not_import_torch():
     assert result.returncode == 0, result.stderr
     assert f"mnistlab {mnistlab.__version__}" in result.stdout
     assert "--batch-size N" in result.stdout and "(default: 64)" in result.stdout
+    assert "--top-k N" in result.stdout and "--save-preprocessed DIR" in result.stdout
 
 
 def test_cli_defaults_mirror_the_library_defaults():
