@@ -147,7 +147,7 @@ def mnistlab_predict(checkpoint: Path, folder: Path) -> tuple[dict[str, int | No
 def command_line_seconds(checkpoint: Path, folder: Path) -> float:
     """The same as a fresh `mnistlab predict` process: Python, torch and the checkpoint loaded from cold."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "mnistlab.cli", "predict", str(checkpoint), str(folder), "--json",
+    subprocess.run([sys.executable, "-m", "mnistlab", "predict", str(checkpoint), str(folder), "--json",
                     "--device", "cpu"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 

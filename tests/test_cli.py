@@ -11,7 +11,7 @@ import mnistlab
 from mnistlab.cli import DEFAULTS, build_parser, main
 from mnistlab.training import TrainConfig
 
-MNISTLAB = [sys.executable, "-m", "mnistlab.cli"]
+MNISTLAB = [sys.executable, "-m", "mnistlab"]
 
 
 def test_help_and_version_do_not_import_torch():

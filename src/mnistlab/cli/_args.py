@@ -1,0 +1,73 @@
+"""Flag types and flags shared by several commands. Nothing here imports torch."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+# Mirrors of the library defaults (training.TrainConfig), kept here so --help needs no torch;
+# tests/test_cli.py checks that the two agree.
+DEFAULTS = {"model": "mlp", "epochs": 5, "batch_size": 64, "test_batch_size": 1000, "lr": 1e-3,
+            "mean": 0.1307, "std": 0.3081, "seed": 1, "device": "auto"}
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _number(text: str, kind: type, expected: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int, "a whole number")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float, "a number")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    return _number(text, float, "a number")
+
+
+def device_name(text: str) -> str:
+    if text not in DEVICES and not (text.startswith("cuda:") and text[5:].isdigit()):
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(DEVICES)} or cuda:N, got {text!r}")
+    return text
+
+
+def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="folder with the four MNIST IDX files, raw or .gz "
+                             "(default: $MNISTLAB_DATA_DIR, else the copy bundled with mnistlab)")
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    add_data_dir_flag(parser)
+    parser.add_argument("--device", type=device_name, default=DEFAULTS["device"], metavar="NAME",
+                        help="auto, cpu, cuda, cuda:N or mps; auto = CUDA, then MPS, then CPU "
+                             f"(default: {DEFAULTS['device']})")
+    parser.add_argument("--test-batch-size", type=positive_int, default=DEFAULTS["test_batch_size"],
+                        metavar="N", help=f"batch size for evaluation (default: {DEFAULTS['test_batch_size']})")
+
+
+def add_output_flags(parser: argparse.ArgumentParser, default: str) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", metavar="FILE", help=f"PNG file to write (default: {default})")
+    where.add_argument("--show", action="store_true", help="open the figure in a window instead (needs a display)")
+
+
+def add_run_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="a run folder (with its checkpoint and metrics.json)")
+
+

@@ -1,0 +1,175 @@
+"""The figure commands: `show`, `plot grid|curves|confusion|mistakes` and `report`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ._args import add_data_dir_flag, add_data_flags, add_output_flags, add_run_argument, positive_int
+
+if TYPE_CHECKING:  # annotations only: matplotlib is imported when a command runs
+    from matplotlib.figure import Figure
+
+MAX_GRID_CELLS = 400  # a 20×20 grid is already a 3,000-pixel figure
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """The `show`, `plot` and `report` commands."""
+    show = commands.add_parser("show", help="draw one digit with each pixel's value",
+                               description="Draw a digit as its 28×28 grid with each pixel's value written in its "
+                                           "cell: a dataset digit by index, or an image file after the "
+                                           "preprocessing that prediction uses (what the model sees).")
+    show.add_argument("digit", metavar="INDEX_OR_IMAGE", help="index of a digit in --split, or an image file")
+    show.add_argument("--split", choices=("train", "test"), default="train", help="dataset split (default: train)")
+    show.add_argument("--normalized", action="store_true",
+                      help="write the normalised model input instead of 0-255")
+    show.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                      help="image files: invert dark ink on light paper (default: auto)")
+    add_data_dir_flag(show)
+    add_output_flags(show, "SPLIT-INDEX.png, or IMAGE-pixels.png, in the current folder")
+    show.set_defaults(handler=cmd_show)
+
+    plot = commands.add_parser("plot", help="draw a run's figures (grid, curves, confusion, mistakes)",
+                               description="Draw one of a run's figures as a PNG.")
+    figures = plot.add_subparsers(dest="figure", metavar="FIGURE", required=True)
+    grid = figures.add_parser("grid", help="test digits with their predictions, wrong ones in red",
+                              description="A grid of test digits with 'pred P / true T' under each: "
+                                          "green where the model is right, red where it is wrong.")
+    add_run_argument(grid)
+    grid.add_argument("--rows", type=positive_int, default=5, metavar="N", help="rows of digits (default: 5)")
+    grid.add_argument("--cols", type=positive_int, default=5, metavar="N", help="columns of digits (default: 5)")
+    grid.add_argument("--errors-only", action="store_true", help="show only wrong predictions")
+    grid.add_argument("--seed", type=int, metavar="S",
+                      help="draw a repeatable random sample with this seed (default: the first test digits)")
+    add_data_flags(grid)
+    add_output_flags(grid, "RUN/predictions.png, or RUN/predictions-errors.png with --errors-only")
+    grid.set_defaults(handler=cmd_plot_grid)
+
+    curves = figures.add_parser("curves", help="loss and accuracy per epoch of one run or several",
+                                description="Loss and accuracy per epoch, train and test, from each run's "
+                                            "metrics.json; several runs are overlaid to compare them.")
+    curves.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their metrics.json files)")
+    add_output_flags(curves, "RUN/curves.png for one run, curves.png in the current folder for several")
+    curves.set_defaults(handler=cmd_plot_curves)
+
+    confusion = figures.add_parser("confusion", help="the confusion matrix on the test set",
+                                   description="The confusion matrix on the test set: counts in the cells, "
+                                               "colour = share of each true digit's row.")
+    add_run_argument(confusion)
+    add_data_flags(confusion)
+    add_output_flags(confusion, "RUN/confusion.png")
+    confusion.set_defaults(handler=cmd_plot_confusion)
+
+    mistakes = figures.add_parser("mistakes", help="the most confident wrong predictions",
+                                  description="The test digits the model got wrong with the highest "
+                                              "confidence, each with its top-3 probabilities.")
+    add_run_argument(mistakes)
+    mistakes.add_argument("--count", type=positive_int, default=15, metavar="N",
+                          help="how many mistakes to show (default: 15)")
+    add_data_flags(mistakes)
+    add_output_flags(mistakes, "RUN/mistakes.png")
+    mistakes.set_defaults(handler=cmd_plot_mistakes)
+
+    report = commands.add_parser("report", help="write a run's report.html with every figure",
+                                 description="Write one self-contained report.html (figures embedded) with the "
+                                             "run's config, metrics table and all its figures.")
+    add_run_argument(report)
+    report.add_argument("--out", metavar="FILE", help="HTML file to write (default: RUN/report.html)")
+    add_data_flags(report)
+    report.set_defaults(handler=cmd_report)
+
+
+def write_or_show(fig: Figure, args: argparse.Namespace, default: Path) -> None:
+    """Save `fig` to --out (else `default`), or open it in a window with --show."""
+    from ..plots import save_figure, show_figure
+
+    if args.show:
+        show_figure(fig)
+    else:
+        print(f"wrote {save_figure(fig, args.out or default)}")
+
+
+def run_folder(path: str) -> Path:
+    """A run given as its folder or as one of its files → the folder."""
+    return Path(path).parent if Path(path).is_file() else Path(path)
+
+
+def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..data import load_split, resolve_data_dir
+    from ..plots import PlotError, pixel_view
+
+    if args.digit.lstrip("-").isdigit():
+        split, _ = load_split(resolve_data_dir(args.data_dir), args.split)
+        index = int(args.digit)
+        if not 0 <= index < len(split):
+            raise PlotError(f"index {index} is out of range: the {args.split} split has {len(split):,} digits "
+                            f"(0-{len(split) - 1})")
+        label = int(split.labels[index])
+        fig = pixel_view(split.images[index], label, normalized=args.normalized,
+                         title=f"{args.split.capitalize()} digit #{index}: label {label}")
+        default = Path(f"{args.split}-{index}.png")
+    else:
+        from ..preprocessing import load_image, preprocess
+
+        pixels = preprocess(load_image(args.digit), invert=args.invert)
+        fig = pixel_view(pixels, normalized=args.normalized, title=f"{Path(args.digit).name} as the model sees it")
+        default = Path(f"{Path(args.digit).stem}-pixels.png")
+    write_or_show(fig, args, default)
+    return 0
+
+
+def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..plots import prediction_grid
+    from ..report import predictions_for_run
+
+    if args.rows * args.cols > MAX_GRID_CELLS:
+        parser.error(f"--rows × --cols must be at most {MAX_GRID_CELLS}, got {args.rows * args.cols}")
+    predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size)
+    fig = prediction_grid(predictions, rows=args.rows, cols=args.cols, errors_only=args.errors_only, seed=args.seed)
+    name = "predictions-errors.png" if args.errors_only else "predictions.png"
+    write_or_show(fig, args, run_folder(args.run) / name)
+    return 0
+
+
+def cmd_plot_curves(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..plots import training_curves
+    from ..report import CURVES_FILE, load_metrics
+
+    names = [run_folder(path).resolve().name for path in args.runs]
+    if len(set(names)) < len(names):  # two runs/x folders: tell them apart by the paths as given
+        names = list(args.runs)
+    fig = training_curves({name: load_metrics(path)["epochs"] for name, path in zip(names, args.runs, strict=True)})
+    write_or_show(fig, args, run_folder(args.runs[0]) / CURVES_FILE if len(args.runs) == 1 else Path(CURVES_FILE))
+    return 0
+
+
+def cmd_plot_confusion(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..plots import confusion_matrix
+    from ..report import predictions_for_run
+
+    predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size)
+    write_or_show(confusion_matrix(predictions), args, run_folder(args.run) / "confusion.png")
+    return 0
+
+
+def cmd_plot_mistakes(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..plots import mistakes_gallery
+    from ..report import predictions_for_run
+
+    if args.count > MAX_GRID_CELLS:
+        parser.error(f"--count must be at most {MAX_GRID_CELLS}, got {args.count}")
+    predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size)
+    write_or_show(mistakes_gallery(predictions, count=args.count), args, run_folder(args.run) / "mistakes.png")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..report import write_report
+
+    path = write_report(run_folder(args.run), data_dir=args.data_dir, device=args.device,
+                        batch_size=args.test_batch_size, out=args.out)
+    print(f"wrote {path}")
+    return 0
+
+

@@ -1,0 +1,62 @@
+"""`mnistlab predict`: the digits in people's own images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ._args import DEFAULTS, device_name, positive_int
+
+# Mirrors of prediction.BATCH_SIZE and preprocessing.INVERT_CHOICES (tests/test_predict.py checks them).
+PREDICT_DEFAULTS = {"top_k": 3, "batch_size": 256}
+INVERT_CHOICES = ("auto", "yes", "no")
+
+
+def top_k_count(text: str) -> int:
+    value = positive_int(text)
+    if value > 10:
+        raise argparse.ArgumentTypeError(f"must be at most 10 (there are 10 digits), got {value}")
+    return value
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    predict = commands.add_parser(
+        "predict", help="recognise the digits in image files",
+        description="Classify image files (PNG, JPEG, BMP, GIF, WebP, TIFF) with a checkpoint. Each image is "
+                    "first brought to MNIST's convention: white on black, scaled to a 20×20 box, centred by "
+                    "mass in 28×28. A file that fails gets its own error row; the exit code is then 1.")
+    predict.add_argument("checkpoint", metavar="CHECKPOINT",
+                         help="a run folder, or its config.json or model.safetensors")
+    predict.add_argument("images", nargs="+", metavar="IMAGE",
+                         help="image files, folders (their image files) or glob patterns such as 'scans/*.jpg'")
+    predict.add_argument("--top-k", type=top_k_count, default=PREDICT_DEFAULTS["top_k"], metavar="N",
+                         help=f"list the N likeliest digits (default: {PREDICT_DEFAULTS['top_k']})")
+    predict.add_argument("--json", action="store_true",
+                         help="print a JSON array, one object per file, failures with their \"error\"")
+    predict.add_argument("--save-preprocessed", metavar="DIR", help="write each 28×28 model input as a PNG into DIR")
+    predict.add_argument("--invert", choices=INVERT_CHOICES, default="auto",
+                         help="dark ink on light paper: detect it (auto), always invert (yes) or never (no) "
+                              "(default: auto)")
+    predict.add_argument("--device", type=device_name, default=DEFAULTS["device"], metavar="NAME",
+                         help=f"auto, cpu, cuda, cuda:N or mps (default: {DEFAULTS['device']})")
+    predict.add_argument("--batch-size", type=positive_int, default=PREDICT_DEFAULTS["batch_size"], metavar="N",
+                         help=f"images per forward pass (default: {PREDICT_DEFAULTS['batch_size']})")
+    predict.set_defaults(handler=cmd_predict)
+
+
+def cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..checkpoints import load_checkpoint
+    from ..prediction import collect_images, format_json, format_table, save_preprocessed
+
+    checkpoint = load_checkpoint(args.checkpoint, device=args.device)
+    predictions = checkpoint.predict(collect_images(args.images), top_k=args.top_k, invert=args.invert,
+                                     batch_size=args.batch_size)
+    if args.save_preprocessed:
+        save_preprocessed(predictions, args.save_preprocessed)
+    print(format_json(predictions) if args.json else format_table(predictions))
+    failed = sum(not p.ok for p in predictions)
+    if failed:
+        print(f"mnistlab: {failed} of {len(predictions)} files failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
