@@ -18,9 +18,12 @@ An image that already follows the convention (a 28×28 MNIST digit) passes throu
 
 from __future__ import annotations
 
+import io
 import math
+import os
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -33,6 +36,8 @@ from .errors import MnistlabError
 MAX_PIXELS = 64_000_000  # width × height above which a file is refused (a 48 MP phone photo fits)
 WORKING_SIZE = 512  # larger images are first reduced to this long side: plenty for a 20-pixel digit
 INVERT_CHOICES = ("auto", "yes", "no")
+# The only decoders Pillow may use (its names); the same list as the file suffixes `predict` collects.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
 
 DIGIT_BOX = 20  # MNIST: the digit's long side, every anti-aliased pixel included
 CENTRE = 14.0  # MNIST: where the centre of mass lands (row and column index; all 10,000 test digits round to it)
@@ -64,39 +69,50 @@ class NoDigitError(ImageError):
 ImageLike = Image.Image | np.ndarray | torch.Tensor
 
 
-def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open an image file, fully decoded and turned upright by its EXIF orientation.
+def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXELS, *,
+               name: str | None = None) -> Image.Image:
+    """Open an image file (a path, its bytes, or a binary file object), fully decoded and upright.
+
+    Only the formats in `IMAGE_FORMATS` are decoded, whatever the file is called: the bytes never
+    choose another decoder (an EPS file named `x.png` never reaches Ghostscript).
+
+    Args:
+        source: a path, the file's bytes, or a binary file object (an upload, say).
+        max_pixels: width × height above which the image is refused from its header (a bomb).
+        name: what messages call the image (default: the path, or "image").
 
     Raises:
         ImageError: one line naming the file and the problem (missing, unreadable, not an
             image, truncated, or over `max_pixels` pixels: a decompression bomb).
     """
-    path = Path(path)
+    is_path = isinstance(source, (str, os.PathLike))
+    label = name or (str(source) if is_path else "image")
+    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:
-        with warnings.catch_warnings(), Image.open(path) as image:
+        with warnings.catch_warnings(), Image.open(stream, formats=IMAGE_FORMATS) as image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit, below, is lower
             width, height = image.size
             if width * height > max_pixels:  # checked from the header, before any pixel is decoded
-                raise ImageError(f"{path}: {width}×{height} pixels is over the limit of {max_pixels:,} "
+                raise ImageError(f"{label}: {width}×{height} pixels is over the limit of {max_pixels:,} "
                                  f"(a decompression bomb?)")
             image.load()  # decode now, so that a truncated file fails here and not half-way through
             return ImageOps.exif_transpose(image)
     except ImageError:
         raise
     except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
+        raise ImageError(f"{label}: no such file") from None
     except IsADirectoryError:
-        raise ImageError(f"{path}: cannot read (is a directory)") from None
+        raise ImageError(f"{label}: cannot read (is a directory)") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image (or an unsupported format)") from None
+        raise ImageError(f"{label}: not an image (or an unsupported format)") from None
     except Image.DecompressionBombError as e:
-        raise ImageError(f"{path}: {e}") from None
+        raise ImageError(f"{label}: {e}") from None
     except OSError as e:
         if e.errno is not None:  # from the system: permission denied, a symlink loop...
-            raise ImageError(f"{path}: cannot read ({e.strerror})") from None
-        raise ImageError(f"{path}: cannot decode ({e})") from None  # Pillow: "image file is truncated"...
+            raise ImageError(f"{label}: cannot read ({e.strerror})") from None
+        raise ImageError(f"{label}: cannot decode ({e})") from None  # Pillow: "image file is truncated"...
     except Exception as e:  # a malformed file can make a decoder raise nearly anything
-        raise ImageError(f"{path}: cannot decode ({type(e).__name__}: {e})") from None
+        raise ImageError(f"{label}: cannot decode ({type(e).__name__}: {e})") from None
 
 
 def preprocess(image: ImageLike, invert: str = "auto") -> torch.Tensor:
