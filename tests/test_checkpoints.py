@@ -93,13 +93,13 @@ def test_weights_that_do_not_match_the_config(copy):
 
 def test_bad_model_fields(copy):
     edit_config(copy, lambda c: c["model"].update(name="resnet"))
-    with pytest.raises(CheckpointError, match="cannot build model: unknown model 'resnet'"):
+    with pytest.raises(CheckpointError, match="config.json: field 'model.name': unknown model 'resnet'; choose from: mlp"):
         load_checkpoint(copy)
     edit_config(copy, lambda c: c.update(format_version=99))
     with pytest.raises(CheckpointError, match="format version 99 is not supported"):
         load_checkpoint(copy)
     edit_config(copy, lambda c: c.update(format_version=1, normalization={}))
-    with pytest.raises(CheckpointError, match="field 'normalization' must hold mean, std"):
+    with pytest.raises(CheckpointError, match="field 'normalization.mean' is missing"):
         load_checkpoint(copy)
 
 

@@ -25,9 +25,9 @@ def test_mlp_is_the_seed_architecture():
 def test_unknown_model_and_argument_are_clear_errors():
     with pytest.raises(ValueError, match="unknown model 'resnet'; choose from: .*mlp"):
         create_model("resnet")
-    with pytest.raises(ValueError, match="takes no argument width"):
+    with pytest.raises(ValueError, match="argument 'width' is unknown"):
         create_model("mlp", width=3)
-    with pytest.raises(ValueError, match="hidden must be at least 1"):
+    with pytest.raises(ValueError, match="argument 'hidden' must be a whole number from 1 to 65,536, got 0"):
         create_model("mlp", hidden=0)
 
 

@@ -154,13 +154,13 @@ def edit(change):
     (lambda p: p.unlink(), "{run}: missing metrics.json (not a run folder?)"),
     (lambda p: p.write_text("{not json"), "{run}/metrics.json: not valid JSON (Expecting property name"),
     (lambda p: p.write_bytes(b"\xff\xfe"), "{run}/metrics.json: not valid JSON"),
-    (lambda p: p.write_text("[]"), "{run}/metrics.json: field 'epochs' must be a non-empty list of per-epoch rows"),
+    (lambda p: p.write_text("[]"), "{run}/metrics.json: must be an object, got []"),
     (edit(lambda m: m.update(epochs=[])), "{run}/metrics.json: field 'epochs' must be a non-empty list"),
     (edit(lambda m: m["epochs"][1].pop("test_acc")),
-     "{run}/metrics.json: field 'epochs[1].test_acc' must be a number, got None"),
+     "{run}/metrics.json: field 'epochs[1].test_acc' is missing (it must be a finite number from 0 to 1)"),
     (edit(lambda m: m["epochs"][0].update(train_loss="0.3")),
-     "{run}/metrics.json: field 'epochs[0].train_loss' must be a number, got '0.3'"),
-    (edit(lambda m: m["epochs"].append(7)), "{run}/metrics.json: field 'epochs[2].epoch' must be a number, got None"),
+     "{run}/metrics.json: field 'epochs[0].train_loss' must be a finite number ≥ 0, or null, got '0.3'"),
+    (edit(lambda m: m["epochs"].append(7)), "{run}/metrics.json: field 'epochs[2]' must be an object, got 7"),
 ])
 def test_missing_or_malformed_metrics_is_a_clear_error(change, message, tmp_path, tiny_run, capsys):
     run = broken_run(tmp_path, tiny_run, change)

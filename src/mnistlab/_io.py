@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -34,5 +35,16 @@ def _umask() -> int:
 
 
 def write_json(path: str | Path, obj: object) -> None:
+    """Write strict JSON: a float that is not finite (a diverged run's loss) becomes null, not `NaN`."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        tmp.write_text(json.dumps(_finite_or_null(obj), indent=2, allow_nan=False) + "\n")
+
+
+def _finite_or_null(obj: object) -> object:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {key: _finite_or_null(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_or_null(value) for value in obj]
+    return obj

@@ -1,17 +1,21 @@
 """Checkpoints: `model.safetensors` (weights) + `config.json` (everything needed to rebuild and
 judge the model). No pickle: loading a checkpoint never runs code from the file.
+
+A checkpoint may come from anyone, so `load_checkpoint` trusts nothing it has not checked: the
+config against its schema (`CONFIG_SCHEMA`, then the model's own arguments), the weights' names,
+shapes and dtypes from the safetensors header against the model built on the meta device (no
+memory), and only then reads the weights, refusing any that are not finite.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -19,7 +23,20 @@ from . import __version__
 from ._io import atomic_path, write_json
 from .device import resolve_device
 from .errors import MnistlabError
-from .models import create_model
+from .models import create_model, model_arguments
+from .schema import (
+    Choice,
+    FieldError,
+    Json,
+    MapOf,
+    MissingFileError,
+    Number,
+    Obj,
+    SchemaError,
+    Text,
+    open_regular_file,
+    read_json,
+)
 
 if TYPE_CHECKING:
     from .prediction import Prediction, Source
@@ -28,6 +45,49 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "mnistlab.checkpoint"
 FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 1 << 20  # a safetensors header lists each tensor in ~100 bytes; safetensors itself allows 100 MB
+MAX_PROBLEMS = 5  # weights that do not fit: list this many, then count the rest
+
+# Normalisation works on a 0-1 pixel scale. The mean of such pixels lies in [0, 1]. Their values step
+# by 1/255 ≈ 0.004, so a std below 0.001 is no spread of real pixels; it only blows inputs up to inf.
+MEAN_RANGE = (0.0, 1.0)
+MIN_STD = 1e-3
+
+# The fields of config.json, and those shared with metrics.json (report.py). Each field's type and
+# range; unknown fields are dropped, so `Checkpoint.config` holds only checked values.
+VERSION = Text(max_length=100)
+DATASET_SCHEMA = Obj({
+    "name": Text(max_length=100),
+    "source": Text(max_length=4096),
+    "sha256": MapOf(Text(pattern="[0-9a-f]{64}", meaning="64 lowercase hex digits"), max_length=16),
+    "train_size": Number(0, 10**9, integer=True),
+    "test_size": Number(0, 10**9, integer=True),
+})
+LOSS = Number(0, null_is_nan=True)  # a diverged run's loss is not a number: written as null, read as NaN
+ACCURACY = Number(0, 1)
+EPOCH_SCHEMA = Obj({
+    "epoch": Number(1, 10**6, integer=True),
+    "train_loss": LOSS, "train_acc": ACCURACY, "test_loss": LOSS, "test_acc": ACCURACY,
+    "seconds": Number(0),
+}, required=frozenset({"epoch", "train_loss", "train_acc", "test_loss", "test_acc"}))
+CONFIG_SCHEMA = Obj({
+    "format": Choice((FORMAT,)),
+    "format_version": Choice((FORMAT_VERSION,)),
+    "mnistlab_version": VERSION,
+    "torch_version": VERSION,
+    # The arguments are checked against the named model's own schema (`models.model_arguments`) next.
+    "model": Obj({"name": Text(max_length=100), "args": MapOf(Json())}, required=frozenset({"name", "args"})),
+    "normalization": Obj({"mean": Number(*MEAN_RANGE), "std": Number(MIN_STD)}, required=frozenset({"mean", "std"})),
+    "dataset": DATASET_SCHEMA,
+    "metrics": replace(EPOCH_SCHEMA, required=frozenset()),
+    "train_config": MapOf(Json()),
+}, required=frozenset({"format", "format_version", "model", "normalization"}))
+
+# safetensors' dtype names → torch's, for the dtypes a model's parameters and buffers use.
+SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
 
 
 class CheckpointError(MnistlabError, ValueError):
@@ -97,68 +157,128 @@ def save_checkpoint(folder: str | Path, model: nn.Module, model_name: str, model
 
 
 def _resolve_folder(path: Path) -> Path:
-    if path.is_dir():
-        return path
-    if path.name in (WEIGHTS_FILE, CONFIG_FILE) and path.parent.is_dir():
-        return path.parent
-    if path.exists():
+    try:
+        if path.is_dir():
+            return path
+        if path.name in (WEIGHTS_FILE, CONFIG_FILE) and path.parent.is_dir():
+            return path.parent
+        exists = path.exists()
+    except OSError as e:  # a name too long, a path through a file: is_dir() raises for some
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror})") from None
+    if exists:
         raise CheckpointError(f"{path}: expected a checkpoint folder (with {CONFIG_FILE} and {WEIGHTS_FILE})")
     raise CheckpointError(f"{path}: no such checkpoint")
 
 
 def _read_config(path: Path) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"{path.parent}: not a checkpoint (missing {CONFIG_FILE})")
+    """config.json, read bounded and strict, checked field by field (the model's arguments too)."""
     try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raw = read_json(path)
+    except MissingFileError:
+        raise CheckpointError(f"{path.parent}: not a checkpoint (missing {CONFIG_FILE})") from None
+    except SchemaError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an mnistlab checkpoint config (no \"format\": \"{FORMAT}\")")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {config.get('format_version')!r} "
-                              f"is not supported (expected {FORMAT_VERSION}); upgrade mnistlab")
-    for key, fields in (("model", ("name", "args")), ("normalization", ("mean", "std"))):
-        if not isinstance(config.get(key), dict) or any(f not in config[key] for f in fields):
-            raise CheckpointError(f"{path}: field {key!r} must hold {', '.join(fields)}")
+    version = raw.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version} is not supported "
+                              f"(expected {FORMAT_VERSION}); upgrade mnistlab")
+    try:
+        config = CONFIG_SCHEMA.check(raw, "")
+    except FieldError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    try:
+        arguments = model_arguments(config["model"]["name"])
+    except ValueError as e:  # unknown model, or a plugin that fails to load
+        raise CheckpointError(f"{path}: field 'model.name': {e}") from None
+    try:
+        config["model"]["args"] = arguments.check(config["model"]["args"], "model.args")
+    except FieldError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     return config
 
 
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise CheckpointError(f"{path.parent}: not a checkpoint (missing {WEIGHTS_FILE})")
+def _read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{tensor name: (shape, safetensors dtype)} from the file's header alone; no tensor is read."""
     try:
-        return load_file(str(path))
+        with open_regular_file(path) as file:
+            prefix = file.read(8)  # the header's length, little-endian u64
+    except MissingFileError:
+        raise CheckpointError(f"{path.parent}: not a checkpoint (missing {WEIGHTS_FILE})") from None
+    except SchemaError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    if len(prefix) == 8 and int.from_bytes(prefix, "little") > MAX_HEADER_BYTES:
+        raise CheckpointError(f"{path}: safetensors header claims {int.from_bytes(prefix, 'little'):,} bytes "
+                              f"(at most {MAX_HEADER_BYTES:,})")
+    try:
+        # safetensors checks the header (valid JSON, offsets that tile the file exactly) before mapping a byte.
+        with safe_open(str(path), framework="pt") as file:
+            return {name: (tuple(file.get_slice(name).get_shape()), file.get_slice(name).get_dtype())
+                    for name in file.keys()}
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({e})") from None
+        raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({_one_line(e)})") from None
 
 
-def _check_fit(model: nn.Module, weights: dict[str, torch.Tensor], where: Path) -> None:
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in weights.items()}
-    problems = [f"missing {k}" for k in expected.keys() - found.keys()]
-    problems += [f"unexpected {k}" for k in found.keys() - expected.keys()]
-    problems += [f"{k} is {found[k]}, config needs {expected[k]}"
-                 for k in expected.keys() & found.keys() if found[k] != expected[k]]
+def _check_fit(expected: dict[str, torch.Tensor], header: dict[str, tuple[tuple[int, ...], str]], where: Path) -> None:
+    """The header's names, shapes and dtypes against the model's (a float tensor may hold any float dtype)."""
+    problems = [f"missing {name}" for name in sorted(expected.keys() - header.keys())]
+    problems += [f"unexpected {_one_line(name)[:80]}" for name in sorted(header.keys() - expected.keys())]
+    for name in sorted(expected.keys() & header.keys()):
+        want, (shape, dtype) = expected[name], header[name]
+        found = SAFETENSORS_DTYPES.get(dtype)
+        if shape != tuple(want.shape):
+            problems.append(f"{name} is {shape}, config needs {tuple(want.shape)}")
+        elif found is None or (found != want.dtype and not (found.is_floating_point and want.is_floating_point)):
+            needs = "a float dtype (F16, BF16, F32 or F64)" if want.is_floating_point else str(want.dtype)
+            problems.append(f"{name} is {dtype}, config needs {needs}")
     if problems:
-        raise CheckpointError(f"{where}: weights do not match the config: {'; '.join(sorted(problems))}")
+        more = f"; and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
+        raise CheckpointError(f"{where}: weights do not match the config: "
+                              f"{'; '.join(problems[:MAX_PROBLEMS])}{more}")
+
+
+def _read_weights(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors, each in its parameter's dtype (F16, BF16, F64 become F32 for an F32 model), all finite."""
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({_one_line(e)})") from None
+    for name, tensor in weights.items():
+        weights[name] = tensor = tensor.to(expected[name].dtype)
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{path}: tensor {name} holds non-finite values (NaN or infinity)"
+                                  + (f" as {tensor.dtype}" if expected[name].dtype != tensor.dtype else ""))
+    return weights
+
+
+def _build(name: str, args: dict, where: Path) -> nn.Module:
+    try:
+        return create_model(name, **args)
+    except Exception as e:  # the model's own code (maybe a plugin's) refused these arguments
+        raise CheckpointError(f"{where}: cannot build model {name!r}: {_one_line(e)}") from None
+
+
+def _one_line(e: object) -> str:
+    return " ".join(str(e).split())[:300]
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild a model from a checkpoint folder (or its config.json / model.safetensors).
 
     The model comes back in eval mode on `device` ('auto' picks one). Any problem with the
-    files raises `CheckpointError` with a one-line message naming the file.
+    files raises `CheckpointError` with a one-line message naming the file and the field,
+    before any memory is spent on weights that would not fit.
     """
     folder = _resolve_folder(Path(path))
     config = _read_config(folder / CONFIG_FILE)
-    weights = _read_weights(folder / WEIGHTS_FILE)
+    header = _read_header(folder / WEIGHTS_FILE)
     name, args = config["model"]["name"], config["model"]["args"]
-    try:
-        model = create_model(name, **args)
-    except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{folder / CONFIG_FILE}: cannot build model: {e}") from None
-    _check_fit(model, weights, folder / WEIGHTS_FILE)
+    with torch.device("meta"):  # shapes and dtypes without memory: a config may ask for billions of weights
+        expected = _build(name, args, folder / CONFIG_FILE).state_dict()
+    _check_fit(expected, header, folder / WEIGHTS_FILE)
+    weights = _read_weights(folder / WEIGHTS_FILE, expected)
+    model = _build(name, args, folder / CONFIG_FILE)
     model.load_state_dict(weights)
     target = device if isinstance(device, torch.device) else resolve_device(device)
     return Checkpoint(model.to(target).eval(), config, folder)

@@ -2,19 +2,43 @@
 
 Models take normalised images of shape (B, 1, 28, 28) and return logits (B, 10). Adding a model
 is one decorated function; `create_model(name, **args)` rebuilds it from a checkpoint's config.
+Its arguments are checked before it is built, from its signature: each one's type, and the
+bounds it declares with `Annotated[int, Range(1, 65536)]`. Installed packages add models through
+the `mnistlab.models` entry-point group, each loaded only when its name is asked for.
 This module imports nothing from training or serving.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
+import typing
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from torch import nn
 
 from .data import IMAGE_SIZE, NUM_CLASSES
+from .errors import MnistlabError
+from .schema import Bool, Choice, Field, FieldError, Json, Nullable, Number, Obj, Text
+
+ENTRY_POINT_GROUP = "mnistlab.models"  # [project.entry-points."mnistlab.models"] name = "package.module:factory"
+MAX_HIDDEN = 65_536  # an mlp this wide holds 51M weights (205 MB); a config asking for more is refused unbuilt
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+class ModelError(MnistlabError, ValueError):
+    """An unknown model, an argument of the wrong type or range, or a model plugin that fails to load."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds of a numeric model argument: `def wide(hidden: Annotated[int, Range(1, 4096)] = 512)`."""
+
+    low: float | None = None
+    high: float | None = None
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -24,7 +48,8 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 
 def list_models() -> list[str]:
-    return sorted(_MODELS)
+    """The registered models and those that installed packages offer (listed, not yet loaded)."""
+    return sorted(set(_MODELS) | {entry.name for entry in _plugin_entry_points()})
 
 
 def model_defaults(name: str) -> dict:
@@ -33,20 +58,76 @@ def model_defaults(name: str) -> dict:
     return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
 
 
-def create_model(name: str, **args) -> nn.Module:
-    """Build a registered model; unknown names and arguments raise `ValueError`."""
+def model_arguments(name: str) -> Obj:
+    """The schema of model `name`'s arguments (types and bounds from its signature); unknown ones are refused."""
     factory = _lookup(name)
-    unknown = set(args) - set(inspect.signature(factory).parameters)
-    if unknown:
-        raise ValueError(f"model {name!r} takes no argument {', '.join(sorted(unknown))}; "
-                         f"its arguments are {model_defaults(name)}")
+    try:  # a plugin's hints may name things that exist only for type checkers: then they are not used
+        hints = typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory, include_extras=True)
+    except Exception:
+        hints = {}
+    params = [p for p in inspect.signature(factory).parameters.values()
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return Obj({p.name: _argument_field(hints.get(p.name), p.default) for p in params},
+               required=frozenset(p.name for p in params if p.default is inspect.Parameter.empty), closed=True)
+
+
+def create_model(name: str, **args) -> nn.Module:
+    """Build a registered model; an unknown name or a bad argument raises `ModelError` (a `ValueError`)."""
+    factory = _lookup(name)
+    try:
+        args = model_arguments(name).check(args, "")
+    except FieldError as e:
+        raise ModelError(f"model {name!r}: argument '{e.field}' {e.problem}") from None
     return factory(**args)
 
 
+def _argument_field(hint: object, default: object, bounds: Range = Range()) -> Field:
+    """The field type of one model argument, from its type hint (or, without one, its default's type)."""
+    if typing.get_origin(hint) is Annotated:
+        hint, *extras = typing.get_args(hint)
+        bounds = next((x for x in extras if isinstance(x, Range)), bounds)
+    if hint is None and default is not inspect.Parameter.empty and default is not None:
+        hint = type(default)
+    args = typing.get_args(hint)
+    if hint is bool:
+        return Bool()
+    if hint in (int, float):
+        return Number(bounds.low, bounds.high, integer=hint is int)
+    if hint is str:
+        return Text()
+    if typing.get_origin(hint) is Literal:
+        return Choice(args)
+    if type(None) in args and len(args) == 2:  # Optional[X], X | None
+        return Nullable(_argument_field(next(a for a in args if a is not type(None)), inspect.Parameter.empty, bounds))
+    return Json(max_depth=2)
+
+
+def _plugin_entry_points() -> list[importlib.metadata.EntryPoint]:
+    return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
 def _lookup(name: str) -> Callable[..., nn.Module]:
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from: {', '.join(list_models())}")
-    return _MODELS[name]
+    if name in _MODELS:
+        return _MODELS[name]
+    for entry in _plugin_entry_points():
+        if entry.name == name:
+            return _load_plugin(entry)
+    raise ModelError(f"unknown model {name!r}; choose from: {', '.join(list_models())}")
+
+
+def _load_plugin(entry: importlib.metadata.EntryPoint) -> Callable[..., nn.Module]:
+    """Import a plugin's factory and register it under its entry point's name."""
+    dist = getattr(entry, "dist", None)
+    origin = f"{entry.value}" + (f" (package {dist.name})" if dist is not None else "")
+    try:
+        factory = entry.load()
+    except Exception as e:  # a plugin is someone else's code: whatever it raises, it failed to load
+        reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        raise ModelError(f"model {entry.name!r}: plugin {origin} failed to load: {reason}") from None
+    if not callable(factory):
+        raise ModelError(f"model {entry.name!r}: plugin {origin} is not a function or class")
+    _MODELS[entry.name] = factory
+    return factory
 
 
 class MLP(nn.Module):
@@ -63,8 +144,6 @@ class MLP(nn.Module):
 
 
 @register_model
-def mlp(hidden: int = 128) -> nn.Module:
+def mlp(hidden: Annotated[int, Range(1, MAX_HIDDEN)] = 128) -> nn.Module:
     """The seed model: one hidden layer of `hidden` ReLU units (~102k parameters at 128)."""
-    if hidden < 1:
-        raise ValueError(f"mlp: hidden must be at least 1, got {hidden}")
     return MLP(hidden)

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from . import __version__
 from ._io import atomic_path
-from .checkpoints import load_checkpoint
+from .checkpoints import DATASET_SCHEMA, EPOCH_SCHEMA, VERSION, load_checkpoint
 from .data import load_split, resolve_data_dir
 from .errors import MnistlabError
 from .plots import (
@@ -30,11 +30,11 @@ from .plots import (
     prediction_grid,
     training_curves,
 )
+from .schema import Json, ListOf, MapOf, MissingFileError, Number, Obj, SchemaError, Text, read_json
 from .training import METRICS_FILE
 
 REPORT_FILE = "report.html"
 CURVES_FILE = "curves.png"
-EPOCH_FIELDS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")
 REPORT_GRID = {"rows": 6, "cols": 8, "seed": 0}  # a random sample of test digits, the same one every time
 
 
@@ -42,28 +42,43 @@ class MetricsError(MnistlabError, ValueError):
     """A run's metrics.json is missing or malformed; the message names the file and the field."""
 
 
+# metrics.json, as `report` and `plot curves` render it: each field typed, unknown ones dropped.
+# A diverged run's loss is null (strict JSON has no NaN) and is read as NaN, a gap in the curves.
+METRICS_SCHEMA = Obj({
+    "epochs": ListOf(EPOCH_SCHEMA, min_length=1, what="per-epoch rows"),
+    "config": MapOf(Json(max_depth=2), max_length=100),
+    "dataset": DATASET_SCHEMA,
+    "device": Text(max_length=100),
+    "wall_seconds": Number(0),
+    "mnistlab_version": VERSION,
+    "torch_version": VERSION,
+}, required=frozenset({"epochs"}))
+
+
 def load_metrics(run: str | Path) -> dict:
-    """Read and check a run's metrics.json (given the run folder or the file itself)."""
+    """Read and check a run's metrics.json (given the run folder or the file itself).
+
+    The file is read bounded and strict (`mnistlab.schema.read_json`) and checked against
+    `METRICS_SCHEMA`; epochs must count up. Any problem raises `MetricsError` naming the field.
+    """
     path = Path(run)
-    if not path.exists():
-        raise MetricsError(f"{path}: no such run folder")
-    if path.is_dir():
-        path = path / METRICS_FILE
-        if not path.is_file():
-            raise MetricsError(f"{path.parent}: missing {METRICS_FILE} (not a run folder?)")
     try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MetricsError(f"{path}: not valid JSON ({e})") from None
-    epochs = metrics.get("epochs") if isinstance(metrics, dict) else None
-    if not isinstance(epochs, list) or not epochs:
-        raise MetricsError(f"{path}: field 'epochs' must be a non-empty list of per-epoch rows")
-    for i, row in enumerate(epochs):
-        for name in EPOCH_FIELDS:
-            value = row.get(name) if isinstance(row, dict) else None
-            # NaN and inf are numbers here: a diverged run's curves are still worth drawing.
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise MetricsError(f"{path}: field 'epochs[{i}].{name}' must be a number, got {value!r}")
+        if path.is_dir():
+            path = path / METRICS_FILE
+        metrics = METRICS_SCHEMA.check(read_json(path), "")
+    except MissingFileError:
+        if path.name == METRICS_FILE:
+            raise MetricsError(f"{path.parent}: missing {METRICS_FILE} (not a run folder?)") from None
+        raise MetricsError(f"{path}: no such run folder") from None
+    except SchemaError as e:
+        raise MetricsError(f"{path}: {e}") from None
+    except OSError as e:  # is_dir() raises for a name too long
+        raise MetricsError(f"{path}: cannot be read ({e.strerror})") from None
+    epochs = metrics["epochs"]
+    for i in range(1, len(epochs)):
+        if epochs[i]["epoch"] <= epochs[i - 1]["epoch"]:
+            raise MetricsError(f"{path}: field 'epochs[{i}].epoch' must be greater than the row before's "
+                               f"({epochs[i - 1]['epoch']}), got {epochs[i]['epoch']}")
     return metrics
 
 
