@@ -93,7 +93,7 @@ def test_weights_that_do_not_match_the_config(copy):
 
 def test_bad_model_fields(copy):
     edit_config(copy, lambda c: c["model"].update(name="resnet"))
-    with pytest.raises(CheckpointError, match="config.json: field 'model.name': unknown model 'resnet'; choose from: mlp"):
+    with pytest.raises(CheckpointError, match="config.json: field 'model.name': unknown model 'resnet'; choose from"):
         load_checkpoint(copy)
     edit_config(copy, lambda c: c.update(format_version=99))
     with pytest.raises(CheckpointError, match="format version 99 is not supported"):

@@ -244,11 +244,11 @@ def _read_weights(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, to
         weights = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({_one_line(e)})") from None
-    for name, tensor in weights.items():
-        weights[name] = tensor = tensor.to(expected[name].dtype)
+    for name, stored in weights.items():
+        weights[name] = tensor = stored.to(expected[name].dtype)
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise CheckpointError(f"{path}: tensor {name} holds non-finite values (NaN or infinity)"
-                                  + (f" as {tensor.dtype}" if expected[name].dtype != tensor.dtype else ""))
+            converted = f" once converted to {tensor.dtype}" if stored.dtype != tensor.dtype else ""
+            raise CheckpointError(f"{path}: tensor {name} holds non-finite values (NaN or infinity){converted}")
     return weights
 
 

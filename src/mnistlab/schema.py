@@ -331,16 +331,19 @@ class Json(Field):
 
     @property
     def expected(self) -> str:
-        return f"a JSON value nested at most {self.max_depth} deep"
+        return f"a JSON value nested at most {self.max_depth} deep" if self.max_depth else "a number, text or null"
 
     def check(self, value: object, where: str) -> object:
-        if isinstance(value, list | dict) and self.max_depth == 0:
-            self.fail(value, where)
-        inner = Json(self.max_depth - 1, self.text)
+        return self._check(value, where, self.max_depth, value, where)
+
+    def _check(self, value: object, where: str, depth: int, top: object, top_where: str) -> object:
+        if isinstance(value, list | dict) and depth == 0:
+            self.fail(top, top_where)  # name the setting, not the innermost list
         if isinstance(value, list):
-            return [inner.check(v, join(where, i)) for i, v in enumerate(value)]
+            return [self._check(v, join(where, i), depth - 1, top, top_where) for i, v in enumerate(value)]
         if isinstance(value, dict):
-            return {self.text.check(k, join(where, k)): inner.check(v, join(where, k)) for k, v in value.items()}
+            return {self.text.check(k, join(where, k)): self._check(v, join(where, k), depth - 1, top, top_where)
+                    for k, v in value.items()}
         if isinstance(value, str):
             return self.text.check(value, where)
         if value is None or isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
