@@ -142,6 +142,7 @@ MEAN = "must be a finite number from 0 to 1"
 HIDDEN = "must be a whole number from 1 to 65,536"
 ACC = "must be a finite number from 0 to 1"
 LOSS = "must be a finite number ≥ 0, or null"
+LINE = "must be one line of text of at most 100 characters"
 
 # (spoiler, file the message names, message after "<file>: ")
 CONFIG_CASES = {
@@ -172,14 +173,14 @@ CONFIG_CASES = {
     "model-unknown": (setting("model", "name", "resnet"), CONFIG,
                       "field 'model.name': unknown model 'resnet'; choose from: mlp"),
     "model-name-number": (setting("model", "name", 5), CONFIG,
-                          "field 'model.name' must be text of at most 100 characters, got 5"),
+                          f"field 'model.name' {LINE}, got 5"),
     "model-name-huge": (setting("model", "name", "m" * 100_000), CONFIG,
-                        "field 'model.name' must be text of at most 100 characters, "
+                        f"field 'model.name' {LINE}, "
                         "got 'mmmmmmmmmmmmmmmmm...mmmmmmmmmmmmmmmmmm'"),
     "model-name-newline": (setting("model", "name", "mlp\nfake row"), CONFIG,
-                           "field 'model.name' must be text of at most 100 characters, got 'mlp\\nfake row'"),
+                           f"field 'model.name' {LINE}, got 'mlp\\nfake row'"),
     "model-name-surrogate": (setting("model", "name", "\ud800"), CONFIG,
-                             "field 'model.name' must be text of at most 100 characters, got '\\ud800'"),
+                             f"field 'model.name' {LINE}, got '\\ud800'"),
     "model-missing": (config(lambda c: c.pop("model")), CONFIG, "field 'model' is missing (it must be an object)"),
     "model-list": (config(lambda c: c.update(model=["mlp"])), CONFIG, "field 'model' must be an object, got ['mlp']"),
     "hidden-million": (argument(1_000_000), CONFIG, f"field 'model.args.hidden' {HIDDEN}, got 1000000"),
@@ -225,7 +226,7 @@ CONFIG_CASES = {
     "dataset-size-negative": (setting("dataset", "test_size", -1), CONFIG,
                               "field 'dataset.test_size' must be a whole number from 0 to 1,000,000,000, got -1"),
     "version-object": (config(lambda c: c.update(mnistlab_version={"major": 0})), CONFIG,
-                       "field 'mnistlab_version' must be text of at most 100 characters, got {'major': 0}"),
+                       f"field 'mnistlab_version' {LINE}, got {{'major': 0}}"),
     "train-config-list": (config(lambda c: c.update(train_config=[1, 2])), CONFIG,
                           "field 'train_config' must be an object of at most 1000 fields, got [1, 2]"),
     "nested-100k-deep": (raw(CONFIG, nest(100_000)), CONFIG, "not valid JSON (nested too deeply)"),
@@ -417,19 +418,21 @@ METRICS_CASES = {
                           "got '4s'"),
     "wall-seconds-negative": (metrics_field("wall_seconds", -4), "field 'wall_seconds' must be a finite number ≥ 0, "
                               "got -4"),
-    "device-list": (metrics_field("device", ["cuda"]), "field 'device' must be text of at most 100 characters, "
+    "device-list": (metrics_field("device", ["cuda"]), f"field 'device' {LINE}, "
                     "got ['cuda']"),
-    "device-html": (metrics_field("device", "cpu\r\n<script>"), "field 'device' must be text of at most 100 "
-                    "characters, got 'cpu\\r\\n<script>'"),
+    "device-html": (metrics_field("device", "cpu\r\n<script>"), f"field 'device' {LINE}"
+                    ", got 'cpu\\r\\n<script>'"),
     "config-list": (metrics_field("config", ["lr", 1]), "field 'config' must be an object of at most 100 fields, "
                     "got ['lr', 1]"),
+    "config-surrogate": (edit_json(METRICS, lambda m: m["config"].update(data_dir="data\udc80")),
+                         "field 'config.data_dir' must be text of at most 4096 characters, got 'data\\udc80'"),
     "config-deep": (edit_json(METRICS, lambda m: m["config"].update(model_args={"a": {"b": [1]}})),
                     "field 'config.model_args' must be a JSON value nested at most 2 deep, got {'a': {'b': [...]}}"),
     "dataset-list": (metrics_field("dataset", []), "field 'dataset' must be an object, got []"),
     "sha256-text": (edit_json(METRICS, lambda m: m["dataset"].update(sha256="abc")),
                     "field 'dataset.sha256' must be an object of at most 16 fields, got 'abc'"),
-    "version-number": (metrics_field("torch_version", 2.13), "field 'torch_version' must be text of at most 100 "
-                       "characters, got 2.13"),
+    "version-number": (metrics_field("torch_version", 2.13), f"field 'torch_version' {LINE}"
+                       ", got 2.13"),
     "top-level-list": (raw(METRICS, "[]"), "must be an object, got []"),
     "top-level-text": (raw(METRICS, '"epochs"'), "must be an object, got 'epochs'"),
     "top-level-null": (raw(METRICS, "null"), "must be an object, got None"),
@@ -466,6 +469,15 @@ def test_a_diverged_runs_null_loss_is_drawn_as_a_gap(run, tiny_run, capsys):
     assert main(["plot", "curves", str(run), "--out", str(run / "c.png")]) == 0
     assert main(["report", str(run), "--data-dir", str(tiny_run[1]), "--device", "cpu"]) == 0
     assert "<td>nan</td>" in (run / "report.html").read_text(encoding="utf-8")
+
+
+def test_free_form_settings_may_hold_any_character_but_a_lone_surrogate(run, tiny_run):
+    odd = "my data\n\x1b[31m"
+    edit_json(METRICS, lambda m: m["config"].update(data_dir=odd))(run)
+    config(lambda c: c["dataset"].update(source=odd))(run)
+    assert load_metrics(run)["config"]["data_dir"] == odd
+    assert load_checkpoint(run).config["dataset"]["source"] == odd
+    assert main(["report", str(run), "--data-dir", str(tiny_run[1]), "--device", "cpu"]) == 0
 
 
 def test_metrics_keeps_only_the_fields_it_checked(run):

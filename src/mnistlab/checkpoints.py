@@ -58,7 +58,7 @@ MIN_STD = 1e-3
 VERSION = Text(max_length=100)
 DATASET_SCHEMA = Obj({
     "name": Text(max_length=100),
-    "source": Text(max_length=4096),
+    "source": Text(max_length=4096, one_line=False),  # a folder's path may hold any character
     "sha256": MapOf(Text(pattern="[0-9a-f]{64}", meaning="64 lowercase hex digits"), max_length=16),
     "train_size": Number(0, 10**9, integer=True),
     "test_size": Number(0, 10**9, integer=True),
@@ -190,7 +190,7 @@ def _read_config(path: Path) -> dict:
         raise CheckpointError(f"{path}: {e}") from None
     try:
         arguments = model_arguments(config["model"]["name"])
-    except ValueError as e:  # unknown model, or a plugin that fails to load
+    except (ValueError, TypeError) as e:  # unknown model, a plugin that fails to load, an odd signature
         raise CheckpointError(f"{path}: field 'model.name': {e}") from None
     try:
         config["model"]["args"] = arguments.check(config["model"]["args"], "model.args")

@@ -22,12 +22,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 MAX_JSON_BYTES = 1 << 20  # 1 MiB: a config.json is ~2 KB, a metrics.json ~200 bytes per epoch
 MAX_INT_DIGITS = 19  # a JSON integer must fit in 64 bits; a longer one is refused before int() reads it
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # control characters and lone surrogates
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # valid in JSON ("\ud800"), but no UTF-8 file or terminal takes one
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -153,7 +154,7 @@ class Field:
     def check(self, value: object, where: str) -> object:
         raise NotImplementedError
 
-    def fail(self, value: object, where: str):
+    def fail(self, value: object, where: str) -> NoReturn:
         raise FieldError(where, f"must be {self.expected}, got {show(value)}")
 
 
@@ -201,18 +202,20 @@ class Number(Field):
 
 @dataclass(frozen=True)
 class Text(Field):
-    """One line of text: no control characters, at most `max_length` characters, maybe a pattern."""
+    """Text of at most `max_length` characters, one line unless `one_line=False`, maybe matching a pattern."""
 
     max_length: int = 200
     pattern: str | None = None  # a regular expression the whole text must match
     meaning: str | None = None  # what the pattern means, for the message ("64 hex digits")
+    one_line: bool = True  # no control characters (a name shown in a terminal); else only no lone surrogates
 
     @property
     def expected(self) -> str:
-        return self.meaning or f"text of at most {self.max_length} characters"
+        return self.meaning or f"{'one line of ' if self.one_line else ''}text of at most {self.max_length} characters"
 
     def check(self, value: object, where: str) -> str:
-        if (not isinstance(value, str) or len(value) > self.max_length or _CONTROL.search(value)
+        if (not isinstance(value, str) or len(value) > self.max_length
+                or (_CONTROL if self.one_line else _SURROGATE).search(value)
                 or (self.pattern and not re.fullmatch(self.pattern, value))):
             self.fail(value, where)
         return value
@@ -324,10 +327,10 @@ class MapOf(Field):
 
 @dataclass(frozen=True)
 class Json(Field):
-    """Any JSON value nested at most `max_depth` deep, its texts one-line: a free-form setting."""
+    """Any JSON value nested at most `max_depth` deep: a free-form setting (a path may hold any character)."""
 
     max_depth: int = 2
-    text: Text = field(default_factory=lambda: Text(max_length=4096))
+    text: Text = field(default_factory=lambda: Text(max_length=4096, one_line=False))
 
     @property
     def expected(self) -> str:
