@@ -259,6 +259,8 @@ WEIGHT_CASES = {
     "bool-bias": (weights(lambda w: w.update({"fc1.bias": w["fc1.bias"] > 0})), WEIGHTS,
                   f"{FIT}: fc1.bias is BOOL, config needs a float dtype (F16, BF16, F32 or F64)"),
     "extra-tensor": (weights(lambda w: w.update({"evil": torch.zeros(3)})), WEIGHTS, f"{FIT}: unexpected evil"),
+    "escape-sequence-name": (weights(lambda w: w.update({"\x1b[2J\nfake": torch.zeros(1)})), WEIGHTS,
+                             f"{FIT}: unexpected \\x1b[2J fake"),
     "missing-tensor": (weights(lambda w: w.pop("fc2.bias")), WEIGHTS, f"{FIT}: missing fc2.bias"),
     "transposed": (weights(lambda w: w.update({"fc2.weight": w["fc2.weight"].T.contiguous()})), WEIGHTS,
                    f"{FIT}: fc2.weight is (16, 10), config needs (10, 16)"),

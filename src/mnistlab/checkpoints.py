@@ -34,6 +34,7 @@ from .schema import (
     Obj,
     SchemaError,
     Text,
+    one_line,
     open_regular_file,
     read_json,
 )
@@ -99,7 +100,7 @@ class Checkpoint:
     """A model rebuilt from disk, with the config it was saved with."""
 
     model: nn.Module
-    config: dict  # the parsed config.json
+    config: dict  # config.json as checked: only the fields CONFIG_SCHEMA knows, each of its type and range
     path: Path  # the checkpoint's folder
 
     @property
@@ -217,13 +218,13 @@ def _read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
             return {name: (tuple(file.get_slice(name).get_shape()), file.get_slice(name).get_dtype())
                     for name in file.keys()}
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({_one_line(e)})") from None
+        raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({one_line(e)})") from None
 
 
 def _check_fit(expected: dict[str, torch.Tensor], header: dict[str, tuple[tuple[int, ...], str]], where: Path) -> None:
     """The header's names, shapes and dtypes against the model's (a float tensor may hold any float dtype)."""
     problems = [f"missing {name}" for name in sorted(expected.keys() - header.keys())]
-    problems += [f"unexpected {_one_line(name)[:80]}" for name in sorted(header.keys() - expected.keys())]
+    problems += [f"unexpected {one_line(name, 80)}" for name in sorted(header.keys() - expected.keys())]
     for name in sorted(expected.keys() & header.keys()):
         want, (shape, dtype) = expected[name], header[name]
         found = SAFETENSORS_DTYPES.get(dtype)
@@ -243,7 +244,7 @@ def _read_weights(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, to
     try:
         weights = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({_one_line(e)})") from None
+        raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({one_line(e)})") from None
     for name, stored in weights.items():
         weights[name] = tensor = stored.to(expected[name].dtype)
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
@@ -256,11 +257,7 @@ def _build(name: str, args: dict, where: Path) -> nn.Module:
     try:
         return create_model(name, **args)
     except Exception as e:  # the model's own code (maybe a plugin's) refused these arguments
-        raise CheckpointError(f"{where}: cannot build model {name!r}: {_one_line(e)}") from None
-
-
-def _one_line(e: object) -> str:
-    return " ".join(str(e).split())[:300]
+        raise CheckpointError(f"{where}: cannot build model {name!r}: {one_line(e)}") from None
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:

@@ -21,7 +21,7 @@ from torch import nn
 
 from .data import IMAGE_SIZE, NUM_CLASSES
 from .errors import MnistlabError
-from .schema import Bool, Choice, Field, FieldError, Json, Nullable, Number, Obj, Text
+from .schema import Bool, Choice, Field, FieldError, Json, Nullable, Number, Obj, Text, one_line
 
 ENTRY_POINT_GROUP = "mnistlab.models"  # [project.entry-points."mnistlab.models"] name = "package.module:factory"
 MAX_HIDDEN = 65_536  # an mlp this wide holds 51M weights (205 MB); a config asking for more is refused unbuilt
@@ -122,8 +122,8 @@ def _load_plugin(entry: importlib.metadata.EntryPoint) -> Callable[..., nn.Modul
     try:
         factory = entry.load()
     except Exception as e:  # a plugin is someone else's code: whatever it raises, it failed to load
-        reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
-        raise ModelError(f"model {entry.name!r}: plugin {origin} failed to load: {reason}") from None
+        raise ModelError(f"model {entry.name!r}: plugin {origin} failed to load: "
+                         f"{one_line(f'{type(e).__name__}: {e}')}") from None
     if not callable(factory):
         raise ModelError(f"model {entry.name!r}: plugin {origin} is not a function or class")
     _MODELS[entry.name] = factory

@@ -55,6 +55,12 @@ def show(value: object) -> str:
     return short.repr(value)
 
 
+def one_line(text: object, limit: int = 300) -> str:
+    """Text from outside (an exception's message, a tensor's name) as one printable line of at most `limit`."""
+    flat = " ".join(str(text).split())
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in flat)[:limit]
+
+
 def join(where: str, key: str | int) -> str:
     """The path of a field inside `where`: `model.args`, `epochs[3]`, `sha256["odd name"]`."""
     if isinstance(key, int):
