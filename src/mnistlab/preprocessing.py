@@ -18,6 +18,8 @@ An image that already follows the convention (a 28×28 MNIST digit) passes throu
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import math
 import os
@@ -94,11 +96,14 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
     is_path = isinstance(source, (str, os.PathLike))
     label = name or (os.fsdecode(source) if is_path else "image")
     try:
-        stream = _open_regular_file(source) if is_path else source
-        if isinstance(stream, (bytes, bytearray, memoryview)):
-            stream = io.BytesIO(stream)
-        with warnings.catch_warnings(), Image.open(stream, formats=IMAGE_FORMATS) as image:
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit, below, is lower
+        with contextlib.ExitStack() as opened:  # closes the file we opened, and the image, on every path
+            if is_path:
+                stream = opened.enter_context(_open_regular_file(source))
+            else:
+                stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit, below, is lower
+                image = opened.enter_context(Image.open(stream, formats=IMAGE_FORMATS))
             width, height = image.size
             if width * height > max_pixels:  # checked from the header, before any pixel is decoded
                 raise ImageError(f"{label}: {width}×{height} pixels is over the limit of {max_pixels:,} "
@@ -111,8 +116,8 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
         raise ImageError(f"{label}: no such file") from None
     except UnidentifiedImageError:
         raise ImageError(f"{label}: not an image (or an unsupported format)") from None
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"{label}: {e}") from None
+    except Image.DecompressionBombError:  # Pillow's own limit, far above ours, met in its header check
+        raise ImageError(f"{label}: over the limit of {max_pixels:,} pixels (a decompression bomb?)") from None
     except OSError as e:
         if e.errno is not None:  # from the system: permission denied, a symlink loop...
             raise ImageError(f"{label}: cannot read ({e.strerror})") from None
@@ -135,15 +140,21 @@ def _open_regular_file(path: str | os.PathLike) -> BinaryIO:
     on the opened descriptor (fstat), so the file cannot be swapped between the check and the read.
     """
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)
     try:
-        mode = os.fstat(fd).st_mode
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno != errno.ENXIO:  # ENXIO: a socket (or a device with nothing behind it)
+            raise
+        fd = None
+    try:
+        mode = os.stat(path).st_mode if fd is None else os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
             raise ImageError(f"{os.fsdecode(path)}: cannot read ({kind})")
         return os.fdopen(fd, "rb")
     except BaseException:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
         raise
 
 
@@ -195,7 +206,7 @@ def to_grayscale(image: ImageLike) -> np.ndarray:
         return _array_to_grayscale(image)
     try:
         image = _to_gray_mode(image)
-        factor = math.ceil(max(image.size) / WORKING_SIZE)
+        factor = _reduction(image.size)
         if factor > 1:
             image = image.reduce(factor)  # a box average: cheap, and a thin stroke fades instead of vanishing
     except ImageError:
@@ -207,6 +218,12 @@ def to_grayscale(image: ImageLike) -> np.ndarray:
         return composite(pixels[..., 0], pixels[..., 1])
     scale = 1.0 if image.mode == "F" else 255.0
     return np.asarray(image, dtype=np.float32) / scale
+
+
+def _reduction(size: tuple[int, int]) -> int:
+    """The box-average factor that brings the long side to WORKING_SIZE, but never the short side
+    under MIN_DIGIT_PIXELS (a 1×100000 strip stays what it is, and is reported as such)."""
+    return max(1, min(math.ceil(max(size) / WORKING_SIZE), min(size) // MIN_DIGIT_PIXELS))
 
 
 def _to_gray_mode(image: Image.Image) -> Image.Image:
@@ -259,7 +276,7 @@ def _array_to_grayscale(image: np.ndarray | torch.Tensor) -> np.ndarray:
     if values.ndim == 3:  # colour (and transparency): Pillow's conversion, the same as for an image file
         pixels = (values * 255 + 0.5).astype(np.uint8)
         return to_grayscale(Image.fromarray(pixels))  # (H, W, 2|3|4) uint8: LA, RGB, RGBA
-    factor = math.ceil(max(values.shape) / WORKING_SIZE)
+    factor = _reduction(values.shape)
     if factor > 1:
         values = np.asarray(Image.fromarray(values).reduce(factor), dtype=np.float32)
     return values
@@ -281,6 +298,8 @@ def _as_numpy(image: object) -> np.ndarray:
         raise
     except Exception as e:  # a sparse or meta tensor, a ragged list, an object NumPy cannot read...
         raise ImageError(f"cannot read {type(image).__name__} as an image ({type(e).__name__}: {e})") from None
+    if pixels.dtype == object and pixels.ndim == 0:  # None, a dict, a number...
+        raise ImageError(f"expected an image (a path, Pillow image, array or tensor), got {type(image).__name__}")
     if pixels.dtype.kind not in "uif":
         raise ImageError(f"expected integer or float pixel values, got dtype {pixels.dtype}")
     return pixels
@@ -289,7 +308,8 @@ def _as_numpy(image: object) -> np.ndarray:
 def _unit_scale(pixels: np.ndarray) -> np.ndarray:
     """Pixel values → float32 in [0, 1]: uint8 /255, uint16 /65535, other integers by their largest
     value (up to 255 or up to 65535), floats as 0-1 (0-255 if any is above 1)."""
-    values = pixels.astype(np.float32)
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes infinite, and is refused below
+        values = pixels.astype(np.float32)
     if pixels.dtype.kind == "f":
         if not np.isfinite(values).all():  # also a float64 beyond float32's range
             raise ImageError("some pixel values are not finite (NaN or infinity)")
