@@ -557,6 +557,12 @@ def test_a_batch_of_any_shape_gives_one_prediction_per_item(batch, count, checkp
     assert len(results) == count and all(isinstance(p, mnistlab.Prediction) for p in results)
 
 
+def test_a_path_the_system_cannot_name_is_that_items_error(checkpoint, tmp_path):
+    results = checkpoint.predict([f"{tmp_path}/a\0.png", f"{tmp_path}/{'a' * 300}.png", f"{tmp_path}/{'b/' * 3000}"])
+    assert [p.error for p in results] == ["no such file (a file name cannot hold a NUL byte)",
+                                          "cannot read (File name too long)", "cannot read (File name too long)"]
+
+
 def test_a_file_object_and_bytes_are_named_as_given(checkpoint, tmp_path):
     content = encoded(Image.new("L", (64, 64), 255), "PNG")
     (tmp_path / "blank.png").write_bytes(content)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ._io import atomic_path
 from .data import MNIST_MEAN, MNIST_STD, normalize
 from .errors import MnistlabError
-from .preprocessing import ImageError, ImageLike, load_image, preprocess
+from .preprocessing import ImageLike, load_image, preprocess
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # what a folder yields
 BATCH_SIZE = 256  # images preprocessed, then classified in one forward pass
@@ -80,16 +80,16 @@ def expand_argument(argument: str | os.PathLike) -> tuple[list[str], list[str]]:
     A folder gives its regular files with an image suffix (sorted, not recursive); a pattern with
     *, ? or [ ] that names no existing file gives the regular files it matches (sorted; ** spans
     folders). What a folder or pattern holds that is not a regular file (a FIFO, a socket, a
-    folder, a broken link) is passed over, as "path (why)". Any other argument is kept as it is,
-    so that it gets its own error if it cannot be read.
+    folder, a broken link), and a folder that cannot be listed, are passed over, as "path (why)".
+    Any other argument is kept as it is, so that it gets its own error if it cannot be read.
     """
     argument = os.fspath(argument)
     if os.path.isdir(argument):
         try:
             with os.scandir(argument) as entries:
                 found = sorted(e.path for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES)
-        except OSError as e:
-            raise ImageError(f"{escape(os.fsdecode(argument))}: cannot list the folder ({e.strerror})") from None
+        except OSError as e:  # no permission to list it: reported, and the other arguments still run
+            return [], [f"{argument} (cannot list it: {e.strerror})"]
     elif not os.path.lexists(argument) and any(c in argument for c in "*?["):
         found = sorted(glob.glob(argument, recursive=True))
     else:
@@ -125,8 +125,10 @@ def predict(model: nn.Module, images: Source | Sequence[Source], *, mean: float 
 
     Args:
         model: a classifier of normalised (B, 1, 28, 28) input, e.g. `Checkpoint.model`.
-        images: paths, Pillow images, (H, W) arrays or tensors; one of them alone; or an (N, H, W)
-            array or tensor (a batch).
+        images: paths, files' bytes, binary file objects, Pillow images, (H, W) arrays or tensors;
+            one of them alone; or an (N, H, W) array or tensor (a batch). Each is checked on its
+            own: a bad one (unreadable, a wrong shape or dtype, NaN pixels...) comes back with its
+            `error` set, as does one the model gives a non-finite output for; none raises.
         mean, std: the normalisation the model was trained with (`Checkpoint.mean`, `.std`).
         top_k: how many of the likeliest digits each prediction lists.
         invert: "auto", "yes" or "no"; see `mnistlab.preprocessing.preprocess`.

@@ -98,7 +98,7 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
     try:
         with contextlib.ExitStack() as opened:  # closes the file we opened, and the image, on every path
             if is_path:
-                stream = opened.enter_context(_open_regular_file(source))
+                stream = opened.enter_context(_open_regular_file(source, label))
             else:
                 stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
             with warnings.catch_warnings():
@@ -133,8 +133,8 @@ _FILE_KINDS = {stat.S_IFDIR: "is a directory", stat.S_IFIFO: "not a regular file
                stat.S_IFBLK: "not a regular file: a device"}
 
 
-def _open_regular_file(path: str | os.PathLike) -> BinaryIO:
-    """Open `path` for reading if it is a regular file; anything else raises ImageError at once.
+def _open_regular_file(path: str | os.PathLike, label: str) -> BinaryIO:
+    """Open `path` for reading if it is a regular file; anything else raises ImageError (naming `label`) at once.
 
     O_NONBLOCK makes opening a FIFO return instead of waiting for a writer, and the check is made
     on the opened descriptor (fstat), so the file cannot be swapped between the check and the read.
@@ -142,6 +142,8 @@ def _open_regular_file(path: str | os.PathLike) -> BinaryIO:
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
+    except ValueError:  # only a path built in memory can hold one; the system cannot name such a file
+        raise ImageError(f"{label}: no such file (a file name cannot hold a NUL byte)") from None
     except OSError as e:
         if e.errno != errno.ENXIO:  # ENXIO: a socket (or a device with nothing behind it)
             raise
@@ -150,7 +152,7 @@ def _open_regular_file(path: str | os.PathLike) -> BinaryIO:
         mode = os.stat(path).st_mode if fd is None else os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
-            raise ImageError(f"{os.fsdecode(path)}: cannot read ({kind})")
+            raise ImageError(f"{label}: cannot read ({kind})")
         return os.fdopen(fd, "rb")
     except BaseException:
         if fd is not None:
