@@ -6,14 +6,17 @@ A bad input (not an image, truncated, blank...) does not stop the others: it com
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -29,8 +32,13 @@ from .preprocessing import ImageLike, load_image, preprocess
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # what a folder yields
 BATCH_SIZE = 256  # images preprocessed, then classified in one forward pass
 PROGRESS_MIN_FILES = 300  # a progress bar only for batches larger than this
+MAX_STEM_BYTES = 100  # a saved file's name, before "-N.png": far below NAME_MAX (255) with a temporary suffix
 
-Source = str | os.PathLike | ImageLike
+Source = str | os.PathLike | bytes | BinaryIO | ImageLike
+
+
+class OutputError(MnistlabError, ValueError):
+    """An output location cannot be written."""
 
 
 @dataclass
@@ -53,31 +61,61 @@ class Prediction:
         return None if self.label is None else self.probabilities[self.label]
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict: file and either the prediction or the error."""
+        """A JSON-ready dict: file and either the prediction or the error.
+
+        Strings hold no lone surrogates (a file name's undecodable bytes become the text `\\xff`),
+        so any strict JSON encoder takes it.
+        """
+        source = _json_text(self.source)
         if not self.ok:
-            return {"file": self.source, "error": self.error}
-        return {"file": self.source, "label": self.label, "confidence": round(self.confidence, 6),
+            return {"file": source, "error": _json_text(self.error)}
+        return {"file": source, "label": self.label, "confidence": round(self.confidence, 6),
                 "top_k": [{"label": k, "probability": round(p, 6)} for k, p in self.top_k],
                 "probabilities": [round(p, 6) for p in self.probabilities]}
 
 
-def collect_images(arguments: Iterable[str | os.PathLike]) -> list[str]:
-    """Expand command-line arguments into image paths, in order and without repeats.
+def expand_argument(argument: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """One command-line argument → (the image paths it names, the special files it passed over).
 
-    A folder gives its image files (by suffix, sorted, not recursive); a pattern with *, ? or [ ]
-    that names no existing file is expanded as a glob (** spans folders). Anything else, including
-    a missing file or a pattern that matches nothing, is kept, so that it gets its own error.
+    A folder gives its regular files with an image suffix (sorted, not recursive); a pattern with
+    *, ? or [ ] that names no existing file gives the regular files it matches (sorted; ** spans
+    folders). What a folder or pattern holds that is not a regular file (a FIFO, a socket, a
+    folder, a broken link), and a folder that cannot be listed, are passed over, as "path (why)".
+    Any other argument is kept as it is, so that it gets its own error if it cannot be read.
     """
-    paths: list[str] = []
-    for argument in map(str, arguments):
-        if os.path.isdir(argument):
-            found = sorted(str(p) for p in Path(argument).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif not os.path.lexists(argument) and any(c in argument for c in "*?["):
-            found = sorted(glob.glob(argument, recursive=True)) or [argument]
-        else:
-            found = [argument]
-        paths += found
-    return list(dict.fromkeys(paths))
+    argument = os.fspath(argument)
+    if os.path.isdir(argument):
+        try:
+            with os.scandir(argument) as entries:
+                found = sorted(e.path for e in entries if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES)
+        except OSError as e:  # no permission to list it: reported, and the other arguments still run
+            return [], [f"{argument} (cannot list it: {e.strerror})"]
+    elif not os.path.lexists(argument) and any(c in argument for c in "*?["):
+        found = sorted(glob.glob(argument, recursive=True))
+    else:
+        return [argument], []
+    regular = [path for path in found if os.path.isfile(path)]  # follows links; False for a FIFO or a loop
+    skipped = [f"{path} ({_describe(path)})" for path in found if not os.path.isfile(path)]
+    return regular, skipped
+
+
+def _describe(path: str) -> str:
+    """What a path that is not a regular file is, in a few words."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        return {errno.ENOENT: "a broken link", errno.ELOOP: "a symlink loop"}.get(e.errno, e.strerror or "unreadable")
+    kinds = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
+             stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+    return kinds.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def collect_images(arguments: Iterable[str | os.PathLike]) -> list[str]:
+    """Expand command-line arguments into image paths, in order (see `expand_argument`).
+
+    Repeats are kept: each occurrence of a file gets its own prediction, as the caller asked for it.
+    """
+    return [path for argument in arguments for path in expand_argument(argument)[0]]
 
 
 def predict(model: nn.Module, images: Source | Sequence[Source], *, mean: float = MNIST_MEAN,
@@ -87,8 +125,10 @@ def predict(model: nn.Module, images: Source | Sequence[Source], *, mean: float 
 
     Args:
         model: a classifier of normalised (B, 1, 28, 28) input, e.g. `Checkpoint.model`.
-        images: paths, Pillow images, (H, W) arrays or tensors; one of them alone; or an (N, H, W)
-            array or tensor (a batch).
+        images: paths, files' bytes, binary file objects, Pillow images, (H, W) arrays or tensors;
+            one of them alone; or an (N, H, W) array or tensor (a batch). Each is checked on its
+            own: a bad one (unreadable, a wrong shape or dtype, NaN pixels...) comes back with its
+            `error` set, as does one the model gives a non-finite output for; none raises.
         mean, std: the normalisation the model was trained with (`Checkpoint.mean`, `.std`).
         top_k: how many of the likeliest digits each prediction lists.
         invert: "auto", "yes" or "no"; see `mnistlab.preprocessing.preprocess`.
@@ -111,10 +151,10 @@ def predict(model: nn.Module, images: Source | Sequence[Source], *, mean: float 
 
 
 def _as_list(images: Source | Sequence[Source]) -> list[Source]:
-    if isinstance(images, (str, os.PathLike, Image.Image)):
+    if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)) or hasattr(images, "read"):
         return [images]
-    if isinstance(images, (np.ndarray, torch.Tensor)):
-        single = images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (3, 4))
+    if isinstance(images, (np.ndarray, torch.Tensor)):  # a batch is (N, H, W), (N, 1, H, W) or (N, H, W, C)
+        single = images.ndim < 3 or (images.ndim == 3 and images.shape[-1] in (3, 4))
         return [images] if single else list(images)
     return list(images)
 
@@ -126,74 +166,158 @@ def _chunks(iterable: Iterable, size: int) -> Iterator[list]:
 
 
 def _prepare(item: Source, index: int, invert: str) -> Prediction:
-    """Load and preprocess one input; a failure becomes the Prediction's error."""
-    is_path = isinstance(item, (str, os.PathLike))
-    source = str(item) if is_path else getattr(item, "filename", "") or f"<image {index}>"
+    """Load and preprocess one input; any failure becomes the Prediction's error, never the batch's."""
+    source = _source_name(item, index)
     try:
-        image = load_image(item) if is_path else item
-        return Prediction(source, image=preprocess(image, invert=invert))
+        if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(item, "read"):
+            item = load_image(item, name=source)
+        return Prediction(source, image=preprocess(item, invert=invert, name=source))
     except MnistlabError as e:
-        message = str(e)
-        return Prediction(source, error=message.removeprefix(f"{source}: "))
+        return Prediction(source, error=str(e).removeprefix(f"{source}: "))
+    except Exception as e:  # a bug met by one odd input must not lose the answers for the others
+        return Prediction(source, error=f"cannot preprocess ({type(e).__name__}: {e})")
+
+
+def _source_name(item: Source, index: int) -> str:
+    """A path as given; an in-memory image by its file name if it has one, else by its place."""
+    if isinstance(item, (str, os.PathLike)):
+        return os.fsdecode(item)
+    name = getattr(item, "name", None) if hasattr(item, "read") else getattr(item, "filename", None)
+    return name if isinstance(name, str) and name else f"<image {index}>"
 
 
 @torch.inference_mode()
 def _classify(model: nn.Module, prepared: list[Prediction], mean: float, std: float,
               top_k: int) -> list[Prediction]:
-    """Fill in label, probabilities and top-k of the prepared inputs, in one forward pass."""
+    """Fill in label, probabilities and top-k of the prepared inputs, in one forward pass.
+
+    An input whose output is not finite (NaN weights, a zero std) gets an error, not an answer.
+    """
     ready = [p for p in prepared if p.ok]
     if not ready:
         return prepared
     device = next(model.parameters()).device
     x = normalize(torch.stack([p.image for p in ready]).to(device), mean, std)  # (B, 1, 28, 28)
-    probabilities = model.eval()(x).softmax(1).cpu()
+    logits = model.eval()(x).float().cpu()  # (B, 10)
+    finite = torch.isfinite(logits).all(1) & torch.isfinite(x.flatten(1).cpu()).all(1)
+    probabilities = logits.softmax(1)
     best_p, best_k = probabilities.topk(top_k, dim=1)
-    for p, probs, ks, ps in zip(ready, probabilities.tolist(), best_k.tolist(), best_p.tolist(), strict=True):
-        p.label, p.probabilities, p.top_k = ks[0], probs, list(zip(ks, ps, strict=True))
+    for p, ok, probs, ks, ps in zip(ready, finite.tolist(), probabilities.tolist(), best_k.tolist(), best_p.tolist(),
+                                    strict=True):
+        if ok:
+            p.label, p.probabilities, p.top_k = ks[0], probs, list(zip(ks, ps, strict=True))
+        else:
+            p.error = "the model's output is not a number (NaN or infinity): are its weights or normalisation broken?"
     return prepared
+
+
+def check_output_folder(folder: str | os.PathLike) -> Path:
+    """Check, before any work, that `folder` is a folder that can be written, or can be made.
+
+    Raises:
+        OutputError: it is a file (or other non-folder), or neither it nor its parent can be written.
+    """
+    folder = Path(folder)
+    shown = escape(str(folder))
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "exists and is not a folder" if existing == folder else f"cannot be made ({escape(str(existing))} " \
+            f"is not a folder)"
+        raise OutputError(f"{shown}: {what}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == folder else f" in {escape(str(existing))}"
+        raise OutputError(f"{shown}: cannot write{where} (permission denied)")
+    return folder
 
 
 def save_preprocessed(predictions: Iterable[Prediction], folder: str | Path) -> list[Path | None]:
     """Write each prediction's 28×28 input as a PNG in `folder`, named after its source.
 
-    Returns the path written for each prediction (None where it failed). Names that repeat
-    (`a.png` and `a.jpg`, or one name in two folders) get `-2`, `-3`... appended.
+    Names are made safe (`safe_file_stem`); names that repeat (`a.png` and `a.jpg`, or one name in
+    two folders) get `-2`, `-3`... appended. A file that cannot be written becomes its prediction's
+    error. Returns the path written for each prediction (None where there is none).
     """
     folder, taken, written = Path(folder), set(), []
     for p in predictions:
-        if p.image is None:
+        if p.image is None or not p.ok:
             written.append(None)
             continue
-        stem = Path(p.source).stem.strip("<>").replace(" ", "-") or "image"
+        stem = safe_file_stem(p.source)
         name, n = f"{stem}.png", 1
         while name in taken:
             n += 1
             name = f"{stem}-{n}.png"
         taken.add(name)
         pixels = (p.image.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-        with atomic_path(folder / name) as tmp:
-            Image.fromarray(pixels).save(tmp, format="PNG")
-        written.append(folder / name)
+        try:
+            with atomic_path(folder / name) as tmp:
+                Image.fromarray(pixels).save(tmp, format="PNG")
+        except OSError as e:
+            p.error = f"cannot save its preprocessed image as {folder / name} ({e.strerror or e})"
+            written.append(None)
+        else:
+            written.append(folder / name)
     return written
 
 
+def safe_file_stem(source: str, max_bytes: int = MAX_STEM_BYTES) -> str:
+    """A file name stem from a source name: no folders, control characters, spaces or leading dots
+    or dashes, and at most `max_bytes` bytes of UTF-8 (room left for a suffix and a temporary name)."""
+    stem = Path(source.replace("\\", "/")).stem.strip("<>")  # "<image 3>" → "image-3"
+    kept = "".join(c if c.isprintable() and c not in '<>:"|?*' and not c.isspace() else "-" for c in stem)
+    kept = kept.lstrip(".-")
+    return kept.encode("utf-8")[:max_bytes].decode("utf-8", "ignore") or "image"
+
+
+def escape(text: str) -> str:
+    """`text` with what a terminal would act on or hide made visible, as Python writes it in a string:
+    a newline as \\n, a tab as \\t, ESC as \\x1b, a byte that is not UTF-8 (from a file name) as
+    \\xff, an invisible format character as \\u202e; a backslash as \\\\. Printable text is unchanged."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(_escape_char(c) for c in text)
+
+
+def _escape_char(c: str) -> str:
+    if c == "\\":
+        return "\\\\"
+    if c.isprintable():
+        return c
+    if "\udc80" <= c <= "\udcff":  # an undecodable byte of a file name (Python's surrogateescape)
+        return f"\\x{ord(c) - 0xDC00:02x}"
+    return repr(c)[1:-1]  # \n, \t, \x1b, \u202e...
+
+
+def _json_text(text: str) -> str:
+    """`text` without lone surrogates, which strict JSON parsers reject: each is escaped as `escape` does."""
+    return "".join(_escape_char(c) if "\ud800" <= c <= "\udfff" else c for c in text)
+
+
 def format_table(predictions: Sequence[Prediction]) -> str:
-    """One row per file: file, digit, confidence, the top-k; a failure shows its error instead."""
+    """One row per file: file, digit, confidence, the top-k; a failure shows its error instead.
+
+    Names and errors are escaped (`escape`), so that a file name cannot fake a row or drive the terminal.
+    """
     k = next((len(p.top_k) for p in predictions if p.ok), 0)
     rows = [("file", "digit", "confidence", f"top {k}" if k else "top")]
     for p in predictions:
         if p.ok:
             top = "  ".join(f"{k} {prob:.1%}" for k, prob in p.top_k)
-            rows.append((p.source, str(p.label), f"{p.confidence:.1%}", top))
+            rows.append((escape(p.source), str(p.label), f"{p.confidence:.1%}", top))
         else:
-            rows.append((p.source, "-", "-", f"error: {p.error}"))
+            rows.append((escape(p.source), "-", "-", f"error: {escape(p.error)}"))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}"
                      for row in rows)
 
 
 def format_json(predictions: Sequence[Prediction]) -> str:
-    """A JSON array with one object per file (`Prediction.to_dict`), one object per line."""
+    """A JSON array with one object per file (`Prediction.to_dict`), one object per line.
+
+    Always valid, strict JSON: ASCII only (other characters as \\u escapes), no NaN or Infinity.
+    """
     if not predictions:
         return "[]"
-    return "[\n" + ",\n".join(json.dumps(p.to_dict(), ensure_ascii=False) for p in predictions) + "\n]"
+    return "[\n" + ",\n".join(json.dumps(p.to_dict(), allow_nan=False) for p in predictions) + "\n]"

@@ -18,9 +18,12 @@ An image that already follows the convention (a 28×28 MNIST digit) passes throu
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import math
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -74,91 +77,144 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
     """Open an image file (a path, its bytes, or a binary file object), fully decoded and upright.
 
     Only the formats in `IMAGE_FORMATS` are decoded, whatever the file is called: the bytes never
-    choose another decoder (an EPS file named `x.png` never reaches Ghostscript).
+    choose another decoder (an EPS file named `x.png` never reaches Ghostscript). Only a regular
+    file is opened: a FIFO, socket or device is refused at once instead of blocking. An animated
+    GIF, PNG or WebP, or a multi-page TIFF, gives its first frame.
 
     Args:
         source: a path, the file's bytes, or a binary file object (an upload, say).
         max_pixels: width × height above which the image is refused from its header (a bomb).
         name: what messages call the image (default: the path, or "image").
 
+    Returns:
+        The decoded image, its `filename` set to `name` (or the path) so that `preprocess` names it too.
+
     Raises:
-        ImageError: one line naming the file and the problem (missing, unreadable, not an
-            image, truncated, or over `max_pixels` pixels: a decompression bomb).
+        ImageError: one line naming the file and the problem (missing, not a regular file,
+            unreadable, not an image, truncated, or over `max_pixels` pixels: a decompression bomb).
     """
     is_path = isinstance(source, (str, os.PathLike))
-    label = name or (str(source) if is_path else "image")
-    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    label = name or (os.fsdecode(source) if is_path else "image")
     try:
-        with warnings.catch_warnings(), Image.open(stream, formats=IMAGE_FORMATS) as image:
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit, below, is lower
+        with contextlib.ExitStack() as opened:  # closes the file we opened, and the image, on every path
+            if is_path:
+                stream = opened.enter_context(_open_regular_file(source, label))
+            else:
+                stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit, below, is lower
+                image = opened.enter_context(Image.open(stream, formats=IMAGE_FORMATS))
             width, height = image.size
             if width * height > max_pixels:  # checked from the header, before any pixel is decoded
                 raise ImageError(f"{label}: {width}×{height} pixels is over the limit of {max_pixels:,} "
                                  f"(a decompression bomb?)")
-            image.load()  # decode now, so that a truncated file fails here and not half-way through
-            return ImageOps.exif_transpose(image)
+            image.load()  # decode now (the first frame), so that a truncated file fails here and not half-way
+            upright = ImageOps.exif_transpose(image)
     except ImageError:
         raise
     except FileNotFoundError:
         raise ImageError(f"{label}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{label}: cannot read (is a directory)") from None
     except UnidentifiedImageError:
         raise ImageError(f"{label}: not an image (or an unsupported format)") from None
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"{label}: {e}") from None
+    except Image.DecompressionBombError:  # Pillow's own limit, far above ours, met in its header check
+        raise ImageError(f"{label}: over the limit of {max_pixels:,} pixels (a decompression bomb?)") from None
     except OSError as e:
         if e.errno is not None:  # from the system: permission denied, a symlink loop...
             raise ImageError(f"{label}: cannot read ({e.strerror})") from None
         raise ImageError(f"{label}: cannot decode ({e})") from None  # Pillow: "image file is truncated"...
     except Exception as e:  # a malformed file can make a decoder raise nearly anything
         raise ImageError(f"{label}: cannot decode ({type(e).__name__}: {e})") from None
+    upright.filename = label  # as Pillow names an image it opened from a file
+    return upright
 
 
-def preprocess(image: ImageLike, invert: str = "auto") -> torch.Tensor:
+_FILE_KINDS = {stat.S_IFDIR: "is a directory", stat.S_IFIFO: "not a regular file: a FIFO",
+               stat.S_IFSOCK: "not a regular file: a socket", stat.S_IFCHR: "not a regular file: a device",
+               stat.S_IFBLK: "not a regular file: a device"}
+
+
+def _open_regular_file(path: str | os.PathLike, label: str) -> BinaryIO:
+    """Open `path` for reading if it is a regular file; anything else raises ImageError (naming `label`) at once.
+
+    O_NONBLOCK makes opening a FIFO return instead of waiting for a writer, and the check is made
+    on the opened descriptor (fstat), so the file cannot be swapped between the check and the read.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except ValueError:  # only a path built in memory can hold one; the system cannot name such a file
+        raise ImageError(f"{label}: no such file (a file name cannot hold a NUL byte)") from None
+    except OSError as e:
+        if e.errno != errno.ENXIO:  # ENXIO: a socket (or a device with nothing behind it)
+            raise
+        fd = None
+    try:
+        mode = os.stat(path).st_mode if fd is None else os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
+            raise ImageError(f"{label}: cannot read ({kind})")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
+
+
+def preprocess(image: ImageLike, invert: str = "auto", *, name: str | None = None) -> torch.Tensor:
     """Bring a picture of one digit to MNIST's convention.
 
     Args:
-        image: a Pillow image (any mode), or a (H, W) / (H, W, 3|4) array or tensor: integers
-            0-255 (uint16: 0-65535) or floats 0-1.
+        image: a Pillow image (any mode), or a (H, W), (1, H, W) or (H, W, 1|2|3|4) array or tensor:
+            integers 0-255 (uint16, or larger values: 0-65535) or finite floats 0-1 (any above 1: 0-255).
         invert: "auto" detects dark ink on light paper and inverts it; "yes" always inverts,
             "no" never does (the image is already white on black).
+        name: what error messages call the image (default: the `filename` of a Pillow image, as
+            `load_image` sets it; else nothing).
 
     Returns:
         float32 tensor (28, 28) in [0, 1]: a white digit on black, 20×20 box, centred by mass.
 
     Raises:
         NoDigitError: the image is blank or near-blank ("no digit found").
+        ImageError: the image cannot be read as one: a bad shape, dtype or value, an unknown mode.
     """
     if invert not in INVERT_CHOICES:
         raise ValueError(f"invert must be one of {', '.join(INVERT_CHOICES)}, got {invert!r}")
-    gray = to_grayscale(image)
-    if min(gray.shape) < MIN_DIGIT_PIXELS:
-        raise NoDigitError(f"no digit found (the image is only {gray.shape[1]}×{gray.shape[0]} pixels)")
-    dark_ink = ink_is_dark(gray) if invert == "auto" else invert == "yes"
-    ink = level_background(1.0 - gray if dark_ink else gray)
-    ink = stretch_contrast(ink)
-    ink, box = find_digit(ink)
-    return torch.from_numpy(centre_by_mass(fit_box(ink, box)))
+    label = name or (getattr(image, "filename", None) if isinstance(image, Image.Image) else None)
+    try:
+        gray = to_grayscale(image)
+        if min(gray.shape) < MIN_DIGIT_PIXELS:
+            raise NoDigitError(f"no digit found (the image is only {gray.shape[1]}×{gray.shape[0]} pixels)")
+        dark_ink = ink_is_dark(gray) if invert == "auto" else invert == "yes"
+        ink = level_background(1.0 - gray if dark_ink else gray)
+        ink = stretch_contrast(ink)
+        ink, box = find_digit(ink)
+        return torch.from_numpy(centre_by_mass(fit_box(ink, box)))
+    except ImageError as e:
+        if not label:
+            raise
+        raise type(e)(f"{label}: {e}") from None
 
 
 # --- 1. any input → grayscale --------------------------------------------------------------------
 
 def to_grayscale(image: ImageLike) -> np.ndarray:
-    """A float32 (H, W) array in [0, 1]: upright, transparency composited, at most WORKING_SIZE."""
+    """A float32 (H, W) array in [0, 1]: upright, transparency composited, at most WORKING_SIZE.
+
+    Raises:
+        ImageError: an array of the wrong shape, dtype or values, or a Pillow mode that has no gray.
+    """
     if not isinstance(image, Image.Image):
         return _array_to_grayscale(image)
-    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
-        image = ImageOps.exif_transpose(image)
-    if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit integer or float pixels
-        image = _to_float_image(image)
-    elif image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        image = image.convert("LA")
-    elif image.mode != "L":
-        image = image.convert("L")
-    factor = math.ceil(max(image.size) / WORKING_SIZE)
-    if factor > 1:
-        image = image.reduce(factor)  # a box average: cheap, and a thin stroke fades instead of vanishing
+    try:
+        image = _to_gray_mode(image)
+        factor = _reduction(image.size)
+        if factor > 1:
+            image = image.reduce(factor)  # a box average: cheap, and a thin stroke fades instead of vanishing
+    except ImageError:
+        raise
+    except Exception as e:  # a mode or a header Pillow cannot convert: this image is refused, not the caller
+        raise ImageError(f"cannot convert its {image.mode} pixels to gray ({type(e).__name__}: {e})") from None
     if image.mode == "LA":
         pixels = np.asarray(image, dtype=np.float32) / 255
         return composite(pixels[..., 0], pixels[..., 1])
@@ -166,9 +222,30 @@ def to_grayscale(image: ImageLike) -> np.ndarray:
     return np.asarray(image, dtype=np.float32) / scale
 
 
+def _reduction(size: tuple[int, int]) -> int:
+    """The box-average factor that brings the long side to WORKING_SIZE, but never the short side
+    under MIN_DIGIT_PIXELS (a 1×100000 strip stays what it is, and is reported as such)."""
+    return max(1, min(math.ceil(max(size) / WORKING_SIZE), min(size) // MIN_DIGIT_PIXELS))
+
+
+def _to_gray_mode(image: Image.Image) -> Image.Image:
+    """Any Pillow mode → "L", "LA" (transparency kept) or "F" (16/32-bit pixels on a 0-1 scale), upright."""
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit integer or float pixels
+        return _to_float_image(image)
+    if image.mode == "LAB":  # Pillow converts LAB only to RGB, by way of its bands; L is the lightness
+        return image.getchannel("L")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        return image.convert("LA")
+    return image if image.mode == "L" else image.convert("L")  # 1, P, RGB, RGBX, CMYK, YCbCr, HSV
+
+
 def _to_float_image(image: Image.Image) -> Image.Image:
     """16-bit and 32-bit images as mode "F" on a 0-1 scale."""
     pixels = np.asarray(image, dtype=np.float32)
+    if not np.isfinite(pixels).all():
+        raise ImageError("some pixels are not numbers (NaN or infinite)")
     if image.mode.startswith("I;16"):
         full_scale = 65535.0
     elif image.mode == "F" and pixels.max(initial=0) <= 1:
@@ -179,23 +256,72 @@ def _to_float_image(image: Image.Image) -> Image.Image:
 
 
 def _array_to_grayscale(image: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
-    pixels = np.asarray(image)
+    """An in-memory image (array, tensor, nested lists) → float32 (H, W) in [0, 1], or ImageError.
+
+    Everything about the input is checked here, the boundary: its type, shape and size (before any
+    copy, so a huge broadcast view costs nothing), dtype, and that its values are finite.
+    """
+    pixels = _as_numpy(image)
     if pixels.ndim == 3 and pixels.shape[0] == 1:  # (1, H, W), as a tensor of one image comes
         pixels = pixels[0]
-    if pixels.ndim == 3 and pixels.shape[-1] in (1, 3, 4):
-        if pixels.dtype != np.uint8:
-            pixels = np.clip(pixels * 255 + 0.5, 0, 255).astype(np.uint8)
-        return to_grayscale(Image.fromarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels))
-    if pixels.ndim != 2:
-        raise ImageError(f"expected an image of shape (H, W) or (H, W, 1|3|4), got {pixels.shape}")
-    values = pixels.astype(np.float32)
-    if pixels.dtype == np.uint16 or (pixels.dtype.kind in "iu" and values.max(initial=0) > 255):
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[-1] in (2, 3, 4))):
+        raise ImageError(f"expected an image of shape (H, W), (1, H, W) or (H, W, 1|2|3|4), "
+                         f"got {tuple(pixels.shape)}")
+    height, width = pixels.shape[:2]
+    if height * width == 0:
+        raise ImageError(f"the image is empty (shape {tuple(pixels.shape)})")
+    if height * width > MAX_PIXELS:
+        raise ImageError(f"{width}×{height} pixels is over the limit of {MAX_PIXELS:,}")
+    values = _unit_scale(pixels)
+    if values.ndim == 3:  # colour (and transparency): Pillow's conversion, the same as for an image file
+        pixels = (values * 255 + 0.5).astype(np.uint8)
+        return to_grayscale(Image.fromarray(pixels))  # (H, W, 2|3|4) uint8: LA, RGB, RGBA
+    factor = _reduction(values.shape)
+    if factor > 1:
+        values = np.asarray(Image.fromarray(values).reduce(factor), dtype=np.float32)
+    return values
+
+
+def _as_numpy(image: object) -> np.ndarray:
+    """A tensor or array-like as a NumPy array of real numbers (no copy of a large array yet)."""
+    try:
+        if isinstance(image, torch.Tensor):
+            if image.is_complex() or image.dtype == torch.bool:
+                raise ImageError(f"expected real pixel values, got a tensor of {image.dtype}")
+            if image.numel() > 4 * MAX_PIXELS:
+                raise ImageError(f"the tensor of shape {tuple(image.shape)} is over the limit of {MAX_PIXELS:,} pixels")
+            image = image.detach().to("cpu")
+            image = image.float() if image.is_floating_point() and image.dtype != torch.float64 else image
+            return image.numpy()
+        pixels = np.asarray(image)
+    except ImageError:
+        raise
+    except Exception as e:  # a sparse or meta tensor, a ragged list, an object NumPy cannot read...
+        raise ImageError(f"cannot read {type(image).__name__} as an image ({type(e).__name__}: {e})") from None
+    if pixels.dtype == object and pixels.ndim == 0:  # None, a dict, a number...
+        raise ImageError(f"expected an image (a path, Pillow image, array or tensor), got {type(image).__name__}")
+    if pixels.dtype.kind not in "uif":
+        raise ImageError(f"expected integer or float pixel values, got dtype {pixels.dtype}")
+    return pixels
+
+
+def _unit_scale(pixels: np.ndarray) -> np.ndarray:
+    """Pixel values → float32 in [0, 1]: uint8 /255, uint16 /65535, other integers by their largest
+    value (up to 255 or up to 65535), floats as 0-1 (0-255 if any is above 1)."""
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes infinite, and is refused below
+        values = pixels.astype(np.float32)
+    if pixels.dtype.kind == "f":
+        if not np.isfinite(values).all():  # also a float64 beyond float32's range
+            raise ImageError("some pixel values are not finite (NaN or infinity)")
+        return np.clip(values / 255 if values.max() > 1 else values, 0, 1)
+    if pixels.dtype == np.uint16:
         return values / 65535
-    if pixels.dtype.kind in "iu" or values.max(initial=0) > 1:  # 0-255, as integers or floats
-        return np.clip(values / 255, 0, 1)
-    return np.clip(values, 0, 1)
+    low, high = pixels.min(), pixels.max()
+    if low < 0 or high > 65535:
+        raise ImageError(f"integer pixel values must lie in 0-255 or 0-65535, found {low} to {high}")
+    return values / (255 if high <= 255 else 65535)
 
 
 def composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The `mnistlab` command: a thin layer that parses flags and calls the library.
 
 torch is imported only inside the command handlers, so `mnistlab --help` answers at once.
-Bad flags exit with code 2 (argparse's convention); bad files and devices with code 1.
+Bad flags exit with code 2 (argparse's convention); bad files and devices with code 1; a closed
+pipe on stdout with 141, quietly (see `_output`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .. import __version__
 from ..errors import MnistlabError
 from . import pictures, predict, train
 from ._args import DEFAULTS
+from ._output import guard_output
 from .predict import INVERT_CHOICES, PREDICT_DEFAULTS
 
 __all__ = ["DEFAULTS", "INVERT_CHOICES", "PREDICT_DEFAULTS", "build_parser", "main"]
@@ -28,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@guard_output  # a closed pipe: exit 141, quietly; stdout unwritable: one line, exit 1
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -28,7 +28,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("checkpoint", metavar="CHECKPOINT",
                          help="a run folder, or its config.json or model.safetensors")
     predict.add_argument("images", nargs="+", metavar="IMAGE",
-                         help="image files, folders (their image files) or glob patterns such as 'scans/*.jpg'")
+                         help="image files, folders (their image files) or glob patterns such as 'scans/*.jpg'; "
+                              "a file named twice gets two rows")
     predict.add_argument("--top-k", type=top_k_count, default=PREDICT_DEFAULTS["top_k"], metavar="N",
                          help=f"list the N likeliest digits (default: {PREDICT_DEFAULTS['top_k']})")
     predict.add_argument("--json", action="store_true",
@@ -46,17 +47,27 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..checkpoints import load_checkpoint
-    from ..prediction import collect_images, format_json, format_table, save_preprocessed
+    from ..prediction import check_output_folder, escape, expand_argument, format_json, format_table, save_preprocessed
+    from ..preprocessing import ImageError
 
+    if args.save_preprocessed:
+        check_output_folder(args.save_preprocessed)
     checkpoint = load_checkpoint(args.checkpoint, device=args.device)
-    predictions = checkpoint.predict(collect_images(args.images), top_k=args.top_k, invert=args.invert,
-                                     batch_size=args.batch_size)
+    expanded = [(argument, *expand_argument(argument)) for argument in args.images]
+    paths = [path for _, found, _ in expanded for path in found]  # every occurrence: repeats are not merged
+    empty = [escape(argument) for argument, found, _ in expanded if not found]
+    for _, _, skipped in expanded:
+        for entry in skipped:
+            print(f"mnistlab: skipped {escape(entry)}", file=sys.stderr)
+    if not paths:
+        raise ImageError(f"no images found in {', '.join(empty)}")
+    predictions = checkpoint.predict(paths, top_k=args.top_k, invert=args.invert, batch_size=args.batch_size)
     if args.save_preprocessed:
         save_preprocessed(predictions, args.save_preprocessed)
     print(format_json(predictions) if args.json else format_table(predictions))
+    for argument in empty:
+        print(f"mnistlab: no images found in {argument}", file=sys.stderr)
     failed = sum(not p.ok for p in predictions)
     if failed:
         print(f"mnistlab: {failed} of {len(predictions)} files failed", file=sys.stderr)
-    return 1 if failed else 0
-
-
+    return 1 if failed or empty else 0
