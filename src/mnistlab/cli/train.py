@@ -108,10 +108,10 @@ def cmd_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 def write_run_pictures(run: Run, report: bool = True) -> None:
     """After `mnistlab train`: curves.png, and report.html from the in-memory model and test split."""
-    from ..plots import compute_predictions, save_figure, training_curves
-    from ..report import CURVES_FILE, write_report
+    from ..plots import compute_predictions, save_figure
+    from ..report import CURVES_FILE, run_curves, write_report
 
-    print(f"wrote {save_figure(training_curves(run.history), run.dir / CURVES_FILE)}")
+    print(f"wrote {save_figure(run_curves([(run.dir, run.history)]), run.dir / CURVES_FILE)}")
     if report:
         predictions = compute_predictions(run.model, run.test_split, run.config.mean, run.config.std,
                                           run.config.test_batch_size)
