@@ -346,7 +346,8 @@ def training_curves(runs: Sequence | Mapping[str, Sequence], *, title: str | Non
     Args:
         runs: one run's epoch rows (metrics.json's "epochs", or `Run.history`), or a mapping
             {name: rows} to overlay several runs, one colour each, with a legend.
-        title: the figure's title (default: "Training curves").
+        title: the figure's title (default: "Training curves", whoever draws them: `mnistlab train`,
+            `plot curves` and the report show one run's curves alike).
     """
     named = dict(runs) if isinstance(runs, Mapping) else {"": runs}
     if not named or not all(named.values()):
@@ -376,8 +377,7 @@ def training_curves(runs: Sequence | Mapping[str, Sequence], *, title: str | Non
         handles = [Line2D([], [], color=f"C{i % 10}", marker="o", label=name) for i, name in enumerate(named)]
         handles += [Line2D([], [], color="black", linestyle=s, label=split) for split, s in SPLIT_STYLES.items()]
         fig.legend(handles=handles, loc="outside right upper")
-    only = next(iter(named)) if len(named) == 1 else ""
-    fig.suptitle(title or f"Training curves{': ' + only if only else ''}", fontsize=13)
+    fig.suptitle(title or "Training curves", fontsize=13)
     return fig
 
 

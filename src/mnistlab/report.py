@@ -10,7 +10,6 @@ import base64
 import html
 import io
 import json
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -78,34 +77,19 @@ def predictions_for_run(run: str | Path, data_dir: str | Path | None = None, dev
                                batch_size)
 
 
-def run_curves(runs: Sequence[tuple[str | Path, Sequence]]) -> Figure:
-    """The training curves of (run folder, epoch rows) pairs, named after the folders.
-
-    `mnistlab train`, `mnistlab plot curves` and the report all draw through here, so one run's
-    curves carry the same title wherever they are drawn.
-    """
-    names = [Path(run).resolve().name for run, _ in runs]
-    if len(set(names)) < len(names):  # two runs/x folders: tell them apart by the paths as given
-        names = [str(run) for run, _ in runs]
-    if len(runs) == 1:
-        return training_curves(runs[0][1], title=f"Training curves: {names[0]}")
-    return training_curves({name: rows for name, (_, rows) in zip(names, runs, strict=True)})
-
-
 def _png_data_uri(fig: Figure) -> str:
     buffer = io.BytesIO()
     save_png(fig, buffer)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def report_figures(run_dir: Path, metrics: dict,
-                   predictions: SplitPredictions) -> dict[str, tuple[str, str, Figure]]:
+def report_figures(metrics: dict, predictions: SplitPredictions) -> dict[str, tuple[str, str, Figure]]:
     """The report's figures: {id: (heading, caption, Figure)}, in reading order."""
     label, pred = int(predictions.labels[0]), int(predictions.preds[0])
     return {
         "curves": ("Training curves", "Loss and accuracy after each epoch; train figures are running averages "
                    "over the epoch, test figures are computed on the whole test set.",
-                   run_curves([(run_dir, metrics["epochs"])])),
+                   training_curves(metrics["epochs"])),
         "pixels": ("What the model sees", "The first test digit as its 28×28 grid of pixel values (0–255).",
                    pixel_view(predictions.images[0], title=f"Test digit #0: label {label}, predicted {pred}")),
         "predictions": ("Predictions", "Five test digits of each class, one column per true digit, picked at "
@@ -200,7 +184,7 @@ def write_report(run_dir: str | Path, predictions: SplitPredictions | None = Non
     metrics = load_metrics(run_dir)
     if predictions is None:
         predictions = predictions_for_run(run_dir, data_dir, device, batch_size)
-    page = render_report(run_dir, metrics, report_figures(run_dir, metrics, predictions))
+    page = render_report(run_dir, metrics, report_figures(metrics, predictions))
     path = Path(out) if out else run_dir / REPORT_FILE
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")

@@ -161,9 +161,13 @@ def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 
 def cmd_plot_curves(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..report import CURVES_FILE, load_metrics, run_curves
+    from ..plots import training_curves
+    from ..report import CURVES_FILE, load_metrics
 
-    fig = run_curves([(run_folder(path), load_metrics(path)["epochs"]) for path in args.runs])
+    names = [run_folder(path).resolve().name for path in args.runs]
+    if len(set(names)) < len(names):  # two runs/x folders: tell them apart by the paths as given
+        names = list(args.runs)
+    fig = training_curves({name: load_metrics(path)["epochs"] for name, path in zip(names, args.runs, strict=True)})
     write_or_show(fig, args, run_folder(args.runs[0]) / CURVES_FILE if len(args.runs) == 1 else Path(CURVES_FILE))
     return 0
 
