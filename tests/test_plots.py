@@ -188,6 +188,18 @@ def test_prediction_grid_random_mode(predictions, tmp_path):
         prediction_grid(predictions, mode="by-class")
 
 
+@pytest.mark.parametrize("draw", [
+    pytest.param(lambda p: prediction_grid(p, rows=0), id="grid-no-rows"),
+    pytest.param(lambda p: prediction_grid(p, mode="random", cols=0), id="random-grid-no-columns"),
+    pytest.param(lambda p: prediction_grid(p, rows=-3, errors_only=True), id="errors-grid-negative-rows"),
+    pytest.param(lambda p: mistakes_gallery(p, count=0), id="no-mistakes-asked-for"),
+    pytest.param(lambda p: mistakes_gallery(p, cols=0), id="gallery-no-columns"),
+])
+def test_empty_grids_are_refused_not_drawn_as_no_mistakes(draw, predictions):
+    with pytest.raises(PlotError, match="must be at least 1"):
+        draw(predictions)
+
+
 def test_wrong_digits_are_framed_thick_and_red(predictions):
     fig = prediction_grid(predictions, rows=3)
     frames = fig.findobj(PatchCollection)[0]

@@ -288,6 +288,8 @@ def prediction_grid(predictions: SplitPredictions, *, rows: int = 5, cols: int =
     """
     if mode not in GRID_MODES:
         raise PlotError(f"mode must be one of {', '.join(GRID_MODES)}, got {mode!r}")
+    if rows < 1 or cols < 1:
+        raise PlotError(f"rows and cols must be at least 1, got rows={rows}, cols={cols}")
     wrong, labels, preds = predictions.wrong, predictions.labels, predictions.preds
     n, n_wrong = len(predictions), int(wrong.sum())
     allowed = wrong if errors_only else torch.ones(n, dtype=torch.bool)
@@ -439,6 +441,8 @@ def confident_mistakes(predictions: SplitPredictions, count: int) -> torch.Tenso
 
 def mistakes_gallery(predictions: SplitPredictions, *, count: int = 15, cols: int = 5) -> Figure:
     """The most confident wrong predictions, each with its top-3 probabilities."""
+    if count < 1 or cols < 1:
+        raise PlotError(f"count and cols must be at least 1, got count={count}, cols={cols}")
     chosen = confident_mistakes(predictions, count).tolist()
     n_wrong = int(predictions.wrong.sum())
     if not chosen:
