@@ -43,6 +43,8 @@ SPLIT_STYLES = {"train": "--", "test": "-"}  # line style of each split in the c
 TITLE_HEIGHT = 0.75  # inches above a grid of digits, for its two-line title
 PIXEL_INCHES = 0.04  # one digit pixel in a grid of digits: 4 PNG pixels at DPI, so a digit is 112 px wide
 GRID_MODES = ("class", "random")  # prediction_grid: one column per digit, or a sample of the whole split
+GRID_CELL = (34, 40)  # a prediction grid's cell (width, height) in digit pixels: the digit, its index and caption
+GRID_HEADER = 9  # digit pixels above a by-class grid, for the digit heading each column
 MIN_GRID_WIDTH = 5.0  # inches: room for that title over a narrow grid
 NON_INTERACTIVE_BACKENDS = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
 
@@ -148,7 +150,8 @@ class CellText(PathCollection):
         glyphs = {}
         for key in set(zip(self.texts, bold, strict=True)):
             path = TextPath((0, 0), key[0], prop=fonts["bold" if key[1] else "normal"])
-            dx = 0 if ha == "left" else -(path.vertices[:, 0].min() + path.vertices[:, 0].max()) / 2
+            blank = not len(path.vertices)  # "" or spaces: nothing to centre
+            dx = 0 if ha == "left" or blank else -(path.vertices[:, 0].min() + path.vertices[:, 0].max()) / 2
             # Every string shares the baseline of a "0" centred on its point, as a line of text would.
             glyphs[key] = path.transformed(Affine2D().translate(dx, -(zero[:, 1].min() + zero[:, 1].max()) / 2))
         # The outlines are in points; 1/72 inch each, whatever dpi the figure is saved at.
@@ -273,6 +276,34 @@ def _frames(mosaic: Mosaic, cells: Sequence[tuple[int, int]], colors: Sequence[s
                              autolim=False)
 
 
+def _pick_digits(predictions: SplitPredictions, rows: int, cols: int, mode: str, errors_only: bool,
+                 seed: int | None) -> dict[tuple[int, int], int]:
+    """{(row, col): index} of the digits a prediction grid shows (see `prediction_grid`)."""
+    allowed = predictions.wrong if errors_only else torch.ones(len(predictions), dtype=torch.bool)
+    if mode == "random":
+        picked = _sample(allowed.nonzero().flatten(), rows * cols, seed).tolist()
+        return {divmod(i, cols): index for i, index in enumerate(picked)}
+    columns = [_sample((allowed & (predictions.labels == digit)).nonzero().flatten(), rows, seed).tolist()
+               for digit in range(NUM_CLASSES)]
+    return {(row, col): index for col, column in enumerate(columns) for row, index in enumerate(column)}
+
+
+def _grid_title(predictions: SplitPredictions, shown: list[int], rows: int, mode: str, errors_only: bool) -> str:
+    """The two-line title of a prediction grid showing the digits `shown`."""
+    n, n_wrong = len(predictions), int(predictions.wrong.sum())
+    accuracy = f"model accuracy {predictions.accuracy:.2%}"
+    here = int(predictions.wrong[shown].sum())
+    if mode == "class" and errors_only:
+        return (f"Up to {rows} mistakes on each digit (columns: the true digit)\n"
+                f"{n_wrong:,} mistakes on {n:,} digits · {accuracy}")
+    if mode == "class":
+        return (f"Predictions on {rows} test digits of each class (columns: the true digit)\n"
+                f"{here} wrong here · {accuracy}")
+    if errors_only:
+        return f"{len(shown)} of the {n_wrong:,} mistakes\non {n:,} digits ({accuracy})"
+    return f"Predictions on {len(shown)} of {n:,} digits\n{here} wrong here · {accuracy}"
+
+
 def prediction_grid(predictions: SplitPredictions, *, rows: int = 5, cols: int = 5, mode: str = "class",
                     errors_only: bool = False, seed: int | None = None) -> Figure:
     """Test digits with their predictions: green where right, red (bold, thick frame) where wrong.
@@ -290,49 +321,32 @@ def prediction_grid(predictions: SplitPredictions, *, rows: int = 5, cols: int =
         raise PlotError(f"mode must be one of {', '.join(GRID_MODES)}, got {mode!r}")
     if rows < 1 or cols < 1:
         raise PlotError(f"rows and cols must be at least 1, got rows={rows}, cols={cols}")
-    wrong, labels, preds = predictions.wrong, predictions.labels, predictions.preds
-    n, n_wrong = len(predictions), int(wrong.sum())
-    allowed = wrong if errors_only else torch.ones(n, dtype=torch.bool)
-    pool = allowed.nonzero().flatten()
-    if mode == "class":
-        cols = NUM_CLASSES
-        columns = [_sample((allowed & (labels == digit)).nonzero().flatten(), rows, seed).tolist()
-                   for digit in range(NUM_CLASSES)]
-        chosen = {(row, col): index for col, column in enumerate(columns) for row, index in enumerate(column)}
-    else:
-        chosen = {divmod(i, cols): index for i, index in enumerate(_sample(pool, rows * cols, seed).tolist())}
+    chosen = _pick_digits(predictions, rows, cols, mode, errors_only, seed)
     if not chosen:
-        return _message(f"No mistakes: all {n:,} digits are right")
-    accuracy = f"model accuracy {predictions.accuracy:.2%}"
-    here = int(wrong[list(chosen.values())].sum())
-    if mode == "class":
-        title = (f"Up to {rows} mistakes on each digit (columns: the true digit)\n{n_wrong:,} mistakes on {n:,} "
-                 f"digits · {accuracy}" if errors_only else
-                 f"Predictions on {rows} test digits of each class (columns: the true digit)\n{here} wrong here · "
-                 f"{accuracy}")
-    else:
-        title = (f"{len(chosen)} of the {n_wrong:,} mistakes\non {n:,} digits ({accuracy})" if errors_only else
-                 f"Predictions on {len(chosen)} of {n:,} digits\n{here} wrong here · {accuracy}")
-    header = 9 if mode == "class" else 0
-    mosaic = _mosaic({cell: predictions.images[index] for cell, index in chosen.items()},
-                     max(row for row, _ in chosen) + 1, cols, cell=(34, 40), top=5, header=header, title=title)
+        return _message(f"No mistakes: all {len(predictions):,} digits are right")
     cells, indices = list(chosen), list(chosen.values())
-    is_wrong = [bool(wrong[index]) for index in indices]
+    by_class = mode == "class"
+    header = GRID_HEADER if by_class else 0
+    mosaic = _mosaic({cell: predictions.images[index] for cell, index in chosen.items()},
+                     max(row for row, _ in cells) + 1, NUM_CLASSES if by_class else cols, cell=GRID_CELL, top=5,
+                     header=header, title=_grid_title(predictions, indices, rows, mode, errors_only))
+    is_wrong = [bool(predictions.wrong[index]) for index in indices]
     colors = [WRONG_COLOR if w else RIGHT_COLOR for w in is_wrong]
     corners = [mosaic.corner(*cell) for cell in cells]
     centre = IMAGE_SIZE / 2
     add_cell_text(mosaic.ax, [f"#{index}" for index in indices], [(x + centre, y - 2.2) for x, y in corners],
                   size=8, colors="dimgray")
-    captions = ([f"pred {int(preds[i])}" for i in indices] if mode == "class" else
-                [f"pred {int(preds[i])} / true {int(labels[i])}" for i in indices])
+    preds, labels = predictions.preds.tolist(), predictions.labels.tolist()
+    captions = [f"pred {preds[i]}" if by_class else f"pred {preds[i]} / true {labels[i]}" for i in indices]
     add_cell_text(mosaic.ax, captions, [(x + centre, y + IMAGE_SIZE + 3) for x, y in corners], size=10,
                   colors=colors, bold=is_wrong)
     _frames(mosaic, cells, colors, [2.5 if w else 1 for w in is_wrong])
-    if mode == "class":
-        heads = [(col * 34 + 17, 4.5) for col in range(NUM_CLASSES)]
-        add_cell_text(mosaic.ax, [str(d) for d in range(NUM_CLASSES)], heads, size=15, colors="black", bold=True)
-        empty = [col for col, column in enumerate(columns) if not column]
-        add_cell_text(mosaic.ax, ["none"] * len(empty), [(col * 34 + 17, header + 20) for col in empty], size=10,
+    if by_class:  # the digit over each column, and "none" in a column without a digit to show
+        middles = [(col + 0.5) * GRID_CELL[0] for col in range(NUM_CLASSES)]
+        add_cell_text(mosaic.ax, [str(d) for d in range(NUM_CLASSES)], [(x, header / 2) for x in middles], size=15,
+                      colors="black", bold=True)
+        empty = sorted(set(range(NUM_CLASSES)) - {col for _, col in cells})
+        add_cell_text(mosaic.ax, ["none"] * len(empty), [(middles[col], header + 20) for col in empty], size=10,
                       colors="dimgray")
     return mosaic.fig
 
