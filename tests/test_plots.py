@@ -194,9 +194,11 @@ def test_prediction_grid_random_mode(predictions, tmp_path):
     pytest.param(lambda p: prediction_grid(p, rows=-3, errors_only=True), id="errors-grid-negative-rows"),
     pytest.param(lambda p: mistakes_gallery(p, count=0), id="no-mistakes-asked-for"),
     pytest.param(lambda p: mistakes_gallery(p, cols=0), id="gallery-no-columns"),
+    pytest.param(lambda p: prediction_grid(p, seed=-1), id="negative-seed"),
+    pytest.param(lambda p: prediction_grid(p, mode="random", seed=2**64), id="seed-past-torchs-range"),
 ])
-def test_empty_grids_are_refused_not_drawn_as_no_mistakes(draw, predictions):
-    with pytest.raises(PlotError, match="must be at least 1"):
+def test_grids_that_cannot_be_drawn_are_refused_in_one_line(draw, predictions):
+    with pytest.raises(PlotError, match="must be at least 1|seed must be 0 to 2"):
         draw(predictions)
 
 
@@ -394,6 +396,27 @@ def test_show_refuses_indices_it_cannot_use_in_one_line(index, message, tiny_dat
     assert main(["show", index, "--data-dir", str(tiny_data), "--out", "never.png"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"mnistlab: error: {message}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["plot", "grid", "RUN", "--rows", "0"], "argument --rows: must be ≥ 1"),
+    (["plot", "grid", "RUN", "--random", "--rows", "30", "--cols", "30"], "--rows × --cols must be at most 400"),
+    (["plot", "grid", "RUN", "--rows", "41"], "--rows × the 10 digits must be at most 400"),
+    (["plot", "grid", "RUN", "--cols", "4"], "--cols needs --random"),
+    (["plot", "grid", "RUN", "--seed", "-1"], "argument --seed: must be 0 to 2**64-1, got -1"),
+    (["plot", "grid", "RUN", "--seed", str(2**64)], "argument --seed: must be 0 to 2**64-1"),
+    (["plot", "grid", "RUN", "--seed", "1e3"], "argument --seed: invalid int value"),
+    (["plot", "grid", "RUN", "--out", "x.png", "--show"], "not allowed with argument"),
+    (["plot", "mistakes", "RUN", "--count", "many"], "expected a whole number"),
+    (["plot", "curves"], "the following arguments are required: RUN"),
+    (["plot"], "the following arguments are required: FIGURE"),
+    (["show", "1", "--split", "validation"], "invalid choice: 'validation'"),
+])
+def test_bad_picture_flags_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_missing_checkpoint_and_no_display_are_one_line_errors(tmp_path, tiny_run, capsys, monkeypatch):

@@ -148,6 +148,8 @@ def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
     if args.cols is not None and not args.random:
         parser.error("--cols needs --random: the default grid has one column per digit")
+    if args.seed is not None and not 0 <= args.seed < 2**64:
+        parser.error(f"argument --seed: must be 0 to 2**64-1, got {args.seed}")
     cols = args.cols or GRID_COLS if args.random else NUM_CLASSES
     if args.rows * cols > MAX_GRID_CELLS:
         parser.error(f"--rows × {'--cols' if args.random else 'the 10 digits'} must be at most {MAX_GRID_CELLS}, "
