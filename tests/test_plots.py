@@ -391,6 +391,7 @@ def test_plot_grid_flags_and_curves_of_several_runs(tiny_run, tmp_path, capsys, 
     pytest.param("9" * 30, "index 99999999999999999999... is out of range", id="thirty-digits"),
     pytest.param("9" * 5000, "index 99999999999999999999... is out of range", id="past-pythons-int-limit"),
     pytest.param("+0x10", "+0x10: ", id="hex-is-a-file-name"),
+    pytest.param("0" * 30 + "512", "index 00000000000000000000... is out of range", id="leading-zeros"),
 ])
 def test_show_refuses_indices_it_cannot_use_in_one_line(index, message, tiny_data, capsys):
     assert main(["show", index, "--data-dir", str(tiny_data), "--out", "never.png"]) == 1

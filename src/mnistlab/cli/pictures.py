@@ -110,7 +110,8 @@ def dataset_index(text: str) -> int | None:
     from ..plots import PlotError
 
     if re.fullmatch(r"[+-]?[0-9]+", text):
-        return int(text) if len(text) <= 12 else -1  # -1: out of range all the same; int() refuses 4,300+ digits
+        # Past 12 digits it is out of range all the same (and int() refuses 4,300 digits or more): -1 says so.
+        return int(text) if len(text.lstrip("+-").lstrip("0")) <= 12 else -1
     if not os.path.lexists(text) and text.strip().lstrip("+-").isnumeric():
         raise PlotError(f"{text!r} is not an index: write it with the digits 0-9")
     return None
