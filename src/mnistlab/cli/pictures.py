@@ -13,7 +13,6 @@ from ._args import add_data_dir_flag, add_data_flags, add_output_flags, add_run_
 if TYPE_CHECKING:  # annotations only: matplotlib is imported when a command runs
     from matplotlib.figure import Figure
 
-
 MAX_GRID_CELLS = 400  # a 20×20 grid is already a 3,000-pixel figure
 GRID_ROWS, GRID_COLS = 5, 5  # plot grid: digits per class, and the columns of a --random grid
 
@@ -105,8 +104,10 @@ def run_folder(path: str) -> Path:
 
 
 def dataset_index(text: str) -> int | None:
-    """INDEX_OR_IMAGE → the index it names (ASCII digits, maybe signed, not yet range-checked), or None
-    for an image file. Numbers in other scripts ("²", "٣") are refused rather than taken as file names."""
+    """INDEX_OR_IMAGE → the index it names (ASCII digits, maybe signed; not range-checked), or None for a file.
+
+    Numbers in other scripts ("²", "٣") are refused rather than taken for names of files that do not exist.
+    """
     from ..plots import PlotError
 
     if re.fullmatch(r"[+-]?[0-9]+", text):
@@ -151,7 +152,7 @@ def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         parser.error("--cols needs --random: the default grid has one column per digit")
     if args.seed is not None and not 0 <= args.seed < 2**64:
         parser.error(f"argument --seed: must be 0 to 2**64-1, got {args.seed}")
-    cols = args.cols or GRID_COLS if args.random else NUM_CLASSES
+    cols = (args.cols or GRID_COLS) if args.random else NUM_CLASSES
     if args.rows * cols > MAX_GRID_CELLS:
         parser.error(f"--rows × {'--cols' if args.random else 'the 10 digits'} must be at most {MAX_GRID_CELLS}, "
                      f"got {args.rows * cols}")
