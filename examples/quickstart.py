@@ -29,7 +29,7 @@ checkpoint = mnistlab.load_checkpoint(out)
 loss, accuracy = mnistlab.evaluate(checkpoint.model, data.test, checkpoint.mean, checkpoint.std)
 print(f"test loss {loss:.4f}, test accuracy {accuracy:.2%} (recorded {run.final.test_acc:.2%})")
 
-# The pictures: loss and accuracy per epoch, and 25 random test digits with their predictions.
+# The pictures: loss and accuracy per epoch, and five test digits of each class with their predictions.
 mnistlab.save_figure(mnistlab.training_curves(run.history), out / "curves.png")
 predictions = mnistlab.compute_predictions(checkpoint.model, data.test, checkpoint.mean, checkpoint.std)
 mnistlab.save_figure(mnistlab.prediction_grid(predictions, seed=0), out / "predictions.png")

@@ -1,5 +1,6 @@
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,7 +75,7 @@ def test_train_then_evaluate_reproduces_the_recorded_accuracy(tmp_path, tiny_dat
     assert "mlp (25,450 parameters) on cpu" in report
     assert "reproduced exactly" in report
     assert main(["models"]) == 0
-    assert "mlp  {'hidden': 128}" in capsys.readouterr().out
+    assert "mlp       101,770  hidden=128" in capsys.readouterr().out
 
 
 def test_ctrl_c_exits_cleanly_and_saves_nothing(tmp_path):
@@ -106,3 +107,34 @@ def test_evaluate_notes_test_files_other_than_the_recorded_ones(tmp_path, tiny_d
     other = make_dataset(tmp_path / "other", seed=1)
     assert main(["evaluate", str(out), "--data-dir", str(other), "--device", "cpu"]) == 0
     assert "note: the test files differ from the ones this checkpoint was evaluated on" in capsys.readouterr().out
+
+
+def test_models_prints_a_table(monkeypatch, capsys):
+    import torch
+
+    import mnistlab.models as models
+
+    monkeypatch.setattr(models, "_MODELS", dict(models._MODELS))
+
+    @models.register_model
+    def probe(scale: float = 0.5, name: str = "x") -> torch.nn.Module:
+        """A linear probe.
+
+        More text that the table leaves out."""
+        return torch.nn.Linear(784, 10)
+
+    @models.register_model
+    def broken() -> torch.nn.Module:
+        raise RuntimeError("no\nsuch layer")
+
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["model", "parameters", "arguments", "(defaults)", "description"]
+    rows = {line.split()[0]: re.split(r"\s{2,}", line) for line in lines[1:]}
+    assert rows["mlp"][:3] == ["mlp", "101,770", "hidden=128"]
+    assert rows["probe"] == ["probe", "7,850", "scale=0.5, name='x'", "A linear probe."]
+    assert rows["broken"] == ["broken", "?", "?", "cannot be built: no such layer"]
+    by_name = {line.split()[0]: line for line in lines}
+    starts = {by_name[name].index(text) for name, text in (("model", "arguments"), ("mlp", "hidden=128"),
+                                                            ("probe", "scale=0.5"))}
+    assert len(starts) == 1  # the arguments column lines up

@@ -5,6 +5,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PatchCollection
 from matplotlib.colors import same_color
 from PIL import Image
 from torch import nn
@@ -15,6 +17,7 @@ from mnistlab.plots import (
     DPI,
     RIGHT_COLOR,
     WRONG_COLOR,
+    CellText,
     PlotError,
     SplitPredictions,
     compute_predictions,
@@ -72,19 +75,32 @@ def test_predictions_are_the_models_and_agree_with_evaluate(predictions, test_sp
     assert predictions.accuracy == acc
 
 
+def cell_texts(fig) -> list[tuple[float, float, str, object]]:
+    """(x, y, text, colour) of every CellText string in `fig`, in data units."""
+    found = []
+    for cells in fig.findobj(CellText):
+        colors = cells.get_facecolors()
+        for i, ((x, y), text) in enumerate(zip(cells.get_offsets().tolist(), cells.texts, strict=True)):
+            found.append((x, y, text, colors[i % len(colors)]))
+    return found
+
+
 def test_pixel_view_writes_every_value_readably(test_split, tmp_path):
     image = test_split.images[3]
     fig = pixel_view(image, int(test_split.labels[3]))
     ax = fig.axes[0]
     assert f"label {int(test_split.labels[3])}" in ax.get_title()
     assert ax.get_xlabel() == "column" and ax.get_ylabel() == "row"
-    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t for t in ax.texts}
-    assert len(cells) == 28 * 28
-    for (row, col), text in cells.items():
+    values, columns, rows = fig.findobj(CellText)
+    cells = {(round(y), round(x)): (text, color) for x, y, text, color in cell_texts(values.figure)[:28 * 28]}
+    assert len(values.texts) == len(cells) == 28 * 28
+    for (row, col), (text, color) in cells.items():
         value = int(image[row, col])
-        assert text.get_text() == str(value)
+        assert text == str(value)
         # dark text on light cells, light text on dark ones
-        assert same_color(text.get_color(), "black" if value > 0.45 * 255 else "white")
+        assert same_color(color, "black" if value > 0.45 * 255 else "white")
+    assert columns.texts == rows.texts == [str(i) for i in range(28)]
+    assert all(y > 27.5 for _, y in columns.get_offsets()) and all(x < -0.5 for x, _ in rows.get_offsets())
     check_png(save_figure(fig, tmp_path / "pixels.png"), fig)
 
 
@@ -92,48 +108,118 @@ def test_pixel_view_normalized_shows_the_model_input(test_split):
     image = test_split.images[0]
     fig = pixel_view(image, normalized=True)
     expected = normalize(image)[0, 0]
-    texts = fig.axes[0].texts
-    assert [t.get_text() for t in texts[:3]] == [f"{v:.1f}".replace("-0.0", "0.0") for v in expected[0, :3].tolist()]
-    assert {t.get_text() for t in texts} >= {"2.8"}  # 255 → (1 - 0.1307) / 0.3081
+    texts = fig.findobj(CellText)[0].texts
+    assert texts[:3] == [f"{v:.1f}".replace("-0.0", "0.0") for v in expected[0, :3].tolist()]
+    assert set(texts) >= {"2.8"}  # 255 → (1 - 0.1307) / 0.3081
     assert "normalised" in fig.axes[0].get_title()
     with pytest.raises(PlotError, match="expected one 28x28 image"):
         pixel_view(torch.zeros(3, 28, 28))
 
 
-def grid_cells(fig):
-    """(index, caption, colour) of each drawn cell of a prediction grid, in reading order."""
-    return [(int(ax.get_title().lstrip("#")), ax.get_xlabel(), ax.xaxis.label.get_color())
-            for ax in fig.axes if ax.get_xlabel()]
+CELL = (34, 40)  # a prediction grid's cell, in digit pixels
 
 
-def test_prediction_grid_is_red_exactly_where_the_model_is_wrong(predictions, tmp_path):
-    fig = prediction_grid(predictions, rows=4, cols=6)
+def grid_cells(fig) -> list[tuple[int, int, int, str, bool]]:
+    """(row, column, index, caption, wrong) of each digit in a prediction grid, in reading order.
+
+    A digit is found by its "#index" label above it; its caption is the coloured text below it.
+    """
+    texts = cell_texts(fig)
+    captions = {(round(x), round(y)): (text, color) for x, y, text, color in texts if text.startswith("pred")}
+    found = []
+    for x, y, text, _ in texts:
+        if text.startswith("#"):
+            below = [(cy, c, col) for (cx, cy), (c, col) in captions.items() if cx == round(x) and cy > y]
+            _, caption, color = min(below)
+            assert same_color(color, WRONG_COLOR) or same_color(color, RIGHT_COLOR)
+            found.append((int(y // CELL[1]), int(x // CELL[0]), int(text[1:]), caption, same_color(color, WRONG_COLOR)))
+    return sorted(found)
+
+
+def test_prediction_grid_has_one_column_per_digit(predictions, tmp_path):
+    fig = prediction_grid(predictions, rows=3)
     cells = grid_cells(fig)
-    assert [index for index, _, _ in cells] == list(range(24))  # no seed: the first digits, in order
     labels, preds = predictions.labels.tolist(), predictions.preds.tolist()
-    for index, caption, color in cells:
-        assert caption == f"pred {preds[index]} / true {labels[index]}"
-        assert same_color(color, WRONG_COLOR if labels[index] in SWAPPED else RIGHT_COLOR)
-    colors = {same_color(c, WRONG_COLOR) for _, _, c in cells}
-    assert colors == {True, False}  # the sample holds both kinds
-    assert f"{sum(labels[i] in SWAPPED for i in range(24))} wrong" in fig._suptitle.get_text()
+    assert {col for _, col, _, _, _ in cells} == set(range(10))  # every digit appears
+    for _, col, index, caption, wrong in cells:
+        assert labels[index] == col  # each column holds digits of its class
+        assert caption == f"pred {preds[index]}"
+        assert wrong == (labels[index] in SWAPPED)
+    for col in range(10):  # no seed: the first digits of each class, in order
+        column = [index for _, c, index, _, _ in cells if c == col]
+        assert column == [i for i, label in enumerate(labels) if label == col][:3]
+    headers = [text for _, y, text, _ in cell_texts(fig) if y < 9]
+    assert headers == [str(d) for d in range(10)]
+    assert f"{sum(w for *_, w in cells)} wrong here" in fig._suptitle.get_text()
     check_png(save_figure(fig, tmp_path / "grid.png"), fig)
 
 
-def test_prediction_grid_errors_only_and_seeded_samples(predictions):
+def test_prediction_grid_by_class_errors_only_and_seeded(predictions):
+    cells = grid_cells(prediction_grid(predictions, rows=4, errors_only=True))
+    labels = predictions.labels
+    assert cells and all(wrong for *_, wrong in cells)
+    assert {col for _, col, _, _, _ in cells} == set(SWAPPED)  # the only digits it gets wrong
+    fig = prediction_grid(predictions, rows=4, errors_only=True)
+    nones = [(round(x // CELL[0])) for x, _, text, _ in cell_texts(fig) if text == "none"]
+    assert nones == [d for d in range(10) if d not in SWAPPED]  # a column without mistakes says so
+    first = grid_cells(prediction_grid(predictions, rows=2, seed=5))
+    assert first == grid_cells(prediction_grid(predictions, rows=2, seed=5))
+    assert first != grid_cells(prediction_grid(predictions, rows=2, seed=6))
+    assert all(int(labels[index]) == col for _, col, index, _, _ in first)
+
+
+def test_prediction_grid_random_mode(predictions, tmp_path):
+    fig = prediction_grid(predictions, rows=4, cols=6, mode="random")
+    cells = grid_cells(fig)
+    assert [index for _, _, index, _, _ in cells] == list(range(24))  # no seed: the first digits, in order
+    assert [(row, col) for row, col, *_ in cells] == [divmod(i, 6) for i in range(24)]
+    labels, preds = predictions.labels.tolist(), predictions.preds.tolist()
+    for _, _, index, caption, wrong in cells:
+        assert caption == f"pred {preds[index]} / true {labels[index]}"
+        assert wrong == (labels[index] in SWAPPED)
+    assert {wrong for *_, wrong in cells} == {True, False}  # the sample holds both kinds
+    check_png(save_figure(fig, tmp_path / "grid.png"), fig)
     n_wrong = int(predictions.wrong.sum())
-    errors = grid_cells(prediction_grid(predictions, rows=10, cols=10, errors_only=True))
-    assert len(errors) == n_wrong  # fewer mistakes than cells: the rest stay empty
-    assert all(same_color(c, WRONG_COLOR) for _, _, c in errors)
-    first = grid_cells(prediction_grid(predictions, rows=2, cols=3, seed=5))
-    assert first == grid_cells(prediction_grid(predictions, rows=2, cols=3, seed=5))
-    assert first != grid_cells(prediction_grid(predictions, rows=2, cols=3, seed=6))
-    assert [i for i, _, _ in first] != list(range(6))
+    errors = grid_cells(prediction_grid(predictions, rows=10, cols=10, mode="random", errors_only=True))
+    assert len(errors) == n_wrong and all(wrong for *_, wrong in errors)  # fewer mistakes than cells
+    seeded = grid_cells(prediction_grid(predictions, rows=2, cols=3, mode="random", seed=5))
+    assert [index for _, _, index, _, _ in seeded] != list(range(6))
+    with pytest.raises(PlotError, match="mode must be one of class, random"):
+        prediction_grid(predictions, mode="by-class")
+
+
+@pytest.mark.parametrize("draw", [
+    pytest.param(lambda p: prediction_grid(p, rows=0), id="grid-no-rows"),
+    pytest.param(lambda p: prediction_grid(p, mode="random", cols=0), id="random-grid-no-columns"),
+    pytest.param(lambda p: prediction_grid(p, rows=-3, errors_only=True), id="errors-grid-negative-rows"),
+    pytest.param(lambda p: mistakes_gallery(p, count=0), id="no-mistakes-asked-for"),
+    pytest.param(lambda p: mistakes_gallery(p, cols=0), id="gallery-no-columns"),
+    pytest.param(lambda p: prediction_grid(p, seed=-1), id="negative-seed"),
+    pytest.param(lambda p: prediction_grid(p, mode="random", seed=2**64), id="seed-past-torchs-range"),
+])
+def test_grids_that_cannot_be_drawn_are_refused_in_one_line(draw, predictions):
+    with pytest.raises(PlotError, match="must be at least 1|seed must be 0 to 2"):
+        draw(predictions)
+
+
+def test_wrong_digits_are_framed_thick_and_red(predictions):
+    fig = prediction_grid(predictions, rows=3)
+    frames = fig.findobj(PatchCollection)[0]
+    style = {(int(path.vertices[:, 0].min() // CELL[0]), int(path.vertices[:, 1].min() // CELL[1])): (width, color)
+             for path, width, color in zip(frames.get_paths(), frames.get_linewidths(), frames.get_edgecolors(),
+                                           strict=True)}
+    cells = grid_cells(fig)
+    assert len(style) == len(cells)
+    for row, col, *_, wrong in cells:
+        width, color = style[col, row]
+        assert same_color(color, WRONG_COLOR if wrong else RIGHT_COLOR)
+        assert width == (2.5 if wrong else 1)
 
 
 def test_prediction_grid_without_mistakes_says_so(predictions):
     perfect = SplitPredictions(predictions.images, predictions.labels, torch.eye(10)[predictions.labels])
-    for fig in (prediction_grid(perfect, errors_only=True), mistakes_gallery(perfect)):
+    for fig in (prediction_grid(perfect, errors_only=True), prediction_grid(perfect, mode="random", errors_only=True),
+                mistakes_gallery(perfect)):
         assert not fig.axes and fig.texts[0].get_text() == "No mistakes: all 128 digits are right"
 
 
@@ -171,27 +257,62 @@ def test_confusion_matrix_writes_the_counts(predictions, tmp_path):
     labels = predictions.labels
     assert counts[4, 9] == (labels == 4).sum() and counts[9, 4] == (labels == 9).sum()
     assert counts[4, 4] == counts[9, 9] == 0 and counts.sum() == len(labels)
-    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts}
+    cells = {(round(y), round(x)): text for x, y, text, _ in cell_texts(fig)}
     assert cells == {(t, p): str(int(counts[t, p])) for t in range(10) for p in range(10)}
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted digit", "true digit")
     check_png(save_figure(fig, tmp_path / "confusion.png"), fig)
 
 
+def made_up_predictions(pairs: dict[tuple[int, int], int]) -> SplitPredictions:
+    """Predictions with `count` digits of each (true, predicted) pair."""
+    labels = torch.tensor([true for (true, _), count in pairs.items() for _ in range(count)])
+    preds = torch.tensor([pred for (_, pred), count in pairs.items() for _ in range(count)])
+    return SplitPredictions(torch.zeros(len(labels), 28, 28, dtype=torch.uint8), labels, torch.eye(10)[preds])
+
+
+def rendered_cells(fig) -> np.ndarray:
+    """(10, 10, 3) RGB of each confusion cell as drawn, sampled near its corner (away from the count)."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())[..., :3].astype(float) / 255
+    ax = fig.axes[0]
+    rgb = np.zeros((10, 10, 3))
+    for true in range(10):
+        for pred in range(10):
+            x, y = ax.transData.transform((pred - 0.35, true - 0.35))
+            rgb[true, pred] = pixels[round(canvas.get_width_height()[1] - y), round(x)]
+    return rgb
+
+
+def test_confusion_matrix_colours_show_where_the_errors_are():
+    pairs = {(d, d): 1000 for d in range(10)} | {(4, 9): 17, (7, 2): 5, (3, 5): 1}
+    rgb = rendered_cells(confusion_matrix(made_up_predictions(pairs)))
+    white = np.ones(3)
+    assert np.abs(rgb[0, 1] - white).max() < 0.02  # an empty cell stays quiet
+    distance = {cell: np.linalg.norm(rgb[cell] - white) for cell in ((4, 9), (7, 2), (3, 5))}
+    assert distance[4, 9] > 0.8  # 17 errors: a strong colour, as visible as the 1,000 right answers
+    assert distance[4, 9] > distance[7, 2] > distance[3, 5] > 0.15  # more errors, darker; one error still shows
+    assert np.linalg.norm(rgb[4, 4] - white) > 0.8  # the diagonal is coloured on its own scale
+    assert not np.allclose(rgb[4, 4], rgb[4, 9], atol=0.2)  # in another colour than the errors
+
+
 def test_mistakes_gallery_shows_the_most_confident_first_with_top_3(predictions, tmp_path):
     fig = mistakes_gallery(predictions, count=6, cols=3)
-    shown = [ax for ax in fig.axes if ax.get_title()]
-    indices = [int(ax.get_title().split(":")[0].lstrip("#")) for ax in shown]
+    texts = cell_texts(fig)
+    titles = [(x, y, text) for x, y, text, _ in texts if text.startswith("#")]
+    indices = [int(text.split(":")[0].lstrip("#")) for _, _, text in sorted(titles, key=lambda t: (t[1], t[0]))]
     assert len(indices) == 6 and all(predictions.wrong[i] for i in indices)
     confidence = predictions.probs.max(1).values
     assert confidence[indices].tolist() == sorted(confidence[indices].tolist(), reverse=True)
     assert confidence[indices[-1]] >= confidence[predictions.wrong].sort(descending=True).values[5]
-    for index, ax in zip(indices, shown, strict=True):
-        lines = ax.get_xlabel().splitlines()
+    lines = [text for _, _, text, _ in texts if not text.startswith("#")]
+    for i, index in enumerate(indices):
+        shown = lines[3 * i:3 * i + 3]
         top = predictions.probs[index].topk(3)
-        assert [line.split(":")[0] for line in lines] == [str(d) for d in top.indices.tolist()]
-        assert lines[0].endswith(f"{top.values[0].item():.1%}")
+        assert [line.split(":")[0] for line in shown] == [str(d) for d in top.indices.tolist()]
+        assert shown[0].endswith(f"{top.values[0].item():.1%}") or shown[0].endswith("true")
         true = int(predictions.labels[index])
-        assert [line.endswith("true") for line in lines] == [d == true for d in top.indices.tolist()]
+        assert [line.endswith("true") for line in shown] == [d == true for d in top.indices.tolist()]
     check_png(save_figure(fig, tmp_path / "mistakes.png"), fig)
 
 
@@ -250,18 +371,42 @@ def test_plot_commands_write_into_the_run_folder(tiny_run, tmp_path, capsys):
 def test_plot_grid_flags_and_curves_of_several_runs(tiny_run, tmp_path, capsys, monkeypatch):
     run, data_dir = tiny_run
     out = tmp_path / "g.png"
-    assert main(["plot", "grid", str(run), "--rows", "2", "--cols", "7", "--seed", "3", "--data-dir", str(data_dir),
-                 "--out", str(out)]) == 0
-    assert Image.open(out).size == (round(1.55 * 7 * DPI), round((1.8 * 2 + 0.75) * DPI))
+    assert main(["plot", "grid", str(run), "--random", "--rows", "2", "--cols", "7", "--seed", "3",
+                 "--data-dir", str(data_dir), "--out", str(out)]) == 0
+    assert Image.open(out).size == (7 * 34 * 4, 2 * 40 * 4 + 75)
+    assert main(["plot", "grid", str(run), "--rows", "2", "--data-dir", str(data_dir), "--out", str(out)]) == 0
+    assert Image.open(out).size == (10 * 34 * 4, 2 * 40 * 4 + 9 * 4 + 75)  # one column per digit, under headers
     other = shutil.copytree(run, tmp_path / "b" / run.name)  # the same folder name: told apart by path
     monkeypatch.chdir(tmp_path)
     assert main(["plot", "curves", str(run), str(other)]) == 0
     assert capsys.readouterr().out.strip().endswith("wrote curves.png")
 
 
+@pytest.mark.parametrize("index, message", [
+    pytest.param("²", "'²' is not an index: write it with the digits 0-9", id="superscript-two"),
+    pytest.param("٣", "'٣' is not an index: write it with the digits 0-9", id="arabic-indic-three"),
+    pytest.param("１２", "'１２' is not an index: write it with the digits 0-9", id="fullwidth-twelve"),
+    pytest.param("-1", "index -1 is out of range: the train split has 512 digits (0-511)", id="negative"),
+    pytest.param("512", "index 512 is out of range", id="one-past-the-end"),
+    pytest.param("9" * 30, "index 99999999999999999999... is out of range", id="thirty-digits"),
+    pytest.param("9" * 5000, "index 99999999999999999999... is out of range", id="past-pythons-int-limit"),
+    pytest.param("+0x10", "+0x10: ", id="hex-is-a-file-name"),
+    pytest.param("0" * 30 + "512", "index 00000000000000000000... is out of range", id="leading-zeros"),
+])
+def test_show_refuses_indices_it_cannot_use_in_one_line(index, message, tiny_data, capsys):
+    assert main(["show", index, "--data-dir", str(tiny_data), "--out", "never.png"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"mnistlab: error: {message}") and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("argv, message", [
     (["plot", "grid", "RUN", "--rows", "0"], "argument --rows: must be ≥ 1"),
-    (["plot", "grid", "RUN", "--rows", "30", "--cols", "30"], "--rows × --cols must be at most 400"),
+    (["plot", "grid", "RUN", "--random", "--rows", "30", "--cols", "30"], "--rows × --cols must be at most 400"),
+    (["plot", "grid", "RUN", "--rows", "41"], "--rows × the 10 digits must be at most 400"),
+    (["plot", "grid", "RUN", "--cols", "4"], "--cols needs --random"),
+    (["plot", "grid", "RUN", "--seed", "-1"], "argument --seed: must be 0 to 2**64-1, got -1"),
+    (["plot", "grid", "RUN", "--seed", str(2**64)], "argument --seed: must be 0 to 2**64-1"),
+    (["plot", "grid", "RUN", "--seed", "1e3"], "argument --seed: invalid int value"),
     (["plot", "grid", "RUN", "--out", "x.png", "--show"], "not allowed with argument"),
     (["plot", "mistakes", "RUN", "--count", "many"], "expected a whole number"),
     (["plot", "curves"], "the following arguments are required: RUN"),

@@ -54,6 +54,13 @@ def test_train_writes_curves_and_the_report(trained):
         assert curves.size == (1100, 460)
 
 
+def test_train_and_plot_curves_draw_the_same_curves(trained, tmp_path, capsys):
+    run = trained[0]
+    assert main(["plot", "curves", str(run), "--out", str(tmp_path / "again.png")]) == 0
+    with Image.open(run / "curves.png") as first, Image.open(tmp_path / "again.png") as again:
+        assert np.array_equal(np.asarray(first), np.asarray(again))  # the same title too
+
+
 def test_report_embeds_every_figure_and_the_tables(report, trained):
     page = report.read_text(encoding="utf-8")
     images = embedded_images(report)
@@ -69,6 +76,22 @@ def test_report_embeds_every_figure_and_the_tables(report, trained):
     assert f"{metrics['epochs'][-1]['test_acc']:.2%}" in rows
     assert "<td>model_args</td><td>{&quot;hidden&quot;: 16}</td>" in page
     assert not re.search(r'(src|href)="(https?:|//|file:)', page)  # self-contained: nothing to fetch
+
+
+def test_report_grid_has_a_column_per_digit_and_confusion_its_own_colours(trained):
+    from mnistlab.plots import CellText
+    from mnistlab.report import predictions_for_run, report_figures
+
+    run, data_dir, _ = trained
+    figures = report_figures(load_metrics(run), predictions_for_run(run, data_dir))
+    grid = figures["predictions"][2]
+    headers = [text for cells in grid.findobj(CellText) for text in cells.texts if text.isdigit()]
+    assert headers == [str(d) for d in range(10)]
+    assert "test digits of each class" in grid._suptitle.get_text()
+    confusion = figures["confusion"][2]
+    assert [bar.get_ylabel() for bar in confusion.axes[1:]] == ["errors (off the diagonal)",
+                                                                "right answers (the diagonal)"]
+    assert figures["curves"][2]._suptitle.get_text() == "Training curves"
 
 
 def sync_playwright_or_skip():

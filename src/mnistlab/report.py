@@ -28,6 +28,7 @@ from .plots import (
     mistakes_gallery,
     pixel_view,
     prediction_grid,
+    save_png,
     training_curves,
 )
 from .schema import Json, ListOf, MapOf, MissingFileError, Number, Obj, SchemaError, Text, read_json
@@ -35,7 +36,7 @@ from .training import METRICS_FILE
 
 REPORT_FILE = "report.html"
 CURVES_FILE = "curves.png"
-REPORT_GRID = {"rows": 6, "cols": 8, "seed": 0}  # a random sample of test digits, the same one every time
+REPORT_GRID = {"rows": 5, "seed": 0}  # five test digits of each class, the same ones every time
 
 
 class MetricsError(MnistlabError, ValueError):
@@ -93,7 +94,7 @@ def predictions_for_run(run: str | Path, data_dir: str | Path | None = None, dev
 
 def _png_data_uri(fig: Figure) -> str:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    save_png(fig, buffer)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -106,10 +107,12 @@ def report_figures(metrics: dict, predictions: SplitPredictions) -> dict[str, tu
                    training_curves(metrics["epochs"])),
         "pixels": ("What the model sees", "The first test digit as its 28×28 grid of pixel values (0–255).",
                    pixel_view(predictions.images[0], title=f"Test digit #0: label {label}, predicted {pred}")),
-        "predictions": ("Predictions", "A random sample of test digits; green is right, red is wrong.",
+        "predictions": ("Predictions", "Five test digits of each class, one column per true digit, picked at "
+                        "random (the same ones every time); green is right, red is wrong.",
                         prediction_grid(predictions, **REPORT_GRID)),
         "confusion": ("Confusion matrix", "Rows are the true digits, columns the predictions; each cell holds "
-                      "a count, its colour the share of its row.", confusion_matrix(predictions)),
+                      "a count. Right answers are blue and errors red, each on its own colour scale, so the "
+                      "darkest red cells are the model's commonest confusions.", confusion_matrix(predictions)),
         "mistakes": ("Most confident mistakes", "The wrong predictions the model was surest of, with its top-3 "
                      "probabilities.", mistakes_gallery(predictions)),
     }

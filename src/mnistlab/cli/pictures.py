@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +14,7 @@ if TYPE_CHECKING:  # annotations only: matplotlib is imported when a command run
     from matplotlib.figure import Figure
 
 MAX_GRID_CELLS = 400  # a 20×20 grid is already a 3,000-pixel figure
+GRID_ROWS, GRID_COLS = 5, 5  # plot grid: digits per class, and the columns of a --random grid
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -34,11 +37,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                description="Draw one of a run's figures as a PNG.")
     figures = plot.add_subparsers(dest="figure", metavar="FIGURE", required=True)
     grid = figures.add_parser("grid", help="test digits with their predictions, wrong ones in red",
-                              description="A grid of test digits with 'pred P / true T' under each: "
-                                          "green where the model is right, red where it is wrong.")
+                              description="Test digits with their predictions, one column per digit 0-9 (or a "
+                                          "random sample with --random): green where the model is right, red "
+                                          "where it is wrong.")
     add_run_argument(grid)
-    grid.add_argument("--rows", type=positive_int, default=5, metavar="N", help="rows of digits (default: 5)")
-    grid.add_argument("--cols", type=positive_int, default=5, metavar="N", help="columns of digits (default: 5)")
+    grid.add_argument("--rows", type=positive_int, default=GRID_ROWS, metavar="N",
+                      help=f"digits of each class, or rows with --random (default: {GRID_ROWS})")
+    grid.add_argument("--random", action="store_true",
+                      help="a sample of the whole test set in --rows × --cols, instead of a column per digit")
+    grid.add_argument("--cols", type=positive_int, metavar="N",
+                      help=f"columns of the --random grid (default: {GRID_COLS})")
     grid.add_argument("--errors-only", action="store_true", help="show only wrong predictions")
     grid.add_argument("--seed", type=int, metavar="S",
                       help="draw a repeatable random sample with this seed (default: the first test digits)")
@@ -55,7 +63,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     confusion = figures.add_parser("confusion", help="the confusion matrix on the test set",
                                    description="The confusion matrix on the test set: counts in the cells, "
-                                               "colour = share of each true digit's row.")
+                                               "right answers blue and errors red, each on its own scale.")
     add_run_argument(confusion)
     add_data_flags(confusion)
     add_output_flags(confusion, "RUN/confusion.png")
@@ -95,15 +103,31 @@ def run_folder(path: str) -> Path:
     return Path(path).parent if Path(path).is_file() else Path(path)
 
 
+def dataset_index(text: str) -> int | None:
+    """INDEX_OR_IMAGE → the index it names (ASCII digits, maybe signed; not range-checked), or None for a file.
+
+    Numbers in other scripts ("²", "٣") are refused rather than taken for names of files that do not exist.
+    """
+    from ..plots import PlotError
+
+    if re.fullmatch(r"[+-]?[0-9]+", text):
+        # Past 12 digits it is out of range all the same (and int() refuses 4,300 digits or more): -1 says so.
+        return int(text) if len(text.lstrip("+-").lstrip("0")) <= 12 else -1
+    if not os.path.lexists(text) and text.strip().lstrip("+-").isnumeric():
+        raise PlotError(f"{text!r} is not an index: write it with the digits 0-9")
+    return None
+
+
 def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..data import load_split, resolve_data_dir
     from ..plots import PlotError, pixel_view
 
-    if args.digit.lstrip("-").isdigit():
+    index = dataset_index(args.digit)
+    if index is not None:
         split, _ = load_split(resolve_data_dir(args.data_dir), args.split)
-        index = int(args.digit)
         if not 0 <= index < len(split):
-            raise PlotError(f"index {index} is out of range: the {args.split} split has {len(split):,} digits "
+            shown = args.digit if len(args.digit) <= 20 else f"{args.digit[:20]}..."
+            raise PlotError(f"index {shown} is out of range: the {args.split} split has {len(split):,} digits "
                             f"(0-{len(split) - 1})")
         label = int(split.labels[index])
         fig = pixel_view(split.images[index], label, normalized=args.normalized,
@@ -120,13 +144,21 @@ def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..data import NUM_CLASSES
     from ..plots import prediction_grid
     from ..report import predictions_for_run
 
-    if args.rows * args.cols > MAX_GRID_CELLS:
-        parser.error(f"--rows × --cols must be at most {MAX_GRID_CELLS}, got {args.rows * args.cols}")
+    if args.cols is not None and not args.random:
+        parser.error("--cols needs --random: the default grid has one column per digit")
+    if args.seed is not None and not 0 <= args.seed < 2**64:
+        parser.error(f"argument --seed: must be 0 to 2**64-1, got {args.seed}")
+    cols = (args.cols or GRID_COLS) if args.random else NUM_CLASSES
+    if args.rows * cols > MAX_GRID_CELLS:
+        parser.error(f"--rows × {'--cols' if args.random else 'the 10 digits'} must be at most {MAX_GRID_CELLS}, "
+                     f"got {args.rows * cols}")
     predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size)
-    fig = prediction_grid(predictions, rows=args.rows, cols=args.cols, errors_only=args.errors_only, seed=args.seed)
+    fig = prediction_grid(predictions, rows=args.rows, cols=cols, mode="random" if args.random else "class",
+                          errors_only=args.errors_only, seed=args.seed)
     name = "predictions-errors.png" if args.errors_only else "predictions.png"
     write_or_show(fig, args, run_folder(args.run) / name)
     return 0

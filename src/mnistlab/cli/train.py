@@ -98,10 +98,24 @@ def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 
 def cmd_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..models import list_models, model_defaults
+    """A table of the models: name, parameters at the default arguments, the arguments, what it is."""
+    import inspect
 
+    from ..models import _lookup, create_model, list_models, model_defaults
+
+    rows = [("model", "parameters", "arguments (defaults)", "description")]
     for name in list_models():
-        print(f"{name}  {model_defaults(name)}")
+        try:
+            factory = _lookup(name)  # the registry's own lookup: it also loads a model from a plugin package
+            arguments = ", ".join(f"{key}={value!r}" for key, value in model_defaults(name).items()) or "-"
+            n_params = f"{sum(p.numel() for p in create_model(name).parameters()):,}"
+            description = (inspect.getdoc(factory) or "").split("\n")[0] or "-"
+        except Exception as e:  # one broken plugin model must not hide the others
+            arguments, n_params, description = "?", "?", f"cannot be built: {' '.join(str(e).split())[:200]}"
+        rows.append((name, n_params, arguments, description))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for name, n_params, arguments, description in rows:
+        print(f"{name:<{widths[0]}}  {n_params:>{widths[1]}}  {arguments:<{widths[2]}}  {description}".rstrip())
     return 0
 
 
