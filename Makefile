@@ -11,7 +11,7 @@ install: $(VENV)/.installed
 # torch is pinned by constraints.txt (the CPU wheel); the package itself asks for torch>=2.2.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,serve]'
 	touch $@
 
 # `mnistlab train` also writes runs/demo/curves.png and runs/demo/report.html (every figure).
