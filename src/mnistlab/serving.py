@@ -45,7 +45,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .checkpoints import Checkpoint, load_checkpoint
 from .errors import MnistlabError
-from .labelled import save_labelled
+from .labelled import LabelledError, save_labelled
 from .preprocessing import ImageError, load_image
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -308,13 +308,17 @@ def create_app(run: str | Path | Checkpoint, *, collect_dir: str | Path | None =
         folder = Path(collect_dir)
 
         @app.post("/api/collect", response_model=CollectResponse, status_code=201, openapi_extra=UPLOAD_BODY,
-                  responses={**UPLOAD_ERRORS, 422: _error("no digit found, or `label` is not a digit 0-9")},
+                  responses={**UPLOAD_ERRORS, 422: _error("no digit found, or `label` is not a digit 0-9"),
+                             500: _error("the collect folder cannot be written")},
                   summary="Save a labelled drawing")
         async def collect(request: Request, label: int = Query(ge=0, le=9, description="the digit drawn")) -> dict:
             """Save the image as `<collect folder>/<label>/<new name>.png` (the server names the file)."""
             data = await read_upload(request)
             image, _ = await run_in_threadpool(predictor.read, data)  # only an image with a digit is kept
-            path = await run_in_threadpool(save_labelled, folder, label, image)
+            try:
+                path = await run_in_threadpool(save_labelled, folder, label, image)
+            except LabelledError as e:  # the folder, not the request, is at fault: a symlink, no permission
+                raise ApiError(500, f"the drawing could not be saved: {e}") from None
             return {"label": label, "file": f"{label}/{path.name}"}
 
     return app
