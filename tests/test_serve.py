@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import json
 import math
@@ -135,6 +136,16 @@ def test_model_health_page_and_docs(client, checkpoint):
     assert {"400", "413", "415", "422"} <= set(predict["responses"])
     assert {"multipart/form-data", "image/png"} <= set(predict["requestBody"]["content"])
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("metrics", [{"test_acc": "97%"}, {"test_acc": True}, {"test_acc": 97.6},
+                                     {"test_acc": float("nan")}, {}, "not a dict", None],
+                         ids=["string", "bool", "percent", "nan", "missing", "metrics-not-a-dict", "metrics-null"])
+def test_a_checkpoint_without_a_usable_test_accuracy_is_served_without_one(checkpoint, metrics):
+    config = {**checkpoint.config, "metrics": metrics}
+    client = TestClient(create_app(dataclasses.replace(checkpoint, config=config)))
+    assert client.get("/api/model").json()["test_accuracy"] is None
+    assert post_image(client, drawing(ONE)).json()["model"]["test_accuracy"] is None
 
 
 def test_concurrent_requests_get_the_answers_they_would_get_alone(client):

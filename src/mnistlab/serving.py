@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import io
 import ipaddress
+import math
 import os
 import socket
 import threading
@@ -194,16 +195,33 @@ async def _send_json(send: Send, status: int, detail: str) -> None:
 
 # --- inference -----------------------------------------------------------------------------------------
 
+def model_summary(checkpoint: Checkpoint) -> dict:
+    """The run's name, model and recorded test accuracy (None when config.json has no usable one)."""
+    metrics = checkpoint.config.get("metrics")
+    accuracy = metrics.get("test_acc") if isinstance(metrics, dict) else None
+    usable = isinstance(accuracy, int | float) and not isinstance(accuracy, bool) and 0 <= accuracy <= 1
+    return {"name": checkpoint.path.resolve().name, "architecture": str(checkpoint.model_name),
+            "test_accuracy": float(accuracy) if usable else None}
+
+
+def _json_safe(value: object) -> object:
+    """`value` with NaN and infinities as None: JSON has no such numbers, and config.json may hold them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 @dataclass
 class Predictor:
     """The loaded model and the number of inferences that may run at once (one per core)."""
 
     checkpoint: Checkpoint
     slots: threading.Semaphore
-
-    def summary(self) -> dict:
-        return {"name": self.checkpoint.path.resolve().name, "architecture": self.checkpoint.model_name,
-                "test_accuracy": self.checkpoint.metrics.get("test_acc")}
+    summary: dict  # `model_summary`, sent with every answer
 
     def read(self, data: bytes) -> tuple[Image.Image, dict]:
         """Decode an upload and classify it: (the decoded image, the API's answer).
@@ -227,7 +245,7 @@ class Predictor:
             "probabilities": prediction.probabilities,
             "top_k": [{"label": k, "probability": p} for k, p in prediction.top_k],
             "preprocessed": base64.b64encode(png.getvalue()).decode("ascii"),
-            "model": self.summary(),
+            "model": self.summary,
         }
 
 
@@ -272,10 +290,11 @@ def create_app(run: str | Path | Checkpoint, *, collect_dir: str | Path | None =
     if max_upload_bytes < 1:
         raise ServeError(f"the upload limit must be at least 1 byte, got {max_upload_bytes}")
     checkpoint = run if isinstance(run, Checkpoint) else load_checkpoint(run, device="cpu")
-    predictor = Predictor(checkpoint, threading.Semaphore(workers or len(os.sched_getaffinity(0))))
+    predictor = Predictor(checkpoint, threading.Semaphore(workers or len(os.sched_getaffinity(0))),
+                          model_summary(checkpoint))
     _warm_up(predictor)
     app = FastAPI(title="mnistlab", summary="Read handwritten digits with an MNIST model.",
-                  description=f"Serving the checkpoint `{predictor.summary()['name']}` "
+                  description=f"Serving the checkpoint `{predictor.summary['name']}` "
                               f"({checkpoint.model_name}).")
     app.add_middleware(BodyLimit, limit=max_upload_bytes)
     _add_error_handlers(app)
@@ -289,11 +308,13 @@ def create_app(run: str | Path | Checkpoint, *, collect_dir: str | Path | None =
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    info = {**predictor.summary, "parameters": sum(p.numel() for p in checkpoint.model.parameters()),
+            "config": _json_safe(checkpoint.config), "collect": collect_dir is not None,
+            "max_upload_bytes": max_upload_bytes}
+
     @app.get("/api/model", response_model=ModelInfo, summary="The model being served")
     def model_info() -> dict:
-        return {**predictor.summary(), "parameters": sum(p.numel() for p in checkpoint.model.parameters()),
-                "config": checkpoint.config, "collect": collect_dir is not None,
-                "max_upload_bytes": max_upload_bytes}
+        return info
 
     @app.post("/api/predict", response_model=PredictResponse, responses=UPLOAD_ERRORS, openapi_extra=UPLOAD_BODY,
               summary="Read the digit in an image")
