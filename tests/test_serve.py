@@ -96,7 +96,7 @@ def test_a_drawing_is_read_and_the_answer_has_every_field(client, checkpoint, st
     answer = response.json()
     assert set(answer) == {"label", "confidence", "probabilities", "top_k", "preprocessed", "model"}
     assert answer["label"] == digit
-    assert len(answer["probabilities"]) == 10 and sum(answer["probabilities"]) == pytest.approx(1, abs=1e-5)
+    assert len(answer["probabilities"]) == 10 and sum(answer["probabilities"]) == pytest.approx(1, abs=1e-4)
     assert answer["confidence"] == answer["probabilities"][digit] == answer["top_k"][0]["probability"]
     assert [k["label"] for k in answer["top_k"]][0] == digit and len(answer["top_k"]) == 3
     seen = Image.open(io.BytesIO(base64.b64decode(answer["preprocessed"])))
@@ -118,7 +118,7 @@ def test_the_page_brush_gives_mnist_like_strokes(client):
 def test_the_api_gives_the_same_answer_as_checkpoint_predict(client, checkpoint):
     image = Image.open(io.BytesIO(drawing(ZERO)))
     [expected] = checkpoint.predict(image)
-    assert post_image(client, drawing(ZERO)).json()["probabilities"] == expected.probabilities
+    assert post_image(client, drawing(ZERO)).json()["probabilities"] == [round(p, 6) for p in expected.probabilities]
 
 
 def test_model_health_page_and_docs(client, checkpoint):

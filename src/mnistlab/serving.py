@@ -13,22 +13,24 @@ image formats mnistlab reads and refuses a decompression bomb from its header. P
 inference is `Checkpoint.predict`, the same code as `mnistlab predict`. Every error is a JSON
 `{"detail": "..."}` with its status; no response carries a stack trace.
 
-Concurrency: requests run in a thread pool, and at most one inference per CPU core runs at a
-time (`Predictor.slots`); with torch's intra-op threads set to 1 (`serve`), 16 clients keep the
-cores busy without oversubscribing them. The model is shared by those threads without a lock:
-in eval mode under `torch.inference_mode`, a forward pass only reads the weights, which PyTorch
-supports from several threads at once.
+Concurrency: the event loop hands each image to a pool of one thread per CPU core
+(`Predictor.pool`), so at most that many inferences run at once and the rest queue; with torch's
+intra-op threads set to 1 (`serve`), 16 clients keep the cores busy without oversubscribing them
+(nor spawning a thread, and a malloc arena, per waiting request). The threads share the model
+without a lock: in eval mode under `torch.inference_mode`, a forward pass only reads the
+weights, which PyTorch supports from several threads at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import ipaddress
 import math
 import os
 import socket
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,11 +219,15 @@ def _json_safe(value: object) -> object:
 
 @dataclass
 class Predictor:
-    """The loaded model and the number of inferences that may run at once (one per core)."""
+    """The loaded model and the threads that run inferences (one per core)."""
 
     checkpoint: Checkpoint
-    slots: threading.Semaphore
+    pool: ThreadPoolExecutor
     summary: dict  # `model_summary`, sent with every answer
+
+    async def answer(self, data: bytes) -> tuple[Image.Image, dict]:
+        """`read` in the pool, awaited without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self.read, data)
 
     def read(self, data: bytes) -> tuple[Image.Image, dict]:
         """Decode an upload and classify it: (the decoded image, the API's answer).
@@ -229,21 +235,20 @@ class Predictor:
         Raises:
             ApiError: 400 for anything `load_image` refuses, 422 when no digit is found.
         """
-        with self.slots:
-            try:
-                image = load_image(data, MAX_UPLOAD_PIXELS, name="upload")
-            except ImageError as e:
-                raise ApiError(400, str(e)) from None
-            [prediction] = self.checkpoint.predict(image, top_k=TOP_K)
+        try:
+            image = load_image(data, MAX_UPLOAD_PIXELS, name="upload")
+        except ImageError as e:
+            raise ApiError(400, str(e)) from None
+        [prediction] = self.checkpoint.predict(image, top_k=TOP_K)
         if not prediction.ok:  # the image decoded, so what remains is "no digit found"
             raise ApiError(422, prediction.error)
         pixels = (prediction.image * 255).round().to(torch.uint8).numpy()  # (28, 28)
         png = io.BytesIO()
         Image.fromarray(pixels).save(png, format="PNG")
-        return image, {
-            "label": prediction.label, "confidence": prediction.confidence,
-            "probabilities": prediction.probabilities,
-            "top_k": [{"label": k, "probability": p} for k, p in prediction.top_k],
+        return image, {  # rounded as `mnistlab predict --json` rounds them
+            "label": prediction.label, "confidence": round(prediction.confidence, 6),
+            "probabilities": [round(p, 6) for p in prediction.probabilities],
+            "top_k": [{"label": k, "probability": round(p, 6)} for k, p in prediction.top_k],
             "preprocessed": base64.b64encode(png.getvalue()).decode("ascii"),
             "model": self.summary,
         }
@@ -290,7 +295,8 @@ def create_app(run: str | Path | Checkpoint, *, collect_dir: str | Path | None =
     if max_upload_bytes < 1:
         raise ServeError(f"the upload limit must be at least 1 byte, got {max_upload_bytes}")
     checkpoint = run if isinstance(run, Checkpoint) else load_checkpoint(run, device="cpu")
-    predictor = Predictor(checkpoint, threading.Semaphore(workers or len(os.sched_getaffinity(0))),
+    threads = workers or len(os.sched_getaffinity(0))
+    predictor = Predictor(checkpoint, ThreadPoolExecutor(threads, thread_name_prefix="mnistlab-predict"),
                           model_summary(checkpoint))
     _warm_up(predictor)
     app = FastAPI(title="mnistlab", summary="Read handwritten digits with an MNIST model.",
@@ -322,7 +328,7 @@ def create_app(run: str | Path | Checkpoint, *, collect_dir: str | Path | None =
         """The image as multipart/form-data (field `file`) or as the raw body (PNG, JPEG, BMP, GIF,
         WebP or TIFF). It is brought to MNIST's convention first, as `mnistlab predict` does."""
         data = await read_upload(request)
-        _, answer = await run_in_threadpool(predictor.read, data)
+        _, answer = await predictor.answer(data)
         return answer
 
     if collect_dir is not None:
@@ -335,7 +341,7 @@ def create_app(run: str | Path | Checkpoint, *, collect_dir: str | Path | None =
         async def collect(request: Request, label: int = Query(ge=0, le=9, description="the digit drawn")) -> dict:
             """Save the image as `<collect folder>/<label>/<new name>.png` (the server names the file)."""
             data = await read_upload(request)
-            image, _ = await run_in_threadpool(predictor.read, data)  # only an image with a digit is kept
+            image, _ = await predictor.answer(data)  # only an image with a digit is kept
             try:
                 path = await run_in_threadpool(save_labelled, folder, label, image)
             except LabelledError as e:  # the folder, not the request, is at fault: a symlink, no permission
