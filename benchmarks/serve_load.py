@@ -202,6 +202,12 @@ def rss_mb(pid: int) -> float:
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used: what a request costs, however busy the machine is."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentiles(seconds: list[float]) -> str:
     p50, p99 = np.percentile(np.array(seconds) * 1000, [50, 99])
     return f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
@@ -251,13 +257,15 @@ def main() -> None:
         server, port, startup = start_server(run)
         try:
             print(f"start-up: first prediction answered {startup:.2f} s after starting `mnistlab serve`")
+            cpu_start = cpu_seconds(server.pid)
             _, single = asyncio.run(run_load(port, [Case("good", 200, body=goods[i % len(goods)])
                                                     for i in range(args.single)], concurrency=1))
+            cpu_single = (cpu_seconds(server.pid) - cpu_start) / args.single
             print(f"one 280×280 PNG at a time ({args.single} requests): "
-                  f"{percentiles([s for _, _, s in single])}")
-            before = rss_mb(server.pid)
+                  f"{percentiles([s for _, _, s in single])}; server CPU {cpu_single * 1000:.1f} ms per request")
+            before, cpu_start = rss_mb(server.pid), cpu_seconds(server.pid)
             wall, results = asyncio.run(run_load(port, request_mix(args.requests, goods, args.seed), args.concurrency))
-            after = rss_mb(server.pid)
+            after, cpu_mixed = rss_mb(server.pid), cpu_seconds(server.pid) - cpu_start
             alive = server.poll() is None
         finally:
             server.terminate()
@@ -269,6 +277,8 @@ def main() -> None:
     print(f"mixed run: {len(results):,} requests, {args.concurrency} concurrent, {wall:.1f} s: "
           f"{len(results) / wall:.0f} requests/s, {len(good) / wall:.0f} predictions/s")
     print(f"  good drawings ({len(good):,}): {percentiles(good)}")
+    print(f"  server CPU: {cpu_mixed:.1f} s, {cpu_mixed / len(results) * 1000:.1f} ms per request; "
+          f"{cpu_mixed / wall:.2f} of {len(os.sched_getaffinity(0))} cores busy on average")
     print(f"  bad requests: {', '.join(f'{k} {n}' for k, n in sorted(kinds.items()) if k != 'good')}")
     print(f"  server memory (RSS): {before:.0f} MB before, {after:.0f} MB after ({after - before:+.1f} MB)")
     print(f"  wrong status codes: {sum(wrong.values())}"
