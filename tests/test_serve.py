@@ -428,6 +428,21 @@ def test_serve_without_a_run_picks_the_newest_or_says_how_to_train_one(tiny_run,
     assert newest_run() == Path("runs/new")
 
 
+@pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)], ids=["loopback", "all-interfaces"])
+def test_serve_prints_its_url_and_warns_off_loopback(mnist_mlp, monkeypatch, capsys, host, warned):
+    served = []
+
+    def serve(app, sock):  # instead of running the server: note its port and let go of it
+        served.append(sock.getsockname()[1])
+        sock.close()
+
+    monkeypatch.setattr("mnistlab.serving.serve", serve)
+    assert main(["serve", str(mnist_mlp), "--host", host, "--port", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"serving {mnist_mlp} at http://{host}:{served[0]}/")
+    assert ("warning: listening on 0.0.0.0, not loopback" in err) is warned
+
+
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.1.2.3", True), ("::1", True),
                                             ("localhost", True), ("0.0.0.0", False), ("::", False),
                                             ("192.168.1.5", False), ("example.com", False)])
