@@ -12,7 +12,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@echo "installing mnistlab and torch into $(VENV) (about a minute, once)..."
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --progress-bar on -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --progress-bar on -c constraints.txt -e '.[test,serve]'
 	touch $@
 
 # `mnistlab train` also writes runs/demo/curves.png and runs/demo/report.html (every figure).

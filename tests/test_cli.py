@@ -16,12 +16,13 @@ MNISTLAB = [sys.executable, "-m", "mnistlab"]
 
 
 def test_help_and_version_do_not_import_torch():
-    commands = ["train", "evaluate", "models", "show", "plot grid", "plot curves", "report", "predict"]
+    commands = ["train", "evaluate", "models", "show", "plot grid", "plot curves", "report", "predict", "serve"]
     code = ("import sys; from mnistlab.cli import main\n"
             f"for argv in [['--help'], ['--version'], *[[*c.split(), '--help'] for c in {commands!r}]]:\n"
             "    try: main(argv)\n"
             "    except SystemExit as e: assert e.code == 0\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'")
+            "assert 'torch' not in sys.modules, 'torch was imported'\n"
+            "assert 'fastapi' not in sys.modules, 'fastapi was imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert f"mnistlab {mnistlab.__version__}" in result.stdout

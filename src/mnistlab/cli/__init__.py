@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import MnistlabError
-from . import pictures, predict, train
+from . import pictures, predict, serve, train
 from ._args import DEFAULTS
 from ._output import guard_output
 from .predict import INVERT_CHOICES, PREDICT_DEFAULTS
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mnistlab", description="Handwritten-digit recognition with PyTorch.")
     parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (train, pictures, predict):
+    for group in (train, pictures, predict, serve):
         group.add_commands(commands)
     return parser
 

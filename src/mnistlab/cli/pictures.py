@@ -65,8 +65,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                    description="The confusion matrix on the test set: counts in the cells, "
                                                "right answers blue and errors red, each on its own scale.")
     add_run_argument(confusion)
+    confusion.add_argument("--images", metavar="DIR",
+                           help="on your own images instead: DIR/0/ … DIR/9/ hold image files of each digit")
     add_data_flags(confusion)
-    add_output_flags(confusion, "RUN/confusion.png")
+    add_output_flags(confusion, "RUN/confusion.png, or RUN/confusion-images.png with --images")
     confusion.set_defaults(handler=cmd_plot_confusion)
 
     mistakes = figures.add_parser("mistakes", help="the most confident wrong predictions",
@@ -180,6 +182,13 @@ def cmd_plot_confusion(args: argparse.Namespace, parser: argparse.ArgumentParser
     from ..plots import confusion_matrix
     from ..report import predictions_for_run
 
+    if args.images:
+        from ..checkpoints import load_checkpoint
+        from ..labelled import score_labelled
+
+        score = score_labelled(load_checkpoint(args.run, device=args.device), args.images)
+        write_or_show(confusion_matrix(score.split_predictions()), args, run_folder(args.run) / "confusion-images.png")
+        return 0
     predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size)
     write_or_show(confusion_matrix(predictions), args, run_folder(args.run) / "confusion.png")
     return 0

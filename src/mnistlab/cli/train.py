@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ._args import DEFAULTS, add_data_flags, finite_float, positive_float, positive_int
 
 if TYPE_CHECKING:
+    from ..checkpoints import Checkpoint
     from ..training import Run
 
 
@@ -45,6 +46,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                                "on the MNIST test set; compare with the recorded accuracy.")
     evaluate.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT",
                           help="a run folder, or its config.json or model.safetensors")
+    evaluate.add_argument("--images", metavar="DIR",
+                          help="score on your own images instead: DIR/0/ … DIR/9/ hold image files of each digit")
+    evaluate.add_argument("--json", action="store_true", help="with --images: print the scores as JSON")
     add_data_flags(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
 
@@ -80,7 +84,11 @@ def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     from ..data import load_split, resolve_data_dir
     from ..training import evaluate
 
+    if args.json and not args.images:
+        parser.error("--json goes with --images")
     checkpoint = load_checkpoint(args.checkpoint, device=args.device)
+    if args.images:
+        return evaluate_images(checkpoint, args.images, args.json)
     test, digests = load_split(resolve_data_dir(args.data_dir), "test")
     loss, acc = evaluate(checkpoint.model, test.to(checkpoint.device), checkpoint.mean, checkpoint.std,
                          args.test_batch_size)
@@ -94,6 +102,21 @@ def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         recorded_digests = checkpoint.config.get("dataset", {}).get("sha256", {})
         if any(recorded_digests.get(name) != digest for name, digest in digests.items()):
             print("note: the test files differ from the ones this checkpoint was evaluated on")
+    return 0
+
+
+def evaluate_images(checkpoint: Checkpoint, folder: str, as_json: bool) -> int:
+    """`evaluate --images DIR`: accuracy on a folder of labelled images (DIR/0/ … DIR/9/)."""
+    import json
+
+    from ..labelled import format_score, score_labelled
+
+    score = score_labelled(checkpoint, folder)
+    if as_json:
+        print(json.dumps({"checkpoint": str(checkpoint.path), "folder": folder, **score.to_dict()}, indent=2))
+    else:
+        print(f"{checkpoint.path}: {checkpoint.model_name} on {folder} ({len(score.images)} images)")
+        print(format_score(score))
     return 0
 
 

@@ -1,0 +1,77 @@
+"""`mnistlab serve`: the drawing page and the prediction API (needs the `serve` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import MnistlabError
+from ._args import positive_float
+
+RUNS_DIR = Path("runs")
+MAX_UPLOAD_MB = 2.0  # mirror of serving.MAX_UPLOAD_BYTES in MiB, so that --help needs no fastapi
+
+
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535 (0: any free port), got {value}")
+    return value
+
+
+def upload_mb(text: str) -> float:
+    value = positive_float(text)
+    if value > 1024:
+        raise argparse.ArgumentTypeError(f"must be at most 1024 (MB), got {text}")
+    return value
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser(
+        "serve", help="draw digits in the browser; a prediction API",
+        description="Serve a web page to draw a digit on and watch the model read it, and a JSON API "
+                    "(POST /api/predict; docs at /docs). Needs the serve extra: pip install 'mnistlab[serve]'.")
+    serve.add_argument("run", nargs="?", metavar="RUN",
+                       help=f"the run folder to serve (default: the newest under ./{RUNS_DIR})")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on; anything but loopback exposes the server (default: 127.0.0.1)")
+    serve.add_argument("--port", type=port_number, default=8000, metavar="N",
+                       help="port to listen on, 0 for any free one (default: 8000)")
+    serve.add_argument("--collect", metavar="DIR",
+                       help="offer 'this is a N' buttons that save the drawing as DIR/N/<new name>.png")
+    serve.add_argument("--max-upload-mb", type=upload_mb, default=MAX_UPLOAD_MB, metavar="MB",
+                       help=f"largest request body, in MiB (default: {MAX_UPLOAD_MB:g})")
+    serve.set_defaults(handler=cmd_serve)
+
+
+def newest_run(runs: Path = RUNS_DIR) -> Path:
+    """The run folder under `runs` whose config.json was written last."""
+    configs = [p for p in runs.glob("*/config.json") if p.is_file()] if runs.is_dir() else []
+    if not configs:
+        raise MnistlabError(f"no run folder under ./{runs}; train one with `mnistlab train --out {runs}/demo` "
+                            "(or `make demo`), or name one: mnistlab serve RUN")
+    return max(configs, key=lambda p: p.stat().st_mtime).parent
+
+
+def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        from ..serving import bind, create_app, is_loopback, serve, url
+    except ImportError as e:
+        raise MnistlabError(f"mnistlab serve needs the serve extra ({e.name} is missing): "
+                            "pip install 'mnistlab[serve]'") from None
+
+    run = Path(args.run) if args.run else newest_run()
+    app = create_app(run, collect_dir=args.collect, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
+    sock = bind(args.host, args.port)
+    if not is_loopback(args.host):
+        print(f"mnistlab: warning: listening on {args.host}, not loopback: anyone who can reach this machine "
+              "can use the server" + (" and write into the --collect folder" if args.collect else ""),
+              file=sys.stderr)
+    collecting = f"; saving labelled drawings into {args.collect}" if args.collect else ""
+    print(f"serving {run} at {url(sock)}  (API docs at {url(sock)}docs{collecting}; Ctrl-C stops)", flush=True)
+    serve(app, sock)
+    return 0

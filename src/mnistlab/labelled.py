@@ -1,0 +1,202 @@
+"""Folders of labelled digit images: `DIR/0/ … DIR/9/`, each holding image files of that digit.
+
+This is how a user measures a model on their own handwriting: `mnistlab serve --collect DIR` saves
+drawings into such a folder (`save_labelled`), `mnistlab evaluate RUN --images DIR` scores a model
+on one (`read_labelled`, `score_labelled`). The folder may come from anywhere, so it is read as
+hostile: only regular files in the ten digit folders count (no symlinks, no sub-folders, no other
+names), and writing never follows a symlink out of it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import MnistlabError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .checkpoints import Checkpoint
+    from .plots import SplitPredictions
+    from .prediction import Prediction
+
+DIGITS = tuple(range(10))
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # as `predict` collects
+MAX_IMAGES = 100_000  # a folder with more is refused before anything is decoded
+
+
+class LabelledError(MnistlabError, ValueError):
+    """A labelled-images folder cannot be read or written."""
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    path: Path
+    label: int  # the digit folder it was found in
+
+
+def read_labelled(folder: str | Path) -> list[LabelledImage]:
+    """The image files in `folder/0` … `folder/9`, sorted by digit then name.
+
+    Only regular files with an image suffix count; symlinks (to files or folders), sub-folders and
+    any other name in `folder` are ignored, so a folder cannot point the reader elsewhere.
+
+    Raises:
+        LabelledError: `folder` is not a folder, holds no such images, or too many.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise LabelledError(f"{folder}: expected a folder with sub-folders 0/ … 9/ of images"
+                            f"{'' if folder.exists() else ' (no such folder)'}")
+    images: list[LabelledImage] = []
+    for digit in DIGITS:
+        sub = folder / str(digit)
+        if sub.is_symlink() or not sub.is_dir():
+            continue
+        try:
+            with os.scandir(sub) as entries:
+                names = sorted(e.name for e in entries
+                               if e.is_file(follow_symlinks=False) and Path(e.name).suffix.lower() in IMAGE_SUFFIXES)
+        except OSError as e:
+            raise LabelledError(f"{sub}: cannot read ({e.strerror})") from None
+        images += [LabelledImage(sub / name, digit) for name in names]
+        if len(images) > MAX_IMAGES:
+            raise LabelledError(f"{folder}: more than {MAX_IMAGES:,} images; split it up")
+    if not images:
+        raise LabelledError(f"{folder}: no image files in sub-folders 0/ … 9/ "
+                            f"(expected e.g. {folder / '7' / 'mine.png'})")
+    return images
+
+
+@dataclass
+class LabelledScore:
+    """A model's answers on a labelled folder: `predictions[i]` answers `images[i]`."""
+
+    images: list[LabelledImage]
+    predictions: list[Prediction]
+
+    @property
+    def read(self) -> list[tuple[LabelledImage, Prediction]]:
+        """The images the model could classify (not failed: blank, not an image...)."""
+        return [(i, p) for i, p in zip(self.images, self.predictions, strict=True) if p.ok]
+
+    @property
+    def wrong(self) -> list[tuple[LabelledImage, Prediction]]:
+        return [(i, p) for i, p in self.read if p.label != i.label]
+
+    @property
+    def failed(self) -> list[tuple[LabelledImage, Prediction]]:
+        return [(i, p) for i, p in zip(self.images, self.predictions, strict=True) if not p.ok]
+
+    @property
+    def accuracy(self) -> float | None:
+        """Share of the classified images read right; None when none could be classified."""
+        return 1 - len(self.wrong) / len(self.read) if self.read else None
+
+    def per_digit(self) -> dict[int, tuple[int, int]]:
+        """digit → (right, classified), for the digits that have classified images."""
+        counts = {d: [0, 0] for d in DIGITS}
+        for image, p in self.read:
+            counts[image.label][0] += p.label == image.label
+            counts[image.label][1] += 1
+        return {d: (right, total) for d, (right, total) in counts.items() if total}
+
+    def to_dict(self) -> dict:
+        """A JSON-ready summary: accuracy, per-digit accuracy, the wrong and the failed files."""
+        return {
+            "images": len(self.images), "classified": len(self.read), "accuracy": self.accuracy,
+            "per_digit": {str(d): {"right": r, "total": t, "accuracy": r / t}
+                          for d, (r, t) in self.per_digit().items()},
+            "wrong": [{"file": str(i.path), "label": i.label, "predicted": p.label,
+                       "confidence": round(p.confidence, 6)} for i, p in self.wrong],
+            "failed": [{"file": str(i.path), "label": i.label, "error": p.error} for i, p in self.failed],
+        }
+
+    def split_predictions(self) -> SplitPredictions:
+        """The classified images as a `SplitPredictions`, for `mnistlab.confusion_matrix` and friends."""
+        import torch
+
+        from .plots import SplitPredictions
+
+        read = self.read
+        if not read:
+            raise LabelledError("no image could be classified, so there is nothing to plot")
+        images = torch.stack([(p.image * 255).round().to(torch.uint8) for _, p in read])  # (N, 28, 28)
+        labels = torch.tensor([i.label for i, _ in read])
+        return SplitPredictions(images, labels, torch.tensor([p.probabilities for _, p in read]))
+
+
+def score_labelled(checkpoint: Checkpoint, folder: str | Path, batch_size: int = 256) -> LabelledScore:
+    """Classify every image of a labelled folder (`read_labelled`) with `checkpoint`."""
+    images = read_labelled(folder)
+    predictions = checkpoint.predict([str(i.path) for i in images], batch_size=batch_size)
+    return LabelledScore(images, predictions)
+
+
+def format_score(score: LabelledScore) -> str:
+    """The report `mnistlab evaluate --images` prints: accuracy, a per-digit table, wrong and failed files."""
+    lines = []
+    if score.accuracy is None:
+        lines.append(f"none of the {len(score.images)} images could be classified")
+    else:
+        right = len(score.read) - len(score.wrong)
+        lines.append(f"accuracy {score.accuracy:.2%} ({right}/{len(score.read)})")
+        lines.append("digit  right  total  accuracy")
+        lines += [f"{d:>5}  {r:>5}  {t:>5}  {r / t:>8.1%}" for d, (r, t) in score.per_digit().items()]
+    if score.wrong:
+        lines.append(f"wrong ({len(score.wrong)}):")
+        lines += [f"  {i.path}  is {i.label}, read as {p.label} ({p.confidence:.1%})" for i, p in score.wrong]
+    if score.failed:
+        lines.append(f"could not classify ({len(score.failed)}):")
+        lines += [f"  {i.path}  {p.error}" for i, p in score.failed]
+    return "\n".join(lines)
+
+
+def save_labelled(folder: str | Path, label: int, image: Image.Image) -> Path:
+    """Save `image` as a new PNG in `folder/<label>/`, named by the time and a random suffix.
+
+    Nothing from the caller becomes part of the path but the digit, checked to be an int 0-9. The
+    digit folder is opened without following symlinks and the file is created in it relative to
+    that open folder, exclusively, then renamed into place: a symlink planted in the folder (or
+    swapped in for it) cannot redirect the write, and a reader never sees a half-written file.
+
+    Raises:
+        LabelledError: `label` is not a digit, or the folder cannot be written.
+    """
+    if isinstance(label, bool) or not isinstance(label, int) or label not in DIGITS:
+        raise LabelledError(f"label must be a digit 0-9, got {label!r}")
+    folder = Path(folder)
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}.png"
+    temporary = f".{name}.tmp"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        root = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            try:
+                os.mkdir(str(label), dir_fd=root)
+            except FileExistsError:
+                pass
+            digit_dir = os.open(str(label), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=root)
+        finally:
+            os.close(root)
+    except OSError as e:
+        raise LabelledError(f"{folder / str(label)}: cannot write there ({e.strerror})") from None
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666, dir_fd=digit_dir)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                image.save(out, format="PNG")
+            os.replace(temporary, name, src_dir_fd=digit_dir, dst_dir_fd=digit_dir)
+        except BaseException:
+            os.unlink(temporary, dir_fd=digit_dir)
+            raise
+    except OSError as e:
+        raise LabelledError(f"{folder / str(label) / name}: cannot write ({e.strerror})") from None
+    finally:
+        os.close(digit_dir)
+    return folder / str(label) / name

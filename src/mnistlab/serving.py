@@ -1,0 +1,417 @@
+"""`mnistlab serve`: a page to draw a digit on and a JSON prediction API, over one checkpoint.
+
+    GET  /               the drawing page (static files in mnistlab/static: no build step, no CDN)
+    POST /api/predict    an image (multipart field `file`, or the raw body) → the model's answer
+    POST /api/collect    with a collect folder: save a labelled drawing as DIR/<digit>/<new name>.png
+    GET  /api/model      the model's name, config and metrics
+    GET  /healthz        liveness
+    GET  /docs           OpenAPI documentation
+
+Every upload is checked once, at the edge, before any work: its size while it arrives
+(`BodyLimit`), its content type, then `preprocessing.load_image`, which decodes only the
+image formats mnistlab reads and refuses a decompression bomb from its header. Past that,
+inference is `Checkpoint.predict`, the same code as `mnistlab predict`. Every error is a JSON
+`{"detail": "..."}` with its status; no response carries a stack trace.
+
+Concurrency: the event loop hands each image to a pool of one thread per CPU core
+(`Predictor.pool`), so at most that many inferences run at once and the rest queue; with torch's
+intra-op threads set to 1 (`serve`), 16 clients keep the cores busy without oversubscribing them
+(nor spawning a thread, and a malloc arena, per waiting request). The threads share the model
+without a lock: in eval mode under `torch.inference_mode`, a forward pass only reads the
+weights, which PyTorch supports from several threads at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import ipaddress
+import math
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .checkpoints import Checkpoint, load_checkpoint
+from .errors import MnistlabError
+from .labelled import LabelledError, save_labelled
+from .preprocessing import ImageError, load_image
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # default request body limit (`--max-upload-mb 2`)
+MAX_UPLOAD_PIXELS = 12_000_000  # a 12 MP photo; larger is refused from the header (a 2 MB upload rarely holds more)
+TOP_K = 3
+# The raw-body content types /api/predict takes; the bytes decide the format (load_image), not the type.
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/webp", "image/tiff",
+               "application/octet-stream")
+PAGE_HEADERS = {  # the page loads nothing but its own files, and is never framed
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class ServeError(MnistlabError, ValueError):
+    """The server cannot start: an address that cannot be bound, a bad setting."""
+
+
+class ApiError(Exception):
+    """A request the API refuses: answered as JSON `{"detail": message}` with `status`."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+# --- the API's documented shapes ---------------------------------------------------------------------
+
+class TopK(BaseModel):
+    label: int = Field(ge=0, le=9)
+    probability: float
+
+
+class ModelSummary(BaseModel):
+    name: str = Field(description="the run folder's name")
+    architecture: str = Field(description="the registered model name, e.g. mlp")
+    test_accuracy: float | None = Field(description="accuracy on the MNIST test set recorded at training")
+
+
+class PredictResponse(BaseModel):
+    label: int = Field(ge=0, le=9, description="the predicted digit")
+    confidence: float = Field(description="its probability")
+    probabilities: list[float] = Field(min_length=10, max_length=10, description="softmax over the digits 0-9")
+    top_k: list[TopK] = Field(description=f"the {TOP_K} likeliest digits, best first")
+    preprocessed: str = Field(description="the 28×28 image the model was given: PNG, base64")
+    model: ModelSummary
+
+
+class ModelInfo(ModelSummary):
+    parameters: int
+    config: dict = Field(description="the checkpoint's config.json")
+    collect: bool = Field(description="whether POST /api/collect saves labelled drawings")
+    max_upload_bytes: int
+
+
+class CollectResponse(BaseModel):
+    label: int
+    file: str = Field(description="the saved file, relative to the collect folder")
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what was wrong, in one line")
+
+
+def _error(description: str) -> dict:
+    return {"model": ErrorResponse, "description": description}
+
+
+UPLOAD_ERRORS = {
+    400: _error("not an image, an unsupported format, truncated, empty, a decompression bomb (refused from "
+                "its header), or a malformed multipart body"),
+    413: _error("the body is over the upload limit (refused as it arrives)"),
+    415: _error("a content type other than an image or multipart/form-data"),
+    422: _error("no digit found: the image is blank or its marks too faint or small"),
+}
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+UPLOAD_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+    **{kind: _BINARY for kind in IMAGE_TYPES},
+}}}
+
+
+# --- the request body limit ----------------------------------------------------------------------------
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 to a body over `limit` bytes without reading the rest of it.
+
+    A declared Content-Length over the limit is refused before a byte of the body is read; a
+    chunked body (no Content-Length) or one longer than declared is counted as it arrives and
+    refused as soon as it passes the limit, so no request holds more than `limit` bytes.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = [v for k, v in scope["headers"] if k == b"content-length"]
+        if declared and not (len(declared) == 1 and declared[0].isdigit()):
+            await _send_json(send, 400, "malformed Content-Length header")
+            return
+        if declared and int(declared[0]) > self.limit:
+            await _send_json(send, 413, self._message())
+            return
+        received, started = 0, False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except _BodyTooLarge:
+            if started:
+                raise
+            await _send_json(send, 413, self._message())
+
+    def _message(self) -> str:
+        return f"the upload is over the limit of {self.limit:,} bytes"
+
+
+async def _send_json(send: Send, status: int, detail: str) -> None:
+    response = JSONResponse({"detail": detail}, status_code=status, headers={"Connection": "close"})
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+# --- inference -----------------------------------------------------------------------------------------
+
+def model_summary(checkpoint: Checkpoint) -> dict:
+    """The run's name, model and recorded test accuracy (None when config.json has no usable one)."""
+    metrics = checkpoint.config.get("metrics")
+    accuracy = metrics.get("test_acc") if isinstance(metrics, dict) else None
+    usable = isinstance(accuracy, int | float) and not isinstance(accuracy, bool) and 0 <= accuracy <= 1
+    return {"name": checkpoint.path.resolve().name, "architecture": str(checkpoint.model_name),
+            "test_accuracy": float(accuracy) if usable else None}
+
+
+def _json_safe(value: object) -> object:
+    """`value` with NaN and infinities as None: JSON has no such numbers, and config.json may hold them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+@dataclass
+class Predictor:
+    """The loaded model and the threads that run inferences (one per core)."""
+
+    checkpoint: Checkpoint
+    pool: ThreadPoolExecutor
+    summary: dict  # `model_summary`, sent with every answer
+
+    async def answer(self, data: bytes) -> tuple[Image.Image, dict]:
+        """`read` in the pool, awaited without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self.read, data)
+
+    def read(self, data: bytes) -> tuple[Image.Image, dict]:
+        """Decode an upload and classify it: (the decoded image, the API's answer).
+
+        Raises:
+            ApiError: 400 for anything `load_image` refuses, 422 when no digit is found.
+        """
+        try:
+            image = load_image(data, MAX_UPLOAD_PIXELS, name="upload")
+        except ImageError as e:
+            raise ApiError(400, str(e)) from None
+        [prediction] = self.checkpoint.predict(image, top_k=TOP_K)
+        if not prediction.ok:  # the image decoded, so what remains is "no digit found"
+            raise ApiError(422, prediction.error)
+        pixels = (prediction.image * 255).round().to(torch.uint8).numpy()  # (28, 28)
+        png = io.BytesIO()
+        Image.fromarray(pixels).save(png, format="PNG")
+        return image, {  # rounded as `mnistlab predict --json` rounds them
+            "label": prediction.label, "confidence": round(prediction.confidence, 6),
+            "probabilities": [round(p, 6) for p in prediction.probabilities],
+            "top_k": [{"label": k, "probability": round(p, 6)} for k, p in prediction.top_k],
+            "preprocessed": base64.b64encode(png.getvalue()).decode("ascii"),
+            "model": self.summary,
+        }
+
+
+async def read_upload(request: Request) -> bytes:
+    """The image bytes of a request: the multipart field `file`, or the raw body of an image type."""
+    media = request.headers.get("content-type", "application/octet-stream").split(";")[0].strip().lower()
+    if media == "multipart/form-data":
+        async with request.form(max_files=1, max_fields=8) as form:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise ApiError(400, "a multipart upload needs the image in a file field named 'file'")
+            data = await upload.read()
+    elif media in IMAGE_TYPES:
+        data = await request.body()
+    else:
+        raise ApiError(415, f"content type {media!r} is not an image; send image/png, image/jpeg... "
+                            "or multipart/form-data with a 'file' field")
+    if not data:
+        raise ApiError(400, "the upload is empty")
+    return data
+
+
+def _warm_up(predictor: Predictor) -> None:
+    """Classify one drawn stroke, so that the first request finds every module imported and warm."""
+    image = Image.new("L", (56, 56))
+    image.paste(255, (26, 8, 31, 48))
+    predictor.checkpoint.predict(image)
+
+
+# --- the app -------------------------------------------------------------------------------------------
+
+def create_app(run: str | Path | Checkpoint, *, collect_dir: str | Path | None = None,
+               max_upload_bytes: int = MAX_UPLOAD_BYTES, workers: int | None = None) -> FastAPI:
+    """The web app over one checkpoint (a run folder, or a loaded `Checkpoint`), loaded once.
+
+    Args:
+        run: the run folder (or checkpoint) to serve.
+        collect_dir: where POST /api/collect saves labelled drawings; None leaves that route out.
+        max_upload_bytes: the request body limit.
+        workers: inferences at once (default: the CPU cores this process may use).
+    """
+    if max_upload_bytes < 1:
+        raise ServeError(f"the upload limit must be at least 1 byte, got {max_upload_bytes}")
+    checkpoint = run if isinstance(run, Checkpoint) else load_checkpoint(run, device="cpu")
+    threads = workers or len(os.sched_getaffinity(0))
+    predictor = Predictor(checkpoint, ThreadPoolExecutor(threads, thread_name_prefix="mnistlab-predict"),
+                          model_summary(checkpoint))
+    _warm_up(predictor)
+    app = FastAPI(title="mnistlab", summary="Read handwritten digits with an MNIST model.",
+                  description=f"Serving the checkpoint `{predictor.summary['name']}` "
+                              f"({checkpoint.model_name}).")
+    app.add_middleware(BodyLimit, limit=max_upload_bytes)
+    _add_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
+
+    @app.get("/healthz", summary="Liveness")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    info = {**predictor.summary, "parameters": sum(p.numel() for p in checkpoint.model.parameters()),
+            "config": _json_safe(checkpoint.config), "collect": collect_dir is not None,
+            "max_upload_bytes": max_upload_bytes}
+
+    @app.get("/api/model", response_model=ModelInfo, summary="The model being served")
+    def model_info() -> dict:
+        return info
+
+    @app.post("/api/predict", response_model=PredictResponse, responses=UPLOAD_ERRORS, openapi_extra=UPLOAD_BODY,
+              summary="Read the digit in an image")
+    async def predict(request: Request) -> dict:
+        """The image as multipart/form-data (field `file`) or as the raw body (PNG, JPEG, BMP, GIF,
+        WebP or TIFF). It is brought to MNIST's convention first, as `mnistlab predict` does."""
+        data = await read_upload(request)
+        _, answer = await predictor.answer(data)
+        return answer
+
+    if collect_dir is not None:
+        folder = Path(collect_dir)
+
+        @app.post("/api/collect", response_model=CollectResponse, status_code=201, openapi_extra=UPLOAD_BODY,
+                  responses={**UPLOAD_ERRORS, 422: _error("no digit found, or `label` is not a digit 0-9"),
+                             500: _error("the collect folder cannot be written")},
+                  summary="Save a labelled drawing")
+        async def collect(request: Request, label: int = Query(ge=0, le=9, description="the digit drawn")) -> dict:
+            """Save the image as `<collect folder>/<label>/<new name>.png` (the server names the file)."""
+            data = await read_upload(request)
+            image, _ = await predictor.answer(data)  # only an image with a digit is kept
+            try:
+                path = await run_in_threadpool(save_labelled, folder, label, image)
+            except LabelledError as e:  # the folder, not the request, is at fault: a symlink, no permission
+                raise ApiError(500, f"the drawing could not be saved: {e}") from None
+            return {"label": label, "file": f"{label}/{path.name}"}
+
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as `{"detail": "one line"}`; never a stack trace."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{' '.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"detail": problems}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
+# --- running it ----------------------------------------------------------------------------------------
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and the loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: a free one), or a one-line ServeError."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except (OSError, UnicodeError) as e:
+        raise ServeError(f"cannot listen on {host}:{port} ({getattr(e, 'strerror', None) or e})") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as e:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+    return sock
+
+
+def url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def serve(app: FastAPI, sock: socket.socket) -> None:
+    """Run `app` on a bound socket until Ctrl-C. One torch thread per inference: the app already
+    runs one inference per core at a time, and more threads would only fight for the same cores."""
+    import uvicorn
+
+    torch.set_num_threads(1)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False,
+                            timeout_graceful_shutdown=3)
+    uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,255 @@
+// The drawing page: strokes on a canvas → POST /api/predict (PNG) → bars, the 28×28 input, the answer.
+"use strict";
+
+// A 24 px brush on the 280 px canvas: a digit drawn 150-220 px tall comes out 2.2-3.2 px wide at
+// MNIST's 20 px scale, inside MNIST's range (2.0-4.4 px), so preprocessing need not redraw it.
+const BRUSH = 24;
+const DEBOUNCE_MS = 120; // while drawing, ask again at most this often
+const MIME_TYPES = ["image/png", "image/jpeg", "image/bmp", "image/gif", "image/webp", "image/tiff"];
+
+const canvas = document.getElementById("canvas");
+const ctx = canvas.getContext("2d");
+const result = document.getElementById("result");
+const seen = document.getElementById("seen");
+const bars = document.getElementById("bars");
+const drop = document.getElementById("drop");
+
+let strokes = []; // each stroke: a list of [x, y] in canvas pixels
+let uploaded = null; // {file, bitmap} when the last input was an uploaded image
+let drawing = null; // the stroke under the pointer
+let timer = null;
+let asked = 0; // requests sent, so that a slow answer to an older drawing is ignored
+
+function point(event) {
+  const box = canvas.getBoundingClientRect();
+  return [(event.clientX - box.left) * canvas.width / box.width, (event.clientY - box.top) * canvas.height / box.height];
+}
+
+function redraw() {
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  if (uploaded && uploaded.bitmap) {
+    const {bitmap} = uploaded;
+    const scale = Math.min(canvas.width / bitmap.width, canvas.height / bitmap.height);
+    const w = bitmap.width * scale, h = bitmap.height * scale;
+    ctx.drawImage(bitmap, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+  }
+  ctx.strokeStyle = "#000";
+  ctx.fillStyle = "#000";
+  ctx.lineWidth = BRUSH;
+  ctx.lineCap = "round";
+  ctx.lineJoin = "round";
+  for (const stroke of strokes) {
+    if (stroke.length === 1) { // a dot
+      ctx.beginPath();
+      ctx.arc(stroke[0][0], stroke[0][1], BRUSH / 2, 0, 2 * Math.PI);
+      ctx.fill();
+      continue;
+    }
+    ctx.beginPath();
+    ctx.moveTo(...stroke[0]);
+    for (const p of stroke.slice(1)) ctx.lineTo(...p);
+    ctx.stroke();
+  }
+}
+
+function isEmpty() {
+  return strokes.length === 0 && !uploaded;
+}
+
+// --- drawing with mouse, pen or finger ---------------------------------------------------------------
+canvas.addEventListener("pointerdown", (event) => {
+  if (event.button !== 0) return;
+  event.preventDefault();
+  canvas.setPointerCapture(event.pointerId);
+  if (uploaded) uploaded = null; // drawing starts afresh over an uploaded picture
+  drawing = [point(event)];
+  strokes.push(drawing);
+  redraw();
+});
+canvas.addEventListener("pointermove", (event) => {
+  if (!drawing) return;
+  const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+  for (const e of (events.length ? events : [event])) drawing.push(point(e));
+  redraw();
+  schedule();
+});
+function endStroke() {
+  if (!drawing) return;
+  drawing = null;
+  predictNow();
+}
+canvas.addEventListener("pointerup", endStroke);
+canvas.addEventListener("pointercancel", endStroke);
+
+// --- buttons and keys -----------------------------------------------------------------------------------
+function undo() {
+  if (uploaded) uploaded = null;
+  else strokes.pop();
+  redraw();
+  predictNow();
+}
+function clear() {
+  strokes = [];
+  uploaded = null;
+  redraw();
+  predictNow();
+}
+document.getElementById("undo").addEventListener("click", undo);
+document.getElementById("clear").addEventListener("click", clear);
+document.addEventListener("keydown", (event) => {
+  if (event.target instanceof HTMLInputElement) return;
+  if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
+    event.preventDefault();
+    undo();
+  } else if (event.key === "Escape") {
+    clear();
+  }
+});
+
+// --- uploads: the file button and drag-and-drop ------------------------------------------------------
+async function useFile(file) {
+  if (!file) return;
+  const bitmap = await createImageBitmap(file).catch(() => null); // TIFF, say: the server may still read it
+  strokes = [];
+  uploaded = {file, bitmap};
+  redraw();
+  const form = new FormData();
+  form.append("file", file, file.name);
+  ask(form);
+}
+const fileInput = document.getElementById("file");
+fileInput.addEventListener("change", () => {
+  useFile(fileInput.files[0]);
+  fileInput.value = ""; // choosing the same file again still counts
+});
+drop.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  drop.classList.add("over");
+});
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  useFile(event.dataTransfer.files[0]);
+});
+
+// --- asking the server ---------------------------------------------------------------------------------
+function schedule() {
+  clearTimeout(timer);
+  timer = setTimeout(predictNow, DEBOUNCE_MS);
+}
+
+function canvasPng() {
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+}
+
+async function predictNow() {
+  clearTimeout(timer);
+  if (uploaded) return; // an upload was already sent as it is
+  if (isEmpty()) {
+    asked++;
+    show(null, "Draw a digit to see what the model reads.");
+    return;
+  }
+  ask(await canvasPng());
+}
+
+async function ask(body) {
+  const mine = ++asked;
+  let response, answer;
+  try {
+    const headers = body instanceof Blob ? {"Content-Type": "image/png"} : {};
+    response = await fetch("/api/predict", {method: "POST", body, headers});
+    answer = await response.json();
+  } catch {
+    if (mine === asked) show(null, "The server cannot be reached. Is mnistlab serve still running?", true);
+    return;
+  }
+  if (mine !== asked) return; // the drawing changed since
+  if (response.ok) show(answer);
+  else if (response.status === 422) show(null, "No digit found: draw it larger or bolder.", true);
+  else show(null, `The server refused it: ${answer.detail}`, true);
+}
+
+function percent(p) {
+  return `${(100 * p).toFixed(p >= 0.9995 || p < 0.0005 ? 0 : 1)}%`;
+}
+
+function show(answer, message, isError = false) {
+  result.classList.toggle("error", isError);
+  if (!answer) {
+    result.textContent = message;
+    seen.removeAttribute("src");
+    seen.alt = "";
+    renderBars(null);
+    return;
+  }
+  result.innerHTML = "";
+  const digit = document.createElement("strong");
+  digit.textContent = answer.label;
+  digit.setAttribute("aria-hidden", "true");
+  const text = document.createElement("span");
+  text.textContent = `The model reads ${answer.label} (${percent(answer.confidence)} sure)`;
+  result.append(digit, text);
+  seen.src = `data:image/png;base64,${answer.preprocessed}`;
+  seen.alt = `The 28 by 28 pixel image the model read as ${answer.label}`;
+  renderBars(answer);
+}
+
+function renderBars(answer) {
+  bars.replaceChildren(...Array.from({length: 10}, (_, digit) => {
+    const p = answer ? answer.probabilities[digit] : 0;
+    const item = document.createElement("li");
+    item.className = answer && digit === answer.label ? "winner" : "";
+    item.innerHTML = '<span class="digit"></span><span class="track"><span class="fill"></span></span>' +
+                     '<span class="value"></span>';
+    item.querySelector(".digit").textContent = digit;
+    item.querySelector(".fill").style.width = `${100 * p}%`;
+    item.querySelector(".value").textContent = answer ? percent(p) : "–";
+    item.setAttribute("aria-label", answer ? `${digit}: ${percent(p)}${item.className ? ", the answer" : ""}` : `${digit}`);
+    return item;
+  }));
+}
+
+// --- collecting labelled drawings (mnistlab serve --collect DIR) --------------------------------------
+async function collect(label) {
+  const status = document.getElementById("collect-status");
+  if (isEmpty()) {
+    status.textContent = "Draw a digit first.";
+    return;
+  }
+  const body = uploaded ? uploaded.file : await canvasPng();
+  const headers = {"Content-Type": MIME_TYPES.includes(body.type) ? body.type : "application/octet-stream"};
+  try {
+    const response = await fetch(`/api/collect?label=${label}`, {method: "POST", body, headers});
+    const answer = await response.json();
+    status.textContent = response.ok ? `Saved as ${answer.file}.` : `Not saved: ${answer.detail}`;
+    if (response.ok) clear();
+  } catch {
+    status.textContent = "Not saved: the server cannot be reached.";
+  }
+}
+
+async function loadModel() {
+  const info = await (await fetch("/api/model")).json();
+  const accuracy = info.test_accuracy == null ? "no recorded test accuracy" :
+    `test accuracy ${(100 * info.test_accuracy).toFixed(2)}%`;
+  document.getElementById("model").textContent = `Model: ${info.name} (${info.architecture}, ${accuracy})`;
+  if (info.collect) {
+    const group = document.getElementById("collect-buttons");
+    for (let digit = 0; digit < 10; digit++) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = digit;
+      button.setAttribute("aria-label", `This is a ${digit}: save the drawing as a ${digit}`);
+      button.addEventListener("click", () => collect(digit));
+      group.append(button);
+    }
+    document.getElementById("collect").hidden = false;
+  }
+}
+
+redraw();
+renderBars(null);
+loadModel();

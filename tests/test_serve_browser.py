@@ -1,0 +1,151 @@
+"""The drawing page in a real browser: Playwright driving Debian's Chromium against `mnistlab serve`."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'mnistlab[serve]'")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+if not CHROMIUM.exists():
+    pytest.skip(f"no Chromium at {CHROMIUM} (.ci/run installs Debian's chromium package)", allow_module_level=True)
+
+from tests.test_serve import ONE, ZERO  # noqa: E402  (the same strokes the API tests draw)
+
+DESKTOP = {"width": 1000, "height": 720}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="module")
+def server(mnist_mlp, tmp_path_factory):
+    """`mnistlab serve RUN --port 0 --collect DIR` in a subprocess: (its URL, the collect folder)."""
+    collect = tmp_path_factory.mktemp("collect") / "mine"
+    process = subprocess.Popen([sys.executable, "-m", "mnistlab", "serve", str(mnist_mlp), "--port", "0",
+                                "--collect", str(collect)], stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        match = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
+        assert match, f"no URL in {line!r}"
+        yield match.group(1), collect
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh page on the server; fails the test if the page logs any console error."""
+    page = browser.new_page(viewport=DESKTOP)
+    errors: list[str] = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.console_errors = errors  # a test that expects one takes it out
+    page.goto(server[0])
+    sync_api.expect(page.locator("#model")).to_contain_text("test accuracy")
+    yield page
+    page.close()
+    assert errors == []
+
+
+def draw(page, *strokes) -> None:
+    """Draw strokes given in the 280×280 canvas's pixels with the mouse."""
+    box = page.locator("#canvas").bounding_box()
+    scale = box["width"] / 280
+    for stroke in strokes:
+        x, y = stroke[0]
+        page.mouse.move(box["x"] + x * scale, box["y"] + y * scale)
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=4)
+        page.mouse.up()
+
+
+def expect_answer(page, digit: int) -> None:
+    sync_api.expect(page.locator("#result strong")).to_have_text(str(digit))
+    sync_api.expect(page.locator("#result")).to_contain_text(f"The model reads {digit}")
+    sync_api.expect(page.locator("#bars li.winner .digit")).to_have_text(str(digit))
+    assert page.locator("#seen").get_attribute("src").startswith("data:image/png;base64,")
+
+
+def test_drawing_a_1_then_a_0_shows_each_answer(page, tmp_path):
+    draw(page, ONE)
+    expect_answer(page, 1)
+    assert page.locator("#bars li").count() == 10
+    page.screenshot(path=tmp_path / "desktop-1.png")
+    page.get_by_role("button", name="Clear").click()
+    sync_api.expect(page.locator("#result")).to_have_text("Draw a digit to see what the model reads.")
+    draw(page, ZERO)
+    expect_answer(page, 0)
+    page.screenshot(path=tmp_path / "desktop-0.png")
+
+
+def test_undo_and_keyboard_shortcuts(page):
+    draw(page, ONE)
+    expect_answer(page, 1)
+    page.keyboard.press("Control+z")
+    sync_api.expect(page.locator("#result")).to_have_text("Draw a digit to see what the model reads.")
+    draw(page, ZERO)
+    expect_answer(page, 0)
+    page.keyboard.press("Escape")
+    sync_api.expect(page.locator("#result")).to_have_text("Draw a digit to see what the model reads.")
+    page.get_by_role("button", name="Undo").focus()
+    assert page.evaluate("document.activeElement.id") == "undo"
+
+
+def test_uploading_an_image_file_shows_its_answer(page, tmp_path):
+    from mnistlab.data import load_mnist
+
+    seven = load_mnist().test.images[0].numpy()  # test digit #0 is a 7: write it as dark ink on paper, 4× larger
+    path = tmp_path / "seven.png"
+    Image.fromarray(255 - seven).resize((112, 112)).save(path)
+    page.set_input_files("#file", path)
+    expect_answer(page, 7)
+
+
+def test_a_blank_image_is_no_digit_found(page, tmp_path):
+    path = tmp_path / "blank.png"
+    Image.new("L", (100, 100), 255).save(path)
+    page.set_input_files("#file", path)
+    sync_api.expect(page.locator("#result")).to_contain_text("No digit found")
+    assert page.locator("#bars li.winner").count() == 0
+    # Chromium logs every 4xx answer to a fetch; this one is the API's 422, as it should be.
+    page.console_errors.remove("Failed to load resource: the server responded with a status of 422 "
+                               "(Unprocessable Entity)")
+
+
+def test_this_is_a_n_saves_the_drawing(page, server):
+    _, collect = server
+    draw(page, ONE)
+    expect_answer(page, 1)
+    page.get_by_role("button", name="This is a 1: save the drawing as a 1").click()
+    sync_api.expect(page.locator("#collect-status")).to_contain_text("Saved as 1/")
+    [saved] = (collect / "1").iterdir()
+    assert saved.suffix == ".png" and sorted(p.name for p in collect.iterdir()) == ["1"]
+
+
+def test_the_page_works_at_phone_width(browser, server, tmp_path):
+    page = browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
+    errors: list[str] = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.goto(server[0])
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scrolling
+    draw(page, ZERO)
+    expect_answer(page, 0)
+    page.screenshot(path=tmp_path / "phone-0.png", full_page=True)
+    page.close()
+    assert errors == []
