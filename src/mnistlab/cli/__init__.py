@@ -1,14 +1,18 @@
 """The `mnistlab` command: a thin layer that parses flags and calls the library.
 
 torch is imported only inside the command handlers, so `mnistlab --help` answers at once.
-Bad flags exit with code 2 (argparse's convention); bad files and devices with code 1.
+Bad flags exit with code 2 (argparse's convention); bad files and devices with code 1. Ctrl-C
+exits with 130 and SIGTERM with 143 (the shell's 128 + signal number), after the same clean-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from .. import __version__
 from ..errors import MnistlabError
@@ -28,14 +32,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every clean-up runs the same way."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While a command runs, SIGTERM raises `Terminated` (Python's default would die without cleaning up)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args, parser)
-    except KeyboardInterrupt:
-        print("\nmnistlab: interrupted; nothing was saved", file=sys.stderr)
-        return 130
+        with sigterm_interrupts():
+            return args.handler(args, parser)
+    except KeyboardInterrupt as e:  # a command that writes re-raises it with what is on disk as its message
+        print(f"\nmnistlab: interrupted{f'; {e}' if str(e) else ''}", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except MnistlabError as e:
         print(f"mnistlab: error: {e}", file=sys.stderr)
         return 1
