@@ -67,14 +67,14 @@ def check_output_file(path: str | Path) -> Path:
     Raises `OutputError` naming the path; creates nothing that stays.
     """
     path = Path(path)
+    folder = _existing_folder(path.parent, path)
+    _check_name(path, folder)
     if path.is_symlink() and not path.exists():
         raise OutputError(f"{path}: is a broken symbolic link")
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")
     if path.exists() and not path.is_file():
         raise OutputError(f"{path}: exists and is not a regular file")
-    folder = _existing_folder(path.parent, path)
-    _check_name(path, folder)
     try:
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".mnistlab-probe-")
         os.close(fd)
@@ -241,11 +241,13 @@ class StagedFolder:
                 os.replace(self.target, aside)  # onto the empty folder mkdtemp just made
             try:
                 os.replace(self.path, self.target)
-            except OSError as e:
-                if aside is not None:
+            except BaseException as e:
+                if aside is not None:  # put the old run back before anything else
                     os.replace(aside, self.target)
-                raise OutputError(f"{self.target}: cannot move the finished folder into place "
-                                  f"({e.strerror or e}); {self.nothing_new()}") from None
+                if isinstance(e, OSError):
+                    raise OutputError(f"{self.target}: cannot move the finished folder into place "
+                                      f"({e.strerror or e}); {self.nothing_new()}") from None
+                raise
             self.published = True
             if aside is not None:
                 shutil.rmtree(aside, ignore_errors=True)
