@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,10 +60,15 @@ def make_run(data: Path, out: Path, *extra: str) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def finished_run(data, tmp_path_factory) -> Path:
+    return make_run(data, tmp_path_factory.mktemp("finished") / "run", "--seed", "5")
+
+
 @pytest.fixture
-def old_run(data, tmp_path) -> Path:
-    """A finished run with a figure beside it, as `mnistlab plot` leaves one."""
-    run = make_run(data, tmp_path / "old", "--seed", "5")
+def old_run(finished_run, tmp_path) -> Path:
+    """A copy of a finished run with a figure beside it, as `mnistlab plot` leaves one."""
+    run = Path(shutil.copytree(finished_run, tmp_path / "old"))
     (run / "confusion.png").write_bytes(b"old figure")
     return run
 

@@ -13,10 +13,12 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +46,7 @@ from .models import create_model, list_models, model_defaults
 METRICS_FILE = "metrics.json"
 PROGRESS_EVERY = 50  # steps between progress-bar loss updates (each one reads a value off the device)
 MODEL_ARG_RANGES = {"hidden": (1, MAX_HIDDEN)}
+T = TypeVar("T")
 
 
 class TrainingError(MnistlabError, RuntimeError):
@@ -230,15 +233,18 @@ def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | Non
     device = resolve_device(config.device)
     run_dir = Path(config.out) if config.out else default_run_dir(config.model)
     with StagedFolder(run_dir, overwrite=config.overwrite, replaceable=holds_run) as staging:
-        with timer("data"):
-            data = load_mnist(config.data_dir)
-            train_split = data.train if config.train_limit is None else data.train.subset(config.train_limit)
-            train_split, test_split = train_split.to(device), data.test.to(device)
+        # The data is read in a thread while the model is built: decompressing and hashing release the
+        # GIL, and the first optimizer of a process spends about 1 s importing torch._dynamo (in Python).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            loading = pool.submit(timer.timed, "data", load_mnist, config.data_dir)
+            with timer("model"):
+                model = build_model(config, device)
+                optimizer = make_optimizer(model, config.lr)
+            data = loading.result()
+        train_split = data.train if config.train_limit is None else data.train.subset(config.train_limit)
+        train_split, test_split = train_split.to(device), data.test.to(device)
         dataset = {"name": data.name, "source": data.source, "sha256": data.sha256,
                    "train_size": len(train_split), "test_size": len(test_split)}
-        with timer("model"):  # the first optimizer also imports torch._dynamo (about 1 s, once per process)
-            model = build_model(config, device)
-            optimizer = make_optimizer(model, config.lr)
         try:
             history, wall_seconds = _fit(model, optimizer, train_split, test_split, config, timer)
             _check_finite_weights(model)
@@ -316,6 +322,11 @@ class _Timer:
             yield
         finally:
             self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+
+    def timed(self, phase: str, fn: Callable[..., T], *args) -> T:
+        """`fn(*args)`, its seconds added to `phase` (for a call in another thread)."""
+        with self(phase):
+            return fn(*args)
 
 
 def format_epoch(m: EpochMetrics, epochs: int) -> str:

@@ -104,7 +104,7 @@ class PictureError(MnistlabError):
     """A picture of a finished run could not be drawn or written; the run itself is saved."""
 
 
-PHASES = {"imports": "imports (torch, mnistlab)", "data": "data load + hashing", "model": "model + optimizer",
+PHASES = {"imports": "imports (torch, mnistlab)", "model": "model + optimizer", "data": "data load + hashing (parallel)",
           "training": "training", "evaluation": "evaluation", "writing": "checkpoint write",
           "extras": "pictures", "publish": "rename into place"}
 
