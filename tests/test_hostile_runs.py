@@ -126,6 +126,13 @@ def _fifo(tmp: Path) -> Path:
     return tmp / "fifo"
 
 
+def _fifo_as_weights(tmp: Path) -> Path:  # recognising a run must not open a FIFO (it would block)
+    (tmp / "odd").mkdir()
+    os.mkfifo(tmp / "odd" / "model.safetensors")
+    os.mkfifo(tmp / "odd" / "config.json")
+    return tmp / "odd"
+
+
 def _long_name(tmp: Path) -> Path:
     return tmp / ("r" * 300)
 
@@ -141,9 +148,11 @@ def _long_name(tmp: Path) -> Path:
     (_symlink_to_folder, False, "is a symbolic link"),
     (_dangling_symlink, True, "is a symbolic link"),
     (_fifo, False, "exists and is not a folder"),
+    (_fifo_as_weights, True, "not an mnistlab run"),
     (_long_name, False, "file name too long"),
 ], ids=["file", "file-overwrite", "inside-a-file", "deep-inside-a-file", "other-files", "other-files-overwrite",
-        "foreign-checkpoint-overwrite", "symlink", "dangling-symlink-overwrite", "fifo", "name-too-long"])
+        "foreign-checkpoint-overwrite", "symlink", "dangling-symlink-overwrite", "fifo", "fifos-named-as-run-files",
+        "name-too-long"])
 def test_a_bad_out_is_refused_before_any_work(make_target, overwrite, message, data, tmp_path, capsys, no_data_load):
     target = make_target(tmp_path)
     before = tree(tmp_path)
@@ -198,6 +207,14 @@ def test_overwrite_replaces_the_old_run_whole(old_run, data, tmp_path, capsys):
     assert (old_run / "config.json").read_text() != old_config
     assert json.loads((old_run / "config.json").read_text())["train_config"]["seed"] == 1
     assert leftovers(tmp_path) == []
+
+
+def test_overwrite_replaces_a_weights_only_folder_an_older_mnistlab_left(old_run, data, tmp_path):
+    for name in ("config.json", "metrics.json", "curves.png", "confusion.png"):
+        (old_run / name).unlink()
+    assert main(train_argv(data, old_run)) == 1  # still a run: refused without --overwrite
+    assert main(train_argv(data, old_run, "--overwrite")) == 0
+    assert sorted(p.name for p in old_run.iterdir()) == CLI_FILES
 
 
 def test_the_command_line_pictures_are_part_of_the_whole(data, tmp_path, capsys):

@@ -69,12 +69,17 @@ def check_output_file(path: str | Path) -> Path:
     path = Path(path)
     folder = _existing_folder(path.parent, path)
     _check_name(path, folder)
-    if path.is_symlink() and not path.exists():
-        raise OutputError(f"{path}: is a broken symbolic link")
-    if path.is_dir():
-        raise OutputError(f"{path}: is a folder; give a file name")
-    if path.exists() and not path.is_file():
-        raise OutputError(f"{path}: exists and is not a regular file")
+    try:
+        if path.is_symlink() and not path.exists():
+            raise OutputError(f"{path}: is a broken symbolic link")
+        if path.is_dir():
+            raise OutputError(f"{path}: is a folder; give a file name")
+        if path.exists() and not path.is_file():
+            raise OutputError(f"{path}: exists and is not a regular file")
+    except OutputError:
+        raise
+    except OSError as e:
+        raise OutputError(f"{path}: cannot look it up ({e.strerror or e})") from None
     try:
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".mnistlab-probe-")
         os.close(fd)
@@ -170,6 +175,15 @@ class StagedFolder:
         self.published = False
 
     def _check_target(self, overwrite: bool, replaceable: Callable[[Path], bool]) -> bool:
+        try:
+            return self._target_kind(overwrite, replaceable)
+        except OutputError:
+            raise
+        except OSError as e:  # e.g. a parent folder that may not be searched
+            raise OutputError(f"{self.target}: cannot look it up ({e.strerror or e})") from None
+
+    def _target_kind(self, overwrite: bool, replaceable: Callable[[Path], bool]) -> bool:
+        """True when the target is an old run to replace, False when it is new or empty; else raise."""
         target = self.target
         folder = _existing_folder(target.parent, target)
         _check_name(target, folder)

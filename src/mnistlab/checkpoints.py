@@ -116,14 +116,18 @@ def is_checkpoint_folder(folder: Path) -> bool:
     This decides what `overwrite` may replace, so it looks for mnistlab's own mark rather than file names
     (another tool's folder may hold a config.json too).
     """
+    # is_file first: only regular files are opened (a FIFO of that name would block the read for ever).
     try:
-        with open(folder / CONFIG_FILE, "rb") as f:
-            config = json.loads(f.read(MAX_MARK_BYTES))
-        if isinstance(config, dict) and config.get("format") == FORMAT:
-            return True
+        if (folder / CONFIG_FILE).is_file():
+            with open(folder / CONFIG_FILE, "rb") as f:
+                config = json.loads(f.read(MAX_MARK_BYTES))
+            if isinstance(config, dict) and config.get("format") == FORMAT:
+                return True
     except (OSError, ValueError):
         pass
     try:
+        if not (folder / WEIGHTS_FILE).is_file():
+            return False
         with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as weights:
             return (weights.metadata() or {}).get("format") == FORMAT
     except Exception:  # any file at all may sit there; only a readable mark counts

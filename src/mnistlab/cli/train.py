@@ -104,9 +104,9 @@ class PictureError(MnistlabError):
     """A picture of a finished run could not be drawn or written; the run itself is saved."""
 
 
-PHASES = {"imports": "imports (torch, mnistlab)", "model": "model + optimizer", "data": "data load + hashing (parallel)",
-          "training": "training", "evaluation": "evaluation", "writing": "checkpoint write",
-          "extras": "pictures", "publish": "rename into place"}
+PHASES = {"imports": "imports (torch, mnistlab)", "model": "model + optimizer",
+          "data": "data load + hashing (parallel)", "training": "training", "evaluation": "evaluation",
+          "writing": "checkpoint write", "extras": "pictures", "publish": "rename into place"}
 
 
 def print_timings(seconds: dict[str, float], total: float) -> None:
