@@ -209,11 +209,6 @@ def default_run_dir(model_name: str) -> Path:
     return path
 
 
-def holds_run(folder: Path) -> bool:
-    """Whether `folder` holds an mnistlab run (so that `overwrite` may replace it)."""
-    return is_checkpoint_folder(folder)
-
-
 def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | None = None) -> Run:
     """Train `config.model` on MNIST, evaluate after every epoch, and save the run folder whole.
 
@@ -232,7 +227,7 @@ def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | Non
     config = dataclasses.replace(config, model_args=config.full_model_args())
     device = resolve_device(config.device)
     run_dir = Path(config.out) if config.out else default_run_dir(config.model)
-    with StagedFolder(run_dir, overwrite=config.overwrite, replaceable=holds_run) as staging:
+    with StagedFolder(run_dir, overwrite=config.overwrite, replaceable=is_checkpoint_folder) as staging:
         # The data is read in a thread while the model is built: decompressing and hashing release the
         # GIL, and the first optimizer of a process spends about 1 s importing torch._dynamo (in Python).
         with ThreadPoolExecutor(max_workers=1) as pool:

@@ -68,7 +68,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     started = time.perf_counter()
-    from ..training import TrainConfig, default_run_dir, holds_run, train
+    from ..checkpoints import is_checkpoint_folder
+    from ..training import TrainConfig, default_run_dir, train
 
     imported = time.perf_counter()
     model_args = {} if args.hidden is None else {"hidden": args.hidden}
@@ -92,7 +93,7 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.verbose:
             print_timings({"imports": imported - started, **run.timings}, time.perf_counter() - started)
     except KeyboardInterrupt as e:  # re-raised with what is on disk; main() prints it (SIGTERM keeps its class)
-        raise type(e)(_on_disk(target, before, holds_run)) from None
+        raise type(e)(_on_disk(target, before, is_checkpoint_folder)) from None
     if pictures.failure:
         name, reason = pictures.failure
         kept = ", ".join(sorted(p.name for p in run.dir.iterdir()))
@@ -115,7 +116,7 @@ def print_timings(seconds: dict[str, float], total: float) -> None:
     for key, label in PHASES.items():
         if key in seconds:
             print(f"  {label:<26}{seconds[key]:7.2f}")
-    print(f"  {'total (after Python start)':<26}{total:7.2f}")
+    print(f"  {'total, after start-up':<26}{total:7.2f}")
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
