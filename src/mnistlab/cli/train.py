@@ -115,8 +115,8 @@ def print_timings(seconds: dict[str, float], total: float) -> None:
     print("seconds per phase:")
     for key, label in PHASES.items():
         if key in seconds:
-            print(f"  {label:<26}{seconds[key]:7.2f}")
-    print(f"  {'total, after start-up':<26}{total:7.2f}")
+            print(f"  {label:<32}{seconds[key]:7.2f}")
+    print(f"  {'total, after start-up':<32}{total:7.2f}")
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
