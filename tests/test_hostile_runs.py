@@ -543,3 +543,28 @@ def test_check_output_file(target, message, tmp_path):
         with pytest.raises(OutputError, match=message):
             check_output_file(tmp_path / target)
     assert tree(tmp_path) == before
+
+
+def test_a_signal_inside_publication_waits_until_the_run_is_in_place(old_run, data, tmp_path, monkeypatch, capsys):
+    real_replace = os.replace
+
+    def replace(source, destination):
+        if ".old-" in str(destination):  # the old run is being moved aside: the worst moment for Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(io_module.os, "replace", replace)
+    assert main(train_argv(data, old_run, "--overwrite")) == 130
+    assert capsys.readouterr().err.strip() == f"mnistlab: interrupted; the complete run was saved in {old_run}"
+    assert sorted(p.name for p in old_run.iterdir()) == CLI_FILES and leftovers(tmp_path) == []
+
+
+def test_signals_deferred_hands_a_signal_on_after_the_block():
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with io_module.signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            reached.append("end of the block")
+    assert reached == ["end of the block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

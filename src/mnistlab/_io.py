@@ -134,17 +134,28 @@ def write_json(path: str | Path, obj: object) -> None:
 def signals_deferred() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM back for a few steps that must not be cut in half.
 
-    A signal that arrives meanwhile is delivered (and raises) as soon as the block ends. Only the
-    main thread receives Python's signals, so elsewhere, or without `pthread_sigmask`, it does nothing.
+    Their handlers are swapped for one that only notes the signal; at the end the old handlers come
+    back and a noted signal is handed to its own (raising KeyboardInterrupt, say). Blocking the signal
+    in this thread would not do: torch's worker threads may be the ones to receive it. Python runs
+    handlers only in the main thread, so elsewhere this does nothing.
     """
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    noted: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: noted.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if noted:
+            handler = previous[noted[0]]
+            if callable(handler):
+                handler(noted[0], None)
+            elif handler in (signal.SIG_DFL, None):
+                signal.raise_signal(noted[0])
 
 
 class StagedFolder:
