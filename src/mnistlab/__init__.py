@@ -19,7 +19,7 @@ _EXPORTS = {
     "resolve_device": "device", "DeviceError": "device",
     "Checkpoint": "checkpoints", "CheckpointError": "checkpoints", "load_checkpoint": "checkpoints",
     "TrainConfig": "training", "Run": "training", "train": "training", "evaluate": "training",
-    "MnistlabError": "errors",
+    "MnistlabError": "errors", "OutputError": "errors", "TrainingError": "training",
     "SplitPredictions": "plots", "compute_predictions": "plots", "pixel_view": "plots", "prediction_grid": "plots",
     "training_curves": "plots", "confusion_matrix": "plots", "mistakes_gallery": "plots", "save_figure": "plots",
     "show_figure": "plots", "load_metrics": "report", "write_report": "report",

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from . import __version__
-from ._io import atomic_path, write_json
+from ._io import StagedFolder
 from .device import resolve_device
 from .errors import MnistlabError
 from .models import create_model, model_arguments
@@ -90,6 +90,8 @@ SAFETENSORS_DTYPES = {
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
 }
 
+MAX_MARK_BYTES = 1 << 20  # of config.json read to recognise a checkpoint (a real one is ~2 kB)
+
 
 class CheckpointError(MnistlabError, ValueError):
     """A checkpoint is missing, truncated, foreign, or its weights do not fit its config."""
@@ -136,14 +138,11 @@ class Checkpoint:
                        batch_size=batch_size, progress=progress)
 
 
-def save_checkpoint(folder: str | Path, model: nn.Module, model_name: str, model_args: dict, *,
-                    mean: float, std: float, dataset: dict, metrics: dict, train_config: dict) -> Path:
-    """Write the weights, then the config that vouches for them; return the folder."""
-    folder = Path(folder)
+def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mean: float, std: float,
+                     dataset: dict, metrics: dict, train_config: dict) -> dict[str, bytes]:
+    """A checkpoint's two files as bytes: {WEIGHTS_FILE: the weights, CONFIG_FILE: the config that vouches for them}."""
     weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(folder / WEIGHTS_FILE) as tmp:
-        save_file(weights, str(tmp), metadata={"format": FORMAT})
-    write_json(folder / CONFIG_FILE, {
+    config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "mnistlab_version": __version__,
@@ -153,8 +152,48 @@ def save_checkpoint(folder: str | Path, model: nn.Module, model_name: str, model
         "dataset": dataset,
         "metrics": metrics,
         "train_config": train_config,
-    })
-    return folder
+    }
+    return {WEIGHTS_FILE: save(weights, metadata={"format": FORMAT}),
+            CONFIG_FILE: (json.dumps(config, indent=2) + "\n").encode("utf-8")}
+
+
+def save_checkpoint(folder: str | Path, model: nn.Module, model_name: str, model_args: dict, *,
+                    mean: float, std: float, dataset: dict, metrics: dict, train_config: dict,
+                    overwrite: bool = False) -> Path:
+    """Write a checkpoint folder whole: staged beside `folder`, then renamed into place; return the folder.
+
+    An existing checkpoint folder is replaced only with `overwrite=True`; see `mnistlab._io.StagedFolder`.
+    """
+    files = checkpoint_files(model, model_name, model_args, mean=mean, std=std, dataset=dataset,
+                             metrics=metrics, train_config=train_config)
+    with StagedFolder(folder, overwrite=overwrite, replaceable=is_checkpoint_folder) as staging:
+        for name, data in files.items():
+            staging.write(name, data)
+        return staging.publish()
+
+
+def is_checkpoint_folder(folder: Path) -> bool:
+    """Whether `folder` holds an mnistlab checkpoint, as its config.json or its weights' header says.
+
+    This decides what `overwrite` may replace, so it looks for mnistlab's own mark rather than file names
+    (another tool's folder may hold a config.json too).
+    """
+    # is_file first: only regular files are opened (a FIFO of that name would block the read for ever).
+    try:
+        if (folder / CONFIG_FILE).is_file():
+            with open(folder / CONFIG_FILE, "rb") as f:
+                config = json.loads(f.read(MAX_MARK_BYTES))
+            if isinstance(config, dict) and config.get("format") == FORMAT:
+                return True
+    except (OSError, ValueError):
+        pass
+    try:
+        if not (folder / WEIGHTS_FILE).is_file():
+            return False
+        with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as weights:
+            return (weights.metadata() or {}).get("format") == FORMAT
+    except Exception:  # any file at all may sit there; only a readable mark counts
+        return False
 
 
 def _resolve_folder(path: Path) -> Path:

@@ -166,6 +166,8 @@ def load_split(folder: Path, split: str) -> tuple[Split, dict[str, str]]:
         array = read_idx(path, digest)
         if array.ndim != ndim:
             raise DataError(f"{path}: expected {ndim} dimensions, found shape {array.shape}")
+        if len(array) == 0:  # an empty split would divide every mean by zero
+            raise DataError(f"{path}: holds no {'images' if ndim == 3 else 'labels'}; the {split} split is empty")
         arrays[stem], digests[stem] = array, digest.hexdigest()
     images, labels = arrays[images_stem], arrays[labels_stem]
     if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):

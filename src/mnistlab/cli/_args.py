@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+
+from ..limits import MAX_BATCH_SIZE
 
 # Mirrors of the library defaults (training.TrainConfig), kept here so --help needs no torch;
 # tests/test_cli.py checks that the two agree.
@@ -15,8 +18,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 def _number(text: str, kind: type, expected: str):
     try:
         value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    except ValueError:  # also a whole number of more than 4,300 digits
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {shown!r}") from None
     if kind is float and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be finite, got {text}")
     return value
@@ -40,6 +44,33 @@ def finite_float(text: str) -> float:
     return _number(text, float, "a number")
 
 
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """A flag type: a whole number from `low` to `high`."""
+    def parse(text: str) -> int:
+        value = _number(text, int, "a whole number")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high:,}, got {value}")
+        return value
+    return parse
+
+
+def float_in(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
+    """A flag type: a finite number from `low` (excluded when `low_open`) to `high`."""
+    def parse(text: str) -> float:
+        value = _number(text, float, "a number")
+        if not (low < value if low_open else low <= value) or value > high:
+            bound = f"> {low:g} and ≤ {high:g}" if low_open else f"from {low:g} to {high:g}"
+            raise argparse.ArgumentTypeError(f"must be a number {bound}, got {text}")
+        return value
+    return parse
+
+
+def output_path(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def device_name(text: str) -> str:
     if text not in DEVICES and not (text.startswith("cuda:") and text[5:].isdigit()):
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(DEVICES)} or cuda:N, got {text!r}")
@@ -57,8 +88,9 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=device_name, default=DEFAULTS["device"], metavar="NAME",
                         help="auto, cpu, cuda, cuda:N or mps; auto = CUDA, then MPS, then CPU "
                              f"(default: {DEFAULTS['device']})")
-    parser.add_argument("--test-batch-size", type=positive_int, default=DEFAULTS["test_batch_size"],
-                        metavar="N", help=f"batch size for evaluation (default: {DEFAULTS['test_batch_size']})")
+    parser.add_argument("--test-batch-size", type=int_in(1, MAX_BATCH_SIZE), default=DEFAULTS["test_batch_size"],
+                        metavar="N", help=f"batch size for evaluation, at most {MAX_BATCH_SIZE:,} "
+                                          f"(default: {DEFAULTS['test_batch_size']})")
 
 
 def add_output_flags(parser: argparse.ArgumentParser, default: str) -> None:

@@ -90,6 +90,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     report.set_defaults(handler=cmd_report)
 
 
+def check_output(args: argparse.Namespace, default: Path) -> None:
+    """Before any work: check that --out (else `default`) can be written, unless the figure is --show'n."""
+    from .._io import check_output_file
+
+    if not getattr(args, "show", False):
+        check_output_file(args.out or default)
+
+
 def write_or_show(fig: Figure, args: argparse.Namespace, default: Path) -> None:
     """Save `fig` to --out (else `default`), or open it in a window with --show."""
     from ..plots import save_figure, show_figure
@@ -125,6 +133,8 @@ def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..plots import PlotError, pixel_view
 
     index = dataset_index(args.digit)
+    default = Path(f"{args.split}-{index}.png" if index is not None else f"{Path(args.digit).stem}-pixels.png")
+    check_output(args, default)
     if index is not None:
         split, _ = load_split(resolve_data_dir(args.data_dir), args.split)
         if not 0 <= index < len(split):
@@ -134,13 +144,11 @@ def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         label = int(split.labels[index])
         fig = pixel_view(split.images[index], label, normalized=args.normalized,
                          title=f"{args.split.capitalize()} digit #{index}: label {label}")
-        default = Path(f"{args.split}-{index}.png")
     else:
         from ..preprocessing import load_image, preprocess
 
         pixels = preprocess(load_image(args.digit), invert=args.invert)
         fig = pixel_view(pixels, normalized=args.normalized, title=f"{Path(args.digit).name} as the model sees it")
-        default = Path(f"{Path(args.digit).stem}-pixels.png")
     write_or_show(fig, args, default)
     return 0
 
@@ -158,11 +166,12 @@ def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if args.rows * cols > MAX_GRID_CELLS:
         parser.error(f"--rows × {'--cols' if args.random else 'the 10 digits'} must be at most {MAX_GRID_CELLS}, "
                      f"got {args.rows * cols}")
+    default = run_folder(args.run) / ("predictions-errors.png" if args.errors_only else "predictions.png")
+    check_output(args, default)
     predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size)
     fig = prediction_grid(predictions, rows=args.rows, cols=cols, mode="random" if args.random else "class",
                           errors_only=args.errors_only, seed=args.seed)
-    name = "predictions-errors.png" if args.errors_only else "predictions.png"
-    write_or_show(fig, args, run_folder(args.run) / name)
+    write_or_show(fig, args, default)
     return 0
 
 
@@ -173,8 +182,10 @@ def cmd_plot_curves(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     names = [run_folder(path).resolve().name for path in args.runs]
     if len(set(names)) < len(names):  # two runs/x folders: tell them apart by the paths as given
         names = list(args.runs)
+    default = run_folder(args.runs[0]) / CURVES_FILE if len(args.runs) == 1 else Path(CURVES_FILE)
+    check_output(args, default)
     fig = training_curves({name: load_metrics(path)["epochs"] for name, path in zip(names, args.runs, strict=True)})
-    write_or_show(fig, args, run_folder(args.runs[0]) / CURVES_FILE if len(args.runs) == 1 else Path(CURVES_FILE))
+    write_or_show(fig, args, default)
     return 0
 
 
@@ -186,9 +197,12 @@ def cmd_plot_confusion(args: argparse.Namespace, parser: argparse.ArgumentParser
         from ..checkpoints import load_checkpoint
         from ..labelled import score_labelled
 
+        default = run_folder(args.run) / "confusion-images.png"
+        check_output(args, default)
         score = score_labelled(load_checkpoint(args.run, device=args.device), args.images)
-        write_or_show(confusion_matrix(score.split_predictions()), args, run_folder(args.run) / "confusion-images.png")
+        write_or_show(confusion_matrix(score.split_predictions()), args, default)
         return 0
+    check_output(args, run_folder(args.run) / "confusion.png")
     predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size)
     write_or_show(confusion_matrix(predictions), args, run_folder(args.run) / "confusion.png")
     return 0
@@ -200,14 +214,16 @@ def cmd_plot_mistakes(args: argparse.Namespace, parser: argparse.ArgumentParser)
 
     if args.count > MAX_GRID_CELLS:
         parser.error(f"--count must be at most {MAX_GRID_CELLS}, got {args.count}")
+    check_output(args, run_folder(args.run) / "mistakes.png")
     predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size)
     write_or_show(mistakes_gallery(predictions, count=args.count), args, run_folder(args.run) / "mistakes.png")
     return 0
 
 
 def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..report import write_report
+    from ..report import REPORT_FILE, write_report
 
+    check_output(args, run_folder(args.run) / REPORT_FILE)
     path = write_report(run_folder(args.run), data_dir=args.data_dir, device=args.device,
                         batch_size=args.test_batch_size, out=args.out)
     print(f"wrote {path}")

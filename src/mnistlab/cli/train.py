@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._args import DEFAULTS, add_data_flags, finite_float, positive_float, positive_int
+from ..errors import MnistlabError
+from ..limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_HIDDEN, MAX_LR, MAX_TRAIN_LIMIT, MEAN_RANGE, SEED_MAX, STD_RANGE
+from ._args import DEFAULTS, add_data_flags, float_in, int_in, output_path
 
 if TYPE_CHECKING:
     from ..checkpoints import Checkpoint
@@ -15,29 +19,39 @@ if TYPE_CHECKING:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a model and save its run folder",
-                                description="Train a model on MNIST; write the checkpoint and metrics.json.")
+                                description="Train a model on MNIST; write the checkpoint and metrics.json. "
+                                            "The run folder appears whole when everything is written, or not "
+                                            "at all (Ctrl-C exits 130, SIGTERM 143, leaving nothing new).")
     train.add_argument("--model", default=DEFAULTS["model"], metavar="NAME",
                        help=f"model name, see `mnistlab models` (default: {DEFAULTS['model']})")
-    train.add_argument("--hidden", type=positive_int, metavar="N",
-                       help="hidden units of the mlp (default: 128)")
-    train.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"], metavar="N",
-                       help=f"number of epochs to train (default: {DEFAULTS['epochs']})")
-    train.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"], metavar="N",
-                       help=f"input batch size for training (default: {DEFAULTS['batch_size']})")
-    train.add_argument("--lr", type=positive_float, default=DEFAULTS["lr"], metavar="LR",
-                       help=f"Adam learning rate (default: {DEFAULTS['lr']})")
-    train.add_argument("--mean", type=finite_float, default=DEFAULTS["mean"], metavar="M",
-                       help=f"normalisation mean, 0-1 pixel scale (default: {DEFAULTS['mean']})")
-    train.add_argument("--std", type=positive_float, default=DEFAULTS["std"], metavar="S",
-                       help=f"normalisation standard deviation (default: {DEFAULTS['std']})")
-    train.add_argument("--seed", type=int, default=DEFAULTS["seed"], metavar="S",
-                       help=f"random seed for init and shuffling (default: {DEFAULTS['seed']})")
-    train.add_argument("--train-limit", type=positive_int, metavar="N",
-                       help="train on the first N training images only (default: all 60,000)")
-    train.add_argument("--out", metavar="DIR", help="run folder to write (default: runs/<timestamp>-<model>)")
+    train.add_argument("--hidden", type=int_in(1, MAX_HIDDEN), metavar="N",
+                       help=f"hidden units of the mlp, 1 to {MAX_HIDDEN:,} (default: 128)")
+    train.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), default=DEFAULTS["epochs"], metavar="N",
+                       help=f"number of epochs to train, 1 to {MAX_EPOCHS:,} (default: {DEFAULTS['epochs']})")
+    train.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE), default=DEFAULTS["batch_size"], metavar="N",
+                       help=f"training batch size, 1 to {MAX_BATCH_SIZE:,} "
+                            f"(default: {DEFAULTS['batch_size']})")
+    train.add_argument("--lr", type=float_in(0, MAX_LR, low_open=True), default=DEFAULTS["lr"], metavar="LR",
+                       help=f"Adam learning rate, > 0 and ≤ {MAX_LR:g} (default: {DEFAULTS['lr']})")
+    train.add_argument("--mean", type=float_in(*MEAN_RANGE), default=DEFAULTS["mean"], metavar="M",
+                       help=f"normalisation mean on the 0-1 pixel scale, {MEAN_RANGE[0]:g} to {MEAN_RANGE[1]:g} "
+                            f"(default: {DEFAULTS['mean']})")
+    train.add_argument("--std", type=float_in(*STD_RANGE), default=DEFAULTS["std"], metavar="S",
+                       help=f"normalisation standard deviation, {STD_RANGE[0]:g} to {STD_RANGE[1]:g} "
+                            f"(default: {DEFAULTS['std']})")
+    train.add_argument("--seed", type=int_in(0, SEED_MAX), default=DEFAULTS["seed"], metavar="S",
+                       help=f"random seed for init and shuffling, 0 to 2**64-1 (default: {DEFAULTS['seed']})")
+    train.add_argument("--train-limit", type=int_in(1, MAX_TRAIN_LIMIT), metavar="N",
+                       help=f"train on the first N training images only, at most {MAX_TRAIN_LIMIT:,} (default: all)")
+    train.add_argument("--out", type=output_path, metavar="DIR",
+                       help="run folder to write: new, empty, or an earlier run with --overwrite "
+                            "(default: runs/<timestamp>-<model>)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run already in --out, whole (its old figures too), once the new one is done")
     train.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     train.add_argument("--no-report", action="store_true",
                        help="skip report.html (curves.png is written all the same)")
+    train.add_argument("--verbose", action="store_true", help="print the seconds each phase took, at the end")
     add_data_flags(train)
     train.set_defaults(handler=cmd_train)
 
@@ -57,26 +71,74 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..training import TrainConfig, train
+    started = time.perf_counter()
+    from ..checkpoints import is_checkpoint_folder
+    from ..training import TrainConfig, default_run_dir, train
 
+    imported = time.perf_counter()
     model_args = {} if args.hidden is None else {"hidden": args.hidden}
     config = TrainConfig(model=args.model, model_args=model_args, epochs=args.epochs,
                          batch_size=args.batch_size, test_batch_size=args.test_batch_size, lr=args.lr,
                          mean=args.mean, std=args.std, seed=args.seed, device=args.device,
-                         data_dir=args.data_dir, train_limit=args.train_limit, out=args.out,
+                         data_dir=args.data_dir, train_limit=args.train_limit,
+                         out=args.out or str(default_run_dir(args.model)), overwrite=args.overwrite,
                          progress=not args.no_progress)
     try:
         config.validate()
     except ValueError as e:
         parser.error(str(e))
-    run = train(config)
-    print(f"saved {run.dir}  (test accuracy {run.final.test_acc:.2%}, {run.wall_seconds:.1f}s on {run.device})")
+    target, before = Path(config.out), _identity(Path(config.out))
+    pictures = RunPictures(report=not args.no_report)
     try:
-        write_run_pictures(run, report=not args.no_report)
-    except KeyboardInterrupt:
-        print(f"\nmnistlab: interrupted; {run.dir} is saved, its pictures are not", file=sys.stderr)
-        return 130
+        run = train(config, before_publish=pictures)
+        print(f"saved {run.dir}  (test accuracy {run.final.test_acc:.2%}, {run.wall_seconds:.1f}s on {run.device})")
+        for name in pictures.written:
+            print(f"wrote {run.dir / name}")
+        if args.verbose:
+            print_timings({"imports": imported - started, **run.timings}, time.perf_counter() - started)
+    except KeyboardInterrupt as e:  # re-raised with what is on disk; main() prints it (SIGTERM keeps its class)
+        raise type(e)(_on_disk(target, before, is_checkpoint_folder)) from None
+    if pictures.failure:
+        name, reason = pictures.failure
+        kept = ", ".join(sorted(p.name for p in run.dir.iterdir()))
+        raise PictureError(f"{run.dir / name}: not written ({reason}); {run.dir} holds the trained run: {kept}")
     return 0
+
+
+class PictureError(MnistlabError):
+    """A picture of a finished run could not be drawn or written; the run itself is saved."""
+
+
+PHASES = {"imports": "imports (torch, mnistlab)", "model": "model + optimizer",
+          "data": "data load + hashing (parallel)", "training": "training", "evaluation": "evaluation",
+          "writing": "checkpoint write", "extras": "pictures", "publish": "rename into place"}
+
+
+def print_timings(seconds: dict[str, float], total: float) -> None:
+    """`--verbose`: the seconds of each phase of the command, in order, and the total."""
+    print("seconds per phase:")
+    for key, label in PHASES.items():
+        if key in seconds:
+            print(f"  {label:<32}{seconds[key]:7.2f}")
+    print(f"  {'total, after start-up':<32}{total:7.2f}")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _on_disk(target: Path, before: tuple[int, int] | None, holds_run: Callable[[Path], bool]) -> str:
+    """What an interrupted `train` left at `target`, read from the disk itself (the folder appears in one step)."""
+    now = _identity(target)
+    if now is not None and now != before and holds_run(target):
+        return f"the complete run was saved in {target}"
+    if before is not None and holds_run(target):
+        return f"nothing was saved; the old run in {target} is untouched"
+    return "nothing was saved"
 
 
 def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -143,15 +205,36 @@ def cmd_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 
 
-def write_run_pictures(run: Run, report: bool = True) -> None:
-    """After `mnistlab train`: curves.png, and report.html from the in-memory model and test split."""
-    from ..plots import compute_predictions, save_figure, training_curves
-    from ..report import CURVES_FILE, write_report
+class RunPictures:
+    """`train`'s before_publish hook for the command: curves.png and report.html, into the staging folder.
 
-    print(f"wrote {save_figure(training_curves(run.history), run.dir / CURVES_FILE)}")
-    if report:
-        predictions = compute_predictions(run.model, run.test_split, run.config.mean, run.config.std,
-                                          run.config.test_batch_size)
-        print(f"wrote {write_report(run.dir, predictions)}")
+    They are drawn from the model and test split still in memory and published with the run. A
+    picture that fails (a full disk, a drawing error) must not cost the trained model: the failure is
+    kept in `failure`, the run is published without that picture, and the command reports it after.
+    """
 
+    def __init__(self, report: bool = True):
+        self.report = report
+        self.written: list[str] = []  # file names, in the order written
+        self.failure: tuple[str, str] | None = None  # (file name, reason)
 
+    def __call__(self, run: Run, folder: Path) -> None:
+        from ..plots import DPI, compute_predictions, training_curves
+        from ..report import CURVES_FILE, REPORT_FILE, load_metrics, render_report, report_figures
+
+        name = CURVES_FILE
+        try:
+            # The staging folder is private until published, so the files need no temporary names.
+            training_curves(run.history).savefig(folder / CURVES_FILE, format="png", dpi=DPI)
+            self.written.append(name)
+            if self.report:
+                name = REPORT_FILE
+                predictions = compute_predictions(run.model, run.test_split, run.config.mean, run.config.std,
+                                                  run.config.test_batch_size)
+                metrics = load_metrics(folder)
+                page = render_report(run.dir, metrics, report_figures(metrics, predictions))
+                (folder / REPORT_FILE).write_text(page, encoding="utf-8")
+                self.written.append(name)
+        except Exception as e:  # whatever went wrong with a picture, the trained run is worth keeping
+            (folder / name).unlink(missing_ok=True)
+            self.failure = (name, e.strerror if isinstance(e, OSError) and e.strerror else str(e))

@@ -1,0 +1,14 @@
+"""The range of every number a training run accepts, in one place.
+
+`TrainConfig.validate` enforces them and `mnistlab train --help` quotes them, so this module
+imports nothing (the command's help must not wait for torch). Each bound says why.
+"""
+
+MAX_EPOCHS = 1_000  # ~1 s each on a laptop CPU: more is a typo, not a plan
+MAX_BATCH_SIZE = 65_536  # larger than the whole training set; a 65,536 × 784 float32 batch is already 205 MB
+MAX_TRAIN_LIMIT = 10_000_000  # ten million 28×28 images are 7.8 GB of pixels
+MAX_HIDDEN = 16_384  # 784 × 16,384 weights: 13M parameters, 200 MB with Adam's state
+MAX_LR = 10.0  # Adam steps by about lr per weight per step: beyond 10 nothing converges
+SEED_MAX = 2**64 - 1  # torch.manual_seed takes 0 … 2**64 - 1
+MEAN_RANGE = (0.0, 1.0)  # a mean of pixels on the 0-1 scale
+STD_RANGE = (1e-3, 100.0)  # keeps (x - mean) / std within ±1,000 for pixels x in [0, 1], finite in float32
