@@ -204,7 +204,6 @@ def cmd_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     return 0
 
 
-
 class RunPictures:
     """`train`'s before_publish hook for the command: curves.png and report.html, into the staging folder.
 
@@ -219,13 +218,13 @@ class RunPictures:
         self.failure: tuple[str, str] | None = None  # (file name, reason)
 
     def __call__(self, run: Run, folder: Path) -> None:
-        from ..plots import DPI, compute_predictions, training_curves
+        from ..plots import compute_predictions, save_png, training_curves
         from ..report import CURVES_FILE, REPORT_FILE, load_metrics, render_report, report_figures
 
         name = CURVES_FILE
         try:
             # The staging folder is private until published, so the files need no temporary names.
-            training_curves(run.history).savefig(folder / CURVES_FILE, format="png", dpi=DPI)
+            save_png(training_curves(run.history), folder / CURVES_FILE)
             self.written.append(name)
             if self.report:
                 name = REPORT_FILE
