@@ -125,10 +125,15 @@ def _umask() -> int:
     return mask
 
 
+def json_text(obj: object) -> str:
+    """Strict, indented JSON: a float that is not finite (a diverged run's loss) becomes null, not `NaN`."""
+    return json.dumps(_finite_or_null(obj), indent=2, allow_nan=False) + "\n"
+
+
 def write_json(path: str | Path, obj: object) -> None:
-    """Write strict JSON: a float that is not finite (a diverged run's loss) becomes null, not `NaN`."""
+    """Write `json_text(obj)`, atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_finite_or_null(obj), indent=2, allow_nan=False) + "\n")
+        tmp.write_text(json_text(obj))
 
 
 def _finite_or_null(obj: object) -> object:

@@ -20,9 +20,10 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from . import __version__
-from ._io import StagedFolder
+from ._io import StagedFolder, json_text
 from .device import resolve_device
 from .errors import MnistlabError
+from .limits import MEAN_RANGE, STD_RANGE
 from .models import create_model, model_arguments
 from .schema import (
     Choice,
@@ -49,11 +50,6 @@ FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 1 << 20  # a safetensors header lists each tensor in ~100 bytes; safetensors itself allows 100 MB
 MAX_PROBLEMS = 5  # weights that do not fit: list this many, then count the rest
 
-# Normalisation works on a 0-1 pixel scale. The mean of such pixels lies in [0, 1]. Their values step
-# by 1/255 ≈ 0.004, so a std below 0.001 is no spread of real pixels; it only blows inputs up to inf.
-MEAN_RANGE = (0.0, 1.0)
-MIN_STD = 1e-3
-
 # The fields of config.json, and those shared with metrics.json (report.py). Each field's type and
 # range; unknown fields are dropped, so `Checkpoint.config` holds only checked values.
 VERSION = Text(max_length=100)
@@ -78,7 +74,8 @@ CONFIG_SCHEMA = Obj({
     "torch_version": VERSION,
     # The arguments are checked against the named model's own schema (`models.model_arguments`) next.
     "model": Obj({"name": Text(max_length=100), "args": MapOf(Json())}, required=frozenset({"name", "args"})),
-    "normalization": Obj({"mean": Number(*MEAN_RANGE), "std": Number(MIN_STD)}, required=frozenset({"mean", "std"})),
+    "normalization": Obj({"mean": Number(*MEAN_RANGE), "std": Number(STD_RANGE[0])},
+                         required=frozenset({"mean", "std"})),
     "dataset": DATASET_SCHEMA,
     "metrics": replace(EPOCH_SCHEMA, required=frozenset()),
     "train_config": MapOf(Json()),
@@ -90,7 +87,6 @@ SAFETENSORS_DTYPES = {
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
 }
 
-MAX_MARK_BYTES = 1 << 20  # of config.json read to recognise a checkpoint (a real one is ~2 kB)
 
 
 class CheckpointError(MnistlabError, ValueError):
@@ -154,7 +150,7 @@ def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mea
         "train_config": train_config,
     }
     return {WEIGHTS_FILE: save(weights, metadata={"format": FORMAT}),
-            CONFIG_FILE: (json.dumps(config, indent=2) + "\n").encode("utf-8")}
+            CONFIG_FILE: json_text(config).encode("utf-8")}
 
 
 def save_checkpoint(folder: str | Path, model: nn.Module, model_name: str, model_args: dict, *,
@@ -178,13 +174,10 @@ def is_checkpoint_folder(folder: Path) -> bool:
     This decides what `overwrite` may replace, so it looks for mnistlab's own mark rather than file names
     (another tool's folder may hold a config.json too).
     """
-    # is_file first: only regular files are opened (a FIFO of that name would block the read for ever).
-    try:
-        if (folder / CONFIG_FILE).is_file():
-            with open(folder / CONFIG_FILE, "rb") as f:
-                config = json.loads(f.read(MAX_MARK_BYTES))
-            if isinstance(config, dict) and config.get("format") == FORMAT:
-                return True
+    try:  # read_json opens only a regular file (a FIFO of that name would block the read for ever)
+        config = read_json(folder / CONFIG_FILE)
+        if isinstance(config, dict) and config.get("format") == FORMAT:
+            return True
     except (OSError, ValueError):
         pass
     try:

@@ -21,10 +21,10 @@ from torch import nn
 
 from .data import IMAGE_SIZE, NUM_CLASSES
 from .errors import MnistlabError
+from .limits import MAX_HIDDEN
 from .schema import Bool, Choice, Field, FieldError, Json, Nullable, Number, Obj, Text, one_line
 
 ENTRY_POINT_GROUP = "mnistlab.models"  # [project.entry-points."mnistlab.models"] name = "package.module:factory"
-MAX_HIDDEN = 65_536  # an mlp this wide holds 51M weights (205 MB); a config asking for more is refused unbuilt
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 

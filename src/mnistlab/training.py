@@ -9,7 +9,6 @@ the device except to update the progress bar.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
-from ._io import StagedFolder
+from ._io import StagedFolder, json_text
 from .checkpoints import checkpoint_files, is_checkpoint_folder
 from .data import MNIST_MEAN, MNIST_STD, Split, load_mnist, normalize
 from .device import resolve_device
@@ -34,18 +33,17 @@ from .errors import MnistlabError
 from .limits import (
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
-    MAX_HIDDEN,
     MAX_LR,
     MAX_TRAIN_LIMIT,
     MEAN_RANGE,
     SEED_MAX,
     STD_RANGE,
 )
-from .models import create_model, list_models, model_defaults
+from .models import create_model, list_models, model_arguments, model_defaults
+from .schema import FieldError
 
 METRICS_FILE = "metrics.json"
 PROGRESS_EVERY = 50  # steps between progress-bar loss updates (each one reads a value off the device)
-MODEL_ARG_RANGES = {"hidden": (1, MAX_HIDDEN)}
 T = TypeVar("T")
 
 
@@ -90,10 +88,10 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"model_args: {self.model} takes no {', '.join(sorted(unknown))}; "
                              f"it takes {model_defaults(self.model)}")
-        for name, (low, high) in MODEL_ARG_RANGES.items():
-            if name in self.model_args and not _whole(self.model_args[name], low, high):
-                raise ValueError(f"model_args: {name} must be a whole number from {low} to {high:,}, "
-                                 f"got {self.model_args[name]!r}")
+        try:  # each model declares its arguments' types and bounds (`models.model_arguments`)
+            model_arguments(self.model).check(self.model_args, "model_args")
+        except FieldError as e:
+            raise ValueError(str(e)) from None
         wholes = {"epochs": (1, MAX_EPOCHS), "batch_size": (1, MAX_BATCH_SIZE),
                   "test_batch_size": (1, MAX_BATCH_SIZE), "seed": (0, SEED_MAX)}
         if self.train_limit is not None:
@@ -291,7 +289,7 @@ def _write_run(staging: StagedFolder, run: Run, dataset: dict) -> None:
     config = run.config
     files = checkpoint_files(run.model, config.model, config.model_args, mean=config.mean, std=config.std,
                              dataset=dataset, metrics=asdict(run.final), train_config=asdict(config))
-    files[METRICS_FILE] = json.dumps({
+    files[METRICS_FILE] = json_text({
         "mnistlab_version": __version__,
         "torch_version": torch.__version__,
         "device": run.device,
@@ -299,7 +297,7 @@ def _write_run(staging: StagedFolder, run: Run, dataset: dict) -> None:
         "config": asdict(config),
         "dataset": dataset,
         "epochs": [asdict(m) for m in run.history],
-    }, indent=2) + "\n"
+    })
     for name, content in files.items():
         staging.write(name, content)
 
