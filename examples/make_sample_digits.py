@@ -1,11 +1,13 @@
-"""Write examples/digits/: a few digits as people hand them in, made once from MNIST *test* digits.
+"""Write examples/digits/ and examples/my-digits/: digits as people hand them in, made from MNIST *test* digits.
 
 Each MNIST digit is enlarged and turned into pen strokes on paper, then presented one way:
 drawn in Paint, written with a pen, photographed under a desk lamp, scanned; plus a blank sheet.
-The README's `mnistlab predict` and `mnistlab show` examples use these files, and tests/test_readme.py
-runs them. The output is the same on every run (fixed digits, fixed noise seeds).
+examples/my-digits/ holds two of each digit laid out as `mnistlab evaluate --images` reads a
+person's own collection (my-digits/0/ … my-digits/9/): a stand-in until you collect your own.
+The README's `predict`, `show` and `evaluate --images` examples use these files, and
+tests/test_readme.py runs them. The output is the same on every run (fixed digits, fixed noise seeds).
 
-    python examples/make_sample_digits.py [FOLDER]      # default: examples/digits
+    python examples/make_sample_digits.py [FOLDER]      # default: examples (writes FOLDER/digits, FOLDER/my-digits)
 """
 
 import sys
@@ -15,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 import mnistlab
+from mnistlab.data import Split
 
 # file name → (MNIST test index, its label, long side of the digit in pixels)
 SAMPLES = {"paint-3.png": (18, 3, 220), "pen-4.png": (4, 4, 150), "photo-7.jpg": (0, 7, 300),
@@ -36,7 +39,24 @@ def on_paper(ink: np.ndarray, canvas: tuple[int, int], at: tuple[int, int], pape
     return grey + rng.normal(0, noise, canvas) if noise else grey
 
 
-def main(folder: Path) -> None:
+def labelled(folder: Path, test: Split, per_digit: int = 2) -> None:
+    """folder/0/ … folder/9/: the first `per_digit` test digits of each class past #100, drawn in Paint and in pen."""
+    rng = np.random.default_rng(1)
+    for label in range(10):
+        (folder / str(label)).mkdir(parents=True, exist_ok=True)
+        indices = [i for i in range(100, len(test)) if int(test.labels[i]) == label][:per_digit]
+        for n, index in enumerate(indices):
+            ink = strokes(test.images[index].numpy(), 200)
+            if n % 2 == 0:  # Paint: black on white, hard edges
+                grey = on_paper((ink > 0.5).astype(np.float32), (260, 260), (30, 30), 255, 0, 0, rng)
+            else:  # a pen on paper, without sensor noise (small files)
+                grey = on_paper(ink, (240, 240), (20, 20), 242, 35, 0, rng)
+            Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).save(folder / str(label) / f"test-{index}.png")
+    print(f"wrote {10 * per_digit} labelled digits in {folder}/0 … {folder}/9")
+
+
+def main(examples: Path) -> None:
+    folder = examples / "digits"
     folder.mkdir(parents=True, exist_ok=True)
     test = mnistlab.load_mnist().test
     rng = np.random.default_rng(0)
@@ -61,7 +81,8 @@ def main(folder: Path) -> None:
         Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).save(folder / name)
     Image.new("L", (200, 200), 240).save(folder / "blank.png")  # a blank sheet: "no digit found"
     print(f"wrote {', '.join(sorted([*SAMPLES, 'blank.png']))} in {folder}")
+    labelled(examples / "my-digits", test)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "examples/digits"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "examples"))

@@ -18,11 +18,12 @@ data = mnistlab.load_mnist()
 print(f"train {tuple(data.train.images.shape)}, test {tuple(data.test.images.shape)}")
 
 # One digit as the network receives it: 784 numbers.
-first = data.train.images[0]
-mnistlab.save_figure(mnistlab.pixel_view(first, int(data.train.labels[0])), out / "digit.png")
+digit = mnistlab.pixel_view(data.train.images[0], int(data.train.labels[0]))
 
-# Train the classic recipe: 784-128-10 MLP, Adam, batch 64, 5 epochs; the run folder is `out`.
+# Train the classic recipe: 784-128-10 MLP, Adam, batch 64, 5 epochs. The run folder `out` must be
+# new (or an earlier run, with overwrite=True): train() writes it whole, so the pictures come after.
 run = mnistlab.train(mnistlab.TrainConfig(epochs=5, seed=1, out=str(out)))
+mnistlab.save_figure(digit, out / "digit.png")
 
 # Evaluate from the checkpoint alone: the same accuracy as at the end of training.
 checkpoint = mnistlab.load_checkpoint(out)

@@ -139,7 +139,7 @@ def nest(depth: int) -> str:
 
 STD = "must be a finite number ≥ 0.001"
 MEAN = "must be a finite number from 0 to 1"
-HIDDEN = "must be a whole number from 1 to 65,536"
+HIDDEN = "must be a whole number from 1 to 16,384"
 ACC = "must be a finite number from 0 to 1"
 LOSS = "must be a finite number ≥ 0, or null"
 LINE = "must be one line of text of at most 100 characters"
@@ -245,8 +245,8 @@ FIT = "weights do not match the config"
 WEIGHT_CASES = {
     "config-hidden-32": (argument(32), WEIGHTS, f"{FIT}: fc1.bias is (16,), config needs (32,); fc1.weight is "
                          "(16, 784), config needs (32, 784); fc2.weight is (10, 16), config needs (10, 32)"),
-    "config-hidden-max": (argument(65_536), WEIGHTS, f"{FIT}: fc1.bias is (16,), config needs (65536,); fc1.weight "
-                          "is (16, 784), config needs (65536, 784); fc2.weight is (10, 16), config needs (10, 65536)"),
+    "config-hidden-max": (argument(16_384), WEIGHTS, f"{FIT}: fc1.bias is (16,), config needs (16384,); fc1.weight "
+                          "is (16, 784), config needs (16384, 784); fc2.weight is (10, 16), config needs (10, 16384)"),
     "nan-weight": (weights(lambda w: w["fc1.weight"].__setitem__((0, 0), math.nan)), WEIGHTS,
                    "tensor fc1.weight holds non-finite values (NaN or infinity)"),
     "inf-bias": (weights(lambda w: w["fc2.bias"].__setitem__(3, -math.inf)), WEIGHTS,
@@ -330,7 +330,7 @@ def test_hostile_weights(spoil, name, message, run, digit_png, tiny_run, capsys,
 
 
 def test_a_huge_model_in_the_config_is_built_on_the_meta_device_only(run, monkeypatch):
-    """hidden=65,536 passes the bounds, but its 205 MB of weights are never allocated: the shapes are compared first."""
+    """hidden=16,384 passes the bounds, but its 51 MB of weights are never allocated: the shapes are compared first."""
     import mnistlab.checkpoints as checkpoints
     from mnistlab.models import create_model
 
@@ -342,7 +342,7 @@ def test_a_huge_model_in_the_config_is_built_on_the_meta_device_only(run, monkey
         return model
 
     monkeypatch.setattr(checkpoints, "create_model", spy)
-    argument(65_536)(run)
+    argument(16_384)(run)
     with pytest.raises(CheckpointError, match="weights do not match the config"):
         load_checkpoint(run)
     assert devices == [{"meta"}]

@@ -446,8 +446,8 @@ def test_a_number_that_cannot_work_exits_2(flag, value, message, data, tmp_path,
     ("std", 1e-320, "std: must be a number from 0.001 to 100"),
     ("std", "0.3", "std: must be a number"),
     ("lr", 100.0, "lr: must be a number > 0 and ≤ 10"),
-    ("model_args", {"hidden": 10**7}, "model_args: hidden must be a whole number from 1 to 16,384"),
-    ("model_args", {"hidden": 2.5}, "model_args: hidden must be a whole number"),
+    ("model_args", {"hidden": 10**7}, "field 'model_args.hidden' must be a whole number from 1 to 16,384"),
+    ("model_args", {"hidden": 2.5}, "field 'model_args.hidden' must be a whole number"),
 ])
 def test_the_library_refuses_the_same_numbers(field, value, message):
     with pytest.raises(ValueError, match=message):

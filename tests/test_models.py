@@ -27,7 +27,7 @@ def test_unknown_model_and_argument_are_clear_errors():
         create_model("resnet")
     with pytest.raises(ValueError, match="argument 'width' is unknown"):
         create_model("mlp", width=3)
-    with pytest.raises(ValueError, match="argument 'hidden' must be a whole number from 1 to 65,536, got 0"):
+    with pytest.raises(ValueError, match="argument 'hidden' must be a whole number from 1 to 16,384, got 0"):
         create_model("mlp", hidden=0)
 
 

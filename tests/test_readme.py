@@ -2,9 +2,12 @@
 
 Every line of the README's ```bash blocks is one of: a set-up command (done once, as `make demo`
 does it), a `mnistlab ...` or `python examples/...` command (run here, in order, in one scratch
-folder holding a copy of examples/), or a line a named rule skips. Any other line fails the test,
-so a new kind of command needs a rule here before the README can show it. A line passes when it
-exits 0, or with the code its comment names ("exit code 1").
+folder holding a copy of examples/), a `curl` call to the API (sent to a `mnistlab serve runs/demo`
+started here), or a line a named rule skips. Any other line fails the test, so a new kind of
+command needs a rule here before the README can show it. A line passes when it exits 0, or with
+the code its comment names ("exit code 1"). `mnistlab serve` lines run as a process on a free port
+(`--port 0` appended, as `--train-limit` is to train lines): they must print their URL, answer
+/healthz and stop cleanly on Ctrl-C (exit 130, no traceback).
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import re
 import runpy
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
-from contextlib import redirect_stdout
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -33,8 +39,8 @@ SHORT_TRAIN = ["--train-limit", "2000", "--epochs", "1"]
 # Lines that cannot run in a test, each with its reason. A line matching one is skipped, by name.
 SKIP_RULES = {
     "--show": "opens a window, which needs a display",
-    "mnistlab serve": "starts a web server that runs until it is stopped",
 }
+README_SERVER = "http://127.0.0.1:8000"  # where the README's curl lines send their requests
 SETUP_LINES = ("make demo", "make test", ". .venv/bin/activate")  # done by the `workspace` fixture
 EXIT_CODE = re.compile(r"#.*\bexit code (\d+)")
 
@@ -62,6 +68,41 @@ def commands() -> list:
     return params
 
 
+@contextmanager
+def serving(argv: list[str]) -> Iterator[str]:
+    """Run `mnistlab serve ARGV --port 0` as a process in the current folder; yield its URL, then Ctrl-C it."""
+    process = subprocess.Popen([sys.executable, "-m", "mnistlab", *argv, "--port", "0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()  # "serving RUN at http://127.0.0.1:PORT/  (...)", once it listens
+        assert " at http://" in first, f"{first!r} {process.stderr.read() if process.poll() is not None else ''}"
+        yield first.split(" at ", 1)[1].split()[0].rstrip("/")
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            errors = process.communicate(timeout=30)[1]
+        finally:
+            process.kill()
+    # Ctrl-C is how a server is stopped: the shell's 130, and no traceback.
+    assert process.returncode == 130 and "Traceback" not in errors, (process.returncode, errors)
+
+
+def run_serve_line(words: list[str]) -> int:
+    with serving(words[1:]) as url, urllib.request.urlopen(f"{url}/healthz", timeout=30) as answer:
+        assert answer.status == 200
+    return 0
+
+
+def run_curl_line(words: list[str]) -> int:
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    with serving(["serve", "runs/demo"]) as url:
+        words = [word.replace(README_SERVER, url) for word in words]
+        result = subprocess.run(words, capture_output=True, text=True, timeout=60)
+    assert '"label":' in result.stdout, result.stdout + result.stderr
+    return result.returncode
+
+
 def run_line(line: str, monkeypatch: pytest.MonkeyPatch) -> int:
     """Run one README command in-process in the current folder; return its exit code.
 
@@ -72,6 +113,10 @@ def run_line(line: str, monkeypatch: pytest.MonkeyPatch) -> int:
     if ">" in words:
         target = Path(words[words.index(">") + 1])
         words = words[:words.index(">")]
+    if words[:2] == ["mnistlab", "serve"]:
+        return run_serve_line(words)
+    if words[0] == "curl":
+        return run_curl_line(words)
     out = io.StringIO()
     with redirect_stdout(out):
         if words[0] == "mnistlab":
