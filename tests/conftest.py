@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import signal
 import struct
 from pathlib import Path
 
@@ -61,3 +62,15 @@ def mnist_mlp(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("mnist_mlp") / "run"
     return train(TrainConfig(epochs=2, device="cpu", data_dir=None, out=str(out), progress=False)).dir
+
+
+@pytest.fixture
+def no_hang():
+    """Fail (instead of freezing the suite) if the test blocks for 20 s: SIGALRM interrupts a blocking open()."""
+    def expire(signum, frame):
+        raise TimeoutError("blocked for 20 s")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

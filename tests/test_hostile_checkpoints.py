@@ -11,7 +11,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import struct
 import sys
 from pathlib import Path
@@ -33,18 +32,6 @@ CONFIG, WEIGHTS, METRICS = "config.json", "model.safetensors", "metrics.json"
 def run(tiny_run, tmp_path) -> Path:
     """A fresh copy of the tiny run (hidden=16, 2 epochs) to spoil."""
     return shutil.copytree(tiny_run[0], tmp_path / "run")
-
-
-@pytest.fixture
-def no_hang():
-    """Fail (instead of waiting forever) when a test blocks for 20 s, as opening a FIFO would."""
-    def give_up(signum, frame):
-        raise TimeoutError("blocked for 20 s")
-    previous = signal.signal(signal.SIGALRM, give_up)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -56,18 +55,6 @@ def encoded(image: Image.Image, format: str, **params) -> bytes:
 @pytest.fixture(scope="module")
 def checkpoint(tiny_run):
     return mnistlab.load_checkpoint(tiny_run[0])
-
-
-@pytest.fixture
-def no_hang():
-    """Fail (instead of freezing the suite) if the test blocks for 20 s: SIGALRM interrupts a blocking open()."""
-    def expire(signum, frame):
-        raise TimeoutError("blocked for 20 s")
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
 
 
 def run_json(capsys, checkpoint, *inputs) -> tuple[int, list[dict], str]:

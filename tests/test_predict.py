@@ -221,8 +221,8 @@ def test_invert_flag(checkpoint, digits, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--top-k", "0"], "argument --top-k: must be ≥ 1"),
-    (["--top-k", "11"], "argument --top-k: must be at most 10"),
+    (["--top-k", "0"], "argument --top-k: must be from 1 to 10, got 0"),
+    (["--top-k", "11"], "argument --top-k: must be from 1 to 10, got 11"),
     (["--invert", "maybe"], "argument --invert: invalid choice: 'maybe'"),
     (["--batch-size", "0"], "argument --batch-size: must be ≥ 1"),
     (["--device", "tpu"], "argument --device"),

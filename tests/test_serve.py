@@ -465,9 +465,9 @@ def test_a_busy_port_or_a_bad_host_is_a_one_line_error(mnist_mlp, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["serve", "--port", "70000"], "must be 0-65535"),
-    (["serve", "--port", "http"], "expected a port number"),
-    (["serve", "--max-upload-mb", "0"], "must be a finite number > 0"),
+    (["serve", "--port", "70000"], "must be from 0 to 65,535"),
+    (["serve", "--port", "http"], "argument --port: expected a whole number"),
+    (["serve", "--max-upload-mb", "0"], "must be a number > 0 and ≤ 1024"),
     (["serve", "--max-upload-mb", "nan"], "must be finite"),
 ])
 def test_serve_bad_flags_exit_2(argv, message, capsys):

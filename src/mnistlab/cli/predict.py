@@ -5,18 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._args import DEFAULTS, device_name, positive_int
+from ._args import DEFAULTS, device_name, int_in, positive_int
 
 # Mirrors of prediction.BATCH_SIZE and preprocessing.INVERT_CHOICES (tests/test_predict.py checks them).
 PREDICT_DEFAULTS = {"top_k": 3, "batch_size": 256}
 INVERT_CHOICES = ("auto", "yes", "no")
-
-
-def top_k_count(text: str) -> int:
-    value = positive_int(text)
-    if value > 10:
-        raise argparse.ArgumentTypeError(f"must be at most 10 (there are 10 digits), got {value}")
-    return value
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -30,7 +23,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("images", nargs="+", metavar="IMAGE",
                          help="image files, folders (their image files) or glob patterns such as 'scans/*.jpg'; "
                               "a file named twice gets two rows")
-    predict.add_argument("--top-k", type=top_k_count, default=PREDICT_DEFAULTS["top_k"], metavar="N",
+    predict.add_argument("--top-k", type=int_in(1, 10), default=PREDICT_DEFAULTS["top_k"], metavar="N",
                          help=f"list the N likeliest digits (default: {PREDICT_DEFAULTS['top_k']})")
     predict.add_argument("--json", action="store_true",
                          help="print a JSON array, one object per file, failures with their \"error\"")

@@ -7,27 +7,10 @@ import sys
 from pathlib import Path
 
 from ..errors import MnistlabError
-from ._args import positive_float
+from ._args import float_in, int_in
 
 RUNS_DIR = Path("runs")
 MAX_UPLOAD_MB = 2.0  # mirror of serving.MAX_UPLOAD_BYTES in MiB, so that --help needs no fastapi
-
-
-def port_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0-65535 (0: any free port), got {value}")
-    return value
-
-
-def upload_mb(text: str) -> float:
-    value = positive_float(text)
-    if value > 1024:
-        raise argparse.ArgumentTypeError(f"must be at most 1024 (MB), got {text}")
-    return value
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -39,11 +22,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help=f"the run folder to serve (default: the newest under ./{RUNS_DIR})")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on; anything but loopback exposes the server (default: 127.0.0.1)")
-    serve.add_argument("--port", type=port_number, default=8000, metavar="N",
+    serve.add_argument("--port", type=int_in(0, 65535), default=8000, metavar="N",
                        help="port to listen on, 0 for any free one (default: 8000)")
     serve.add_argument("--collect", metavar="DIR",
                        help="offer 'this is a N' buttons that save the drawing as DIR/N/<new name>.png")
-    serve.add_argument("--max-upload-mb", type=upload_mb, default=MAX_UPLOAD_MB, metavar="MB",
+    serve.add_argument("--max-upload-mb", type=float_in(0, 1024, low_open=True), default=MAX_UPLOAD_MB, metavar="MB",
                        help=f"largest request body, in MiB (default: {MAX_UPLOAD_MB:g})")
     serve.set_defaults(handler=cmd_serve)
 
