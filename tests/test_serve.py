@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import re
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -286,7 +287,7 @@ def test_collect_saves_the_drawing_under_its_digit_and_nothing_else(collecting, 
     response = post_image(client, drawing(ONE), path=f"/api/collect?label={digit}")
     assert response.status_code == 201, response.text
     saved = response.json()["file"]
-    assert files_under(tmp_path) == sorted([*before, "mine", f"mine/{digit}", f"mine/{saved}"])
+    assert files_under(tmp_path) == sorted([*before, f"mine/{digit}", f"mine/{saved}"])  # "mine" is made at start
     assert saved.startswith(f"{digit}/") and saved.endswith(".png")
     with Image.open(folder / saved) as image:
         assert image.format == "PNG" and image.size == (SIZE, SIZE)
@@ -310,18 +311,33 @@ def test_collect_keeps_only_drawings_of_a_digit(collecting, tmp_path, body, stat
     client, _ = collecting
     assert post_image(client, body, path="/api/collect?label=3").status_code == status
     assert post_image(client, body, path="/api/collect").status_code in (status, 422)  # no label at all
-    assert files_under(tmp_path) == []
+    assert files_under(tmp_path) == ["mine"]  # made, empty, when the app starts
 
 
 def test_collect_does_not_follow_a_symlink_planted_in_the_folder(collecting, tmp_path):
     client, folder = collecting
     outside = tmp_path / "outside"
     outside.mkdir()
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)  # the app made it, to check that it can be written
     (folder / "4").symlink_to(outside, target_is_directory=True)
     response = post_image(client, drawing(ONE), path="/api/collect?label=4")
     assert response.status_code == 500 and "Traceback" not in response.text
     assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: tmp / "file.txt", "exists and is not a folder"),
+    (lambda tmp: Path("/dev/null"), "exists and is not a folder"),
+    (lambda tmp: tmp / "file.txt" / "inside", "cannot collect drawings there (Not a directory)"),
+], ids=["a-file", "a-device", "inside-a-file"])
+def test_a_collect_folder_that_cannot_be_written_is_refused_at_start(checkpoint, tmp_path, capsys, make, message):
+    (tmp_path / "file.txt").write_text("not a folder")
+    folder = make(tmp_path)
+    with pytest.raises(LabelledError, match=re.escape(message)):
+        create_app(checkpoint, collect_dir=folder)
+    assert main(["serve", str(checkpoint.path), "--port", "0", "--collect", str(folder)]) == 1
+    assert capsys.readouterr().err.strip() == f"mnistlab: error: {folder}: {message}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
 
 
 @pytest.mark.parametrize("label", [True, "3", 3.0, 10, -1, None], ids=repr)

@@ -157,6 +157,25 @@ def format_score(score: LabelledScore) -> str:
     return "\n".join(lines)
 
 
+def check_collect_folder(folder: str | Path) -> Path:
+    """Make sure `folder` is (or can be made) a folder that files can be created in, before any drawing comes.
+
+    Raises:
+        LabelledError: `folder` is a file or a device, or cannot be created or written in.
+    """
+    folder = Path(folder)
+    probe = folder / f".probe-{secrets.token_hex(4)}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        probe.unlink()
+    except FileExistsError:  # mkdir: a file (or a device) of that name
+        raise LabelledError(f"{folder}: exists and is not a folder") from None
+    except OSError as e:
+        raise LabelledError(f"{folder}: cannot collect drawings there ({e.strerror})") from None
+    return folder
+
+
 def save_labelled(folder: str | Path, label: int, image: Image.Image) -> Path:
     """Save `image` as a new PNG in `folder/<label>/`, named by the time and a random suffix.
 

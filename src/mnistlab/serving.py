@@ -48,7 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .checkpoints import Checkpoint, load_checkpoint
 from .errors import MnistlabError
-from .labelled import LabelledError, save_labelled
+from .labelled import LabelledError, check_collect_folder, save_labelled
 from .preprocessing import ImageError, load_image
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -332,7 +332,7 @@ def create_app(run: str | Path | Checkpoint, *, collect_dir: str | Path | None =
         return answer
 
     if collect_dir is not None:
-        folder = Path(collect_dir)
+        folder = check_collect_folder(collect_dir)
 
         @app.post("/api/collect", response_model=CollectResponse, status_code=201, openapi_extra=UPLOAD_BODY,
                   responses={**UPLOAD_ERRORS, 422: _error("no digit found, or `label` is not a digit 0-9"),
