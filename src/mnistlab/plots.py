@@ -308,3 +308,27 @@ def mistakes_gallery(predictions: SplitPredictions, *, count: int = 15, cols: in
         for spine in ax.spines.values():
             spine.set(color=WRONG_COLOR, linewidth=1.5)
     return fig
+
+
+def augmented_grid(image: torch.Tensor, *, strength: float = 1.0, elastic: float = 0.0, rows: int = 4, cols: int = 6,
+                   seed: int = 0, title: str | None = None) -> Figure:
+    """One digit and rows × cols − 1 augmented copies of it, as training draws them (`mnistlab.augment`).
+
+    Args:
+        image: uint8 pixels (0-255) or floats on a 0-1 scale, shaped (28, 28) or (1, 28, 28).
+        strength, elastic: as `TrainConfig.augment` and `TrainConfig.elastic`.
+        seed: the generator's seed; the same seed draws the same copies.
+    """
+    from .augment import augment  # here: only this figure needs it
+
+    pixels = _unit_pixels(image)[None, None]  # (1, 1, 28, 28)
+    n = rows * cols
+    copies = augment(pixels.expand(n - 1, -1, -1, -1).contiguous(), torch.Generator().manual_seed(seed),
+                     strength=strength, elastic=elastic)
+    heading = title or "Augmented copies"
+    fig, axes = _digit_axes(n, cols, cell=(1.35, 1.45), image=1.2, above=0.2,
+                            title=f"{heading}\n(strength {strength:g}, elastic {elastic:g} px, seed {seed})")
+    for i, (ax, digit) in enumerate(zip(axes, torch.cat([pixels, copies]), strict=True)):
+        _digit(ax, digit.clamp(0, 1))
+        ax.set_title("original" if i == 0 else f"copy {i}", fontsize=8, color="black" if i == 0 else "dimgray", pad=2)
+    return fig
