@@ -216,7 +216,7 @@ def main() -> None:
         "mlp-classic": lambda: mnistlab_row("mlp", "classic", args.seeds, None, limit),
         "mlp-best": lambda: mnistlab_row("mlp", "best", args.seeds, None, limit),
         "cnn_small-fast": lambda: mnistlab_row("cnn_small", "fast", args.seeds, 40, limit),
-        "cnn-best": lambda: mnistlab_row("cnn", "best", args.seeds, 235, limit, epochs=args.cnn_epochs),
+        "cnn-best": lambda: mnistlab_row("cnn", "best", args.seeds, None, limit, epochs=args.cnn_epochs),
         "sklearn-mlp": lambda: sklearn_row(reference_seeds, limit),
         "torch-example": lambda: example_row(reference_seeds, args.example_epochs, limit),
     }

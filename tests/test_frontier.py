@@ -302,6 +302,15 @@ def test_a_target_never_reached_trains_every_epoch(tmp_path, tiny_data):
     assert [row.epoch for row in run.history] == [1, 2] and run.time_to_target is None
 
 
+@pytest.mark.parametrize("stop_at, expected", [("0.5", "target 50.00%: reached at step "),
+                                               ("100%", "target 100.00%: not reached in 32 steps")])
+def test_train_says_whether_the_target_was_reached(stop_at, expected, tmp_path, tiny_data, capsys):
+    assert main(["train", "--data-dir", str(tiny_data), "--device", "cpu", "--epochs", "2", "--batch-size", "32",
+                 "--lr", "1e-9" if stop_at == "100%" else "0.001", "--eval-every", "4", "--stop-at", stop_at,
+                 "--no-progress", "--no-report", "--out", str(tmp_path / "run")]) == 0
+    assert expected in capsys.readouterr().out
+
+
 def test_the_classic_recipe_trains_as_the_seed_did(tmp_path, tiny_data, monkeypatch):
     """The classic path draws no augmentation and steps no schedule: only the shuffle uses the generator."""
     monkeypatch.setattr(training, "augment", lambda *a, **k: pytest.fail("augment called"))

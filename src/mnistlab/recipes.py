@@ -36,8 +36,8 @@ CLASSIC = Recipe()
 RECIPES: dict[str, dict[str, Recipe]] = {
     "classic": {"*": CLASSIC},
     "best": {
-        "mlp": Recipe(optimizer="adamw", lr=3e-3, schedule="onecycle", weight_decay=0.05, label_smoothing=0.1,
-                      epochs=30, batch_size=128, augment=0.6),
+        "mlp": Recipe(optimizer="adamw", lr=5e-3, schedule="onecycle", weight_decay=0.05, label_smoothing=0.1,
+                      epochs=30, batch_size=256, augment=0.6),
         "*": Recipe(optimizer="adamw", lr=4e-3, schedule="onecycle", weight_decay=0.05, label_smoothing=0.1,
                     epochs=6, batch_size=128, augment=1.0),
     },

@@ -58,6 +58,10 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(str(e))
     run = train(config)
     print(f"saved {run.dir}  (test accuracy {run.final.test_acc:.2%}, {run.wall_seconds:.1f}s on {run.device})")
+    if run.config.stop_at is not None:
+        print(f"target {run.config.stop_at:.2%}: " + (
+            f"reached at step {run.final.step}, after {run.time_to_target:.1f}s of training (evaluations excluded)"
+            if run.time_to_target is not None else f"not reached in {run.final.step} steps"))
     try:
         write_run_pictures(run, report=not args.no_report)
     except KeyboardInterrupt:
