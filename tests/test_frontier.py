@@ -166,7 +166,7 @@ def test_bad_recipe_flags_exit_2_naming_the_flag(argv, message, capsys):
     ("recipe", "turbo", "recipe: expected one of classic, best, fast, None, got 'turbo'"),
     ("optimizer", "rmsprop", "optimizer: expected one of adam, adamw, sgd"),
     ("schedule", None, "schedule: expected one of constant, onecycle, cosine"),
-    ("weight_decay", -0.1, "weight_decay: must be a number ≥ 0"),
+    ("weight_decay", -0.1, "weight_decay: must be a finite number ≥ 0, got -0.1"),
     ("weight_decay", math.inf, "weight_decay"),
     ("weight_decay", True, "weight_decay"),
     ("label_smoothing", 1.0, "label_smoothing: must be a number ≥ 0 and < 1"),

@@ -98,11 +98,11 @@ def check_recipe_fields(config: TrainConfig) -> None:
     for name, choices in (("recipe", [*recipe_names(), None]), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
         if getattr(config, name) not in choices:
             raise ValueError(f"{name}: expected one of {', '.join(map(str, choices))}, got {getattr(config, name)!r}")
-    for name, low, high in (("weight_decay", 0, math.inf), ("label_smoothing", 0, 1), ("augment", 0, 10),
-                            ("elastic", 0, 10)):
+    for name, high in (("weight_decay", math.inf), ("label_smoothing", 1), ("augment", 10), ("elastic", 10)):
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value < high:
-            raise ValueError(f"{name}: must be a number ≥ {low} and < {high}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < high:
+            bounds = "a finite number ≥ 0" if high == math.inf else f"a number ≥ 0 and < {high}"
+            raise ValueError(f"{name}: must be {bounds}, got {value!r}")
     eval_every, stop_at = config.eval_every, config.stop_at
     if eval_every is not None and (isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1):
         raise ValueError(f"eval_every: must be a whole number ≥ 1 or None, got {config.eval_every!r}")
@@ -303,22 +303,19 @@ def _train_and_evaluate(model: nn.Module, optimizer: torch.optim.Optimizer, trai
     generator = torch.Generator().manual_seed(config.seed)
     augment_generator = torch.Generator(device).manual_seed(config.seed) if device.type != "cpu" else None
     history: list[EpochMetrics] = []
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    seen = step = 0
-    train_seconds = 0.0
+    running = RunningMeans(device)
+    step, train_seconds = 0, 0.0
     row_start = clock = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False,
                   disable=not config.progress, dynamic_ncols=True) as bar:
             for loss, right, n in train_one_epoch(step_model, optimizer, train_split, config, generator, scheduler,
                                                   augment_generator):
-                step, seen = step + 1, seen + n
-                loss_sum += loss * n
-                correct += right
+                step += 1
+                running.add(loss, right, n)
                 bar.update(1)
                 if step % PROGRESS_EVERY == 0:
-                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", refresh=False)
+                    bar.set_postfix(loss=f"{running.loss():.4f}", refresh=False)
                 if step % eval_every and step < total_steps:
                     continue
                 if device.type == "cuda":
@@ -331,7 +328,7 @@ def _train_and_evaluate(model: nn.Module, optimizer: torch.optim.Optimizer, trai
                 epochs_done = round(step / steps_per_epoch, 4)
                 history.append(EpochMetrics(
                     epoch=int(epochs_done) if epochs_done.is_integer() else epochs_done,
-                    train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen, test_loss=test_loss,
+                    train_loss=running.loss(), train_acc=running.accuracy(), test_loss=test_loss,
                     test_acc=test_acc, seconds=now - row_start, step=step, train_seconds=train_seconds,
                     eval_seconds=now - paused))
                 if config.progress:
@@ -339,11 +336,29 @@ def _train_and_evaluate(model: nn.Module, optimizer: torch.optim.Optimizer, trai
                 if config.stop_at is not None and test_acc >= config.stop_at:
                     return history
                 step_model.train()  # evaluate() left the model in eval mode
-                loss_sum.zero_()
-                correct.zero_()
-                seen = 0
+                running = RunningMeans(device)
                 row_start = clock = time.perf_counter()
     return history
+
+
+class RunningMeans:
+    """The training loss and accuracy since the last evaluation, summed on the device; read back only when asked."""
+
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.seen = 0
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, n: int) -> None:
+        self.loss_sum += loss * n
+        self.correct += correct
+        self.seen += n
+
+    def loss(self) -> float:
+        return self.loss_sum.item() / self.seen
+
+    def accuracy(self) -> float:
+        return self.correct.item() / self.seen
 
 
 def eval_copy(model: nn.Module) -> nn.Module:
