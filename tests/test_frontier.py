@@ -413,10 +413,17 @@ def test_show_augmented_draws_one_digit_and_its_warped_copies(tmp_path, capsys):
     assert main(["show", "0", "--augmented", "--out", str(out)]) == 0
     with Image.open(out) as image:
         assert image.width > 500 and image.height > 400
-    from mnistlab.plots import augmented_grid
+    from mnistlab.plots import PlotError, augmented_grid
 
     fig = augmented_grid(torch.zeros(28, 28), rows=2, cols=3, strength=1, elastic=1, seed=5)
     assert len(fig.axes) == 6 and fig.axes[0].get_title() == "original"
+    for bad in ({"rows": 0}, {"cols": -1}, {"rows": 30, "cols": 30}, {"strength": -1}, {"elastic": math.nan}):
+        with pytest.raises(PlotError, match="augmented_grid: "):
+            augmented_grid(torch.zeros(28, 28), **bad)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["show", "0", "--augmented", "--normalized", "--out", str(out)])
+    assert info.value.code == 2 and "leave out --normalized" in capsys.readouterr().err
 
 
 # --- real MNIST -----------------------------------------------------------------------------------------------------

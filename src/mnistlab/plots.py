@@ -321,6 +321,10 @@ def augmented_grid(image: torch.Tensor, *, strength: float = 1.0, elastic: float
     """
     from .augment import augment  # here: only this figure needs it
 
+    if not (1 <= rows * cols <= 400 and rows >= 1 and cols >= 1):
+        raise PlotError(f"augmented_grid: rows and cols must be ≥ 1 with at most 400 cells, got {rows} × {cols}")
+    if not (0 <= strength < 10 and 0 <= elastic < 10):
+        raise PlotError(f"augmented_grid: strength and elastic must be ≥ 0 and < 10, got {strength}, {elastic}")
     pixels = _unit_pixels(image)[None, None]  # (1, 1, 28, 28)
     n = rows * cols
     copies = augment(pixels.expand(n - 1, -1, -1, -1).contiguous(), torch.Generator().manual_seed(seed),
