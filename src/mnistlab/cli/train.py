@@ -10,7 +10,7 @@ from ..recipes import OPTIMIZERS, SCHEDULES, recipe_names
 from ._args import DEFAULTS, add_data_flags, finite_float, positive_float, positive_int
 
 if TYPE_CHECKING:
-    from ..training import Run
+    from ..training import Run, TrainConfig
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -85,7 +85,8 @@ def add_recipe_flags(train: argparse.ArgumentParser) -> None:
                        help=f"input batch size for training {recipe_says.format(DEFAULTS['batch_size'])}")
     train.add_argument("--lr", type=positive_float, metavar="LR",
                        help=f"learning rate, the peak of a one-cycle schedule {recipe_says.format(DEFAULTS['lr'])}")
-    train.add_argument("--optimizer", choices=OPTIMIZERS, help=f"{recipe_says.format('adam')}")
+    train.add_argument("--optimizer", choices=OPTIMIZERS,
+                       help=f"adamw: decoupled weight decay; sgd: Nesterov momentum 0.9 {recipe_says.format('adam')}")
     train.add_argument("--schedule", choices=SCHEDULES,
                        help=f"learning-rate schedule, stepped per batch {recipe_says.format('constant')}")
     train.add_argument("--weight-decay", type=non_negative_float, metavar="WD",
@@ -133,7 +134,7 @@ def accuracy(text: str) -> float:
     return value
 
 
-def train_config(args: argparse.Namespace):
+def train_config(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig `mnistlab train` runs: the recipe's settings, then every flag that was given."""
     from ..recipes import resolve
     from ..training import TrainConfig
