@@ -1,9 +1,9 @@
 """Data augmentation on the device: a random affine warp (and optional elastic wobble) per image.
 
-The whole batch is warped at once, an affine sampling grid per image and one `grid_sample`, with no
-per-sample Python, so augmentation costs a fraction of a training step on any device. The random draws come from the
-`torch.Generator` passed in, so a seed gives the same warps on every run; they are a handful of
-numbers per image, drawn on the generator's device and moved to the images' device.
+The whole batch is warped at once, an affine sampling grid per image and one `grid_sample`, with
+no per-sample Python, so augmentation costs a fraction of a training step on any device. The
+random draws come from the `torch.Generator` passed in, so a seed gives the same warps on every
+run; they are a handful of numbers per image, drawn on the generator's device.
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ def augment(images: torch.Tensor, generator: torch.Generator, *, strength: float
     draw = torch.rand(b, 4, generator=generator, device=generator.device, dtype=torch.float32).mul_(2).sub_(1)
     angle = draw[:, 0] * (strength * math.radians(ranges.rotate))
     zoom = 1 + draw[:, 1] * (strength * ranges.scale)
-    # affine_grid maps each output pixel to where it reads from, in [-1, 1] coordinates: reading from
-    # (R(-angle) / zoom) · p - shift draws the image rotated by angle, zoomed and shifted. 1 px = 2 / size.
+    # The grid gives each output pixel p the input point it reads, in [-1, 1] coordinates (1 px = 2 / size):
+    # reading R(-angle) p / zoom - shift draws the image shifted by `shift`, then turned by `angle` and
+    # scaled by `zoom` about the centre.
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     shift_x = draw[:, 2] * (strength * ranges.shift * 2 / w)
     shift_y = draw[:, 3] * (strength * ranges.shift * 2 / h)
