@@ -10,6 +10,7 @@ import pytest
 
 import mnistlab
 from mnistlab.cli import DEFAULTS, build_parser, main
+from mnistlab.cli.train import train_config
 from mnistlab.training import TrainConfig
 
 MNISTLAB = [sys.executable, "-m", "mnistlab"]
@@ -26,7 +27,7 @@ def test_help_and_version_do_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert f"mnistlab {mnistlab.__version__}" in result.stdout
-    assert "--batch-size N" in result.stdout and "(default: 64)" in result.stdout
+    assert "--batch-size N" in result.stdout and "--recipe NAME" in result.stdout
     assert "--top-k N" in result.stdout and "--save-preprocessed DIR" in result.stdout
 
 
@@ -34,7 +35,8 @@ def test_cli_defaults_mirror_the_library_defaults():
     library = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     assert {k: library[k] for k in DEFAULTS} == DEFAULTS
     args = build_parser().parse_args(["train"])
-    assert (args.epochs, args.batch_size, args.test_batch_size, args.lr) == (5, 64, 1000, 1e-3)
+    assert (args.epochs, args.batch_size, args.lr) == (None, None, None)  # not given: the recipe decides
+    assert dataclasses.asdict(train_config(args)) == dataclasses.asdict(TrainConfig(progress=True))
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -62,10 +62,12 @@ DATASET_SCHEMA = Obj({
 })
 LOSS = Number(0, null_is_nan=True)  # a diverged run's loss is not a number: written as null, read as NaN
 ACCURACY = Number(0, 1)
+# One evaluation: after each epoch (a whole `epoch`), or every `eval_every` steps (a fractional one).
 EPOCH_SCHEMA = Obj({
-    "epoch": Number(1, 10**6, integer=True),
+    "epoch": Number(0, 10**6, above=True),
     "train_loss": LOSS, "train_acc": ACCURACY, "test_loss": LOSS, "test_acc": ACCURACY,
-    "seconds": Number(0),
+    "seconds": Number(0), "step": Number(1, 10**12, integer=True),
+    "train_seconds": Number(0), "eval_seconds": Number(0),
 }, required=frozenset({"epoch", "train_loss", "train_acc", "test_loss", "test_acc"}))
 CONFIG_SCHEMA = Obj({
     "format": Choice((FORMAT,)),

@@ -480,3 +480,33 @@ def mistakes_gallery(predictions: SplitPredictions, *, count: int = 15, cols: in
     add_cell_text(mosaic.ax, lines, points, size=9, colors="black", ha="left", family="monospace")
     _frames(mosaic, cells, [WRONG_COLOR] * len(cells), [1.5] * len(cells))
     return mosaic.fig
+
+
+def augmented_grid(image: torch.Tensor, *, strength: float = 1.0, elastic: float = 0.0, rows: int = 4, cols: int = 6,
+                   seed: int = 0, title: str | None = None) -> Figure:
+    """One digit and rows × cols − 1 augmented copies of it, as training draws them (`mnistlab.augment`).
+
+    Args:
+        image: uint8 pixels (0-255) or floats on a 0-1 scale, shaped (28, 28) or (1, 28, 28).
+        strength, elastic: as `TrainConfig.augment` and `TrainConfig.elastic`.
+        seed: the generator's seed; the same seed draws the same copies.
+    """
+    from .augment import augment  # here: only this figure needs it
+
+    if not (rows >= 1 and cols >= 1 and rows * cols <= 400):
+        raise PlotError(f"augmented_grid: rows and cols must be ≥ 1 with at most 400 cells, got {rows} × {cols}")
+    if not (0 <= strength < 10 and 0 <= elastic < 10):
+        raise PlotError(f"augmented_grid: strength and elastic must be ≥ 0 and < 10, got {strength}, {elastic}")
+    pixels = _unit_pixels(image)[None, None]  # (1, 1, 28, 28)
+    n = rows * cols
+    copies = augment(pixels.expand(n - 1, -1, -1, -1).contiguous(), torch.Generator().manual_seed(seed),
+                     strength=strength, elastic=elastic)
+    digits = torch.cat([pixels, copies])[:, 0].clamp(0, 1)  # (n, 28, 28)
+    heading = f"{title or 'Augmented copies'}\n(strength {strength:g}, elastic {elastic:g} px, seed {seed})"
+    cells = [divmod(i, cols) for i in range(n)]
+    mosaic = _mosaic(dict(zip(cells, digits, strict=True)), rows, cols, cell=GRID_CELL, top=5, title=heading)
+    corners = [mosaic.corner(*cell) for cell in cells]
+    add_cell_text(mosaic.ax, ["original", *(f"copy {i}" for i in range(1, n))],
+                  [(x + IMAGE_SIZE / 2, y + IMAGE_SIZE + 3) for x, y in corners], size=8,
+                  colors=["black", *["dimgray"] * (n - 1)])
+    return mosaic.fig

@@ -31,7 +31,7 @@ from .plots import (
     save_png,
     training_curves,
 )
-from .schema import Json, ListOf, MapOf, MissingFileError, Number, Obj, SchemaError, Text, read_json
+from .schema import Json, ListOf, MapOf, MissingFileError, Nullable, Number, Obj, SchemaError, Text, read_json
 from .training import METRICS_FILE
 
 REPORT_FILE = "report.html"
@@ -51,6 +51,9 @@ METRICS_SCHEMA = Obj({
     "dataset": DATASET_SCHEMA,
     "device": Text(max_length=100),
     "wall_seconds": Number(0),
+    "train_seconds": Number(0),
+    "eval_seconds": Number(0),
+    "time_to_target": Nullable(Number(0)),
     "mnistlab_version": VERSION,
     "torch_version": VERSION,
 }, required=frozenset({"epochs"}))

@@ -1,19 +1,23 @@
-"""Training and evaluation: the classic MNIST recipe, made fast.
+"""Training and evaluation: the classic MNIST recipe, made fast, and the recipes beyond it.
 
 Speed comes from doing less, not from changing the recipe: the dataset stays one uint8 tensor
 on the device, each epoch draws one seeded permutation and each batch gathers its rows from that
-tensor, pixels are normalised per batch, Adam uses its fused kernel, and the loop never waits on
-the device except to update the progress bar.
+tensor, pixels are normalised (and, when asked, augmented) per batch on the device, Adam uses its
+fused kernel, and the loop never waits on the device except to update the progress bar and to
+evaluate. The optimizer, schedule, regularisation and augmentation come from the config, which
+`mnistlab.recipes` fills in by name.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,20 +30,14 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from ._io import StagedFolder, json_text
+from .augment import augment
 from .checkpoints import checkpoint_files, is_checkpoint_folder
 from .data import MNIST_MEAN, MNIST_STD, Split, load_mnist, normalize
 from .device import resolve_device
 from .errors import MnistlabError
-from .limits import (
-    MAX_BATCH_SIZE,
-    MAX_EPOCHS,
-    MAX_LR,
-    MAX_TRAIN_LIMIT,
-    MEAN_RANGE,
-    SEED_MAX,
-    STD_RANGE,
-)
+from .limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MAX_TRAIN_LIMIT, MEAN_RANGE, SEED_MAX, STD_RANGE
 from .models import create_model, list_models, model_arguments, model_defaults
+from .recipes import OPTIMIZERS, SCHEDULES, recipe_names
 from .schema import FieldError
 
 METRICS_FILE = "metrics.json"
@@ -69,7 +67,18 @@ class TrainConfig:
     epochs: int = 5
     batch_size: int = 64
     test_batch_size: int = 1000
-    lr: float = 1e-3  # Adam's learning rate
+    lr: float = 1e-3  # learning rate (the peak of a one-cycle schedule)
+    # The rest of the recipe (mnistlab.recipes; these defaults are `classic`, the seed's settings).
+    recipe: str | None = "classic"  # the recipe the settings came from, recorded; None: set by hand
+    optimizer: str = "adam"  # adam, adamw or sgd
+    schedule: str = "constant"  # constant, onecycle or cosine, stepped after every batch
+    weight_decay: float = 0.0  # applied to weights, not to biases and norm parameters
+    label_smoothing: float = 0.0
+    augment: float = 0.0  # random affine strength (1: ±2 px, ±10°, ±10% size); 0: off
+    elastic: float = 0.0  # elastic displacement, standard deviation in pixels; 0: off
+    eval_every: int | None = None  # steps between test evaluations; None: after each epoch (and always at the end)
+    stop_at: float | None = None  # stop once the test accuracy reaches this (0-1); None: run every epoch
+    compile: bool = False  # torch.compile the model for the training steps
     mean: float = MNIST_MEAN  # normalisation, on a 0-1 pixel scale
     std: float = MNIST_STD
     seed: int = 1  # model init and shuffling; the same seed on the same CPU gives the same weights
@@ -105,22 +114,47 @@ class TrainConfig:
             if not _real(getattr(self, name), low, high):
                 raise ValueError(f"{name}: must be a number from {low:g} to {high:g} (0-1 pixel scale), "
                                  f"got {getattr(self, name)!r}")
+        check_recipe_fields(self)
 
     def full_model_args(self) -> dict:
         """The model's arguments with its defaults filled in, as a checkpoint records them."""
         return {**model_defaults(self.model), **self.model_args}
 
 
+def check_recipe_fields(config: TrainConfig) -> None:
+    """Raise `ValueError` naming the first recipe, evaluation or stopping setting that cannot work."""
+    for name, choices in (("recipe", [*recipe_names(), None]), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+        if getattr(config, name) not in choices:
+            raise ValueError(f"{name}: expected one of {', '.join(map(str, choices))}, got {getattr(config, name)!r}")
+    for name, high in (("weight_decay", math.inf), ("label_smoothing", 1), ("augment", 10), ("elastic", 10)):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < high:
+            bounds = "a finite number ≥ 0" if high == math.inf else f"a number ≥ 0 and < {high}"
+            raise ValueError(f"{name}: must be {bounds}, got {value!r}")
+    eval_every, stop_at = config.eval_every, config.stop_at
+    if eval_every is not None and (isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1):
+        raise ValueError(f"eval_every: must be a whole number ≥ 1 or None, got {config.eval_every!r}")
+    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int | float)
+                                or not 0 < stop_at <= 1):
+        raise ValueError(f"stop_at: must be an accuracy in (0, 1], e.g. 0.99, got {config.stop_at!r}")
+
+
 @dataclass
 class EpochMetrics:
-    """One row of metrics.json. Train figures are running averages over the epoch (as Keras reports)."""
+    """One row of metrics.json: one test evaluation (after each epoch, or every `eval_every` steps).
 
-    epoch: int
+    Train figures are running averages over the steps since the previous row (as Keras reports).
+    """
+
+    epoch: float  # epochs done: whole after an epoch, fractional with eval_every
     train_loss: float
     train_acc: float
     test_loss: float
     test_acc: float
-    seconds: float
+    seconds: float  # wall time since the previous row: training and this evaluation
+    step: int  # optimizer steps done
+    train_seconds: float  # training time since the start, evaluations excluded
+    eval_seconds: float  # this evaluation's time
 
 
 @dataclass
@@ -132,7 +166,7 @@ class Run:
     model: nn.Module
     history: list[EpochMetrics]
     device: str
-    wall_seconds: float  # training and the per-epoch evaluations
+    wall_seconds: float
     test_split: Split | None = field(default=None, repr=False)  # what it was evaluated on, for the figures
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase: data, model, training, ...
 
@@ -140,13 +174,60 @@ class Run:
     def final(self) -> EpochMetrics:
         return self.history[-1]
 
+    @property
+    def time_to_target(self) -> float | None:
+        """Training seconds until the test accuracy first reached `config.stop_at` (None: not asked or not reached)."""
+        return time_to_accuracy(self.history, self.config.stop_at)
 
-def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """Adam with its fused kernel (CUDA, CPU since torch 2.4); the multi-tensor path elsewhere."""
+
+def time_to_accuracy(history: list[EpochMetrics], target: float | None) -> float | None:
+    """Training seconds (evaluations excluded) at the first evaluation with test accuracy ≥ `target`."""
+    reached = [row.train_seconds for row in history if target is not None and row.test_acc >= target]
+    return reached[0] if reached else None
+
+
+def timing_summary(history: list[EpochMetrics], config: TrainConfig) -> dict:
+    """metrics.json's totals: training and evaluation seconds kept apart, and the time to `stop_at`."""
+    return {"train_seconds": history[-1].train_seconds, "eval_seconds": sum(row.eval_seconds for row in history),
+            "time_to_target": time_to_accuracy(history, config.stop_at)}
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The config's optimizer. Weight decay applies to weights, not to biases and norm parameters.
+
+    Adam and AdamW use their fused kernels (CUDA, CPU since torch 2.4), the multi-tensor path elsewhere.
+    """
+    params: list = list(model.parameters())
+    if config.weight_decay:
+        params = [{"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=0.0, foreach=True)
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     try:
-        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+        return kind(params, lr=config.lr, weight_decay=0.0, fused=True)
     except (RuntimeError, ValueError):
-        return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+        return kind(params, lr=config.lr, weight_decay=0.0, foreach=True)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
+                   total_steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The config's learning-rate schedule over `total_steps` batches; None for a constant rate."""
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(one_cycle, total=total_steps))
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    return None
+
+
+def one_cycle(step: int, total: int, warmup: float = 0.25, start: float = 1 / 25, end: float = 1e-4) -> float:
+    """The learning rate at `step` of `total`, as a share of the peak: a cosine rise from `start` over the
+    first `warmup` of the steps, then a cosine fall to `end` (OneCycleLR's shape, for any number of steps)."""
+    rise = max(1, round(warmup * total))
+    if step < rise:
+        return start + (1 - start) * (1 - math.cos(math.pi * step / rise)) / 2
+    progress = min(1.0, (step - rise) / max(1, total - rise))
+    return end + (1 - end) * (1 + math.cos(math.pi * progress)) / 2
 
 
 def build_model(config: TrainConfig, device: torch.device) -> nn.Module:
@@ -172,30 +253,153 @@ def evaluate(model: nn.Module, split: Split, mean: float = MNIST_MEAN, std: floa
     return loss_sum.item() / len(split), correct.item() / len(split)
 
 
+def uses_conv(model: nn.Module) -> bool:
+    """Whether `model` has 2-D convolutions, which run faster channels-last (and, on CUDA, in bf16)."""
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def batch_input(images: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """uint8 (B, 28, 28) pixels → the normalised, augmented when the config asks, model input (B, 1, 28, 28)."""
+    if not (config.augment or config.elastic):
+        return normalize(images, config.mean, config.std)
+    pixels = images.unsqueeze(1).to(torch.float32).div_(255)  # warped before normalising: the border stays 0
+    return normalize(augment(pixels, generator, strength=config.augment, elastic=config.elastic),
+                     config.mean, config.std)
+
+
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: Split, config: TrainConfig,
-                    generator: torch.Generator, bar: tqdm) -> tuple[float, float]:
-    """One shuffled pass over `split`; returns the running mean loss and accuracy."""
+                    generator: torch.Generator, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                    augment_generator: torch.Generator | None = None
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    """One shuffled pass over `split`, one optimizer step per batch.
+
+    Yields after each step its (mean loss, number right, batch size), the first two as device tensors, so
+    that the caller decides when to wait for them. Augmentation draws from `augment_generator` (default:
+    `generator`), which lives on the training device so that drawing never waits on a copy.
+    """
     model.train()
+    device = split.images.device
+    # bf16 autocast pays off for convolutions on CUDA; elsewhere the model runs in float32.
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and uses_conv(model)
+                else nullcontext())
     # The permutation is drawn on the CPU so that a seed shuffles alike on every device.
-    order = torch.randperm(len(split), generator=generator).to(split.images.device)
-    loss_sum = torch.zeros((), device=split.images.device)
-    correct = torch.zeros((), dtype=torch.long, device=split.images.device)
-    for step, start in enumerate(range(0, len(split), config.batch_size), 1):
+    order = torch.randperm(len(split), generator=generator).to(device)
+    for start in range(0, len(split), config.batch_size):
         # Gathering each batch's rows is cheaper than a shuffled copy of the epoch, and needs no memory.
         batch = order[start:start + config.batch_size]
-        x = normalize(split.images[batch], config.mean, config.std)  # (B, 1, 28, 28)
+        x = batch_input(split.images[batch], config, augment_generator or generator)  # (B, 1, 28, 28)
         y = split.labels[batch]
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        with autocast:
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
-        bar.update(1)
-        if step % PROGRESS_EVERY == 0:
-            bar.set_postfix(loss=f"{loss_sum.item() / min(start + len(y), len(split)):.4f}", refresh=False)
-    return loss_sum.item() / len(split), correct.item() / len(split)
+        if scheduler is not None:
+            scheduler.step()
+        yield loss.detach(), (logits.argmax(1) == y).sum(), len(y)
+
+
+def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_split: Split, test_split: Split,
+        config: TrainConfig) -> tuple[list[EpochMetrics], float]:
+    """Train `model` as the config says, evaluating on `test_split` every `eval_every` steps (default:
+    after each epoch) and after the last step; stop early once the test accuracy reaches `stop_at`.
+
+    Returns one row per evaluation, and the wall seconds. The rows' training clock stops while the test
+    set is evaluated. A model with convolutions trains channels-last (faster on CPU and CUDA alike) and
+    comes back in the standard memory format.
+    """
+    started = time.perf_counter()
+    conv = uses_conv(model)
+    if conv:
+        model.to(memory_format=torch.channels_last)
+    try:
+        history = _train_and_evaluate(model, optimizer, train_split, test_split, config)
+    finally:
+        if conv:
+            model.to(memory_format=torch.contiguous_format)
+    return history, time.perf_counter() - started
+
+
+def _train_and_evaluate(model: nn.Module, optimizer: torch.optim.Optimizer, train_split: Split, test_split: Split,
+                        config: TrainConfig) -> list[EpochMetrics]:
+    device = train_split.images.device
+    steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    eval_every = config.eval_every or steps_per_epoch
+    scheduler = make_scheduler(optimizer, config, total_steps)
+    step_model = torch.compile(model) if config.compile else model
+    generator = torch.Generator().manual_seed(config.seed)
+    augment_generator = torch.Generator(device).manual_seed(config.seed) if device.type != "cpu" else None
+    history: list[EpochMetrics] = []
+    running = RunningMeans(device)
+    step, train_seconds = 0, 0.0
+    row_start = clock = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False,
+                  disable=not config.progress, dynamic_ncols=True) as bar:
+            for loss, right, n in train_one_epoch(step_model, optimizer, train_split, config, generator, scheduler,
+                                                  augment_generator):
+                step += 1
+                running.add(loss, right, n)
+                bar.update(1)
+                if step % PROGRESS_EVERY == 0:
+                    bar.set_postfix(loss=f"{running.loss():.4f}", refresh=False)
+                if step % eval_every and step < total_steps:
+                    continue
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)  # stop the clock when the device has finished, not before
+                paused = time.perf_counter()
+                train_seconds += paused - clock
+                test_loss, test_acc = evaluate(eval_copy(model), test_split, config.mean, config.std,
+                                               config.test_batch_size)
+                now = time.perf_counter()
+                epochs_done = round(step / steps_per_epoch, 4)
+                history.append(EpochMetrics(
+                    epoch=int(epochs_done) if epochs_done.is_integer() else epochs_done,
+                    train_loss=running.loss(), train_acc=running.accuracy(), test_loss=test_loss,
+                    test_acc=test_acc, seconds=now - row_start, step=step, train_seconds=train_seconds,
+                    eval_seconds=now - paused))
+                if config.progress:
+                    tqdm.write(format_epoch(history[-1], config.epochs))
+                if not (math.isfinite(history[-1].train_loss) and math.isfinite(test_loss)):
+                    bad = history[-1].train_loss if not math.isfinite(history[-1].train_loss) else test_loss
+                    raise TrainingError(f"the loss became {bad} at step {step}: training diverged "
+                                        f"(lr {config.lr:g} may be too large)")
+                if config.stop_at is not None and test_acc >= config.stop_at:
+                    return history
+                step_model.train()  # evaluate() left the model in eval mode
+                running = RunningMeans(device)
+                row_start = clock = time.perf_counter()
+    return history
+
+
+class RunningMeans:
+    """The training loss and accuracy since the last evaluation, summed on the device; read back only when asked."""
+
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+        self.seen = 0
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, n: int) -> None:
+        self.loss_sum += loss * n
+        self.correct += correct
+        self.seen += n
+
+    def loss(self) -> float:
+        return self.loss_sum.item() / self.seen
+
+    def accuracy(self) -> float:
+        return self.correct.item() / self.seen
+
+
+def eval_copy(model: nn.Module) -> nn.Module:
+    """The model as a checkpoint rebuilds it (standard memory format), so that `mnistlab evaluate` reproduces
+    the recorded accuracy exactly; the model itself when it already is."""
+    if not uses_conv(model):
+        return model
+    return copy.deepcopy(model).to(memory_format=torch.contiguous_format)
 
 
 def default_run_dir(model_name: str) -> Path:
@@ -232,15 +436,17 @@ def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | Non
             loading = pool.submit(timer.timed, "data", load_mnist, config.data_dir)
             with timer("model"):
                 model = build_model(config, device)
-                optimizer = make_optimizer(model, config.lr)
+                optimizer = make_optimizer(model, config)
             data = loading.result()
         train_split = data.train if config.train_limit is None else data.train.subset(config.train_limit)
         train_split, test_split = train_split.to(device), data.test.to(device)
         dataset = {"name": data.name, "source": data.source, "sha256": data.sha256,
                    "train_size": len(train_split), "test_size": len(test_split)}
         try:
-            history, wall_seconds = _fit(model, optimizer, train_split, test_split, config, timer)
+            history, wall_seconds = fit(model, optimizer, train_split, test_split, config)
             _check_finite_weights(model)
+            timer.seconds["training"] = history[-1].train_seconds
+            timer.seconds["evaluation"] = sum(row.eval_seconds for row in history)
         except TrainingError as e:
             raise TrainingError(f"{e}; {staging.nothing_new()}") from None
         run = Run(run_dir, config, model, history, str(device), wall_seconds, test_split, timer.seconds)
@@ -252,30 +458,6 @@ def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | Non
         with timer("publish"):
             staging.publish()
     return run
-
-
-def _fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_split: Split, test_split: Split,
-         config: TrainConfig, timer: _Timer) -> tuple[list[EpochMetrics], float]:
-    """The epochs: train, evaluate, report; stop at a non-finite loss. Returns the history and its seconds."""
-    generator = torch.Generator().manual_seed(config.seed)
-    steps = math.ceil(len(train_split) / config.batch_size)
-    history: list[EpochMetrics] = []
-    started = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        epoch_start = time.perf_counter()
-        with timer("training"), tqdm(total=steps, desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False,
-                                     disable=not config.progress, dynamic_ncols=True) as bar:
-            train_loss, train_acc = train_one_epoch(model, optimizer, train_split, config, generator, bar)
-        with timer("evaluation"):
-            test_loss, test_acc = evaluate(model, test_split, config.mean, config.std, config.test_batch_size)
-        history.append(EpochMetrics(epoch, train_loss, train_acc, test_loss, test_acc,
-                                    time.perf_counter() - epoch_start))
-        if config.progress:
-            tqdm.write(format_epoch(history[-1], config.epochs))
-        if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
-            raise TrainingError(f"the loss became {train_loss if not math.isfinite(train_loss) else test_loss} "
-                                f"in epoch {epoch}: training diverged (lr {config.lr:g} may be too large)")
-    return history, time.perf_counter() - started
 
 
 def _check_finite_weights(model: nn.Module) -> None:
@@ -294,6 +476,7 @@ def _write_run(staging: StagedFolder, run: Run, dataset: dict) -> None:
         "torch_version": torch.__version__,
         "device": run.device,
         "wall_seconds": run.wall_seconds,
+        **timing_summary(run.history, config),
         "config": asdict(config),
         "dataset": dataset,
         "epochs": [asdict(m) for m in run.history],
@@ -323,5 +506,5 @@ class _Timer:
 
 
 def format_epoch(m: EpochMetrics, epochs: int) -> str:
-    return (f"epoch {m.epoch}/{epochs}  train loss {m.train_loss:.4f} acc {m.train_acc:.2%}  "
+    return (f"epoch {m.epoch:g}/{epochs}  train loss {m.train_loss:.4f} acc {m.train_acc:.2%}  "
             f"test loss {m.test_loss:.4f} acc {m.test_acc:.2%}  {m.seconds:.1f}s")

@@ -29,6 +29,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                       help="write the normalised model input instead of 0-255")
     show.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                       help="image files: invert dark ink on light paper (default: auto)")
+    show.add_argument("--augmented", action="store_true",
+                      help="draw the digit with 23 augmented copies, as the cnn's best recipe warps it in training")
     add_data_dir_flag(show)
     add_output_flags(show, "SPLIT-INDEX.png, or IMAGE-pixels.png, in the current folder")
     show.set_defaults(handler=cmd_show)
@@ -132,8 +134,13 @@ def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..data import load_split, resolve_data_dir
     from ..plots import PlotError, pixel_view
 
+    if args.augmented and args.normalized:
+        parser.error("--augmented draws pixels on the 0-255 scale; leave out --normalized")
+    draw = augmented_view if args.augmented else pixel_view
     index = dataset_index(args.digit)
     default = Path(f"{args.split}-{index}.png" if index is not None else f"{Path(args.digit).stem}-pixels.png")
+    if args.augmented:
+        default = default.with_name(f"{default.stem}-augmented.png")
     check_output(args, default)
     if index is not None:
         split, _ = load_split(resolve_data_dir(args.data_dir), args.split)
@@ -142,15 +149,25 @@ def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             raise PlotError(f"index {shown} is out of range: the {args.split} split has {len(split):,} digits "
                             f"(0-{len(split) - 1})")
         label = int(split.labels[index])
-        fig = pixel_view(split.images[index], label, normalized=args.normalized,
-                         title=f"{args.split.capitalize()} digit #{index}: label {label}")
+        fig = draw(split.images[index], label, normalized=args.normalized,
+                   title=f"{args.split.capitalize()} digit #{index}: label {label}")
     else:
         from ..preprocessing import load_image, preprocess
 
         pixels = preprocess(load_image(args.digit), invert=args.invert)
-        fig = pixel_view(pixels, normalized=args.normalized, title=f"{Path(args.digit).name} as the model sees it")
+        fig = draw(pixels, normalized=args.normalized, title=f"{Path(args.digit).name} as the model sees it")
     write_or_show(fig, args, default)
     return 0
+
+
+def augmented_view(image, label: int | None = None, *, normalized: bool = False, title: str | None = None) -> Figure:
+    """`show --augmented`, in place of `pixel_view`: the digit and copies warped as the cnn's best recipe warps them."""
+    from ..plots import augmented_grid
+    from ..recipes import get_recipe
+
+    recipe = get_recipe("best", "cnn")
+    return augmented_grid(image, strength=recipe.augment, elastic=recipe.elastic,
+                          title=f"{title or 'Your digit'}, augmented as training does (cnn, best recipe)")
 
 
 def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 
 from ..errors import MnistlabError
 from ..limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_HIDDEN, MAX_LR, MAX_TRAIN_LIMIT, MEAN_RANGE, SEED_MAX, STD_RANGE
-from ._args import DEFAULTS, add_data_flags, float_in, int_in, output_path
+from ..recipes import OPTIMIZERS, SCHEDULES, recipe_names
+from ._args import DEFAULTS, add_data_flags, finite_float, float_in, int_in, output_path, positive_int
 
 if TYPE_CHECKING:
     from ..checkpoints import Checkpoint
-    from ..training import Run
+    from ..training import Run, TrainConfig
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -26,13 +27,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help=f"model name, see `mnistlab models` (default: {DEFAULTS['model']})")
     train.add_argument("--hidden", type=int_in(1, MAX_HIDDEN), metavar="N",
                        help=f"hidden units of the mlp, 1 to {MAX_HIDDEN:,} (default: 128)")
-    train.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), default=DEFAULTS["epochs"], metavar="N",
-                       help=f"number of epochs to train, 1 to {MAX_EPOCHS:,} (default: {DEFAULTS['epochs']})")
-    train.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE), default=DEFAULTS["batch_size"], metavar="N",
-                       help=f"training batch size, 1 to {MAX_BATCH_SIZE:,} "
-                            f"(default: {DEFAULTS['batch_size']})")
-    train.add_argument("--lr", type=float_in(0, MAX_LR, low_open=True), default=DEFAULTS["lr"], metavar="LR",
-                       help=f"Adam learning rate, > 0 and ≤ {MAX_LR:g} (default: {DEFAULTS['lr']})")
+    add_recipe_flags(train)
     train.add_argument("--mean", type=float_in(*MEAN_RANGE), default=DEFAULTS["mean"], metavar="M",
                        help=f"normalisation mean on the 0-1 pixel scale, {MEAN_RANGE[0]:g} to {MEAN_RANGE[1]:g} "
                             f"(default: {DEFAULTS['mean']})")
@@ -73,17 +68,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     started = time.perf_counter()
     from ..checkpoints import is_checkpoint_folder
-    from ..training import TrainConfig, default_run_dir, train
+    from ..training import default_run_dir, train
 
     imported = time.perf_counter()
-    model_args = {} if args.hidden is None else {"hidden": args.hidden}
-    config = TrainConfig(model=args.model, model_args=model_args, epochs=args.epochs,
-                         batch_size=args.batch_size, test_batch_size=args.test_batch_size, lr=args.lr,
-                         mean=args.mean, std=args.std, seed=args.seed, device=args.device,
-                         data_dir=args.data_dir, train_limit=args.train_limit,
-                         out=args.out or str(default_run_dir(args.model)), overwrite=args.overwrite,
-                         progress=not args.no_progress)
     try:
+        config = train_config(args, default_out=str(default_run_dir(args.model)))
         config.validate()
     except ValueError as e:
         parser.error(str(e))
@@ -92,6 +81,10 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         run = train(config, before_publish=pictures)
         print(f"saved {run.dir}  (test accuracy {run.final.test_acc:.2%}, {run.wall_seconds:.1f}s on {run.device})")
+        if run.config.stop_at is not None:
+            print(f"target {run.config.stop_at:.2%}: " + (
+                f"reached at step {run.final.step}, after {run.time_to_target:.1f}s of training (evaluations excluded)"
+                if run.time_to_target is not None else f"not reached in {run.final.step} steps"))
         for name in pictures.written:
             print(f"wrote {run.dir / name}")
         if args.verbose:
@@ -139,6 +132,88 @@ def _on_disk(target: Path, before: tuple[int, int] | None, holds_run: Callable[[
     if before is not None and holds_run(target):
         return f"nothing was saved; the old run in {target} is untouched"
     return "nothing was saved"
+
+
+def add_recipe_flags(train: argparse.ArgumentParser) -> None:
+    """The recipe and the flags that override its settings one by one. Their defaults are None, so that
+    a flag given on the command line is told apart from the recipe's value."""
+    train.add_argument("--width", type=positive_int, metavar="N",
+                       help="channels of the first layer of cnn and cnn_small (default: 32 and 16)")
+    train.add_argument("--recipe", choices=recipe_names(), metavar="NAME",
+                       help=f"the training settings by name: {', '.join(recipe_names())}; each flag below overrides "
+                            "one of them (default: classic for mlp, best for cnn, fast for cnn_small)")
+    recipe_says = "(default: the recipe's; classic: {})"
+    train.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), metavar="N",
+                       help=f"number of epochs to train, 1 to {MAX_EPOCHS:,} {recipe_says.format(DEFAULTS['epochs'])}")
+    train.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE), metavar="N",
+                       help=f"training batch size, 1 to {MAX_BATCH_SIZE:,} "
+                            f"{recipe_says.format(DEFAULTS['batch_size'])}")
+    train.add_argument("--lr", type=float_in(0, MAX_LR, low_open=True), metavar="LR",
+                       help=f"learning rate (the peak of a one-cycle schedule), > 0 and ≤ {MAX_LR:g} "
+                            f"{recipe_says.format(DEFAULTS['lr'])}")
+    train.add_argument("--optimizer", choices=OPTIMIZERS,
+                       help=f"adamw: decoupled weight decay; sgd: Nesterov momentum 0.9 {recipe_says.format('adam')}")
+    train.add_argument("--schedule", choices=SCHEDULES,
+                       help=f"learning-rate schedule, stepped per batch {recipe_says.format('constant')}")
+    train.add_argument("--weight-decay", type=non_negative_float, metavar="WD",
+                       help=f"decoupled for adamw; not on biases and norms {recipe_says.format(0)}")
+    train.add_argument("--label-smoothing", type=below_one, metavar="LS", help=f"{recipe_says.format(0)}")
+    train.add_argument("--augment", type=augment_amount, metavar="STRENGTH",
+                       help="random affine warp per image: 1 = up to ±2 px shift, ±10° rotation, ±10%% size; "
+                            f"0 = off {recipe_says.format(0)}")
+    train.add_argument("--elastic", type=augment_amount, metavar="PX",
+                       help=f"elastic distortion, standard deviation in pixels; 0 = off {recipe_says.format(0)}")
+    train.add_argument("--eval-every", type=positive_int, metavar="N",
+                       help="evaluate on the test set every N steps (default: after each epoch)")
+    train.add_argument("--stop-at", type=accuracy, metavar="ACC",
+                       help="stop once the test accuracy reaches ACC, e.g. 0.99 or 99%% (default: never)")
+    train.add_argument("--compile", action="store_true", help="torch.compile the model for training")
+
+
+def non_negative_float(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text}")
+    return value
+
+
+def below_one(text: str) -> float:
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0 and < 1, got {text}")
+    return value
+
+
+def augment_amount(text: str) -> float:
+    value = non_negative_float(text)
+    if value >= 10:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0 and < 10, got {text}")
+    return value
+
+
+def accuracy(text: str) -> float:
+    """A test accuracy as a fraction (0.99) or a percentage (99%)."""
+    percent = text.strip().endswith("%")
+    value = finite_float(text.strip().removesuffix("%")) / (100 if percent else 1)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected an accuracy in (0, 1] or (0%, 100%], e.g. 0.99 or 99%, got {text}")
+    return value
+
+
+def train_config(args: argparse.Namespace, default_out: str | None = None) -> TrainConfig:
+    """The TrainConfig `mnistlab train` runs: the recipe's settings, then every flag that was given."""
+    from ..recipes import resolve
+    from ..training import TrainConfig
+
+    model_args = {name: value for name, value in (("hidden", args.hidden), ("width", args.width)) if value is not None}
+    settings = resolve(args.model, args.recipe, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay,
+                       label_smoothing=args.label_smoothing, augment=args.augment, elastic=args.elastic)
+    return TrainConfig(model=args.model, model_args=model_args, **settings, test_batch_size=args.test_batch_size,
+                       mean=args.mean, std=args.std, seed=args.seed, device=args.device, data_dir=args.data_dir,
+                       train_limit=args.train_limit, out=args.out or default_out, overwrite=args.overwrite,
+                       progress=not args.no_progress, eval_every=args.eval_every, stop_at=args.stop_at,
+                       compile=args.compile)
 
 
 def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
