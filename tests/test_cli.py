@@ -78,7 +78,9 @@ def test_train_then_evaluate_reproduces_the_recorded_accuracy(tmp_path, tiny_dat
     assert "mlp (25,450 parameters) on cpu" in report
     assert "reproduced exactly" in report
     assert main(["models"]) == 0
-    assert "mlp       101,770  hidden=128" in capsys.readouterr().out
+    models = capsys.readouterr().out.splitlines()
+    assert models[0].split()[:2] == ["model", "parameters"]
+    assert any(line.split()[:3] == ["mlp", "101,770", "hidden=128"] for line in models)
 
 
 def test_ctrl_c_exits_cleanly_and_saves_nothing(tmp_path):

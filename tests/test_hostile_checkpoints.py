@@ -158,7 +158,7 @@ CONFIG_CASES = {
     "normalization-missing": (config(lambda c: c.pop("normalization")), CONFIG,
                               "field 'normalization' is missing (it must be an object)"),
     "model-unknown": (setting("model", "name", "resnet"), CONFIG,
-                      "field 'model.name': unknown model 'resnet'; choose from: mlp"),
+                      "field 'model.name': unknown model 'resnet'; choose from: cnn, cnn_small, mlp"),
     "model-name-number": (setting("model", "name", 5), CONFIG,
                           f"field 'model.name' {LINE}, got 5"),
     "model-name-huge": (setting("model", "name", "m" * 100_000), CONFIG,
@@ -395,12 +395,12 @@ METRICS_CASES = {
                          "not valid JSON (NaN is not a JSON number)"),
     "loss-overflow": (text_edit(METRICS, '"test_loss": ', '"test_loss": -1e400, "x": '),
                       "not valid JSON (number -1e400 overflows a float)"),
-    "epoch-zero": (metric_row(0, "epoch", 0), "field 'epochs[0].epoch' must be a whole number from 1 to 1,000,000, "
+    "epoch-zero": (metric_row(0, "epoch", 0), "field 'epochs[0].epoch' must be a finite number > 0 and ≤ 1,000,000, "
                    "got 0"),
-    "epoch-fraction": (metric_row(1, "epoch", 1.5), "field 'epochs[1].epoch' must be a whole number from 1 to "
-                       "1,000,000, got 1.5"),
-    "epoch-repeated": (metric_row(1, "epoch", 1), "field 'epochs[1].epoch' must be greater than the row before's (1), "
-                       "got 1"),
+    "epoch-negative": (metric_row(1, "epoch", -1.5), "field 'epochs[1].epoch' must be a finite number > 0 and ≤ "
+                       "1,000,000, got -1.5"),
+    "epoch-repeated": (metric_row(1, "epoch", 1), "field 'epochs[1].epoch' must be greater than the row before's "
+                       "(1), got 1"),
     "seconds-text": (metric_row(0, "seconds", "fast"), "field 'epochs[0].seconds' must be a finite number ≥ 0, "
                      "got 'fast'"),
     "wall-seconds-text": (metrics_field("wall_seconds", "4s"), "field 'wall_seconds' must be a finite number ≥ 0, "
@@ -473,8 +473,8 @@ def test_metrics_keeps_only_the_fields_it_checked(run):
     edit_json(METRICS, lambda m: m.update(evil={"a": [[[[1]]]]}) or m["epochs"][0].update(note="x"))(run)
     metrics = load_metrics(run / METRICS)
     assert "evil" not in metrics and "note" not in metrics["epochs"][0]
-    assert set(metrics) == {"epochs", "config", "dataset", "device", "wall_seconds", "mnistlab_version",
-                            "torch_version"}
+    assert set(metrics) == {"epochs", "config", "dataset", "device", "wall_seconds", "train_seconds", "eval_seconds",
+                            "time_to_target", "mnistlab_version", "torch_version"}
 
 
 # --- model plugins ---------------------------------------------------------------------------------------------------
@@ -517,7 +517,7 @@ def plugin(tmp_path, monkeypatch):
 def test_plugin_models_are_listed_without_being_imported(plugin):
     from mnistlab.models import list_models
 
-    assert list_models() == ["broken", "linear_probe", "mlp", "not_callable"]
+    assert list_models() == ["broken", "cnn", "cnn_small", "linear_probe", "mlp", "not_callable"]
     assert "fake_plugin_models" not in sys.modules and "fake_plugin_broken" not in sys.modules
 
 
@@ -538,8 +538,8 @@ def test_a_plugin_model_trains_saves_and_loads_from_the_cli(plugin, tiny_run, tm
                "load: ImportError: needs torchvision (not installed)"),
     ("not_callable", "field 'model.name': model 'not_callable': plugin fake_plugin_models:__doc__ (package "
                      "fake-plugin) is not a function or class"),
-    ("uninstalled", "field 'model.name': unknown model 'uninstalled'; choose from: broken, linear_probe, mlp, "
-                    "not_callable"),
+    ("uninstalled", "field 'model.name': unknown model 'uninstalled'; choose from: broken, cnn, cnn_small, "
+                    "linear_probe, mlp, not_callable"),
 ], ids=["import-fails", "not-callable", "not-installed"])
 def test_a_plugin_that_fails_is_a_one_line_error(name, message, plugin, run, digit_png, capsys):
     setting("model", "name", name)(run)

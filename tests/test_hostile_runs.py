@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import mnistlab._io as io_module
 import mnistlab.training as training
@@ -469,12 +470,13 @@ def test_an_empty_split_is_a_one_line_data_error(split_file, tmp_path, capsys):
 def test_a_diverging_run_saves_nothing(failure, data, tmp_path, monkeypatch, capsys):
     real = training.train_one_epoch
 
-    def diverging(model, *args, **kwargs):
-        loss, acc = real(model, *args, **kwargs)
-        if failure == "nan-weights":
-            model.fc2.bias.data.fill_(float("nan"))
-            return loss, acc
-        return float("nan" if failure == "nan-loss" else "inf"), acc
+    def diverging(model, *args, **kwargs):  # train_one_epoch yields (loss, number right, batch size) per step
+        for loss, right, n in real(model, *args, **kwargs):
+            if failure == "nan-weights":
+                model.fc2.bias.data.fill_(float("nan"))
+                yield loss, right, n
+            else:
+                yield torch.full_like(loss, float("nan" if failure == "nan-loss" else "inf")), right, n
 
     monkeypatch.setattr(training, "train_one_epoch", diverging)
     assert main(train_argv(data, tmp_path / "run")) == 1

@@ -82,7 +82,7 @@ def load_metrics(run: str | Path) -> dict:
     for i in range(1, len(epochs)):
         if epochs[i]["epoch"] <= epochs[i - 1]["epoch"]:
             raise MetricsError(f"{path}: field 'epochs[{i}].epoch' must be greater than the row before's "
-                               f"({epochs[i - 1]['epoch']}), got {epochs[i]['epoch']}")
+                               f"({epochs[i - 1]['epoch']:g}), got {epochs[i]['epoch']:g}")
     return metrics
 
 
