@@ -107,10 +107,10 @@ def bad_cases(good: bytes) -> list[Case]:
     ]
 
 
-def request_mix(n: int, goods: list[bytes], seed: int) -> list[Case]:
+def request_mix(n: int, goods: list[bytes], seed: int, good_share: float = GOOD_SHARE) -> list[Case]:
     rng = np.random.default_rng(seed)
     bad = bad_cases(goods[0])
-    return [Case("good", 200, body=goods[rng.integers(len(goods))]) if rng.random() < GOOD_SHARE
+    return [Case("good", 200, body=goods[rng.integers(len(goods))]) if rng.random() < good_share
             else bad[rng.integers(len(bad))] for _ in range(n)]
 
 
@@ -245,6 +245,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="connections at once (default: 16)")
     parser.add_argument("--single", type=int, default=300, help="one-at-a-time requests for latency (default: 300)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the request mix (default: 0)")
+    parser.add_argument("--good-share", type=float, default=GOOD_SHARE,
+                        help=f"share of good drawings in the mixed run; 1 = drawings only (default: {GOOD_SHARE})")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -264,7 +266,8 @@ def main() -> None:
             print(f"one 280×280 PNG at a time ({args.single} requests): "
                   f"{percentiles([s for _, _, s in single])}; server CPU {cpu_single * 1000:.1f} ms per request")
             before, cpu_start = rss_mb(server.pid), cpu_seconds(server.pid)
-            wall, results = asyncio.run(run_load(port, request_mix(args.requests, goods, args.seed), args.concurrency))
+            mix = request_mix(args.requests, goods, args.seed, args.good_share)
+            wall, results = asyncio.run(run_load(port, mix, args.concurrency))
             after, cpu_mixed = rss_mb(server.pid), cpu_seconds(server.pid) - cpu_start
             alive = server.poll() is None
         finally:
