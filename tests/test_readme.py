@@ -39,6 +39,7 @@ SHORT_TRAIN = ["--train-limit", "2000", "--epochs", "1"]
 # Lines that cannot run in a test, each with its reason. A line matching one is skipped, by name.
 SKIP_RULES = {
     "--show": "opens a window, which needs a display",
+    "python benchmarks/": "a benchmark: minutes to hours of measurement, run by hand, not in the test suite",
 }
 README_SERVER = "http://127.0.0.1:8000"  # where the README's curl lines send their requests
 SETUP_LINES = ("make demo", "make test", ". .venv/bin/activate")  # done by the `workspace` fixture
