@@ -9,21 +9,59 @@ Every write failure (full disk, no permission) becomes an `OutputError` naming t
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import OutputError
 
 TEMP_NAME_CHARS = 100  # of the target's name kept in a temporary name, so that it stays under NAME_MAX
 RUN_FILES_HINT = "use --overwrite (overwrite=True) to replace it, or choose another folder"
+
+
+class NotRegularFileError(OSError):
+    """`open_regular_file` met a folder, FIFO, socket or device; `file_type` is its `stat.S_IFMT` value."""
+
+    def __init__(self, file_type: int):
+        super().__init__(f"not a regular file (type {file_type:o})")
+        self.file_type = file_type
+
+
+def open_regular_file(path: str | os.PathLike) -> BinaryIO:
+    """Open `path` for reading in binary if it is a regular file; `NotRegularFileError` otherwise, never a hang.
+
+    O_NONBLOCK makes opening a FIFO return instead of waiting for a writer (it does nothing to a regular
+    file), and the type is read from the opened descriptor (fstat), so a file swapped in after a check
+    cannot slip by. Other failures (no such file, no permission) raise as `os.open` raises them; a path
+    holding a NUL byte raises ValueError.
+    """
+    flags = (os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_BINARY", 0))
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno != errno.ENXIO:  # ENXIO: a socket (or a device with nothing behind it)
+            raise
+        fd = None
+    try:
+        mode = os.stat(path).st_mode if fd is None else os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(stat.S_IFMT(mode))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        raise
 
 
 def _cannot_write(path: Path, error: OSError) -> OutputError:

@@ -19,7 +19,6 @@ An image that already follows the convention (a 28×28 MNIST digit) passes throu
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import math
 import os
@@ -33,6 +32,7 @@ import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
+from ._io import NotRegularFileError, open_regular_file
 from .data import IMAGE_SIZE
 from .errors import MnistlabError
 
@@ -134,30 +134,13 @@ _FILE_KINDS = {stat.S_IFDIR: "is a directory", stat.S_IFIFO: "not a regular file
 
 
 def _open_regular_file(path: str | os.PathLike, label: str) -> BinaryIO:
-    """Open `path` for reading if it is a regular file; anything else raises ImageError (naming `label`) at once.
-
-    O_NONBLOCK makes opening a FIFO return instead of waiting for a writer, and the check is made
-    on the opened descriptor (fstat), so the file cannot be swapped between the check and the read.
-    """
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    """`_io.open_regular_file`, its refusals as ImageError naming `label`; other OSErrors pass on to `load_image`."""
     try:
-        fd = os.open(path, flags)
+        return open_regular_file(path)
     except ValueError:  # only a path built in memory can hold one; the system cannot name such a file
         raise ImageError(f"{label}: no such file (a file name cannot hold a NUL byte)") from None
-    except OSError as e:
-        if e.errno != errno.ENXIO:  # ENXIO: a socket (or a device with nothing behind it)
-            raise
-        fd = None
-    try:
-        mode = os.stat(path).st_mode if fd is None else os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
-            raise ImageError(f"{label}: cannot read ({kind})")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        if fd is not None:
-            os.close(fd)
-        raise
+    except NotRegularFileError as e:
+        raise ImageError(f"{label}: cannot read ({_FILE_KINDS.get(e.file_type, 'not a regular file')})") from None
 
 
 def preprocess(image: ImageLike, invert: str = "auto", *, name: str | None = None) -> torch.Tensor:

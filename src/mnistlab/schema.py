@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
+from . import _io
+from ._io import NotRegularFileError
+
 MAX_JSON_BYTES = 1 << 20  # 1 MiB: a config.json is ~2 KB, a metrics.json ~200 bytes per epoch
 MAX_INT_DIGITS = 19  # a JSON integer must fit in 64 bits; a longer one is refused before int() reads it
 
@@ -77,25 +80,17 @@ def join(where: str, key: str | int) -> str:
 def open_regular_file(path: str | Path) -> Iterator[BinaryIO]:
     """Open `path` for reading if it is a regular file; `SchemaError` otherwise, never a hang.
 
-    O_NONBLOCK makes opening a FIFO return at once (it has no effect on regular files), and the
-    type is then read from the open file itself, so a file swapped in after a check cannot slip by.
+    See `_io.open_regular_file`; here its failures become one-line SchemaErrors.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, flags)
+        file = _io.open_regular_file(path)
     except FileNotFoundError:
         raise MissingFileError("no such file") from None
+    except NotRegularFileError as e:
+        kind = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO"}.get(e.file_type, "a device or socket")
+        raise SchemaError(f"not a regular file ({kind})") from None
     except OSError as e:
         raise SchemaError(f"cannot be read ({e.strerror})") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
-            raise SchemaError(f"not a regular file ({kind})")
-        file = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
     with file:
         yield file
 
