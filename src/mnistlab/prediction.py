@@ -24,7 +24,7 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._io import atomic_path
+from ._io import FILE_TYPE_NAMES, atomic_path
 from .data import MNIST_MEAN, MNIST_STD, normalize
 from .errors import MnistlabError
 from .preprocessing import ImageLike, load_image, preprocess
@@ -105,9 +105,7 @@ def _describe(path: str) -> str:
         mode = os.stat(path).st_mode
     except OSError as e:
         return {errno.ENOENT: "a broken link", errno.ELOOP: "a symlink loop"}.get(e.errno, e.strerror or "unreadable")
-    kinds = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
-             stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
-    return kinds.get(stat.S_IFMT(mode), "not a regular file")
+    return FILE_TYPE_NAMES.get(stat.S_IFMT(mode), "not a regular file")
 
 
 def collect_images(arguments: Iterable[str | os.PathLike]) -> list[str]:

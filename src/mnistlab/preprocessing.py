@@ -128,11 +128,6 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
     return upright
 
 
-_FILE_KINDS = {stat.S_IFDIR: "is a directory", stat.S_IFIFO: "not a regular file: a FIFO",
-               stat.S_IFSOCK: "not a regular file: a socket", stat.S_IFCHR: "not a regular file: a device",
-               stat.S_IFBLK: "not a regular file: a device"}
-
-
 def _open_regular_file(path: str | os.PathLike, label: str) -> BinaryIO:
     """`_io.open_regular_file`, its refusals as ImageError naming `label`; other OSErrors pass on to `load_image`."""
     try:
@@ -140,7 +135,8 @@ def _open_regular_file(path: str | os.PathLike, label: str) -> BinaryIO:
     except ValueError:  # only a path built in memory can hold one; the system cannot name such a file
         raise ImageError(f"{label}: no such file (a file name cannot hold a NUL byte)") from None
     except NotRegularFileError as e:
-        raise ImageError(f"{label}: cannot read ({_FILE_KINDS.get(e.file_type, 'not a regular file')})") from None
+        kind = "is a directory" if e.file_type == stat.S_IFDIR else f"not a regular file: {e.kind}"
+        raise ImageError(f"{label}: cannot read ({kind})") from None
 
 
 def preprocess(image: ImageLike, invert: str = "auto", *, name: str | None = None) -> torch.Tensor:

@@ -87,7 +87,7 @@ def open_regular_file(path: str | Path) -> Iterator[BinaryIO]:
     except FileNotFoundError:
         raise MissingFileError("no such file") from None
     except NotRegularFileError as e:
-        kind = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO"}.get(e.file_type, "a device or socket")
+        kind = e.kind if e.file_type in (stat.S_IFDIR, stat.S_IFIFO) else "a device or socket"
         raise SchemaError(f"not a regular file ({kind})") from None
     except OSError as e:
         raise SchemaError(f"cannot be read ({e.strerror})") from None
