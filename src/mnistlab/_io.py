@@ -171,7 +171,7 @@ def _umask() -> int:
 
 def json_text(obj: object) -> str:
     """Strict, indented JSON: a float that is not finite (a diverged run's loss) becomes null, not `NaN`."""
-    return json.dumps(_finite_or_null(obj), indent=2, allow_nan=False) + "\n"
+    return json.dumps(finite_or_null(obj), indent=2, allow_nan=False) + "\n"
 
 
 def write_json(path: str | Path, obj: object) -> None:
@@ -180,13 +180,14 @@ def write_json(path: str | Path, obj: object) -> None:
         tmp.write_text(json_text(obj))
 
 
-def _finite_or_null(obj: object) -> object:
+def finite_or_null(obj: object) -> object:
+    """`obj` (dicts, lists, numbers) with every float that is not finite as None: JSON has no NaN."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {key: _finite_or_null(value) for key, value in obj.items()}
+        return {key: finite_or_null(value) for key, value in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_finite_or_null(value) for value in obj]
+        return [finite_or_null(value) for value in obj]
     return obj
 
 

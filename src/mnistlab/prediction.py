@@ -60,6 +60,10 @@ class Prediction:
     def confidence(self) -> float | None:
         return None if self.label is None else self.probabilities[self.label]
 
+    def pixels(self) -> torch.Tensor:
+        """The preprocessed input as uint8 (28, 28) pixels 0-255, as saved and shown."""
+        return (self.image.clamp(0, 1) * 255).round().to(torch.uint8)
+
     def to_dict(self) -> dict:
         """A JSON-ready dict: file and either the prediction or the error.
 
@@ -248,10 +252,9 @@ def save_preprocessed(predictions: Iterable[Prediction], folder: str | Path) -> 
             n += 1
             name = f"{stem}-{n}.png"
         taken.add(name)
-        pixels = (p.image.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
         try:
             with atomic_path(folder / name) as tmp:
-                Image.fromarray(pixels).save(tmp, format="PNG")
+                Image.fromarray(p.pixels().numpy()).save(tmp, format="PNG")
         except OSError as e:
             p.error = f"cannot save its preprocessed image as {folder / name} ({e.strerror or e})"
             written.append(None)

@@ -27,7 +27,6 @@ import asyncio
 import base64
 import io
 import ipaddress
-import math
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +45,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._io import finite_or_null
 from .checkpoints import Checkpoint, load_checkpoint
 from .errors import MnistlabError
 from .labelled import LabelledError, check_collect_folder, save_labelled
@@ -206,17 +206,6 @@ def model_summary(checkpoint: Checkpoint) -> dict:
             "test_accuracy": float(accuracy) if usable else None}
 
 
-def _json_safe(value: object) -> object:
-    """`value` with NaN and infinities as None: JSON has no such numbers, and config.json may hold them."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 @dataclass
 class Predictor:
     """The loaded model and the threads that run inferences (one per core)."""
@@ -242,16 +231,12 @@ class Predictor:
         [prediction] = self.checkpoint.predict(image, top_k=TOP_K)
         if not prediction.ok:  # the image decoded, so what remains is "no digit found"
             raise ApiError(422, prediction.error)
-        pixels = (prediction.image * 255).round().to(torch.uint8).numpy()  # (28, 28)
         png = io.BytesIO()
-        Image.fromarray(pixels).save(png, format="PNG")
-        return image, {  # rounded as `mnistlab predict --json` rounds them
-            "label": prediction.label, "confidence": round(prediction.confidence, 6),
-            "probabilities": [round(p, 6) for p in prediction.probabilities],
-            "top_k": [{"label": k, "probability": round(p, 6)} for k, p in prediction.top_k],
-            "preprocessed": base64.b64encode(png.getvalue()).decode("ascii"),
-            "model": self.summary,
-        }
+        Image.fromarray(prediction.pixels().numpy()).save(png, format="PNG")
+        answer = prediction.to_dict()  # as `mnistlab predict --json` gives it, less the file name
+        del answer["file"]
+        return image, {**answer, "preprocessed": base64.b64encode(png.getvalue()).decode("ascii"),
+                       "model": self.summary}
 
 
 async def read_upload(request: Request) -> bytes:
@@ -315,7 +300,7 @@ def create_app(run: str | Path | Checkpoint, *, collect_dir: str | Path | None =
         return {"status": "ok"}
 
     info = {**predictor.summary, "parameters": sum(p.numel() for p in checkpoint.model.parameters()),
-            "config": _json_safe(checkpoint.config), "collect": collect_dir is not None,
+            "config": finite_or_null(checkpoint.config), "collect": collect_dir is not None,
             "max_upload_bytes": max_upload_bytes}
 
     @app.get("/api/model", response_model=ModelInfo, summary="The model being served")
