@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from .prediction import Prediction
 
 DIGITS = tuple(range(10))
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # as `predict` collects
 MAX_IMAGES = 100_000  # a folder with more is refused before anything is decoded
 
 
@@ -49,6 +48,8 @@ def read_labelled(folder: str | Path) -> list[LabelledImage]:
     Raises:
         LabelledError: `folder` is not a folder, holds no such images, or too many.
     """
+    from .preprocessing import IMAGE_SUFFIXES  # here: the command line imports this module without torch
+
     folder = Path(folder)
     if not folder.is_dir():
         raise LabelledError(f"{folder}: expected a folder with sub-folders 0/ … 9/ of images"

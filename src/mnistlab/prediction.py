@@ -27,9 +27,8 @@ from tqdm.auto import tqdm
 from ._io import FILE_TYPE_NAMES, atomic_path
 from .data import MNIST_MEAN, MNIST_STD, normalize
 from .errors import MnistlabError
-from .preprocessing import ImageLike, load_image, preprocess
+from .preprocessing import IMAGE_SUFFIXES, ImageLike, load_image, preprocess
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # what a folder yields
 BATCH_SIZE = 256  # images preprocessed, then classified in one forward pass
 PROGRESS_MIN_FILES = 300  # a progress bar only for batches larger than this
 MAX_STEM_BYTES = 100  # a saved file's name, before "-N.png": far below NAME_MAX (255) with a temporary suffix

@@ -41,6 +41,7 @@ WORKING_SIZE = 512  # larger images are first reduced to this long side: plenty 
 INVERT_CHOICES = ("auto", "yes", "no")
 # The only decoders Pillow may use (its names); the same list as the file suffixes `predict` collects.
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # their file names
 
 DIGIT_BOX = 20  # MNIST: the digit's long side, every anti-aliased pixel included
 CENTRE = 14.0  # MNIST: where the centre of mass lands (row and column index; all 10,000 test digits round to it)
