@@ -23,12 +23,13 @@ from . import __version__
 from ._io import StagedFolder, json_text
 from .device import resolve_device
 from .errors import MnistlabError
-from .limits import MEAN_RANGE, STD_RANGE
+from .limits import CLASS_NAME_MAX, MEAN_RANGE, NUM_CLASSES, STD_RANGE
 from .models import create_model, model_arguments
 from .schema import (
     Choice,
     FieldError,
     Json,
+    ListOf,
     MapOf,
     MissingFileError,
     Number,
@@ -43,6 +44,7 @@ from .schema import (
 if TYPE_CHECKING:
     from .prediction import Prediction, Source
 
+DIGIT_CLASSES = tuple(str(digit) for digit in range(NUM_CLASSES))
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "mnistlab.checkpoint"
@@ -59,6 +61,9 @@ DATASET_SCHEMA = Obj({
     "sha256": MapOf(Text(pattern="[0-9a-f]{64}", meaning="64 lowercase hex digits"), max_length=16),
     "train_size": Number(0, 10**9, integer=True),
     "test_size": Number(0, 10**9, integer=True),
+    # One name per class, in label order: shown in every figure, `predict` output and the report.
+    "classes": ListOf(Text(max_length=CLASS_NAME_MAX), min_length=NUM_CLASSES, max_length=NUM_CLASSES,
+                      what=f"{NUM_CLASSES} class names"),
 })
 LOSS = Number(0, null_is_nan=True)  # a diverged run's loss is not a number: written as null, read as NaN
 ACCURACY = Number(0, 1)
@@ -118,6 +123,11 @@ class Checkpoint:
     @property
     def metrics(self) -> dict:
         return self.config.get("metrics", {})
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The name of each class, in label order (a checkpoint from before names were saved: the digits)."""
+        return tuple(self.config.get("dataset", {}).get("classes") or DIGIT_CLASSES)
 
     @property
     def device(self) -> torch.device:

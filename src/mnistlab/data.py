@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from .errors import MnistlabError
+from .limits import NUM_CLASSES
 
 MNIST_MEAN = 0.1307  # mean pixel of the MNIST training set, on a 0-1 scale
 MNIST_STD = 0.3081  # its standard deviation
 IMAGE_SIZE = 28
-NUM_CLASSES = 10
 
 DATA_DIR_ENV = "MNISTLAB_DATA_DIR"
 BUNDLED_DIR = Path(__file__).parent / "bundled" / "mnist"
