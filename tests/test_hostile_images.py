@@ -7,6 +7,7 @@ wrong shape, dtype and value. Output: escaped tables, strict JSON, closed pipes 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -594,7 +595,8 @@ def test_a_nan_model_gives_errors_not_answers(checkpoint):
 
 
 def test_a_zero_std_gives_errors_not_answers(checkpoint):
-    results = prediction.predict(checkpoint.model, [GOOD], std=0.0)
+    config = {**checkpoint.config, "normalization": {"mean": checkpoint.mean, "std": 0.0}}
+    results = prediction.predict(dataclasses.replace(checkpoint, config=config), [GOOD])
     assert not results[0].ok and results[0].error.startswith("the model's output is not a number")
 
 

@@ -25,6 +25,8 @@ _EXPORTS = {
     "show_figure": "plots", "load_metrics": "report", "write_report": "report",
     "preprocess": "preprocessing", "load_image": "preprocessing", "ImageError": "preprocessing",
     "NoDigitError": "preprocessing", "Prediction": "prediction",
+    "Classifier": "classifier", "load_model": "classifier", "OnnxModel": "onnx_model", "load_onnx": "onnx_model",
+    "export": "export", "ExportConfig": "export",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
@@ -21,6 +22,7 @@ from torch import nn
 
 from . import __version__
 from ._io import StagedFolder, json_text
+from .data import normalize
 from .device import resolve_device
 from .errors import MnistlabError
 from .limits import CLASS_NAME_MAX, MEAN_RANGE, NUM_CLASSES, STD_RANGE
@@ -133,6 +135,20 @@ class Checkpoint:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @torch.inference_mode()
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """float32 (N, 28, 28) pixels in [0, 1] → float32 (N, 10) softmax; NaN rows where the output is not finite."""
+        x = normalize(torch.from_numpy(pixels).to(self.device), self.mean, self.std)  # (N, 1, 28, 28)
+        logits = self.model.eval()(x).float()  # (N, 10)
+        finite = torch.isfinite(logits).all(1) & torch.isfinite(x.flatten(1)).all(1)
+        probabilities = logits.softmax(1)
+        probabilities[~finite] = float("nan")
+        return probabilities.cpu().numpy()
+
     def predict(self, images: Source | Sequence[Source], top_k: int = 3, invert: str = "auto",
                 batch_size: int = 256, progress: bool | None = None) -> list[Prediction]:
         """Classify image files or in-memory images; one `mnistlab.Prediction` per input, in order.
@@ -142,8 +158,7 @@ class Checkpoint:
         """
         from .prediction import predict  # here, so that loading a checkpoint does not import scipy
 
-        return predict(self.model, images, mean=self.mean, std=self.std, top_k=top_k, invert=invert,
-                       batch_size=batch_size, progress=progress)
+        return predict(self, images, top_k=top_k, invert=invert, batch_size=batch_size, progress=progress)
 
 
 def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mean: float, std: float,

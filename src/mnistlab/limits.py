@@ -12,5 +12,6 @@ MAX_LR = 10.0  # Adam steps by about lr per weight per step: beyond 10 nothing c
 SEED_MAX = 2**64 - 1  # torch.manual_seed takes 0 … 2**64 - 1
 MEAN_RANGE = (0.0, 1.0)  # a mean of pixels on the 0-1 scale
 STD_RANGE = (1e-3, 100.0)  # keeps (x - mean) / std within ±1,000 for pixels x in [0, 1], finite in float32
+IMAGE_SIZE = 28  # every dataset mnistlab knows has 28×28 images (here, not in data.py, which needs torch)
 NUM_CLASSES = 10  # every dataset mnistlab knows has ten classes; a model's output layer has this many
 CLASS_NAME_MAX = 40  # a class name is a label in a figure ("T-shirt/top"), not a paragraph

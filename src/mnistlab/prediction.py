@@ -2,6 +2,9 @@
 
 A bad input (not an image, truncated, blank...) does not stop the others: it comes back as a
 `Prediction` whose `error` says what went wrong, in the same place as the input.
+
+Nothing here imports torch: the model is any `mnistlab.classifier.Classifier`, a checkpoint (PyTorch)
+or an exported ONNX file (onnxruntime), so a deployment without PyTorch predicts with the same code.
 """
 
 from __future__ import annotations
@@ -13,21 +16,21 @@ import os
 import stat
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 from tqdm.auto import tqdm
 
 from ._io import FILE_TYPE_NAMES, atomic_path
-from .data import MNIST_MEAN, MNIST_STD, normalize
 from .errors import MnistlabError
-from .preprocessing import IMAGE_SUFFIXES, ImageLike, load_image, preprocess
+from .preprocessing import IMAGE_SUFFIXES, ImageLike, load_image, preprocess_array
+
+if TYPE_CHECKING:
+    from .classifier import Classifier
 
 BATCH_SIZE = 256  # images preprocessed, then classified in one forward pass
 PROGRESS_MIN_FILES = 300  # a progress bar only for batches larger than this
@@ -45,11 +48,12 @@ class Prediction:
     """The model's answer for one image, or why there is none (`error`)."""
 
     source: str  # the file's path, or "<image N>" for an image passed in memory
-    label: int | None = None  # the predicted digit
-    probabilities: list[float] | None = None  # softmax over the digits 0-9
-    top_k: list[tuple[int, float]] | None = None  # the k likeliest (digit, probability), best first
-    image: torch.Tensor | None = None  # the preprocessed input: float32 (28, 28) in [0, 1], white on black
+    label: int | None = None  # the predicted class's index (for MNIST, the digit)
+    probabilities: list[float] | None = None  # softmax over the classes, in label order
+    top_k: list[tuple[int, float]] | None = None  # the k likeliest (label, probability), best first
+    image: np.ndarray | None = None  # the preprocessed input: float32 (28, 28) in [0, 1], white on black
     error: str | None = None  # one line; set when the input could not be classified
+    classes: tuple[str, ...] | None = field(default=None, repr=False)  # the model's class names, in label order
 
     @property
     def ok(self) -> bool:
@@ -59,9 +63,14 @@ class Prediction:
     def confidence(self) -> float | None:
         return None if self.label is None else self.probabilities[self.label]
 
-    def pixels(self) -> torch.Tensor:
+    @property
+    def class_name(self) -> str | None:
+        """The predicted class's name ("7", "Trouser"), as the model's classes give it."""
+        return None if self.label is None or self.classes is None else self.classes[self.label]
+
+    def pixels(self) -> np.ndarray:
         """The preprocessed input as uint8 (28, 28) pixels 0-255, as saved and shown."""
-        return (self.image.clamp(0, 1) * 255).round().to(torch.uint8)
+        return (np.clip(self.image, 0, 1) * 255).round().astype(np.uint8)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict: file and either the prediction or the error.
@@ -72,8 +81,10 @@ class Prediction:
         source = _json_text(self.source)
         if not self.ok:
             return {"file": source, "error": _json_text(self.error)}
-        return {"file": source, "label": self.label, "confidence": round(self.confidence, 6),
-                "top_k": [{"label": k, "probability": round(p, 6)} for k, p in self.top_k],
+        names = self.classes or tuple(str(k) for k in range(len(self.probabilities)))
+        return {"file": source, "label": self.label, "class": names[self.label],
+                "confidence": round(self.confidence, 6),
+                "top_k": [{"label": k, "class": names[k], "probability": round(p, 6)} for k, p in self.top_k],
                 "probabilities": [round(p, 6) for p in self.probabilities]}
 
 
@@ -119,19 +130,18 @@ def collect_images(arguments: Iterable[str | os.PathLike]) -> list[str]:
     return [path for argument in arguments for path in expand_argument(argument)[0]]
 
 
-def predict(model: nn.Module, images: Source | Sequence[Source], *, mean: float = MNIST_MEAN,
-            std: float = MNIST_STD, top_k: int = 3, invert: str = "auto", batch_size: int = BATCH_SIZE,
-            progress: bool | None = None) -> list[Prediction]:
+def predict(model: Classifier, images: Source | Sequence[Source], *, top_k: int = 3, invert: str = "auto",
+            batch_size: int = BATCH_SIZE, progress: bool | None = None) -> list[Prediction]:
     """Classify images: files (paths) or in-memory images, one `Prediction` per input, in order.
 
     Args:
-        model: a classifier of normalised (B, 1, 28, 28) input, e.g. `Checkpoint.model`.
+        model: a `Checkpoint` (`mnistlab.load_checkpoint`), an exported ONNX model
+            (`mnistlab.onnx_model.load_onnx`), or any `Classifier`; `mnistlab.load_model` loads either.
         images: paths, files' bytes, binary file objects, Pillow images, (H, W) arrays or tensors;
             one of them alone; or an (N, H, W) array or tensor (a batch). Each is checked on its
             own: a bad one (unreadable, a wrong shape or dtype, NaN pixels...) comes back with its
             `error` set, as does one the model gives a non-finite output for; none raises.
-        mean, std: the normalisation the model was trained with (`Checkpoint.mean`, `.std`).
-        top_k: how many of the likeliest digits each prediction lists.
+        top_k: how many of the likeliest classes each prediction lists.
         invert: "auto", "yes" or "no"; see `mnistlab.preprocessing.preprocess`.
         batch_size: images preprocessed and classified together.
         progress: a progress bar on stderr; None shows one past PROGRESS_MIN_FILES inputs.
@@ -146,7 +156,7 @@ def predict(model: nn.Module, images: Source | Sequence[Source], *, mean: float 
     with tqdm(total=len(items), unit="image", disable=not show, file=sys.stderr, leave=False) as bar:
         for batch in _chunks(enumerate(items), batch_size):
             prepared = [_prepare(item, index, invert) for index, item in batch]
-            results += _classify(model, prepared, mean, std, top_k)
+            results += _classify(model, prepared, top_k)
             bar.update(len(batch))
     return results
 
@@ -154,7 +164,9 @@ def predict(model: nn.Module, images: Source | Sequence[Source], *, mean: float 
 def _as_list(images: Source | Sequence[Source]) -> list[Source]:
     if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)) or hasattr(images, "read"):
         return [images]
-    if isinstance(images, (np.ndarray, torch.Tensor)):  # a batch is (N, H, W), (N, 1, H, W) or (N, H, W, C)
+    torch = sys.modules.get("torch")  # an object can be a tensor only once torch is imported
+    if isinstance(images, np.ndarray) or (torch is not None and isinstance(images, torch.Tensor)):
+        # a batch is (N, H, W), (N, 1, H, W) or (N, H, W, C)
         single = images.ndim < 3 or (images.ndim == 3 and images.shape[-1] in (3, 4))
         return [images] if single else list(images)
     return list(images)
@@ -172,7 +184,7 @@ def _prepare(item: Source, index: int, invert: str) -> Prediction:
     try:
         if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(item, "read"):
             item = load_image(item, name=source)
-        return Prediction(source, image=preprocess(item, invert=invert, name=source))
+        return Prediction(source, image=preprocess_array(item, invert=invert, name=source))
     except MnistlabError as e:
         return Prediction(source, error=str(e).removeprefix(f"{source}: "))
     except Exception as e:  # a bug met by one odd input must not lose the answers for the others
@@ -187,26 +199,21 @@ def _source_name(item: Source, index: int) -> str:
     return name if isinstance(name, str) and name else f"<image {index}>"
 
 
-@torch.inference_mode()
-def _classify(model: nn.Module, prepared: list[Prediction], mean: float, std: float,
-              top_k: int) -> list[Prediction]:
-    """Fill in label, probabilities and top-k of the prepared inputs, in one forward pass.
+def _classify(model: Classifier, prepared: list[Prediction], top_k: int) -> list[Prediction]:
+    """Fill in label, probabilities and top-k of the prepared inputs, in one call of the model.
 
     An input whose output is not finite (NaN weights, a zero std) gets an error, not an answer.
     """
     ready = [p for p in prepared if p.ok]
     if not ready:
         return prepared
-    device = next(model.parameters()).device
-    x = normalize(torch.stack([p.image for p in ready]).to(device), mean, std)  # (B, 1, 28, 28)
-    logits = model.eval()(x).float().cpu()  # (B, 10)
-    finite = torch.isfinite(logits).all(1) & torch.isfinite(x.flatten(1).cpu()).all(1)
-    probabilities = logits.softmax(1)
-    best_p, best_k = probabilities.topk(top_k, dim=1)
-    for p, ok, probs, ks, ps in zip(ready, finite.tolist(), probabilities.tolist(), best_k.tolist(), best_p.tolist(),
-                                    strict=True):
-        if ok:
-            p.label, p.probabilities, p.top_k = ks[0], probs, list(zip(ks, ps, strict=True))
+    probabilities = model.probabilities(np.stack([p.image for p in ready]))  # (B, 10)
+    best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]  # (B, k), likeliest first
+    classes = tuple(model.classes)
+    for p, probs, ks in zip(ready, probabilities, best, strict=True):
+        if np.isfinite(probs).all():
+            p.label, p.probabilities, p.classes = int(ks[0]), probs.tolist(), classes
+            p.top_k = [(int(k), float(probs[k])) for k in ks]
         else:
             p.error = "the model's output is not a number (NaN or infinity): are its weights or normalisation broken?"
     return prepared
@@ -253,7 +260,7 @@ def save_preprocessed(predictions: Iterable[Prediction], folder: str | Path) -> 
         taken.add(name)
         try:
             with atomic_path(folder / name) as tmp:
-                Image.fromarray(p.pixels().numpy()).save(tmp, format="PNG")
+                Image.fromarray(p.pixels()).save(tmp, format="PNG")
         except OSError as e:
             p.error = f"cannot save its preprocessed image as {folder / name} ({e.strerror or e})"
             written.append(None)
@@ -298,18 +305,24 @@ def _json_text(text: str) -> str:
 def format_table(predictions: Sequence[Prediction]) -> str:
     """One row per file: file, digit, confidence, the top-k; a failure shows its error instead.
 
-    Names and errors are escaped (`escape`), so that a file name cannot fake a row or drive the terminal.
+    A model whose classes are not the digits (Fashion-MNIST's "Trouser"...) gets a column with the
+    predicted class's name after its label. Names and errors are escaped (`escape`), so that a file
+    name cannot fake a row or drive the terminal.
     """
     k = next((len(p.top_k) for p in predictions if p.ok), 0)
-    rows = [("file", "digit", "confidence", f"top {k}" if k else "top")]
+    named = any(p.ok and p.class_name != str(p.label) for p in predictions)
+    header = ("file", "label", "class") if named else ("file", "digit")
+    rows = [(*header, "confidence", f"top {k}" if k else "top")]
     for p in predictions:
         if p.ok:
             top = "  ".join(f"{k} {prob:.1%}" for k, prob in p.top_k)
-            rows.append((escape(p.source), str(p.label), f"{p.confidence:.1%}", top))
+            name = (escape(p.class_name),) if named else ()
+            rows.append((escape(p.source), str(p.label), *name, f"{p.confidence:.1%}", top))
         else:
-            rows.append((escape(p.source), "-", "-", f"error: {escape(p.error)}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}"
+            rows.append((escape(p.source), "-", *(("-",) if named else ()), "-", f"error: {escape(p.error)}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) + 1)]
+    return "\n".join("  ".join([f"{row[0]:<{widths[0]}}", *(f"{cell:>{width}}" for cell, width in
+                                                           zip(row[1:-1], widths[1:], strict=True)), row[-1]])
                      for row in rows)
 
 

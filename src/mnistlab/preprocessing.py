@@ -23,18 +23,21 @@ import io
 import math
 import os
 import stat
+import sys
 import warnings
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Union
 
 import numpy as np
-import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from ._io import NotRegularFileError, open_regular_file
-from .data import IMAGE_SIZE
 from .errors import MnistlabError
+from .limits import IMAGE_SIZE
+
+if TYPE_CHECKING:  # torch is imported only by a caller that has tensors: an exported model predicts without it
+    import torch
 
 MAX_PIXELS = 64_000_000  # width × height above which a file is refused (a 48 MP phone photo fits)
 WORKING_SIZE = 512  # larger images are first reduced to this long side: plenty for a 20-pixel digit
@@ -70,7 +73,7 @@ class NoDigitError(ImageError):
     """The image is blank, or its marks are too faint or too small to be a digit."""
 
 
-ImageLike = Image.Image | np.ndarray | torch.Tensor
+ImageLike = Union[Image.Image, np.ndarray, "torch.Tensor"]  # noqa: UP007 (a name, not a type, for torch)
 
 
 def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXELS, *,
@@ -141,6 +144,13 @@ def _open_regular_file(path: str | os.PathLike, label: str) -> BinaryIO:
 
 
 def preprocess(image: ImageLike, invert: str = "auto", *, name: str | None = None) -> torch.Tensor:
+    """`preprocess_array` as a float32 tensor (28, 28) in [0, 1], for PyTorch callers."""
+    import torch
+
+    return torch.from_numpy(preprocess_array(image, invert, name=name))
+
+
+def preprocess_array(image: ImageLike, invert: str = "auto", *, name: str | None = None) -> np.ndarray:
     """Bring a picture of one digit to MNIST's convention.
 
     Args:
@@ -152,7 +162,7 @@ def preprocess(image: ImageLike, invert: str = "auto", *, name: str | None = Non
             `load_image` sets it; else nothing).
 
     Returns:
-        float32 tensor (28, 28) in [0, 1]: a white digit on black, 20×20 box, centred by mass.
+        float32 array (28, 28) in [0, 1]: a white digit on black, 20×20 box, centred by mass.
 
     Raises:
         NoDigitError: the image is blank or near-blank ("no digit found").
@@ -169,7 +179,7 @@ def preprocess(image: ImageLike, invert: str = "auto", *, name: str | None = Non
         ink = level_background(1.0 - gray if dark_ink else gray)
         ink = stretch_contrast(ink)
         ink, box = find_digit(ink)
-        return torch.from_numpy(centre_by_mass(fit_box(ink, box)))
+        return centre_by_mass(fit_box(ink, box))
     except ImageError as e:
         if not label:
             raise
@@ -235,7 +245,7 @@ def _to_float_image(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(pixels / full_scale, 0, 1, dtype=np.float32))
 
 
-def _array_to_grayscale(image: np.ndarray | torch.Tensor) -> np.ndarray:
+def _array_to_grayscale(image: ImageLike) -> np.ndarray:
     """An in-memory image (array, tensor, nested lists) → float32 (H, W) in [0, 1], or ImageError.
 
     Everything about the input is checked here, the boundary: its type, shape and size (before any
@@ -266,8 +276,9 @@ def _array_to_grayscale(image: np.ndarray | torch.Tensor) -> np.ndarray:
 
 def _as_numpy(image: object) -> np.ndarray:
     """A tensor or array-like as a NumPy array of real numbers (no copy of a large array yet)."""
+    torch = sys.modules.get("torch")  # an object can be a tensor only once torch is imported
     try:
-        if isinstance(image, torch.Tensor):
+        if torch is not None and isinstance(image, torch.Tensor):
             if image.is_complex() or image.dtype == torch.bool:
                 raise ImageError(f"expected real pixel values, got a tensor of {image.dtype}")
             if image.numel() > 4 * MAX_PIXELS:

@@ -1,4 +1,4 @@
-"""`mnistlab serve`: a page to draw a digit on and a JSON prediction API, over one checkpoint.
+"""`mnistlab serve`: a page to draw a digit on and a JSON prediction API, over one model.
 
     GET  /               the drawing page (static files in mnistlab/static: no build step, no CDN)
     POST /api/predict    an image (multipart field `file`, or the raw body) → the model's answer
@@ -10,15 +10,19 @@
 Every upload is checked once, at the edge, before any work: its size while it arrives
 (`BodyLimit`), its content type, then `preprocessing.load_image`, which decodes only the
 image formats mnistlab reads and refuses a decompression bomb from its header. Past that,
-inference is `Checkpoint.predict`, the same code as `mnistlab predict`. Every error is a JSON
+inference is the model's `predict`, the same code as `mnistlab predict`. Every error is a JSON
 `{"detail": "..."}` with its status; no response carries a stack trace.
+
+The model is a checkpoint (PyTorch) or an exported ONNX file (onnxruntime; `mnistlab.classifier`):
+this module does not import torch, so serving an ONNX file runs without it.
 
 Concurrency: the event loop hands each image to a pool of one thread per CPU core
 (`Predictor.pool`), so at most that many inferences run at once and the rest queue; with torch's
-intra-op threads set to 1 (`serve`), 16 clients keep the cores busy without oversubscribing them
-(nor spawning a thread, and a malloc arena, per waiting request). The threads share the model
-without a lock: in eval mode under `torch.inference_mode`, a forward pass only reads the
-weights, which PyTorch supports from several threads at once.
+(or onnxruntime's) intra-op threads set to 1 (`serve`, `create_app`), 16 clients keep the cores busy
+without oversubscribing them (nor spawning a thread, and a malloc arena, per waiting request).
+The threads share the model without a lock: in eval mode under `torch.inference_mode`, a forward
+pass only reads the weights, which PyTorch supports from several threads at once (as onnxruntime
+does for `InferenceSession.run`).
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ import io
 import ipaddress
 import os
 import socket
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -46,7 +50,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._io import finite_or_null
-from .checkpoints import Checkpoint, load_checkpoint
+from .classifier import Classifier, load_model
 from .errors import MnistlabError
 from .labelled import LabelledError, check_collect_folder, save_labelled
 from .preprocessing import ImageError, load_image
@@ -81,27 +85,30 @@ class ApiError(Exception):
 
 class TopK(BaseModel):
     label: int = Field(ge=0, le=9)
+    class_name: str = Field(alias="class", description="the class's name")
     probability: float
 
 
 class ModelSummary(BaseModel):
     name: str = Field(description="the run folder's name")
     architecture: str = Field(description="the registered model name, e.g. mlp")
-    test_accuracy: float | None = Field(description="accuracy on the MNIST test set recorded at training")
+    test_accuracy: float | None = Field(description="accuracy on the test set recorded at training")
 
 
 class PredictResponse(BaseModel):
-    label: int = Field(ge=0, le=9, description="the predicted digit")
+    label: int = Field(ge=0, le=9, description="the predicted class's index (for MNIST, the digit)")
+    class_name: str = Field(alias="class", description="the predicted class's name (\"7\", \"Trouser\")")
     confidence: float = Field(description="its probability")
-    probabilities: list[float] = Field(min_length=10, max_length=10, description="softmax over the digits 0-9")
-    top_k: list[TopK] = Field(description=f"the {TOP_K} likeliest digits, best first")
+    probabilities: list[float] = Field(min_length=10, max_length=10, description="softmax over the classes")
+    top_k: list[TopK] = Field(description=f"the {TOP_K} likeliest classes, best first")
     preprocessed: str = Field(description="the 28×28 image the model was given: PNG, base64")
     model: ModelSummary
 
 
 class ModelInfo(ModelSummary):
     parameters: int
-    config: dict = Field(description="the checkpoint's config.json")
+    classes: list[str] = Field(description="the name of each class, in label order")
+    config: dict = Field(description="the checkpoint's config.json, or the exported file's metadata")
     collect: bool = Field(description="whether POST /api/collect saves labelled drawings")
     max_upload_bytes: int
 
@@ -197,12 +204,12 @@ async def _send_json(send: Send, status: int, detail: str) -> None:
 
 # --- inference -----------------------------------------------------------------------------------------
 
-def model_summary(checkpoint: Checkpoint) -> dict:
-    """The run's name, model and recorded test accuracy (None when config.json has no usable one)."""
-    metrics = checkpoint.config.get("metrics")
+def model_summary(model: Classifier) -> dict:
+    """The run's (or file's) name, model and recorded test accuracy (None when the config has no usable one)."""
+    metrics = model.config.get("metrics")
     accuracy = metrics.get("test_acc") if isinstance(metrics, dict) else None
     usable = isinstance(accuracy, int | float) and not isinstance(accuracy, bool) and 0 <= accuracy <= 1
-    return {"name": checkpoint.path.resolve().name, "architecture": str(checkpoint.model_name),
+    return {"name": model.path.resolve().name, "architecture": str(model.model_name),
             "test_accuracy": float(accuracy) if usable else None}
 
 
@@ -210,7 +217,7 @@ def model_summary(checkpoint: Checkpoint) -> dict:
 class Predictor:
     """The loaded model and the threads that run inferences (one per core)."""
 
-    checkpoint: Checkpoint
+    model: Classifier
     pool: ThreadPoolExecutor
     summary: dict  # `model_summary`, sent with every answer
 
@@ -228,11 +235,11 @@ class Predictor:
             image = load_image(data, MAX_UPLOAD_PIXELS, name="upload")
         except ImageError as e:
             raise ApiError(400, str(e)) from None
-        [prediction] = self.checkpoint.predict(image, top_k=TOP_K)
+        [prediction] = self.model.predict(image, top_k=TOP_K)
         if not prediction.ok:  # the image decoded, so what remains is "no digit found"
             raise ApiError(422, prediction.error)
         png = io.BytesIO()
-        Image.fromarray(prediction.pixels().numpy()).save(png, format="PNG")
+        Image.fromarray(prediction.pixels()).save(png, format="PNG")
         answer = prediction.to_dict()  # as `mnistlab predict --json` gives it, less the file name
         del answer["file"]
         return image, {**answer, "preprocessed": base64.b64encode(png.getvalue()).decode("ascii"),
@@ -262,31 +269,32 @@ def _warm_up(predictor: Predictor) -> None:
     """Classify one drawn stroke, so that the first request finds every module imported and warm."""
     image = Image.new("L", (56, 56))
     image.paste(255, (26, 8, 31, 48))
-    predictor.checkpoint.predict(image)
+    predictor.model.predict(image)
 
 
 # --- the app -------------------------------------------------------------------------------------------
 
-def create_app(run: str | Path | Checkpoint, *, collect_dir: str | Path | None = None,
+def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None = None,
                max_upload_bytes: int = MAX_UPLOAD_BYTES, workers: int | None = None) -> FastAPI:
-    """The web app over one checkpoint (a run folder, or a loaded `Checkpoint`), loaded once.
+    """The web app over one model (a run folder, an exported .onnx file, or a loaded model), loaded once.
 
     Args:
-        run: the run folder (or checkpoint) to serve.
+        run: the run folder or .onnx file to serve (`mnistlab.load_model`), or a loaded `Checkpoint`
+            or `OnnxModel`.
         collect_dir: where POST /api/collect saves labelled drawings; None leaves that route out.
         max_upload_bytes: the request body limit.
         workers: inferences at once (default: the CPU cores this process may use).
     """
     if max_upload_bytes < 1:
         raise ServeError(f"the upload limit must be at least 1 byte, got {max_upload_bytes}")
-    checkpoint = run if isinstance(run, Checkpoint) else load_checkpoint(run, device="cpu")
+    # One onnxruntime thread per inference, as for torch in `serve`: the pool runs one inference per core.
+    model = load_model(run, device="cpu", threads=1) if isinstance(run, str | os.PathLike) else run
     threads = workers or len(os.sched_getaffinity(0))
-    predictor = Predictor(checkpoint, ThreadPoolExecutor(threads, thread_name_prefix="mnistlab-predict"),
-                          model_summary(checkpoint))
+    predictor = Predictor(model, ThreadPoolExecutor(threads, thread_name_prefix="mnistlab-predict"),
+                          model_summary(model))
     _warm_up(predictor)
     app = FastAPI(title="mnistlab", summary="Read handwritten digits with an MNIST model.",
-                  description=f"Serving the checkpoint `{predictor.summary['name']}` "
-                              f"({checkpoint.model_name}).")
+                  description=f"Serving the model `{predictor.summary['name']}` ({model.model_name}).")
     app.add_middleware(BodyLimit, limit=max_upload_bytes)
     _add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -299,8 +307,8 @@ def create_app(run: str | Path | Checkpoint, *, collect_dir: str | Path | None =
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    info = {**predictor.summary, "parameters": sum(p.numel() for p in checkpoint.model.parameters()),
-            "config": finite_or_null(checkpoint.config), "collect": collect_dir is not None,
+    info = {**predictor.summary, "parameters": model.parameter_count, "classes": list(model.classes),
+            "config": finite_or_null(model.config), "collect": collect_dir is not None,
             "max_upload_bytes": max_upload_bytes}
 
     @app.get("/api/model", response_model=ModelInfo, summary="The model being served")
@@ -393,10 +401,12 @@ def url(sock: socket.socket) -> str:
 
 def serve(app: FastAPI, sock: socket.socket) -> None:
     """Run `app` on a bound socket until Ctrl-C. One torch thread per inference: the app already
-    runs one inference per core at a time, and more threads would only fight for the same cores."""
+    runs one inference per core at a time, and more threads would only fight for the same cores.
+    (An ONNX model's session was made with one thread; torch is then not loaded, and stays so.)"""
     import uvicorn
 
-    torch.set_num_threads(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
     config = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False,
                             timeout_graceful_shutdown=3)
     uvicorn.Server(config).run(sockets=[sock])

@@ -15,11 +15,12 @@ INVERT_CHOICES = ("auto", "yes", "no")
 def add_commands(commands: argparse._SubParsersAction) -> None:
     predict = commands.add_parser(
         "predict", help="recognise the digits in image files",
-        description="Classify image files (PNG, JPEG, BMP, GIF, WebP, TIFF) with a checkpoint. Each image is "
+        description="Classify image files (PNG, JPEG, BMP, GIF, WebP, TIFF) with a checkpoint or an exported "
+                    "ONNX file (`mnistlab export`; run by onnxruntime, without PyTorch). Each image is "
                     "first brought to MNIST's convention: white on black, scaled to a 20×20 box, centred by "
                     "mass in 28×28. A file that fails gets its own error row; the exit code is then 1.")
-    predict.add_argument("checkpoint", metavar="CHECKPOINT",
-                         help="a run folder, or its config.json or model.safetensors")
+    predict.add_argument("checkpoint", metavar="MODEL",
+                         help="a run folder (or its config.json or model.safetensors), or an exported .onnx file")
     predict.add_argument("images", nargs="+", metavar="IMAGE",
                          help="image files, folders (their image files) or glob patterns such as 'scans/*.jpg'; "
                               "a file named twice gets two rows")
@@ -32,20 +33,21 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                          help="dark ink on light paper: detect it (auto), always invert (yes) or never (no) "
                               "(default: auto)")
     predict.add_argument("--device", type=device_name, default=DEFAULTS["device"], metavar="NAME",
-                         help=f"auto, cpu, cuda, cuda:N or mps (default: {DEFAULTS['device']})")
+                         help=f"auto, cpu, cuda, cuda:N or mps; an ONNX file runs on the CPU "
+                              f"(default: {DEFAULTS['device']})")
     predict.add_argument("--batch-size", type=positive_int, default=PREDICT_DEFAULTS["batch_size"], metavar="N",
                          help=f"images per forward pass (default: {PREDICT_DEFAULTS['batch_size']})")
     predict.set_defaults(handler=cmd_predict)
 
 
 def cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..checkpoints import load_checkpoint
+    from ..classifier import load_model
     from ..prediction import check_output_folder, escape, expand_argument, format_json, format_table, save_preprocessed
     from ..preprocessing import ImageError
 
     if args.save_preprocessed:
         check_output_folder(args.save_preprocessed)
-    checkpoint = load_checkpoint(args.checkpoint, device=args.device)
+    model = load_model(args.checkpoint, device=args.device)
     expanded = [(argument, *expand_argument(argument)) for argument in args.images]
     paths = [path for _, found, _ in expanded for path in found]  # every occurrence: repeats are not merged
     empty = [escape(argument) for argument, found, _ in expanded if not found]
@@ -54,7 +56,7 @@ def cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             print(f"mnistlab: skipped {escape(entry)}", file=sys.stderr)
     if not paths:
         raise ImageError(f"no images found in {', '.join(empty)}")
-    predictions = checkpoint.predict(paths, top_k=args.top_k, invert=args.invert, batch_size=args.batch_size)
+    predictions = model.predict(paths, top_k=args.top_k, invert=args.invert, batch_size=args.batch_size)
     if args.save_preprocessed:
         save_preprocessed(predictions, args.save_preprocessed)
     print(format_json(predictions) if args.json else format_table(predictions))

@@ -19,7 +19,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         description="Serve a web page to draw a digit on and watch the model read it, and a JSON API "
                     "(POST /api/predict; docs at /docs). Needs the serve extra: pip install 'mnistlab[serve]'.")
     serve.add_argument("run", nargs="?", metavar="RUN",
-                       help=f"the run folder to serve (default: the newest under ./{RUNS_DIR})")
+                       help=f"the run folder to serve, or an exported .onnx file (run by onnxruntime, without "
+                            f"PyTorch) (default: the newest run folder under ./{RUNS_DIR})")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on; anything but loopback exposes the server (default: 127.0.0.1)")
     serve.add_argument("--port", type=int_in(0, 65535), default=8000, metavar="N",

@@ -1,0 +1,82 @@
+"""What `predict` and `serve` run: a `Classifier`, loaded by `load_model` from a run folder or an exported file.
+
+Two kinds exist: a checkpoint (`mnistlab.Checkpoint`, PyTorch) and an exported ONNX file
+(`mnistlab.onnx_model.OnnxModel`, onnxruntime). This module imports neither torch nor
+onnxruntime: `load_model` imports only the one the path asks for, so serving an ONNX file never
+loads PyTorch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .prediction import Prediction, Source
+
+ONNX_SUFFIX = ".onnx"
+
+
+class Classifier(Protocol):
+    """A model that reads preprocessed 28×28 images, with what `serve` shows about it."""
+
+    path: Path  # the run folder, or the exported file
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The name of each class, in label order."""
+
+    @property
+    def model_name(self) -> str:
+        """The registered architecture, e.g. "mlp"."""
+
+    @property
+    def config(self) -> dict:
+        """What the model records about itself (a checkpoint's config.json; an export's metadata)."""
+
+    @property
+    def metrics(self) -> dict:
+        """The evaluation recorded at training (may be empty)."""
+
+    @property
+    def parameter_count(self) -> int:
+        """The number of weights."""
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """float32 (N, 28, 28) pixels in [0, 1], white on black → float32 (N, classes) probabilities.
+
+        A row is NaN where the model's output is not finite.
+        """
+
+    def predict(self, images: Source | Sequence[Source], top_k: int = 3, invert: str = "auto",
+                batch_size: int = 256, progress: bool | None = None) -> list[Prediction]:
+        """Classify image files or in-memory images (`mnistlab.prediction.predict`)."""
+
+
+def is_onnx_path(path: str | os.PathLike) -> bool:
+    """Whether `path` names an exported ONNX file (by its suffix: what the user typed decides, not the bytes)."""
+    return Path(path).suffix.lower() == ONNX_SUFFIX
+
+
+def load_model(path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None) -> Classifier:
+    """A checkpoint (run folder, config.json or model.safetensors) or an exported `.onnx` file.
+
+    Args:
+        path: the run folder or file; a name ending in `.onnx` is read as an exported model.
+        device: where a checkpoint's model runs ('auto' picks one); an ONNX file runs on the CPU.
+        threads: an ONNX model's threads per inference (default: the CPU cores this process may use).
+
+    Raises:
+        CheckpointError, OnnxModelError: one line naming the file and what is wrong with it.
+    """
+    if is_onnx_path(path):
+        from .onnx_model import load_onnx
+
+        return load_onnx(path, threads=threads)
+    from .checkpoints import load_checkpoint
+
+    return load_checkpoint(path, device=device)

@@ -1,0 +1,36 @@
+"""`mnistlab export`: a run as one ONNX or TorchScript file that runs without mnistlab."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._args import output_path
+
+# Mirrors of export.FORMATS and export.INPUTS, so that --help needs no torch (tests/test_export.py checks them).
+FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
+INPUTS = ("uint8", "float")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export", help="write a run's model as one ONNX or TorchScript file for deployment",
+        description="Export a run's model as one file that takes raw 28×28 pixels (N, 28, 28), white ink on "
+                    "black as in MNIST, and returns the class probabilities (N, 10): the normalisation and "
+                    "the softmax are inside. Its metadata names the classes and the input convention. "
+                    "ONNX needs the export extra: pip install 'mnistlab[export]'.")
+    export.add_argument("run", metavar="RUN", help="the run folder to export")
+    export.add_argument("--format", choices=FORMATS, default="onnx",
+                        help="onnx (for onnxruntime, no PyTorch) or torchscript (torch.jit.load) (default: onnx)")
+    export.add_argument("--input", choices=INPUTS, default="uint8",
+                        help="ONNX input: uint8 pixels 0-255 or float 0-1; TorchScript takes both (default: uint8)")
+    export.add_argument("--out", type=output_path, metavar="FILE",
+                        help="file to write (default: RUN/model.onnx or RUN/model.pt)")
+    export.set_defaults(handler=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..export import ExportConfig, export
+
+    out = export(args.run, ExportConfig(format=args.format, input=args.input, out=args.out))
+    print(f"wrote {out}")
+    return 0
