@@ -110,7 +110,7 @@ def export(run: str | Path, config: ExportConfig = ExportConfig()) -> Path:
     else:
         module = torchscript_module(wrapper)
         record = json.dumps(metadata(checkpoint, None), indent=2)
-        with atomic_path(out) as tmp:
+        with atomic_path(out) as tmp, _quiet():  # torch 2.13 warns that TorchScript is deprecated
             torch.jit.save(module, str(tmp), _extra_files={TORCHSCRIPT_METADATA: record})
     return out
 

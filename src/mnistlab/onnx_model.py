@@ -130,7 +130,10 @@ class OnnxModel:
         """
         if self.input_dtype == "uint8":
             pixels = (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)
-        [output] = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(pixels)})
+        try:
+            [output] = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(pixels)})
+        except Exception as e:  # a graph that cannot compute what it declares (onnxruntime's own error types)
+            raise OnnxModelError(f"{self.path}: the model failed to run ({one_line(e, 200)})") from None
         # The graph's declared shape was checked at load; what it computes is checked here, once per call.
         if not isinstance(output, np.ndarray) or output.shape != (len(pixels), NUM_CLASSES):
             shape = getattr(output, "shape", type(output).__name__)
