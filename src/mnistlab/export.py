@@ -126,9 +126,9 @@ def torchscript_module(wrapper: Deployable) -> torch.jit.ScriptModule:
 def onnx_bytes(wrapper: Deployable, record: dict) -> bytes:
     """The ONNX file of `wrapper` for uint8 or float32 input (as `record` says), its metadata set.
 
-    torch.export's exporter (`dynamo=True`), not the TorchScript-based one: since PyTorch 2.9 that
-    one is deprecated, warns on every call and is to be removed; this one gives a single clean
-    file with a named, dynamic batch dimension. It needs onnxscript (the `export` extra).
+    torch.export's exporter (`dynamo=True`), not the TorchScript-based one: that one is no longer
+    the default since PyTorch 2.9 and warns on every call that it will be removed. This one gives a
+    single file with a named, dynamic batch dimension; it needs onnxscript (the `export` extra).
     """
     try:
         import onnx  # noqa: F401 (the exporter needs both; a clear message beats its ImportError)
