@@ -390,3 +390,18 @@ def test_a_model_with_non_finite_output_gives_errors_not_answers(tmp_path):
 
 def test_onnx_sessions_use_the_threads_they_are_given(exported):
     assert load_onnx(exported["uint8"], threads=1).session.get_session_options().intra_op_num_threads == 1
+
+
+@pytest.mark.parametrize("name", mnistlab.list_models())
+def test_every_registered_model_exports_to_onnx_with_the_same_probabilities(name, tmp_path):
+    """Untrained, on random pixels: what matters is that torch.export captures each model's code."""
+    torch.manual_seed(0)
+    model = mnistlab.create_model(name).eval()
+    from mnistlab.checkpoints import save_checkpoint
+
+    run = save_checkpoint(tmp_path / "run", model, name, {}, mean=0.2, std=0.4, dataset={"name": "mnist"},
+                          metrics={}, train_config={})
+    pixels = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    expected = mnistlab.load_checkpoint(run).probabilities(pixels.astype(np.float32) / 255)
+    got = load_onnx(export(run)).session.run(None, {"pixels": pixels})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)

@@ -26,7 +26,6 @@ _EXPORTS = {
     "preprocess": "preprocessing", "load_image": "preprocessing", "ImageError": "preprocessing",
     "NoDigitError": "preprocessing", "Prediction": "prediction",
     "Classifier": "classifier", "load_model": "classifier", "OnnxModel": "onnx_model", "load_onnx": "onnx_model",
-    "export": "export", "ExportConfig": "export",
 }
 __all__ = ["__version__", *_EXPORTS]
 
