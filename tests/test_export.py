@@ -132,7 +132,9 @@ def test_the_cli_mirrors_the_library():
     (["export", "{tmp}/no-such-run"], "no such checkpoint"),
     (["export", "{run}", "--out", "{tmp}"], "is a folder; give a file name"),
     (["export", "{run}", "--out", "{tmp}/file.txt/model.onnx"], "not a folder"),
-], ids=["missing-run", "out-is-a-folder", "out-under-a-file"])
+    (["export", "{run}", "--out", "{run}/model.safetensors"], "is the checkpoint's own file"),
+    (["export", "{run}", "--format", "torchscript", "--out", "{run}/config.json"], "is the checkpoint's own file"),
+], ids=["missing-run", "out-is-a-folder", "out-under-a-file", "out-is-the-weights", "out-is-the-config"])
 def test_export_refuses_bad_paths_in_one_line(argv, message, mnist_mlp, tmp_path, capsys):
     (tmp_path / "file.txt").write_text("x")
     code = main([a.format(tmp=tmp_path, run=mnist_mlp) for a in argv])
@@ -364,11 +366,17 @@ def test_the_hostile_cases_builder_makes_a_loadable_model_when_nothing_is_change
     assert model.probabilities(np.zeros((3, 28, 28), np.float32)).shape == (3, 10)
 
 
-def test_a_file_over_the_size_limit_is_refused_before_it_is_parsed(exported, monkeypatch, capsys):
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(exported, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(onnx_model, "MAX_ONNX_BYTES", 1000)
     assert main(["predict", str(exported["uint8"]), str(DIGITS / "paint-3.png")]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"mnistlab: error: {exported['uint8']}: too large (") and err.count("\n") == 1
+    monkeypatch.undo()
+    sparse = tmp_path / "sparse.onnx"  # claims a terabyte; reading it would take hours
+    with open(sparse, "wb") as file:
+        file.truncate(1 << 40)
+    with pytest.raises(OnnxModelError, match=r"too large \(1,099,511,627,776 bytes; at most 536,870,912\)"):
+        load_onnx(sparse)
 
 
 def test_a_model_that_computes_another_shape_than_it_declares_fails_in_one_line(tmp_path, capsys):

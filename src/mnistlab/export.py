@@ -23,7 +23,7 @@ from torch import nn
 
 from . import __version__
 from ._io import atomic_path, check_output_file
-from .checkpoints import Checkpoint, load_checkpoint
+from .checkpoints import CONFIG_FILE, WEIGHTS_FILE, Checkpoint, load_checkpoint
 from .errors import MnistlabError
 from .limits import IMAGE_SIZE, NUM_CLASSES
 from .onnx_model import FORMAT, FORMAT_VERSION, INPUT_CONVENTION, INPUT_DTYPES, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
@@ -102,6 +102,8 @@ def export(run: str | Path, config: ExportConfig = ExportConfig()) -> Path:
         raise ValueError(f"format must be one of {', '.join(FORMATS)} and input one of {', '.join(INPUTS)}")
     checkpoint = load_checkpoint(run, device="cpu")
     out = check_output_file(config.out or checkpoint.path / FORMATS[config.format])
+    if out.resolve() in {(checkpoint.path / name).resolve() for name in (CONFIG_FILE, WEIGHTS_FILE)}:
+        raise ExportError(f"{out}: is the checkpoint's own file; export to another name")
     wrapper = Deployable(checkpoint.model, checkpoint.mean, checkpoint.std).eval()
     if config.format == "onnx":
         data = onnx_bytes(wrapper, metadata(checkpoint, INPUTS[config.input]))

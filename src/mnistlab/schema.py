@@ -99,9 +99,11 @@ def read_bounded(path: str | Path, max_bytes: int) -> bytes:
     """The bytes of a regular file of at most `max_bytes`; `SchemaError` for anything else."""
     with open_regular_file(path) as file:
         size = os.fstat(file.fileno()).st_size
+        if size > max_bytes:  # refused before a byte is read (a sparse file may claim terabytes)
+            raise SchemaError(f"too large ({size:,} bytes; at most {max_bytes:,})")
         data = file.read(max_bytes + 1)  # size can lie (a /proc file) or change: read one byte past the limit
-    if max(size, len(data)) > max_bytes:
-        raise SchemaError(f"too large ({max(size, len(data)):,} bytes; at most {max_bytes:,})")
+    if len(data) > max_bytes:
+        raise SchemaError(f"too large (over {max_bytes:,} bytes)")
     return data
 
 
