@@ -357,6 +357,14 @@ def test_a_hostile_onnx_file_is_refused_in_one_line(name, exported, tmp_path, ca
         assert code == 1 and out == "" and err == f"mnistlab: error: {refused.value}\n", err
 
 
+def test_a_file_name_cannot_break_the_error_line_or_drive_the_terminal(tmp_path, capsys):
+    path = tmp_path / "evil\n\x1b[31mname.onnx"
+    path.write_bytes(b"junk")
+    assert main(["predict", str(path), str(DIGITS / "paint-3.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err and "evil\\n\\x1b[31mname.onnx: not a usable ONNX model" in err
+
+
 def test_the_hostile_cases_builder_makes_a_loadable_model_when_nothing_is_changed(tmp_path):
     """So that each hostile case above is refused for the one thing it changes."""
     path = tmp_path / "fine.onnx"

@@ -133,11 +133,11 @@ class OnnxModel:
         try:
             [output] = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(pixels)})
         except Exception as e:  # a graph that cannot compute what it declares (onnxruntime's own error types)
-            raise OnnxModelError(f"{self.path}: the model failed to run ({one_line(e, 200)})") from None
+            raise OnnxModelError(f"{_shown(self.path)}: the model failed to run ({one_line(e, 200)})") from None
         # The graph's declared shape was checked at load; what it computes is checked here, once per call.
         if not isinstance(output, np.ndarray) or output.shape != (len(pixels), NUM_CLASSES):
             shape = getattr(output, "shape", type(output).__name__)
-            raise OnnxModelError(f"{self.path}: the model returned {shape} for {len(pixels)} images, "
+            raise OnnxModelError(f"{_shown(self.path)}: the model returned {shape} for {len(pixels)} images, "
                                  f"not ({len(pixels)}, {NUM_CLASSES}) probabilities")
         output = output.astype(np.float32, copy=True)
         output[~np.isfinite(output).all(1)] = np.nan
@@ -166,13 +166,13 @@ def load_onnx(path: str | os.PathLike, *, threads: int | None = None) -> OnnxMod
     try:
         data = read_bounded(path, MAX_ONNX_BYTES)
     except MissingFileError:
-        raise OnnxModelError(f"{path}: no such file") from None
+        raise OnnxModelError(f"{_shown(path)}: no such file") from None
     except (SchemaError, OSError) as e:  # a folder, a FIFO, too large...
-        raise OnnxModelError(f"{path}: {e}") from None
+        raise OnnxModelError(f"{_shown(path)}: {e}") from None
     except ValueError:  # a NUL byte in a name given in memory
-        raise OnnxModelError(f"{path}: no such file (a file name cannot hold a NUL byte)") from None
+        raise OnnxModelError(f"{_shown(path)}: no such file (a file name cannot hold a NUL byte)") from None
     if not data:
-        raise OnnxModelError(f"{path}: the file is empty (expected an ONNX model)")
+        raise OnnxModelError(f"{_shown(path)}: the file is empty (expected an ONNX model)")
     session = _session(data, path, threads or len(os.sched_getaffinity(0)))
     metadata = _read_metadata(session, path)
     _check_signature(session, metadata["input"]["dtype"], path)
@@ -183,8 +183,8 @@ def _session(data: bytes, path: Path, threads: int) -> onnxruntime.InferenceSess
     try:
         import onnxruntime
     except ImportError:
-        raise OnnxModelError(f"{path}: running an ONNX model needs onnxruntime: pip install 'mnistlab[deploy]'") \
-            from None
+        raise OnnxModelError(f"{_shown(path)}: running an ONNX model needs onnxruntime: "
+                             "pip install 'mnistlab[deploy]'") from None
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1  # one small graph: its operators run one after another
@@ -197,33 +197,40 @@ def _session(data: bytes, path: Path, threads: int) -> onnxruntime.InferenceSess
         try:
             return onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own types for every kind of bad model
-            raise OnnxModelError(f"{path}: not a usable ONNX model ({one_line(e, 200)})") from None
+            raise OnnxModelError(f"{_shown(path)}: not a usable ONNX model ({one_line(e, 200)})") from None
 
 
 def _read_metadata(session: onnxruntime.InferenceSession, path: Path) -> dict:
     props = session.get_modelmeta().custom_metadata_map
     raw = props.get(METADATA_KEY)
     if raw is None:
-        raise OnnxModelError(f"{path}: not an mnistlab export (no {METADATA_KEY!r} metadata; "
+        raise OnnxModelError(f"{_shown(path)}: not an mnistlab export (no {METADATA_KEY!r} metadata; "
                              "export a run with `mnistlab export RUN`)")
     encoded = raw.encode("utf-8", "surrogatepass")
     if len(encoded) > MAX_METADATA_BYTES:
-        raise OnnxModelError(f"{path}: metadata {METADATA_KEY!r} is {len(encoded):,} bytes "
+        raise OnnxModelError(f"{_shown(path)}: metadata {METADATA_KEY!r} is {len(encoded):,} bytes "
                              f"(at most {MAX_METADATA_BYTES:,})")
     try:
         record = parse_json(encoded)
         if not isinstance(record, dict) or record.get("format") != FORMAT:
-            raise OnnxModelError(f"{path}: not an mnistlab export (metadata {METADATA_KEY!r} has no "
+            raise OnnxModelError(f"{_shown(path)}: not an mnistlab export (metadata {METADATA_KEY!r} has no "
                                  f"\"format\": \"{FORMAT}\")")
         version = record.get("format_version")
         if isinstance(version, int) and not isinstance(version, bool) and version != FORMAT_VERSION:
-            raise OnnxModelError(f"{path}: export format version {version} is not supported "
+            raise OnnxModelError(f"{_shown(path)}: export format version {version} is not supported "
                                  f"(expected {FORMAT_VERSION}); upgrade mnistlab")
         return METADATA_SCHEMA.check(record, "")
     except FieldError as e:
-        raise OnnxModelError(f"{path}: metadata {METADATA_KEY!r}: {e}") from None
+        raise OnnxModelError(f"{_shown(path)}: metadata {METADATA_KEY!r}: {e}") from None
     except SchemaError as e:
-        raise OnnxModelError(f"{path}: metadata {METADATA_KEY!r}: {e}") from None
+        raise OnnxModelError(f"{_shown(path)}: metadata {METADATA_KEY!r}: {e}") from None
+
+
+def _shown(path: Path) -> str:
+    """The path as a message shows it: a newline or an escape sequence in a file name made visible."""
+    from .prediction import escape  # prediction imports PIL and tqdm, which loading a model does not need yet
+
+    return escape(str(path))
 
 
 def _check_signature(session: onnxruntime.InferenceSession, dtype: str, path: Path) -> None:
@@ -231,10 +238,10 @@ def _check_signature(session: onnxruntime.InferenceSession, dtype: str, path: Pa
     inputs, outputs = session.get_inputs(), session.get_outputs()
     kind = INPUT_DTYPES[dtype][0]
     if [i.name for i in inputs] != [INPUT_NAME] or not _fits(inputs[0], kind, (IMAGE_SIZE, IMAGE_SIZE)):
-        raise OnnxModelError(f"{path}: the model's inputs are {_describe(inputs)}; expected one: "
+        raise OnnxModelError(f"{_shown(path)}: the model's inputs are {_describe(inputs)}; expected one: "
                              f"{INPUT_NAME} {kind} (N, {IMAGE_SIZE}, {IMAGE_SIZE})")
     if [o.name for o in outputs] != [OUTPUT_NAME] or not _fits(outputs[0], "tensor(float)", (NUM_CLASSES,)):
-        raise OnnxModelError(f"{path}: the model's outputs are {_describe(outputs)}; expected one: "
+        raise OnnxModelError(f"{_shown(path)}: the model's outputs are {_describe(outputs)}; expected one: "
                              f"{OUTPUT_NAME} tensor(float) (N, {NUM_CLASSES})")
 
 
