@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -91,9 +92,8 @@ def fetch(info: DatasetInfo, root: Path | None = None, *, timeout: float = TIMEO
                        progress=progress)
         except DataError as e:
             if status == "corrupt":
-                raise DataError(f"{e}; the cached copy {folder / name} is corrupt and was not used: delete it, "
-                                f"then run `mnistlab data download {info.name}` where the network reaches a URL "
-                                "above") from None
+                raise DataError(f"{e}; the cached copy {folder / name} is corrupt and was not used: "
+                                f"`mnistlab data download {info.name}` replaces it once a URL above answers") from None
             raise
     return folder
 
@@ -125,7 +125,7 @@ def _fetch_from_first(name: str, md5: str, urls: list[str], folder: Path, timeou
         try:
             with _staging(folder) as staging, _quiet_pooch():
                 if progress:
-                    print(f"fetching {url}", flush=True)
+                    print(f"fetching {url}", file=sys.stderr, flush=True)  # beside the progress bar, not in the output
                 got = _retrieve(url, name, md5, staging, timeout, progress)
                 os.replace(got, folder / name)  # checked: renamed into place whole
             return folder / name
