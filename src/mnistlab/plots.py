@@ -49,7 +49,7 @@ GRID_MODES = ("class", "random")  # prediction_grid: one column per digit, or a 
 GRID_CELL = (34, 40)  # a prediction grid's cell (width, height) in digit pixels: the digit, its index and caption
 GRID_HEADER = 9  # digit pixels above a by-class grid, for the digit heading each column
 MIN_GRID_WIDTH = 5.0  # inches: room for that title over a narrow grid
-SHORT_NAME = 3  # class names up to this long ("7", "tsu") fit where a digit does; longer ones get room of their own
+SHORT_NAME = 1  # class names this long (the digits) fit where a digit's layout puts them; longer ones get room
 NAME_CHAR_POINTS = 0.62  # a sans-serif character is about this many ems wide, to size cells and margins by
 NON_INTERACTIVE_BACKENDS = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
 
@@ -86,7 +86,7 @@ class SplitPredictions:
 
     @property
     def named(self) -> bool:
-        """Whether the classes have names longer than a short label (Fashion's "T-shirt/top", not "7" or "tsu")."""
+        """Whether the classes have names longer than a digit (Fashion's "T-shirt/top", KMNIST's "tsu")."""
         return max(len(name) for name in self.classes) > SHORT_NAME
 
     @property
@@ -512,7 +512,7 @@ def mistakes_gallery(predictions: SplitPredictions, *, count: int = 15, cols: in
     pad = max(len(name) for name in names)
     cell = (48, 52)
     if predictions.named:
-        cell = (max(cell[0], math.ceil((pad + 15) * 9 * 0.6 / 72 / PIXEL_INCHES) + 4), cell[1])
+        cell = (max(cell[0], math.ceil((pad + 15) * 9 * 0.6 / 72 / PIXEL_INCHES) + 8), cell[1])
     mosaic = _mosaic({cell: predictions.images[index] for cell, index in zip(cells, chosen, strict=True)},
                      cells[-1][0] + 1, min(cols, len(chosen)), cell=cell, top=6, title=title)
     corners = [mosaic.corner(*cell) for cell in cells]
