@@ -440,3 +440,26 @@ def test_the_prediction_grid_and_mistakes_name_the_classes(fashion_predictions, 
     lines = [text for cells in gallery.findobj(CellText) for text in cells.texts]
     assert any(line.startswith("#0: true T-shirt/top") for line in lines)
     assert any(line.startswith("Trouser:") for line in lines)
+
+
+# --- hostile caches --------------------------------------------------------------------------------------
+
+def test_a_fifo_in_the_cache_counts_as_corrupt_and_never_blocks(fashion, cache, capsys, no_hang):
+    folder = cache / "fashion-mnist"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / NAME)
+    assert downloads.file_status(fashion)[NAME] == "corrupt"
+    assert main(["data", "verify", "fashion-mnist"]) == 1
+    assert f"corrupt  {NAME}" in capsys.readouterr().out
+
+
+def test_a_cache_root_that_is_a_file_is_one_line(fashion, tmp_path, monkeypatch, capsys):
+    root = tmp_path / "not-a-folder"
+    root.write_text("x")
+    monkeypatch.setenv(downloads.CACHE_ENV, str(root))
+    assert set(downloads.file_status(fashion).values()) == {"missing"}
+    assert main(["data", "download", "fashion-mnist"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"mnistlab: error: {root / 'fashion-mnist'}: cannot create the cache folder (Not a directory); "
+                   "set $MNISTLAB_DATA_DIR to a folder you can write\n")
+    assert root.read_text() == "x"

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ._io import open_regular_file
 from .datasets import DataError, DatasetInfo
 
 CACHE_ENV = "MNISTLAB_DATA_DIR"
@@ -52,8 +53,9 @@ def dataset_folder(info: DatasetInfo, root: Path | None = None) -> Path:
 
 
 def md5_of(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)  # MD5 is what the publishers give; it checks, it does not sign
-    with open(path, "rb") as file:
+    """The MD5 of a regular file (a FIFO or a device of that name raises `NotRegularFileError`, never hangs)."""
+    digest = hashlib.md5(usedforsecurity=False)  # MD5 is what torchvision pins; it checks, it does not sign
+    with open_regular_file(path) as file:
         while chunk := file.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
@@ -67,9 +69,9 @@ def file_status(info: DatasetInfo, root: Path | None = None) -> dict[str, str]:
         path = folder / name
         try:
             status[name] = "ok" if md5_of(path) == md5 else "corrupt"
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # NotADirectory: the cache root is a file
             status[name] = "missing"
-        except OSError:  # a folder of that name, no permission: not a file that can be used
+        except OSError:  # a folder or FIFO of that name, no permission: not a file that can be used
             status[name] = "corrupt"
     return status
 

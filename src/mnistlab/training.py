@@ -32,7 +32,7 @@ from . import __version__
 from ._io import StagedFolder, json_text
 from .augment import augment
 from .checkpoints import checkpoint_files, is_checkpoint_folder
-from .data import MNIST_MEAN, MNIST_STD, Split, load_mnist, normalize
+from .data import MNIST_MEAN, MNIST_STD, Split, dataset_dir, load_mnist, normalize
 from .datasets import get_dataset, list_datasets
 from .device import resolve_device
 from .errors import MnistlabError
@@ -442,8 +442,10 @@ def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | Non
     with StagedFolder(run_dir, overwrite=config.overwrite, replaceable=is_checkpoint_folder) as staging:
         # The data is read in a thread while the model is built: decompressing and hashing release the
         # GIL, and the first optimizer of a process spends about 1 s importing torch._dynamo (in Python).
+        with timer("data"):  # a download happens here, in the main thread, where Ctrl-C stops it at once
+            folder, _ = dataset_dir(config.dataset, config.data_dir, config.progress)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            loading = pool.submit(timer.timed, "data", load_mnist, config.data_dir, config.dataset, config.progress)
+            loading = pool.submit(timer.timed, "data", load_mnist, folder, config.dataset)
             with timer("model"):
                 model = build_model(config, device)
                 optimizer = make_optimizer(model, config)

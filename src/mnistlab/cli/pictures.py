@@ -144,8 +144,8 @@ def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.augmented:
         default = default.with_name(f"{default.stem}-augmented.png")
     check_output(args, default)
+    info = get_dataset(args.dataset)
     if index is not None:
-        info = get_dataset(args.dataset)
         split, _ = load_split(dataset_dir(info, args.data_dir)[0], args.split)
         if not 0 <= index < len(split):
             shown = args.digit if len(args.digit) <= 20 else f"{args.digit[:20]}..."
@@ -159,7 +159,8 @@ def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from ..preprocessing import load_image, preprocess
 
         pixels = preprocess(load_image(args.digit), invert=args.invert)
-        fig = draw(pixels, normalized=args.normalized, title=f"{Path(args.digit).name} as the model sees it")
+        fig = draw(pixels, normalized=args.normalized, mean=info.mean, std=info.std,
+                   title=f"{Path(args.digit).name} as the model sees it")
     write_or_show(fig, args, default)
     return 0
 
