@@ -463,3 +463,16 @@ def test_a_cache_root_that_is_a_file_is_one_line(fashion, tmp_path, monkeypatch,
     assert err == (f"mnistlab: error: {root / 'fashion-mnist'}: cannot create the cache folder (Not a directory); "
                    "set $MNISTLAB_DATA_DIR to a folder you can write\n")
     assert root.read_text() == "x"
+
+
+def test_a_refused_connection_says_so(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on: bound, then closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/{NAME}"
+    with pytest.raises(DataError) as error:
+        downloads.fetch_file(NAME, MD5[NAME], [url], tmp_path / "ds", timeout=TIMEOUT, progress=False)
+    assert str(error.value) == f"{NAME}: could not be fetched: {url}: cannot connect (connection refused)"
+    assert listing(tmp_path) == []

@@ -192,7 +192,10 @@ def _reason(error: Exception, timeout: float) -> str:
     if isinstance(error, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
         return "transfer broken off before the end (truncated)"
     if isinstance(error, requests.ConnectionError):
-        return "cannot connect"
+        text = str(error).lower()
+        why = ("host name not resolved" if "resolve" in text or "name or service" in text
+               else "connection refused" if "refused" in text else "")
+        return f"cannot connect ({why})" if why else "cannot connect"
     if isinstance(error, requests.RequestException):
         return f"request failed ({type(error).__name__})"
     got = re.search(r"but got ([0-9a-f]{32})", str(error))
