@@ -325,16 +325,14 @@ def fashion_run(server, fashion, cache, tmp_path, capsys) -> Path:
     return run
 
 
-def test_a_run_records_its_dataset_classes_and_normalisation(fashion_run):
+def test_a_run_records_its_dataset_and_is_evaluated_on_it_only(fashion_run, capsys):
     config = json.loads((fashion_run / "config.json").read_text())
     assert config["dataset"]["name"] == "fashion-mnist" and config["dataset"]["canonical"] is True
     assert config["dataset"]["classes"] == list(FASHION_MNIST.classes)
     assert config["normalization"] == {"mean": FASHION_MNIST.mean, "std": FASHION_MNIST.std}
     report = (fashion_run / "report.html").read_text()
     assert "T-shirt/top, Trouser, Pullover" in report and "on fashion-mnist" in report
-
-
-def test_evaluate_uses_the_runs_dataset_and_refuses_another(fashion_run, capsys):
+    # evaluate, the figures and report use the run's own dataset, and refuse another (one run: trained once)
     assert main(["evaluate", str(fashion_run), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "Fashion-MNIST test set, from the cache" in out and "reproduced exactly" in out
