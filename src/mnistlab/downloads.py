@@ -107,13 +107,13 @@ def fetch_file(name: str, md5: str, urls: list[str], folder: Path, *, timeout: f
     A 404, a connection error, a timeout, a transfer broken off or a hash mismatch moves on to the
     next URL; when all fail, one `DataError` names the file and each URL's reason.
     """
-    created = [path for path in (folder.parent, folder) if not path.exists()]
+    created = [path for path in (folder, *folder.parents) if not path.exists()]  # the folders this call makes
     _make_folder(folder)
     _remove_stale_staging(folder)
     try:
         return _fetch_from_first(name, md5, urls, folder, timeout, progress)
     except BaseException:  # a failed or interrupted fetch leaves no folder it made, either
-        for path in reversed(created):
+        for path in created:  # innermost first
             try:
                 path.rmdir()  # only when empty
             except OSError:
