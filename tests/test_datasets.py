@@ -261,6 +261,8 @@ def test_a_corrupt_cached_file_is_never_used(server, fashion, cache, monkeypatch
     assert main(["data", "verify", "fashion-mnist"]) == 1
     out = capsys.readouterr().out
     assert f"corrupt  {NAME}" in out and "ok       train-images-idx3-ubyte.gz" in out
+    assert main(["data", "list"]) == 0
+    assert f"not cached (3 of 4 files in {folder}, 1 corrupt)" in capsys.readouterr().out
     # With no URL serving it, loading refuses the corrupt copy and says how to fix it.
     monkeypatch.setitem(DATASETS, fashion.name, dataclasses.replace(fashion, urls=(server.base("missing"),)))
     with pytest.raises(DataError) as error:

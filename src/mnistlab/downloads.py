@@ -191,6 +191,8 @@ def _reason(error: Exception, timeout: float) -> str:
         return f"no answer within {timeout:g} s (timed out)"
     if isinstance(error, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
         return "transfer broken off before the end (truncated)"
+    if isinstance(error, requests.exceptions.SSLError):
+        return "TLS failed (certificate or handshake)"
     if isinstance(error, requests.ConnectionError):
         text = str(error).lower()
         why = ("host name not resolved" if "resolve" in text or "name or service" in text

@@ -43,10 +43,12 @@ def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         status = file_status(info)
         ok = sum(state == "ok" for state in status.values())
         where = dataset_folder(info)
+        corrupt = sum(state == "corrupt" for state in status.values())
         if ok == len(status):
             print(f"  cached in {where}")
         else:
-            print(f"  not cached ({ok} of {len(status)} files in {where}): mnistlab data download {info.name}")
+            print(f"  not cached ({ok} of {len(status)} files in {where}"
+                  + (f", {corrupt} corrupt" if corrupt else "") + f"): mnistlab data download {info.name}")
     return 0
 
 
