@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mnistlab.data import (
+    BUNDLED_DIR,
     DATA_DIR_ENV,
     MNIST_MEAN,
     MNIST_STD,
@@ -91,21 +92,22 @@ def test_wrong_image_size_and_label_range(tmp_path):
         load_mnist(folder)
 
 
-def test_raw_files_and_environment_variable(tmp_path, monkeypatch):
+def test_raw_files_in_a_data_dir_and_the_variable_names_the_cache(tmp_path, monkeypatch):
     folder = make_dataset(tmp_path / "raw", n_train=20, n_test=10, gz=False)
+    # $MNISTLAB_DATA_DIR is the download cache's root now, not a folder of MNIST files: MNIST stays the bundled copy.
     monkeypatch.setenv(DATA_DIR_ENV, str(folder))
-    assert resolve_data_dir() == folder
-    data = load_mnist()
+    assert resolve_data_dir() == BUNDLED_DIR
+    data = load_mnist(folder)
     assert (len(data.train), len(data.test)) == (20, 10)
     assert data.train.images.dtype == torch.uint8 and data.train.labels.dtype == torch.int64
-    assert data.name == "custom" and data.source == str(folder)
-    assert resolve_data_dir(tmp_path) == tmp_path  # an explicit folder wins over the variable
+    assert data.name == "mnist" and not data.is_canonical and data.source == str(folder)
+    assert data.record()["canonical"] is False and data.record()["classes"][9] == "9"
 
 
 def test_bundled_data_is_the_canonical_mnist(monkeypatch):
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
     data = load_mnist()
-    assert data.name == "mnist"
+    assert data.name == "mnist" and data.is_canonical
     assert tuple(data.train.images.shape) == (60000, 28, 28) and tuple(data.test.images.shape) == (10000, 28, 28)
     assert data.train.labels[:5].tolist() == [5, 0, 4, 1, 9]
 

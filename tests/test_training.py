@@ -31,7 +31,8 @@ def test_training_learns_and_writes_the_run_folder(tmp_path, tiny_data):
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3]
     assert metrics["config"]["model_args"] == {"hidden": 128}
     assert metrics["torch_version"] == torch.__version__ and metrics["device"] == "cpu"
-    assert metrics["wall_seconds"] > 0 and metrics["dataset"]["name"] == "custom"
+    assert metrics["wall_seconds"] > 0 and metrics["dataset"]["name"] == "mnist"
+    assert metrics["dataset"]["canonical"] is False
     assert metrics["dataset"]["train_size"] == 512 and len(metrics["dataset"]["sha256"]) == 4
     assert run.final.test_acc > 0.9  # the synthetic classes are easy; chance is 0.1
     assert run.history[0].train_loss > run.final.train_loss

@@ -15,6 +15,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 _EXPORTS = {
     "MNIST_MEAN": "data", "MNIST_STD": "data", "DataError": "data", "load_mnist": "data",
     "normalize": "data", "read_idx": "data",
+    "get_dataset": "datasets", "list_datasets": "datasets", "DatasetInfo": "datasets",
     "create_model": "models", "list_models": "models", "register_model": "models",
     "resolve_device": "device", "DeviceError": "device",
     "Checkpoint": "checkpoints", "CheckpointError": "checkpoints", "load_checkpoint": "checkpoints",

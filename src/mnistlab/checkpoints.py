@@ -28,6 +28,7 @@ from .errors import MnistlabError
 from .limits import CLASS_NAME_MAX, MEAN_RANGE, NUM_CLASSES, STD_RANGE
 from .models import create_model, model_arguments
 from .schema import (
+    Bool,
     Choice,
     FieldError,
     Json,
@@ -58,7 +59,8 @@ MAX_PROBLEMS = 5  # weights that do not fit: list this many, then count the rest
 # range; unknown fields are dropped, so `Checkpoint.config` holds only checked values.
 VERSION = Text(max_length=100)
 DATASET_SCHEMA = Obj({
-    "name": Text(max_length=100),
+    "name": Text(max_length=100),  # a name from mnistlab.datasets ("custom" before datasets had names: MNIST)
+    "canonical": Bool(),  # every file was the published one
     "source": Text(max_length=4096, one_line=False),  # a folder's path may hold any character
     "sha256": MapOf(Text(pattern="[0-9a-f]{64}", meaning="64 lowercase hex digits"), max_length=16),
     "train_size": Number(0, 10**9, integer=True),

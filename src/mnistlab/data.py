@@ -1,15 +1,16 @@
-"""MNIST on disk and in memory: a strict IDX reader, the bundled dataset, and normalisation.
+"""MNIST-format datasets on disk and in memory: a strict IDX reader, loading, and normalisation.
 
-The whole dataset is small (47 MB of uint8 pixels), so it lives in memory as two uint8 tensors
-per split; batches are gathered and normalised on the fly by `normalize`, the one place that
-turns pixels into model input (training, evaluation and prediction all call it).
+MNIST itself ships with mnistlab; the other datasets (`mnistlab.datasets`) are read from the
+download cache, where `mnistlab.downloads` keeps only files whose pinned hash matched. A whole
+dataset is small (47 MB of uint8 pixels), so it lives in memory as two uint8 tensors per split;
+batches are gathered and normalised on the fly by `normalize`, the one place that turns pixels
+into model input (training, evaluation and prediction all call it).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,34 +19,22 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from .errors import MnistlabError
-from .limits import NUM_CLASSES
+from .datasets import MNIST as MNIST_INFO
+from .datasets import MNIST_MEAN, MNIST_STD, SPLIT_FILES, DataError, DatasetInfo, get_dataset
+from .downloads import CACHE_ENV, md5_of
+from .limits import IMAGE_SIZE, NUM_CLASSES
 
-MNIST_MEAN = 0.1307  # mean pixel of the MNIST training set, on a 0-1 scale
-MNIST_STD = 0.3081  # its standard deviation
-IMAGE_SIZE = 28
+__all__ = ["MNIST_MEAN", "MNIST_STD", "DataError", "IMAGE_SIZE", "MNIST", "Split", "load_mnist", "load_split",
+           "load_test_split", "normalize", "read_idx", "resolve_data_dir"]
 
-DATA_DIR_ENV = "MNISTLAB_DATA_DIR"
+
+DATA_DIR_ENV = CACHE_ENV  # the download cache's root (it used to name a folder of MNIST files)
 BUNDLED_DIR = Path(__file__).parent / "bundled" / "mnist"
 
-# Base names of the four IDX files; each may sit on disk gzipped (".gz") or raw.
-SPLIT_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
 # SHA-256 of the decompressed canonical files (see bundled/mnist/README.md).
-MNIST_SHA256 = {
-    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-}
+MNIST_SHA256 = MNIST_INFO.content_sha256
 
 _IDX_UINT8 = 0x08  # the only element type MNIST uses
-
-
-class DataError(MnistlabError, ValueError):
-    """A dataset file is missing, truncated, corrupt or inconsistent; the message names it."""
 
 
 def _read_into(stream: BinaryIO, buffer: memoryview) -> int:
@@ -128,23 +117,33 @@ class Split:
 
 @dataclass(frozen=True)
 class MNIST:
-    """The train and test splits, where they were read from, and the SHA-256 of each file."""
+    """One MNIST-format dataset in memory: its splits, where they were read from, and the SHA-256 of each file."""
 
     train: Split
     test: Split
     source: str
     sha256: dict[str, str]
+    dataset: str = "mnist"  # the registry name (`mnistlab.datasets`) these files were read as
+    canonical: bool | None = None  # every file the published one; None: judged by MNIST's SHA-256s
 
     @property
     def name(self) -> str:
-        """'mnist' when every file is the canonical one, else 'custom'."""
-        return "mnist" if self.sha256 == MNIST_SHA256 else "custom"
+        return self.dataset
+
+    @property
+    def is_canonical(self) -> bool:
+        return self.sha256 == MNIST_SHA256 if self.canonical is None else self.canonical
+
+    def record(self, train_size: int | None = None) -> dict:
+        """The run's "dataset" field (config.json and metrics.json): what it was trained and tested on."""
+        return {"name": self.dataset, "canonical": self.is_canonical, "source": self.source, "sha256": self.sha256,
+                "train_size": len(self.train) if train_size is None else train_size, "test_size": len(self.test),
+                "classes": list(get_dataset(self.dataset).classes)}
 
 
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
-    """The folder to read: `data_dir`, else $MNISTLAB_DATA_DIR, else the copy bundled with mnistlab."""
-    chosen = data_dir or os.environ.get(DATA_DIR_ENV) or BUNDLED_DIR
-    path = Path(chosen).expanduser()
+    """The folder to read: `data_dir`, else the copy of MNIST bundled with mnistlab."""
+    path = Path(data_dir or BUNDLED_DIR).expanduser()
     if not path.is_dir():
         raise DataError(f"{path}: data directory not found")
     return path
@@ -179,12 +178,51 @@ def load_split(folder: Path, split: str) -> tuple[Split, dict[str, str]]:
     return Split(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))), digests
 
 
-def load_mnist(data_dir: str | Path | None = None) -> MNIST:
-    """Load both splits into memory from `resolve_data_dir(data_dir)`."""
-    folder = resolve_data_dir(data_dir)
+def dataset_dir(dataset: str | DatasetInfo = "mnist", data_dir: str | Path | None = None,
+                progress: bool = True) -> tuple[Path, bool | None]:
+    """The folder holding `dataset`'s four files, and whether they are known to be the published ones.
+
+    `data_dir` is read as given (canonical or not is judged later, from the files); MNIST's bundled copy
+    needs nothing; any other dataset is fetched into the cache when a file is missing or corrupt, each
+    file's MD5 re-checked (`mnistlab.downloads.fetch`). Raises `DataError`.
+    """
+    info = dataset if isinstance(dataset, DatasetInfo) else get_dataset(dataset)
+    if data_dir:
+        folder = resolve_data_dir(data_dir)
+        return folder, (None if info.md5 is None else _published(info, folder))
+    if info.bundled:
+        return BUNDLED_DIR, None
+    from .downloads import fetch
+
+    return fetch(info, progress=progress), True
+
+
+def _published(info: DatasetInfo, folder: Path) -> bool:
+    """Whether `folder` holds the dataset's published .gz files, by their pinned MD5s."""
+    try:
+        return all(md5_of(folder / name) == md5 for name, md5 in info.md5.items())
+    except OSError:
+        return False
+
+
+def load_test_split(dataset: str | DatasetInfo = "mnist", data_dir: str | Path | None = None,
+                    progress: bool = True) -> tuple[Split, dict[str, str]]:
+    """The test split of `dataset` (from `data_dir`, the bundled copy or the cache) and its files' SHA-256s."""
+    folder, _ = dataset_dir(dataset, data_dir, progress)
+    return load_split(folder, "test")
+
+
+def load_mnist(data_dir: str | Path | None = None, dataset: str = "mnist", progress: bool = True) -> MNIST:
+    """Load both splits of `dataset` (a name from `mnistlab.datasets`) into memory.
+
+    Read from `data_dir` when given (no download), else MNIST's bundled copy, else the download cache,
+    fetching what is missing. Raises `ValueError` for an unknown name, `DataError` for bad files.
+    """
+    info = get_dataset(dataset)
+    folder, canonical = dataset_dir(info, data_dir, progress)
     train, train_digests = load_split(folder, "train")
     test, test_digests = load_split(folder, "test")
-    return MNIST(train, test, str(folder), {**train_digests, **test_digests})
+    return MNIST(train, test, str(folder), {**train_digests, **test_digests}, info.name, canonical)
 
 
 def normalize(images: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:

@@ -24,6 +24,7 @@ from torch import nn
 from . import __version__
 from ._io import atomic_path, check_output_file
 from .checkpoints import CONFIG_FILE, WEIGHTS_FILE, Checkpoint, load_checkpoint
+from .datasets import recorded_name
 from .errors import MnistlabError
 from .limits import IMAGE_SIZE, NUM_CLASSES
 from .onnx_model import FORMAT, FORMAT_VERSION, INPUT_CONVENTION, INPUT_DTYPES, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
@@ -75,7 +76,7 @@ def metadata(checkpoint: Checkpoint, dtype: str | None) -> dict:
         "mnistlab_version": __version__,
         "torch_version": torch.__version__,
         "model": checkpoint.config["model"],
-        "dataset": {"name": checkpoint.config.get("dataset", {}).get("name", "mnist")},
+        "dataset": {"name": recorded_name(checkpoint.config.get("dataset", {}))},
         "classes": list(checkpoint.classes),
         "input": {"name": INPUT_NAME, "dtype": " or ".join(dtypes), "shape": ["N", IMAGE_SIZE, IMAGE_SIZE],
                   "scale": " or ".join(f"{INPUT_DTYPES[d][2]} ({d})" for d in dtypes),

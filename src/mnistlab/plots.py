@@ -8,6 +8,7 @@ writes it as PNG, and `show_figure` opens a window only when asked to (`--show`)
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,6 +33,7 @@ from torch import nn
 
 from ._io import atomic_path
 from .data import IMAGE_SIZE, MNIST_MEAN, MNIST_STD, NUM_CLASSES, Split, normalize
+from .datasets import MNIST as MNIST_INFO
 from .errors import MnistlabError
 
 # Green and red; a wrong cell also gets a bold label and a thick frame, so colour blindness loses nothing.
@@ -47,6 +49,8 @@ GRID_MODES = ("class", "random")  # prediction_grid: one column per digit, or a 
 GRID_CELL = (34, 40)  # a prediction grid's cell (width, height) in digit pixels: the digit, its index and caption
 GRID_HEADER = 9  # digit pixels above a by-class grid, for the digit heading each column
 MIN_GRID_WIDTH = 5.0  # inches: room for that title over a narrow grid
+SHORT_NAME = 1  # class names this long (the digits) fit where a digit's layout puts them; longer ones get room
+NAME_CHAR_POINTS = 0.62  # a sans-serif character is about this many ems wide, to size cells and margins by
 NON_INTERACTIVE_BACKENDS = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
 
 
@@ -61,6 +65,7 @@ class SplitPredictions:
     images: torch.Tensor  # uint8 (N, 28, 28), on the CPU
     labels: torch.Tensor  # int64 (N,)
     probs: torch.Tensor  # float32 (N, 10), softmax of the logits
+    classes: tuple[str, ...] = MNIST_INFO.classes  # the name of each label, shown in every figure
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -79,15 +84,28 @@ class SplitPredictions:
     def accuracy(self) -> float:
         return int((~self.wrong).sum()) / len(self)
 
+    @property
+    def named(self) -> bool:
+        """Whether the classes have names longer than a digit (Fashion's "T-shirt/top", KMNIST's "tsu")."""
+        return max(len(name) for name in self.classes) > SHORT_NAME
+
+    @property
+    def noun(self) -> str:
+        """What one example is called in titles: a digit for MNIST's classes, an image otherwise."""
+        return "digit" if self.classes == MNIST_INFO.classes else "image"
+
 
 @torch.inference_mode()
 def compute_predictions(model: nn.Module, split: Split, mean: float = MNIST_MEAN, std: float = MNIST_STD,
-                        batch_size: int = 1000) -> SplitPredictions:
-    """Class probabilities of `model` on `split` (already on the model's device), gathered on the CPU."""
+                        batch_size: int = 1000, classes: Sequence[str] = MNIST_INFO.classes) -> SplitPredictions:
+    """Class probabilities of `model` on `split` (already on the model's device), gathered on the CPU.
+
+    `classes` names each label in the figures (`Checkpoint.classes`).
+    """
     model.eval()
     probs = [model(normalize(split.images[start:start + batch_size], mean, std)).softmax(1).float().cpu()
              for start in range(0, len(split), batch_size)]
-    return SplitPredictions(split.images.cpu(), split.labels.cpu(), torch.cat(probs))
+    return SplitPredictions(split.images.cpu(), split.labels.cpu(), torch.cat(probs), tuple(classes))
 
 
 def save_png(fig: Figure, file: str | Path | BinaryIO, dpi: int = DPI) -> None:
@@ -293,15 +311,21 @@ def _grid_title(predictions: SplitPredictions, shown: list[int], rows: int, mode
     n, n_wrong = len(predictions), int(predictions.wrong.sum())
     accuracy = f"model accuracy {predictions.accuracy:.2%}"
     here = int(predictions.wrong[shown].sum())
+    noun, truth = predictions.noun, "digit" if predictions.noun == "digit" else "class"
     if mode == "class" and errors_only:
-        return (f"Up to {rows} mistakes on each digit (columns: the true digit)\n"
-                f"{n_wrong:,} mistakes on {n:,} digits · {accuracy}")
+        return (f"Up to {rows} mistakes on each {truth} (columns: the true {truth})\n"
+                f"{n_wrong:,} mistakes on {n:,} {noun}s · {accuracy}")
     if mode == "class":
-        return (f"Predictions on {rows} test digits of each class (columns: the true digit)\n"
+        return (f"Predictions on {rows} test {noun}s of each class (columns: the true {truth})\n"
                 f"{here} wrong here · {accuracy}")
     if errors_only:
-        return f"{len(shown)} of the {n_wrong:,} mistakes\non {n:,} digits ({accuracy})"
-    return f"Predictions on {len(shown)} of {n:,} digits\n{here} wrong here · {accuracy}"
+        return f"{len(shown)} of the {n_wrong:,} mistakes\non {n:,} {noun}s ({accuracy})"
+    return f"Predictions on {len(shown)} of {n:,} {noun}s\n{here} wrong here · {accuracy}"
+
+
+def _text_pixels(text: str, size: float) -> int:
+    """About how many digit pixels wide `text` is at `size` points."""
+    return math.ceil(len(text) * size * NAME_CHAR_POINTS / 72 / PIXEL_INCHES)
 
 
 def prediction_grid(predictions: SplitPredictions, *, rows: int = 5, cols: int = 5, mode: str = "class",
@@ -325,12 +349,22 @@ def prediction_grid(predictions: SplitPredictions, *, rows: int = 5, cols: int =
         raise PlotError(f"seed must be 0 to 2**64-1 (torch's generator), got {seed}")
     chosen = _pick_digits(predictions, rows, cols, mode, errors_only, seed)
     if not chosen:
-        return _message(f"No mistakes: all {len(predictions):,} digits are right")
+        return _message(f"No mistakes: all {len(predictions):,} {predictions.noun}s are right")
     cells, indices = list(chosen), list(chosen.values())
     by_class = mode == "class"
+    names = predictions.classes
+    preds, labels = predictions.preds.tolist(), predictions.labels.tolist()
+    # Long class names: the truth goes on a line of its own under the prediction, and the cells widen to fit.
+    two_lines = predictions.named and not by_class
+    captions = [f"pred {names[preds[i]]}" + ("" if by_class or two_lines else f" / true {names[labels[i]]}")
+                for i in indices]
+    cell_size = GRID_CELL
+    if predictions.named:
+        widest = max(_text_pixels(f"pred {name}", 10) for name in names)
+        cell_size = (max(GRID_CELL[0], widest + 2), GRID_CELL[1] + (6 if two_lines else 0))
     header = GRID_HEADER if by_class else 0
     mosaic = _mosaic({cell: predictions.images[index] for cell, index in chosen.items()},
-                     max(row for row, _ in cells) + 1, NUM_CLASSES if by_class else cols, cell=GRID_CELL, top=5,
+                     max(row for row, _ in cells) + 1, NUM_CLASSES if by_class else cols, cell=cell_size, top=5,
                      header=header, title=_grid_title(predictions, indices, rows, mode, errors_only))
     is_wrong = [bool(predictions.wrong[index]) for index in indices]
     colors = [WRONG_COLOR if w else RIGHT_COLOR for w in is_wrong]
@@ -338,15 +372,16 @@ def prediction_grid(predictions: SplitPredictions, *, rows: int = 5, cols: int =
     centre = IMAGE_SIZE / 2
     add_cell_text(mosaic.ax, [f"#{index}" for index in indices], [(x + centre, y - 2.2) for x, y in corners],
                   size=8, colors="dimgray")
-    preds, labels = predictions.preds.tolist(), predictions.labels.tolist()
-    captions = [f"pred {preds[i]}" if by_class else f"pred {preds[i]} / true {labels[i]}" for i in indices]
     add_cell_text(mosaic.ax, captions, [(x + centre, y + IMAGE_SIZE + 3) for x, y in corners], size=10,
                   colors=colors, bold=is_wrong)
+    if two_lines:
+        add_cell_text(mosaic.ax, [f"true {names[labels[i]]}" for i in indices],
+                      [(x + centre, y + IMAGE_SIZE + 8.5) for x, y in corners], size=10, colors="dimgray")
     _frames(mosaic, cells, colors, [2.5 if w else 1 for w in is_wrong])
-    if by_class:  # the digit over each column, and "none" in a column without a digit to show
-        middles = [(col + 0.5) * GRID_CELL[0] for col in range(NUM_CLASSES)]
-        add_cell_text(mosaic.ax, [str(d) for d in range(NUM_CLASSES)], [(x, header / 2) for x in middles], size=15,
-                      colors="black", bold=True)
+    if by_class:  # the class over each column, and "none" in a column without an example to show
+        middles = [(col + 0.5) * cell_size[0] for col in range(NUM_CLASSES)]
+        add_cell_text(mosaic.ax, list(names), [(x, header / 2) for x in middles],
+                      size=10 if predictions.named else 15, colors="black", bold=True)
         empty = sorted(set(range(NUM_CLASSES)) - {col for _, col in cells})
         add_cell_text(mosaic.ax, ["none"] * len(empty), [(middles[col], header + 20) for col in empty], size=10,
                       colors="dimgray")
@@ -415,10 +450,13 @@ def confusion_matrix(predictions: SplitPredictions) -> Figure:
     counts = confusion_counts(predictions)
     diagonal = torch.eye(NUM_CLASSES, dtype=torch.bool)
     errors = counts.masked_fill(diagonal, 0)
-    width, height = 7.8, 6.6
+    # Long class names need a wider left margin (y ticks) and a taller bottom one (x ticks, turned 45°).
+    longest = max(len(name) for name in predictions.classes) * 10 * NAME_CHAR_POINTS / 72 if predictions.named else 0
+    dx, dy = longest, longest * 0.75
+    width, height = 7.8 + dx, 6.6 + dy
     fig = Figure(figsize=(width, height))
     # Fixed positions in inches (matrix, then two colour bars): a layout engine is slow and finds the same.
-    ax = fig.add_axes((0.75 / width, 0.7 / height, 5.3 / width, 5.3 / height))
+    ax = fig.add_axes(((0.75 + dx) / width, (0.7 + dy) / height, 5.3 / width, 5.3 / height))
     right_scale = Normalize(0, max(int(counts.diagonal().max()), 1))
     error_scale = Normalize(1, max(int(errors.max()), 2))
     blues = colormaps["Blues"].with_extremes(bad="none")
@@ -433,15 +471,18 @@ def confusion_matrix(predictions: SplitPredictions) -> Figure:
         colors.append("silver" if count == 0 else "white" if shade > 0.6 else "black")
     add_cell_text(ax, [str(c) for c in counts.flatten().tolist()], [(pred, true) for true, pred in cells], size=9,
                   colors=colors)
-    ax.set_xticks(range(NUM_CLASSES))
-    ax.set_yticks(range(NUM_CLASSES))
-    ax.set_xlabel("predicted digit")
-    ax.set_ylabel("true digit")
-    ax.set_title(f"Confusion matrix: {len(predictions):,} digits, {predictions.accuracy:.2%} right", fontsize=13)
+    ax.set_xticks(range(NUM_CLASSES), predictions.classes, rotation=45 if predictions.named else 0,
+                  ha="right" if predictions.named else "center", rotation_mode="anchor")
+    ax.set_yticks(range(NUM_CLASSES), predictions.classes)
+    what = "digit" if predictions.noun == "digit" else "class"
+    ax.set_xlabel(f"predicted {what}")
+    ax.set_ylabel(f"true {what}")
+    ax.set_title(f"Confusion matrix: {len(predictions):,} {predictions.noun}s, {predictions.accuracy:.2%} right",
+                 fontsize=13)
     for bottom, scale, cmap, label in ((3.45, error_scale, reds, "errors (off the diagonal)"),
                                        (0.7, right_scale, blues, "right answers (the diagonal)")):
-        bar = fig.colorbar(ScalarMappable(scale, cmap),
-                           cax=fig.add_axes((6.35 / width, bottom / height, 0.2 / width, 2.55 / height)))
+        bar = fig.colorbar(ScalarMappable(scale, cmap), cax=fig.add_axes(
+            ((6.35 + dx) / width, (bottom + dy) / height, 0.2 / width, 2.55 / height)))
         bar.set_label(label)
         bar.locator = MaxNLocator(integer=True)
         bar.update_ticks()
@@ -461,21 +502,30 @@ def mistakes_gallery(predictions: SplitPredictions, *, count: int = 15, cols: in
         raise PlotError(f"count and cols must be at least 1, got count={count}, cols={cols}")
     chosen = confident_mistakes(predictions, count).tolist()
     n_wrong = int(predictions.wrong.sum())
+    noun = predictions.noun
     if not chosen:
-        return _message(f"No mistakes: all {len(predictions):,} digits are right")
-    title = f"The {len(chosen)} most confident mistakes\n(of {n_wrong:,} on {len(predictions):,} digits)"
-    cells = [divmod(i, cols) for i in range(len(chosen))]
+        return _message(f"No mistakes: all {len(predictions):,} {noun}s are right")
+    title = f"The {len(chosen)} most confident mistakes\n(of {n_wrong:,} on {len(predictions):,} {noun}s)"
+    names, cells = predictions.classes, [divmod(i, cols) for i in range(len(chosen))]
+    # Long class names: the top-3 lines start at the cell's edge rather than the image's, and the cells widen to
+    # fit them (monospace characters are 0.6 em); the prediction is the first of those lines, not in the title.
+    pad = max(len(name) for name in names)
+    cell = (48, 52)
+    if predictions.named:
+        cell = (max(cell[0], math.ceil((pad + 15) * 9 * 0.6 / 72 / PIXEL_INCHES) + 8), cell[1])
     mosaic = _mosaic({cell: predictions.images[index] for cell, index in zip(cells, chosen, strict=True)},
-                     cells[-1][0] + 1, min(cols, len(chosen)), cell=(48, 52), top=6, title=title)
+                     cells[-1][0] + 1, min(cols, len(chosen)), cell=cell, top=6, title=title)
     corners = [mosaic.corner(*cell) for cell in cells]
+    indent = (cell[0] - IMAGE_SIZE) // 2 - 2 if predictions.named else 0
     titles, lines, points = [], [], []
     for index, (x, y) in zip(chosen, corners, strict=True):
         true = int(predictions.labels[index])
         top = predictions.probs[index].topk(3)
-        titles.append(f"#{index}: true {true}, pred {int(top.indices[0])}")
-        for line, (p, digit) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True)):
-            lines.append(f"{digit}: {p:6.1%}{'  true' if digit == true else ''}")
-            points.append((x, y + IMAGE_SIZE + 4 + 3.3 * line))
+        titles.append(f"#{index}: true {names[true]}" if predictions.named
+                      else f"#{index}: true {names[true]}, pred {names[int(top.indices[0])]}")
+        for line, (p, label) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True)):
+            lines.append(f"{names[label] + ':':<{pad + 1}} {p:6.1%}{'  true' if label == true else ''}")
+            points.append((x - indent, y + IMAGE_SIZE + 4 + 3.3 * line))
     add_cell_text(mosaic.ax, titles, [(x + IMAGE_SIZE / 2, y - 2.8) for x, y in corners], size=9, colors=WRONG_COLOR)
     add_cell_text(mosaic.ax, lines, points, size=9, colors="black", ha="left", family="monospace")
     _frames(mosaic, cells, [WRONG_COLOR] * len(cells), [1.5] * len(cells))

@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 from . import __version__
 from ._io import atomic_path
 from .checkpoints import DATASET_SCHEMA, EPOCH_SCHEMA, VERSION, load_checkpoint
-from .data import load_split, resolve_data_dir
+from .data import load_test_split
+from .datasets import checkpoint_dataset
 from .errors import MnistlabError
 from .plots import (
     DPI,
@@ -87,12 +88,17 @@ def load_metrics(run: str | Path) -> dict:
 
 
 def predictions_for_run(run: str | Path, data_dir: str | Path | None = None, device: str = "cpu",
-                        batch_size: int = 1000) -> SplitPredictions:
-    """Rebuild a run's model from its checkpoint and compute its predictions on the test split."""
+                        batch_size: int = 1000, dataset: str | None = None) -> SplitPredictions:
+    """Rebuild a run's model from its checkpoint and compute its predictions on the test split.
+
+    The split is the run's own dataset's (read from `data_dir` when given); an explicit `dataset` other
+    than the run's is refused (`mnistlab.DataError`).
+    """
     checkpoint = load_checkpoint(run, device=device)
-    test, _ = load_split(resolve_data_dir(data_dir), "test")
+    info = checkpoint_dataset(checkpoint.config.get("dataset", {}), dataset, checkpoint.path)
+    test, _ = load_test_split(info, data_dir)
     return compute_predictions(checkpoint.model, test.to(checkpoint.device), checkpoint.mean, checkpoint.std,
-                               batch_size)
+                               batch_size, checkpoint.classes)
 
 
 def _png_data_uri(fig: Figure) -> str:
@@ -103,17 +109,19 @@ def _png_data_uri(fig: Figure) -> str:
 
 def report_figures(metrics: dict, predictions: SplitPredictions) -> dict[str, tuple[str, str, Figure]]:
     """The report's figures: {id: (heading, caption, Figure)}, in reading order."""
-    label, pred = int(predictions.labels[0]), int(predictions.preds[0])
+    names, noun = predictions.classes, predictions.noun
+    label, pred = names[int(predictions.labels[0])], names[int(predictions.preds[0])]
+    heading = f"Test {noun} #0: label {label}, predicted {pred}"
     return {
         "curves": ("Training curves", "Loss and accuracy after each epoch; train figures are running averages "
                    "over the epoch, test figures are computed on the whole test set.",
                    training_curves(metrics["epochs"])),
-        "pixels": ("What the model sees", "The first test digit as its 28×28 grid of pixel values (0–255).",
-                   pixel_view(predictions.images[0], title=f"Test digit #0: label {label}, predicted {pred}")),
-        "predictions": ("Predictions", "Five test digits of each class, one column per true digit, picked at "
+        "pixels": ("What the model sees", f"The first test {noun} as its 28×28 grid of pixel values (0–255).",
+                   pixel_view(predictions.images[0], title=heading)),
+        "predictions": ("Predictions", f"Five test {noun}s of each class, one column per true class, picked at "
                         "random (the same ones every time); green is right, red is wrong.",
                         prediction_grid(predictions, **REPORT_GRID)),
-        "confusion": ("Confusion matrix", "Rows are the true digits, columns the predictions; each cell holds "
+        "confusion": ("Confusion matrix", "Rows are the true classes, columns the predictions; each cell holds "
                       "a count. Right answers are blue and errors red, each on its own colour scale, so the "
                       "darkest red cells are the model's commonest confusions.", confusion_matrix(predictions)),
         "mistakes": ("Most confident mistakes", "The wrong predictions the model was surest of, with its top-3 "
@@ -139,7 +147,8 @@ def _metrics_table(epochs: list[dict]) -> str:
 def _config_table(metrics: dict) -> str:
     rows = [[key, json.dumps(value)] for key, value in metrics.get("config", {}).items()]
     dataset = metrics.get("dataset", {})
-    rows += [[f"dataset {key}", value] for key, value in dataset.items() if key != "sha256"]
+    rows += [[f"dataset {key}", ", ".join(value) if isinstance(value, list) else value]
+             for key, value in dataset.items() if key != "sha256"]
     rows += [[f"sha256 {name}", digest] for name, digest in dataset.get("sha256", {}).items()]
     rows += [[label, metrics[key]] for key, label in (("device", "ran on device"), ("torch_version", "torch version"),
                                                        ("mnistlab_version", "mnistlab version")) if key in metrics]
@@ -162,6 +171,8 @@ def render_report(run_dir: Path, metrics: dict, figures: dict[str, tuple[str, st
     """The report as one HTML string, figures embedded."""
     config, final = metrics.get("config", {}), metrics["epochs"][-1]
     model = f"{config.get('model', '?')} {json.dumps(config.get('model_args', {}))}"
+    if "name" in metrics.get("dataset", {}):
+        model += f" on {metrics['dataset']['name']}"
     summary = (f"{model} · test accuracy {final['test_acc']:.2%} after {len(metrics['epochs'])} epochs"
                + (f" · {metrics['wall_seconds']:.1f} s on {metrics.get('device', '?')}" if "wall_seconds" in metrics
                   else ""))
@@ -189,19 +200,20 @@ def render_report(run_dir: Path, metrics: dict, figures: dict[str, tuple[str, st
 
 def write_report(run_dir: str | Path, predictions: SplitPredictions | None = None, *,
                  data_dir: str | Path | None = None, device: str = "cpu", batch_size: int = 1000,
-                 out: str | Path | None = None) -> Path:
+                 out: str | Path | None = None, dataset: str | None = None) -> Path:
     """Write the run's report.html (or `out`) and return its path.
 
     Args:
         run_dir: the run folder (metrics.json and the checkpoint).
         predictions: the model's test-set predictions when the caller has them (as `mnistlab train`
             does); otherwise they are computed from the checkpoint on `device`, with the test split
-            read from `data_dir` (default: as `load_mnist` chooses).
+            read from `data_dir` (default: the run's dataset, bundled or cached); `dataset`, when given,
+            must be the run's.
     """
     run_dir = Path(run_dir)
     metrics = load_metrics(run_dir)
     if predictions is None:
-        predictions = predictions_for_run(run_dir, data_dir, device, batch_size)
+        predictions = predictions_for_run(run_dir, data_dir, device, batch_size, dataset)
     page = render_report(run_dir, metrics, report_figures(metrics, predictions))
     path = Path(out) if out else run_dir / REPORT_FILE
     with atomic_path(path) as tmp:

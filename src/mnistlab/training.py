@@ -32,7 +32,8 @@ from . import __version__
 from ._io import StagedFolder, json_text
 from .augment import augment
 from .checkpoints import checkpoint_files, is_checkpoint_folder
-from .data import MNIST_MEAN, MNIST_STD, Split, load_mnist, normalize
+from .data import MNIST_MEAN, MNIST_STD, Split, dataset_dir, load_mnist, normalize
+from .datasets import get_dataset, list_datasets
 from .device import resolve_device
 from .errors import MnistlabError
 from .limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MAX_TRAIN_LIMIT, MEAN_RANGE, SEED_MAX, STD_RANGE
@@ -79,11 +80,12 @@ class TrainConfig:
     eval_every: int | None = None  # steps between test evaluations; None: after each epoch (and always at the end)
     stop_at: float | None = None  # stop once the test accuracy reaches this (0-1); None: run every epoch
     compile: bool = False  # torch.compile the model for the training steps
-    mean: float = MNIST_MEAN  # normalisation, on a 0-1 pixel scale
-    std: float = MNIST_STD
+    dataset: str = "mnist"  # a name from mnistlab.datasets.list_datasets()
+    mean: float | None = None  # normalisation, on a 0-1 pixel scale; None: the dataset's (MNIST: 0.1307)
+    std: float | None = None  # None: the dataset's (MNIST: 0.3081)
     seed: int = 1  # model init and shuffling; the same seed on the same CPU gives the same weights
     device: str = "auto"  # auto = CUDA, then MPS, then CPU
-    data_dir: str | None = None  # None: $MNISTLAB_DATA_DIR, else the bundled copy
+    data_dir: str | None = None  # the four IDX files of `dataset` in a folder; None: bundled (MNIST) or downloaded
     train_limit: int | None = None  # train on the first N training images only (quick runs)
     out: str | None = None  # run folder; None: runs/<timestamp>-<model>
     overwrite: bool = False  # replace an existing run at `out` (whole: its old figures go too)
@@ -108,13 +110,20 @@ class TrainConfig:
         for name, (low, high) in wholes.items():
             if not _whole(getattr(self, name), low, high):
                 raise ValueError(f"{name}: must be a whole number from {low} to {high:,}, got {getattr(self, name)!r}")
+        if self.dataset not in list_datasets():
+            raise ValueError(f"dataset: unknown dataset {self.dataset!r}; choose from: {', '.join(list_datasets())}")
         if not (_real(self.lr, 0, MAX_LR) and self.lr > 0):
             raise ValueError(f"lr: must be a number > 0 and ≤ {MAX_LR:g}, got {self.lr!r}")
         for name, (low, high) in (("mean", MEAN_RANGE), ("std", STD_RANGE)):
-            if not _real(getattr(self, name), low, high):
+            if getattr(self, name) is not None and not _real(getattr(self, name), low, high):
                 raise ValueError(f"{name}: must be a number from {low:g} to {high:g} (0-1 pixel scale), "
                                  f"got {getattr(self, name)!r}")
         check_recipe_fields(self)
+
+    def normalization(self) -> tuple[float, float]:
+        """(mean, std): the ones set, else the dataset's."""
+        info = get_dataset(self.dataset)
+        return (info.mean if self.mean is None else self.mean), (info.std if self.std is None else self.std)
 
     def full_model_args(self) -> dict:
         """The model's arguments with its defaults filled in, as a checkpoint records them."""
@@ -412,7 +421,7 @@ def default_run_dir(model_name: str) -> Path:
 
 
 def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | None = None) -> Run:
-    """Train `config.model` on MNIST, evaluate after every epoch, and save the run folder whole.
+    """Train `config.model` on `config.dataset`, evaluate after every epoch, and save the run folder whole.
 
     The output folder is checked before anything else (see `mnistlab._io.StagedFolder`), then the
     run is written into a temporary sibling folder that is renamed into place at the end: an
@@ -426,22 +435,27 @@ def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | Non
     """
     timer = _Timer()
     config.validate()
-    config = dataclasses.replace(config, model_args=config.full_model_args())
+    mean, std = config.normalization()
+    config = dataclasses.replace(config, model_args=config.full_model_args(), mean=mean, std=std)
     device = resolve_device(config.device)
     run_dir = Path(config.out) if config.out else default_run_dir(config.model)
     with StagedFolder(run_dir, overwrite=config.overwrite, replaceable=is_checkpoint_folder) as staging:
         # The data is read in a thread while the model is built: decompressing and hashing release the
         # GIL, and the first optimizer of a process spends about 1 s importing torch._dynamo (in Python).
+        with timer("data"):  # a download happens here, in the main thread, where Ctrl-C stops it at once
+            folder, _ = dataset_dir(config.dataset, config.data_dir, config.progress)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            loading = pool.submit(timer.timed, "data", load_mnist, config.data_dir)
+            loading = pool.submit(timer.timed, "data", load_mnist, folder, config.dataset)
             with timer("model"):
                 model = build_model(config, device)
                 optimizer = make_optimizer(model, config)
             data = loading.result()
         train_split = data.train if config.train_limit is None else data.train.subset(config.train_limit)
         train_split, test_split = train_split.to(device), data.test.to(device)
-        dataset = {"name": data.name, "source": data.source, "sha256": data.sha256,
-                   "train_size": len(train_split), "test_size": len(test_split)}
+        dataset = data.record(train_size=len(train_split))
+        if config.progress:
+            tqdm.write(f"training {config.model} on {get_dataset(config.dataset).title}: {len(train_split):,} "
+                       f"training and {len(test_split):,} test images")
         try:
             history, wall_seconds = fit(model, optimizer, train_split, test_split, config)
             _check_finite_weights(model)

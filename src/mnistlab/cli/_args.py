@@ -6,12 +6,13 @@ import argparse
 import math
 from collections.abc import Callable
 
+from ..datasets import list_datasets
 from ..limits import MAX_BATCH_SIZE
 
 # Mirrors of the library defaults (training.TrainConfig), kept here so --help needs no torch;
 # tests/test_cli.py checks that the two agree.
 DEFAULTS = {"model": "mlp", "epochs": 5, "batch_size": 64, "test_batch_size": 1000, "lr": 1e-3,
-            "mean": 0.1307, "std": 0.3081, "seed": 1, "device": "auto"}
+            "dataset": "mnist", "mean": None, "std": None, "seed": 1, "device": "auto"}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -77,14 +78,21 @@ def device_name(text: str) -> str:
     return text
 
 
-def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
+def add_data_dir_flag(parser: argparse.ArgumentParser, run_dataset: bool = False) -> None:
+    """--dataset and --data-dir. `run_dataset`: the command reads a run, whose own dataset is the default."""
+    names = ", ".join(list_datasets())
+    parser.add_argument("--dataset", choices=list_datasets(), default=None if run_dataset else DEFAULTS["dataset"],
+                        metavar="NAME",
+                        help=(f"{names}; must be the run's own (default: the dataset the run was trained on)"
+                              if run_dataset else f"{names}; all but mnist are downloaded on first use into "
+                              f"$MNISTLAB_DATA_DIR, else your cache folder (default: {DEFAULTS['dataset']})"))
     parser.add_argument("--data-dir", metavar="DIR",
-                        help="folder with the four MNIST IDX files, raw or .gz "
-                             "(default: $MNISTLAB_DATA_DIR, else the copy bundled with mnistlab)")
+                        help="read the dataset's four IDX files, raw or .gz, from DIR as they are, no download "
+                             "(default: mnist's bundled copy, or the download cache)")
 
 
-def add_data_flags(parser: argparse.ArgumentParser) -> None:
-    add_data_dir_flag(parser)
+def add_data_flags(parser: argparse.ArgumentParser, run_dataset: bool = True) -> None:
+    add_data_dir_flag(parser, run_dataset)
     parser.add_argument("--device", type=device_name, default=DEFAULTS["device"], metavar="NAME",
                         help="auto, cpu, cuda, cuda:N or mps; auto = CUDA, then MPS, then CPU "
                              f"(default: {DEFAULTS['device']})")

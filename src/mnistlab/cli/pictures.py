@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -131,7 +132,8 @@ def dataset_index(text: str) -> int | None:
 
 
 def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..data import load_split, resolve_data_dir
+    from ..data import dataset_dir, load_split
+    from ..datasets import get_dataset
     from ..plots import PlotError, pixel_view
 
     if args.augmented and args.normalized:
@@ -142,25 +144,29 @@ def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.augmented:
         default = default.with_name(f"{default.stem}-augmented.png")
     check_output(args, default)
+    info = get_dataset(args.dataset)
     if index is not None:
-        split, _ = load_split(resolve_data_dir(args.data_dir), args.split)
+        split, _ = load_split(dataset_dir(info, args.data_dir)[0], args.split)
         if not 0 <= index < len(split):
             shown = args.digit if len(args.digit) <= 20 else f"{args.digit[:20]}..."
             raise PlotError(f"index {shown} is out of range: the {args.split} split has {len(split):,} digits "
                             f"(0-{len(split) - 1})")
         label = int(split.labels[index])
-        fig = draw(split.images[index], label, normalized=args.normalized,
-                   title=f"{args.split.capitalize()} digit #{index}: label {label}")
+        noun, name = ("digit", "") if info.bundled else ("image", f" ({info.classes[label]})")
+        fig = draw(split.images[index], label, normalized=args.normalized, mean=info.mean, std=info.std,
+                   title=f"{info.title} {args.split} {noun} #{index}: label {label}{name}")
     else:
         from ..preprocessing import load_image, preprocess
 
         pixels = preprocess(load_image(args.digit), invert=args.invert)
-        fig = draw(pixels, normalized=args.normalized, title=f"{Path(args.digit).name} as the model sees it")
+        fig = draw(pixels, normalized=args.normalized, mean=info.mean, std=info.std,
+                   title=f"{Path(args.digit).name} as the model sees it")
     write_or_show(fig, args, default)
     return 0
 
 
-def augmented_view(image, label: int | None = None, *, normalized: bool = False, title: str | None = None) -> Figure:
+def augmented_view(image, label: int | None = None, *, normalized: bool = False, mean: float = 0.0, std: float = 1.0,
+                   title: str | None = None) -> Figure:
     """`show --augmented`, in place of `pixel_view`: the digit and copies warped as the cnn's best recipe warps them."""
     from ..plots import augmented_grid
     from ..recipes import get_recipe
@@ -185,7 +191,7 @@ def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
                      f"got {args.rows * cols}")
     default = run_folder(args.run) / ("predictions-errors.png" if args.errors_only else "predictions.png")
     check_output(args, default)
-    predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size)
+    predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size, args.dataset)
     fig = prediction_grid(predictions, rows=args.rows, cols=cols, mode="random" if args.random else "class",
                           errors_only=args.errors_only, seed=args.seed)
     write_or_show(fig, args, default)
@@ -216,11 +222,13 @@ def cmd_plot_confusion(args: argparse.Namespace, parser: argparse.ArgumentParser
 
         default = run_folder(args.run) / "confusion-images.png"
         check_output(args, default)
-        score = score_labelled(load_checkpoint(args.run, device=args.device), args.images)
-        write_or_show(confusion_matrix(score.split_predictions()), args, default)
+        checkpoint = load_checkpoint(args.run, device=args.device)
+        score = score_labelled(checkpoint, args.images)
+        predictions = dataclasses.replace(score.split_predictions(), classes=checkpoint.classes)
+        write_or_show(confusion_matrix(predictions), args, default)
         return 0
     check_output(args, run_folder(args.run) / "confusion.png")
-    predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size)
+    predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size, args.dataset)
     write_or_show(confusion_matrix(predictions), args, run_folder(args.run) / "confusion.png")
     return 0
 
@@ -232,7 +240,7 @@ def cmd_plot_mistakes(args: argparse.Namespace, parser: argparse.ArgumentParser)
     if args.count > MAX_GRID_CELLS:
         parser.error(f"--count must be at most {MAX_GRID_CELLS}, got {args.count}")
     check_output(args, run_folder(args.run) / "mistakes.png")
-    predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size)
+    predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size, args.dataset)
     write_or_show(mistakes_gallery(predictions, count=args.count), args, run_folder(args.run) / "mistakes.png")
     return 0
 
@@ -242,7 +250,7 @@ def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
     check_output(args, run_folder(args.run) / REPORT_FILE)
     path = write_report(run_folder(args.run), data_dir=args.data_dir, device=args.device,
-                        batch_size=args.test_batch_size, out=args.out)
+                        batch_size=args.test_batch_size, out=args.out, dataset=args.dataset)
     print(f"wrote {path}")
     return 0
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..datasets import DATASETS
 from ..errors import MnistlabError
 from ..limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_HIDDEN, MAX_LR, MAX_TRAIN_LIMIT, MEAN_RANGE, SEED_MAX, STD_RANGE
 from ..recipes import OPTIMIZERS, SCHEDULES, recipe_names
@@ -20,20 +21,23 @@ if TYPE_CHECKING:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a model and save its run folder",
-                                description="Train a model on MNIST; write the checkpoint and metrics.json. "
-                                            "The run folder appears whole when everything is written, or not "
-                                            "at all (Ctrl-C exits 130, SIGTERM 143, leaving nothing new).")
+                                description="Train a model on MNIST (or --dataset); write the checkpoint and "
+                                            "metrics.json. The run folder appears whole when everything is "
+                                            "written, or not at all (Ctrl-C exits 130, SIGTERM 143, leaving nothing "
+                                            "new).")
     train.add_argument("--model", default=DEFAULTS["model"], metavar="NAME",
                        help=f"model name, see `mnistlab models` (default: {DEFAULTS['model']})")
     train.add_argument("--hidden", type=int_in(1, MAX_HIDDEN), metavar="N",
                        help=f"hidden units of the mlp, 1 to {MAX_HIDDEN:,} (default: 128)")
     add_recipe_flags(train)
+    means = ", ".join(f"{info.name} {info.mean:g}" for info in DATASETS.values())
+    stds = ", ".join(f"{info.name} {info.std:g}" for info in DATASETS.values())
     train.add_argument("--mean", type=float_in(*MEAN_RANGE), default=DEFAULTS["mean"], metavar="M",
                        help=f"normalisation mean on the 0-1 pixel scale, {MEAN_RANGE[0]:g} to {MEAN_RANGE[1]:g} "
-                            f"(default: {DEFAULTS['mean']})")
+                            f"(default: the dataset's training-set mean: {means})")
     train.add_argument("--std", type=float_in(*STD_RANGE), default=DEFAULTS["std"], metavar="S",
                        help=f"normalisation standard deviation, {STD_RANGE[0]:g} to {STD_RANGE[1]:g} "
-                            f"(default: {DEFAULTS['std']})")
+                            f"(default: the dataset's: {stds})")
     train.add_argument("--seed", type=int_in(0, SEED_MAX), default=DEFAULTS["seed"], metavar="S",
                        help=f"random seed for init and shuffling, 0 to 2**64-1 (default: {DEFAULTS['seed']})")
     train.add_argument("--train-limit", type=int_in(1, MAX_TRAIN_LIMIT), metavar="N",
@@ -47,12 +51,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--no-report", action="store_true",
                        help="skip report.html (curves.png is written all the same)")
     train.add_argument("--verbose", action="store_true", help="print the seconds each phase took, at the end")
-    add_data_flags(train)
+    add_data_flags(train, run_dataset=False)
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint on the test set",
                                    description="Rebuild a model from its checkpoint alone and evaluate it "
-                                               "on the MNIST test set; compare with the recorded accuracy.")
+                                               "on the test set of the dataset it was trained on; compare with "
+                                               "the recorded accuracy.")
     evaluate.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT",
                           help="a run folder, or its config.json or model.safetensors")
     evaluate.add_argument("--images", metavar="DIR",
@@ -210,7 +215,8 @@ def train_config(args: argparse.Namespace, default_out: str | None = None) -> Tr
                        optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay,
                        label_smoothing=args.label_smoothing, augment=args.augment, elastic=args.elastic)
     return TrainConfig(model=args.model, model_args=model_args, **settings, test_batch_size=args.test_batch_size,
-                       mean=args.mean, std=args.std, seed=args.seed, device=args.device, data_dir=args.data_dir,
+                       dataset=args.dataset, mean=args.mean, std=args.std, seed=args.seed, device=args.device,
+                       data_dir=args.data_dir,
                        train_limit=args.train_limit, out=args.out or default_out, overwrite=args.overwrite,
                        progress=not args.no_progress, eval_every=args.eval_every, stop_at=args.stop_at,
                        compile=args.compile)
@@ -218,7 +224,8 @@ def train_config(args: argparse.Namespace, default_out: str | None = None) -> Tr
 
 def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..checkpoints import load_checkpoint
-    from ..data import load_split, resolve_data_dir
+    from ..data import load_test_split
+    from ..datasets import checkpoint_dataset
     from ..training import evaluate
 
     if args.json and not args.images:
@@ -226,11 +233,14 @@ def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     checkpoint = load_checkpoint(args.checkpoint, device=args.device)
     if args.images:
         return evaluate_images(checkpoint, args.images, args.json)
-    test, digests = load_split(resolve_data_dir(args.data_dir), "test")
+    info = checkpoint_dataset(checkpoint.config.get("dataset", {}), args.dataset, checkpoint.path)
+    test, digests = load_test_split(info, args.data_dir)
     loss, acc = evaluate(checkpoint.model, test.to(checkpoint.device), checkpoint.mean, checkpoint.std,
                          args.test_batch_size)
     n_params = sum(p.numel() for p in checkpoint.model.parameters())
     print(f"{checkpoint.path}: {checkpoint.model_name} ({n_params:,} parameters) on {checkpoint.device}")
+    origin = f"--data-dir {args.data_dir}" if args.data_dir else "the bundled copy" if info.bundled else "the cache"
+    print(f"{info.title} test set, from {origin}")
     print(f"test loss {loss:.4f}  test accuracy {acc:.2%} ({round(acc * len(test))}/{len(test)})")
     recorded = checkpoint.metrics.get("test_acc")
     if recorded is not None:
@@ -304,7 +314,7 @@ class RunPictures:
             if self.report:
                 name = REPORT_FILE
                 predictions = compute_predictions(run.model, run.test_split, run.config.mean, run.config.std,
-                                                  run.config.test_batch_size)
+                                                  run.config.test_batch_size, DATASETS[run.config.dataset].classes)
                 metrics = load_metrics(folder)
                 page = render_report(run.dir, metrics, report_figures(metrics, predictions))
                 (folder / REPORT_FILE).write_text(page, encoding="utf-8")

@@ -1,0 +1,111 @@
+"""The datasets benchmark: test accuracy and training seconds of two recipes on Fashion-MNIST and KMNIST.
+
+For a machine that reaches the dataset hosts: each dataset is fetched into the cache first
+(`mnistlab data download`, every file checked against its pinned MD5), then each recipe trains on
+its 60,000 training images with the dataset's own normalisation, and is scored on its 10,000 test
+images:
+
+  mlp / classic   the seed's recipe: 784-128-10 ReLU, Adam lr 1e-3, batch 64, 5 epochs
+  cnn / best      the strongest model and recipe mnistlab has (see benchmarks/frontier.py)
+
+Without a network the first download fails with mnistlab's one-line error, and nothing is trained.
+
+    python benchmarks/datasets.py                                   # both datasets, both recipes, seed 1
+    python benchmarks/datasets.py --datasets fashion-mnist --seeds 1 2 3 --json datasets.json
+    python benchmarks/datasets.py --only mlp-classic --train-limit 5000   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import mnistlab
+from mnistlab.datasets import DataError, get_dataset
+from mnistlab.downloads import fetch
+from mnistlab.recipes import resolve
+from mnistlab.training import TrainConfig, train
+
+RECIPES = {"mlp-classic": ("mlp", "classic"), "cnn-best": ("cnn", "best")}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads){gpu}; torch {torch.__version__}, "
+            f"mnistlab {mnistlab.__version__}, Python {platform.python_version()}")
+
+
+def run_one(dataset: str, key: str, seed: int, train_limit: int | None, device: str) -> dict:
+    """Train one recipe on one dataset with one seed; its test accuracy and seconds."""
+    model, recipe = RECIPES[key]
+    with tempfile.TemporaryDirectory() as tmp:
+        run = train(TrainConfig(model=model, **resolve(model, recipe), dataset=dataset, seed=seed, device=device,
+                                train_limit=train_limit, out=f"{tmp}/run", progress=False))
+    return {"dataset": dataset, "recipe": key, "seed": seed, "test_acc": run.final.test_acc,
+            "train_seconds": run.final.train_seconds, "wall_seconds": run.wall_seconds, "device": run.device}
+
+
+def markdown(results: list[dict]) -> str:
+    lines = ["| dataset | model / recipe | test accuracy (per seed) | training s (mean) |", "|---|---|---|---|"]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for result in results:
+        groups.setdefault((result["dataset"], result["recipe"]), []).append(result)
+    for (dataset, key), rows in groups.items():
+        accs = [row["test_acc"] for row in rows]
+        mean = sum(accs) / len(accs)
+        seconds = sum(row["train_seconds"] for row in rows) / len(rows)
+        lines.append(f"| {get_dataset(dataset).title} | {' / '.join(RECIPES[key])} | {mean:.2%} "
+                     f"({', '.join(f'{a:.2%}' for a in accs)}) | {seconds:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=["fashion-mnist", "kmnist"],
+                        choices=["fashion-mnist", "kmnist", "mnist"], help="(default: fashion-mnist kmnist)")
+    parser.add_argument("--only", nargs="+", choices=list(RECIPES), help="run only these recipes (default: both)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="(default: 1)")
+    parser.add_argument("--train-limit", type=int, help="train on the first N images only (a smoke run)")
+    parser.add_argument("--device", default="auto", help="(default: auto)")
+    parser.add_argument("--json", type=Path, help="also write the results here, after every run")
+    args = parser.parse_args()
+    print(machine(), flush=True)
+    try:  # every download first: a missing network stops the benchmark before any training
+        for name in args.datasets:
+            info = get_dataset(name)
+            if not info.bundled:
+                fetch(info)
+    except DataError as e:
+        print(f"datasets benchmark: error: {e}", file=sys.stderr)
+        return 1
+    results: list[dict] = []
+    started = time.perf_counter()
+    for name in args.datasets:
+        for key in args.only or RECIPES:
+            for seed in args.seeds:
+                results.append(run_one(name, key, seed, args.train_limit, args.device))
+                last = results[-1]
+                print(f"  {name} {key} seed {seed}: {last['test_acc']:.2%}, {last['train_seconds']:.1f} s training "
+                      f"on {last['device']}", flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2) + "\n")
+    print(f"\n{machine()}; {time.perf_counter() - started:.0f} s in all\n")
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

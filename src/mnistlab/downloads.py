@@ -1,0 +1,246 @@
+"""Verified, cached downloads of the datasets that do not ship with mnistlab.
+
+Each file goes into `cache_root()/<dataset>/` only after its MD5 matched the one pinned in
+`mnistlab.datasets`. pooch does the fetching (streaming, a progress bar, hash checking) and
+writes into a private staging folder beside the cache files; the checked file is renamed into
+place from there, and the staging folder is removed whatever happens (a 404, a timeout, a hash
+mismatch, a full disk, Ctrl-C). So no path leaves an unchecked file, or pooch's temporary file,
+where a later load could find it. pooch and requests are imported only when a file is fetched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ._io import open_regular_file
+from .datasets import DataError, DatasetInfo
+
+CACHE_ENV = "MNISTLAB_DATA_DIR"
+TIMEOUT = 30.0  # seconds to connect, and seconds a server may stay silent mid-transfer, before a URL counts as failed
+MAX_FILE_BYTES = 100 * 2**20  # the largest published file is 30 MB; a server sending more is not sending it
+STAGING_PREFIX = ".download-"
+STALE_SECONDS = 24 * 3600  # a staging folder this old belongs to a killed process (SIGKILL, power cut)
+STATUSES = ("ok", "missing", "corrupt")
+
+
+def cache_root() -> Path:
+    """Where fetched datasets live: $MNISTLAB_DATA_DIR, else the user's cache folder for mnistlab.
+
+    The latter is `pooch.os_cache("mnistlab")` (e.g. ~/.cache/mnistlab on Linux), named through platformdirs,
+    which pooch itself uses, so that listing the cache does not import pooch.
+    """
+    chosen = os.environ.get(CACHE_ENV)
+    if chosen:
+        return Path(chosen).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("mnistlab"))
+
+
+def dataset_folder(info: DatasetInfo, root: Path | None = None) -> Path:
+    """The cache folder of one dataset: one subfolder per dataset."""
+    return (root or cache_root()) / info.name
+
+
+def md5_of(path: Path) -> str:
+    """The MD5 of a regular file (a FIFO or a device of that name raises `NotRegularFileError`, never hangs)."""
+    digest = hashlib.md5(usedforsecurity=False)  # MD5 is what torchvision pins; it checks, it does not sign
+    with open_regular_file(path) as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_status(info: DatasetInfo, root: Path | None = None) -> dict[str, str]:
+    """{file name: "ok" | "missing" | "corrupt"} for each of the dataset's files in the cache, each re-hashed."""
+    folder = dataset_folder(info, root)
+    status = {}
+    for name, md5 in (info.md5 or {}).items():
+        path = folder / name
+        try:
+            status[name] = "ok" if md5_of(path) == md5 else "corrupt"
+        except (FileNotFoundError, NotADirectoryError):  # NotADirectory: the cache root is a file
+            status[name] = "missing"
+        except OSError:  # a folder or FIFO of that name, no permission: not a file that can be used
+            status[name] = "corrupt"
+    return status
+
+
+def fetch(info: DatasetInfo, root: Path | None = None, *, timeout: float = TIMEOUT, progress: bool = True) -> Path:
+    """Make sure the cache holds every file of `info`, each with its pinned MD5; return the dataset's folder.
+
+    A file already there is re-hashed and kept when it matches; a missing or corrupt one is fetched
+    (`fetch_file`) and replaces it only once the download matched. Raises `DataError` when a file
+    cannot be had from any URL.
+    """
+    if info.md5 is None:
+        raise DataError(f"{info.name}: ships with mnistlab; there is nothing to download")
+    folder = dataset_folder(info, root)
+    for name, status in file_status(info, root).items():
+        if status == "ok":
+            continue
+        try:
+            fetch_file(name, info.md5[name], [base + name for base in info.urls], folder, timeout=timeout,
+                       progress=progress)
+        except DataError as e:
+            if status == "corrupt":
+                raise DataError(f"{e}; the cached copy {folder / name} is corrupt and was not used: "
+                                f"`mnistlab data download {info.name}` replaces it once a URL above answers") from None
+            raise
+    return folder
+
+
+def fetch_file(name: str, md5: str, urls: list[str], folder: Path, *, timeout: float = TIMEOUT,
+               progress: bool = True) -> Path:
+    """Download `name` into `folder` from the first of `urls` that serves it with MD5 `md5`; return its path.
+
+    A 404, a connection error, a timeout, a transfer broken off or a hash mismatch moves on to the
+    next URL; when all fail, one `DataError` names the file and each URL's reason.
+    """
+    created = [path for path in (folder, *folder.parents) if not path.exists()]  # the folders this call makes
+    _make_folder(folder)
+    _remove_stale_staging(folder)
+    try:
+        return _fetch_from_first(name, md5, urls, folder, timeout, progress)
+    except BaseException:  # a failed or interrupted fetch leaves no folder it made, either
+        for path in created:  # innermost first
+            try:
+                path.rmdir()  # only when empty
+            except OSError:
+                pass
+        raise
+
+
+def _fetch_from_first(name: str, md5: str, urls: list[str], folder: Path, timeout: float, progress: bool) -> Path:
+    failures = []
+    for url in urls:
+        try:
+            with _staging(folder) as staging, _quiet_pooch():
+                if progress:
+                    print(f"fetching {url}", file=sys.stderr, flush=True)  # beside the progress bar, not in the output
+                got = _retrieve(url, name, md5, staging, timeout, progress)
+                os.replace(got, folder / name)  # checked: renamed into place whole
+            return folder / name
+        except OSError as e:
+            if isinstance(e, _request_errors()):  # requests' errors are OSErrors too
+                failures.append(f"{url}: {_reason(e, timeout)}")
+                continue
+            raise DataError(f"{folder / name}: cannot write to the cache ({e.strerror or e})") from None
+        except _FileTooLarge:
+            failures.append(f"{url}: sent more than {MAX_FILE_BYTES:,} bytes, far more than the file is")
+        except ValueError as e:  # pooch's hash mismatch
+            failures.append(f"{url}: {_reason(e, timeout)}")
+    raise DataError(f"{name}: could not be fetched: {'; '.join(failures)}")
+
+
+def _retrieve(url: str, name: str, md5: str, staging: Path, timeout: float, progress: bool) -> str:
+    import pooch
+
+    downloader = pooch.HTTPDownloader(progressbar=progress, timeout=timeout)
+
+    def capped(url: str, output_file: str, pooch_: object) -> None:
+        with open(output_file, "w+b") as file:
+            downloader(url, _CappedWriter(file), pooch_)
+
+    return pooch.retrieve(url, known_hash=f"md5:{md5}", fname=name, path=staging, downloader=capped)
+
+
+class _FileTooLarge(Exception):
+    pass
+
+
+class _CappedWriter:
+    """A file that refuses to grow past MAX_FILE_BYTES (a server streaming without end would fill the disk)."""
+
+    def __init__(self, file):
+        self.file, self.written = file, 0
+
+    def write(self, data: bytes) -> int:
+        self.written += len(data)
+        if self.written > MAX_FILE_BYTES:
+            raise _FileTooLarge()
+        return self.file.write(data)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _request_errors() -> tuple[type[Exception], ...]:
+    import requests
+
+    return (requests.RequestException,)
+
+
+def _reason(error: Exception, timeout: float) -> str:
+    """One short phrase for why one URL failed."""
+    import requests
+
+    if isinstance(error, requests.HTTPError) and error.response is not None:
+        return f"HTTP {error.response.status_code} {error.response.reason or ''}".rstrip()
+    if isinstance(error, requests.Timeout) or "timed out" in str(error).lower():
+        return f"no answer within {timeout:g} s (timed out)"
+    if isinstance(error, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
+        return "transfer broken off before the end (truncated)"
+    if isinstance(error, requests.exceptions.SSLError):
+        return "TLS failed (certificate or handshake)"
+    if isinstance(error, requests.ConnectionError):
+        text = str(error).lower()
+        why = ("host name not resolved" if "resolve" in text or "name or service" in text
+               else "connection refused" if "refused" in text else "")
+        return f"cannot connect ({why})" if why else "cannot connect"
+    if isinstance(error, requests.RequestException):
+        return f"request failed ({type(error).__name__})"
+    got = re.search(r"but got ([0-9a-f]{32})", str(error))
+    return f"MD5 mismatch: got {got.group(1) if got else 'another'}, expected the pinned one"
+
+
+@contextmanager
+def _staging(folder: Path) -> Iterator[Path]:
+    """A private folder in `folder` for one download; removed on the way out, whatever happened."""
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_stale_staging(folder: Path) -> None:
+    """Staging folders a killed process left (no clean-up runs on SIGKILL); a live download's is younger."""
+    for stale in folder.glob(f"{STAGING_PREFIX}*"):
+        try:
+            if time.time() - stale.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"{folder}: cannot create the cache folder ({e.strerror or e}); "
+                        f"set ${CACHE_ENV} to a folder you can write") from None
+
+
+@contextmanager
+def _quiet_pooch() -> Iterator[None]:
+    """pooch logs each download with its staging path; mnistlab prints its own line instead."""
+    import pooch
+
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
