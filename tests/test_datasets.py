@@ -18,8 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from mnistlab import datasets, downloads
+from mnistlab.checkpoints import load_checkpoint
+from mnistlab.classifier import load_model
 from mnistlab.cli import main
 from mnistlab.datasets import DATASETS, FASHION_MNIST, DataError, get_dataset
 from mnistlab.limits import CLASS_NAME_MAX, MEAN_RANGE, NUM_CLASSES, STD_RANGE
@@ -347,6 +350,29 @@ def test_a_run_records_its_dataset_and_is_evaluated_on_it_only(fashion_run, caps
         err = capsys.readouterr().err
         assert err == (f"mnistlab: error: {fashion_run} was trained on fashion-mnist, not {argv[-1]}: "
                        "leave out --dataset (or give --dataset fashion-mnist)\n")
+
+
+def test_predict_places_images_as_the_run_s_dataset_does(fashion_run, tmp_path, capsys):
+    """A Fashion-MNIST model is given items filling the frame (its dataset's layout), not MNIST's 20-pixel box."""
+    picture = tmp_path / "trouser.png"
+    image = Image.new("L", (120, 160), 255)
+    ImageDraw.Draw(image).rectangle((40, 20, 80, 140), fill=40)
+    image.save(picture)
+    checkpoint = load_checkpoint(fashion_run)
+    assert checkpoint.layout == "fill" and checkpoint.classes == FASHION_MNIST.classes
+    [prediction] = checkpoint.predict([str(picture)])
+    rows = np.nonzero(prediction.image.sum(1) > 0.5)[0]
+    assert rows.max() - rows.min() + 1 == 28
+    assert main(["predict", str(fashion_run), str(picture), "--json"]) == 0
+    [answer] = json.loads(capsys.readouterr().out)
+    assert answer["class"] == FASHION_MNIST.classes[answer["label"]]
+    # its ONNX export records the layout, and predict places the picture the same way from it
+    assert main(["export", str(fashion_run), "--out", str(tmp_path / "fashion.onnx")]) == 0
+    exported = load_model(tmp_path / "fashion.onnx")
+    assert exported.layout == "fill" and "Fashion-MNIST" in exported.metadata["input"]["convention"]
+    [from_onnx] = exported.predict([str(picture)])
+    np.testing.assert_allclose(from_onnx.image, np.round(prediction.image * 255) / 255, atol=1 / 255)
+    assert from_onnx.label == prediction.label
 
 
 @pytest.mark.parametrize("recorded", ["mnist", "custom", None], ids=["mnist", "custom", "no-name"])

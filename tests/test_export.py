@@ -97,6 +97,7 @@ def test_the_metadata_says_what_the_file_takes_and_returns(exported, checkpoint)
     assert record["classes"] == list(checkpoint.classes) == json.loads(props["classes"])
     assert record["input"]["dtype"] == "uint8" and record["input"]["shape"] == ["N", 28, 28]
     assert "white ink on black" in record["input"]["convention"] and "0-255" in record["input"]["scale"]
+    assert record["input"]["layout"] == "digit"  # MNIST's: 20×20 box, centred by mass
     assert record["normalization"]["mean"] == checkpoint.mean and record["normalization"]["std"] == checkpoint.std
     assert record["mnistlab_version"] == mnistlab.__version__ == props["mnistlab_version"]
     assert record["dataset"]["name"] == props["dataset"] == "mnist" and props["model"] == "mlp"

@@ -69,6 +69,31 @@ def test_an_off_centre_stroke_ends_up_centred_by_mass_in_a_20_pixel_box(box):
     assert max(extent(out)) in (DIGIT_BOX, DIGIT_BOX + 1)  # +1: the anti-aliased edge may spill over
 
 
+def filled_item(size=(160, 120), box=(50, 20, 110, 100), paper=255, item=60) -> Image.Image:
+    """A photo-like product shot: a dark filled shape (a "trouser") on light paper, off-centre."""
+    image = Image.new("L", size, paper)
+    ImageDraw.Draw(image).rectangle(box, fill=item)
+    return image
+
+
+@pytest.mark.parametrize("box", [(50, 20, 110, 100), (5, 70, 45, 150), (70, 10, 115, 40)],
+                         ids=["tall", "tall-off-centre", "wide-corner"])
+def test_the_fill_layout_spans_the_frame_and_centres_by_the_box(box):
+    out = preprocess(filled_item(box=box), layout="fill")
+    height, width = extent(out, threshold=0.5)
+    assert max(height, width) == 28  # the long side spans the whole frame, as Fashion-MNIST's items do
+    rows, cols = torch.nonzero(out.sum(1) > 0.5), torch.nonzero(out.sum(0) > 0.5)
+    assert abs((rows.min() + rows.max()) / 2 - 13.5) <= 0.5 and abs((cols.min() + cols.max()) / 2 - 13.5) <= 0.5
+    assert out.max() > 0.9  # dark on light was inverted to light on dark
+    # the digit layout of the same picture keeps it in MNIST's smaller box, with a margin
+    assert max(extent(preprocess(filled_item(box=box)), threshold=0.5)) < 24
+
+
+def test_an_unknown_layout_is_refused():
+    with pytest.raises(ValueError, match="layout must be one of digit, fill"):
+        preprocess(draw(), layout="stretch")
+
+
 def test_the_inverted_twin_gives_the_same_tensor():
     white_on_black = draw(width=10)
     black_on_white = Image.fromarray(255 - np.asarray(white_on_black))

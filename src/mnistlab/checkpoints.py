@@ -23,6 +23,7 @@ from torch import nn
 from . import __version__
 from ._io import StagedFolder, json_text
 from .data import normalize
+from .datasets import layout_of, recorded_name
 from .device import resolve_device
 from .errors import MnistlabError
 from .limits import CLASS_NAME_MAX, MEAN_RANGE, NUM_CLASSES, STD_RANGE
@@ -132,6 +133,11 @@ class Checkpoint:
     def classes(self) -> tuple[str, ...]:
         """The name of each class, in label order (a checkpoint from before names were saved: the digits)."""
         return tuple(self.config.get("dataset", {}).get("classes") or DIGIT_CLASSES)
+
+    @property
+    def layout(self) -> str:
+        """How `predict` places an image in 28×28: as its dataset's images are ("digit" or "fill")."""
+        return layout_of(recorded_name(self.config.get("dataset", {})))
 
     @property
     def device(self) -> torch.device:

@@ -31,6 +31,10 @@ class Classifier(Protocol):
         """The name of each class, in label order."""
 
     @property
+    def layout(self) -> str:
+        """How `predict` places an image in 28×28, as the model's dataset does ("digit" or "fill")."""
+
+    @property
     def model_name(self) -> str:
         """The registered architecture, e.g. "mlp"."""
 

@@ -24,6 +24,11 @@ SPLIT_FILES = {
 FILE_STEMS = tuple(stem for pair in SPLIT_FILES.values() for stem in pair)
 
 
+# How `predict` places an image in 28×28, as the dataset's own images are placed: "digit" as MNIST
+# (a 20×20 box, centred by mass), "fill" as Fashion-MNIST (the long side spans all 28, centred by the box).
+LAYOUTS = ("digit", "fill")
+
+
 class DataError(MnistlabError, ValueError):
     """A dataset file is missing, truncated, corrupt or inconsistent, or cannot be fetched; the message names it."""
 
@@ -44,6 +49,7 @@ class DatasetInfo:
     licence: str = ""
     hash_source: str = ""  # where the pinned hashes come from
     note: str = ""  # anything else a user should know (e.g. the KMNIST characters in hiragana)
+    layout: str = "digit"  # how `predict` places an image (LAYOUTS)
 
     @property
     def bundled(self) -> bool:
@@ -92,6 +98,7 @@ FASHION_MNIST = DatasetInfo(
     homepage="https://github.com/zalandoresearch/fashion-mnist",
     licence="MIT (Zalando SE)",
     hash_source="the MD5s pinned in torchvision's datasets/mnist.py (FashionMNIST.resources)",
+    layout="fill",
 )
 
 KMNIST = DatasetInfo(
@@ -112,6 +119,7 @@ KMNIST = DatasetInfo(
     licence="CC BY-SA 4.0 (ROIS-DS CODH; cite Clanuwat et al. 2018, arXiv:1812.01718)",
     hash_source="the MD5s pinned in torchvision's datasets/mnist.py (KMNIST.resources)",
     note="classes in hiragana: お き す つ な は ま や れ を",
+    layout="fill",  # its characters fill the frame, as in the images its README shows
 )
 
 DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (MNIST, FASHION_MNIST, KMNIST)}
@@ -135,6 +143,12 @@ def recorded_name(dataset: dict) -> str:
     """The dataset name a config.json "dataset" field records, "mnist" for a checkpoint from before names."""
     name = dataset.get("name", "mnist")
     return LEGACY_NAMES.get(name, name)
+
+
+def layout_of(name: str) -> str:
+    """How `predict` places an image for a model trained on dataset `name` ("digit" for one mnistlab does not know)."""
+    info = DATASETS.get(name)
+    return info.layout if info else "digit"
 
 
 def trained_on(dataset: dict) -> str:

@@ -27,7 +27,7 @@ from .checkpoints import CONFIG_FILE, WEIGHTS_FILE, Checkpoint, load_checkpoint
 from .datasets import recorded_name
 from .errors import MnistlabError
 from .limits import IMAGE_SIZE, NUM_CLASSES
-from .onnx_model import FORMAT, FORMAT_VERSION, INPUT_CONVENTION, INPUT_DTYPES, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
+from .onnx_model import FORMAT, FORMAT_VERSION, INPUT_CONVENTIONS, INPUT_DTYPES, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}  # format → its default file name in the run folder
 INPUTS = {"uint8": "uint8", "float": "float32"}  # --input → the metadata's dtype
@@ -80,7 +80,7 @@ def metadata(checkpoint: Checkpoint, dtype: str | None) -> dict:
         "classes": list(checkpoint.classes),
         "input": {"name": INPUT_NAME, "dtype": " or ".join(dtypes), "shape": ["N", IMAGE_SIZE, IMAGE_SIZE],
                   "scale": " or ".join(f"{INPUT_DTYPES[d][2]} ({d})" for d in dtypes),
-                  "convention": INPUT_CONVENTION},
+                  "convention": INPUT_CONVENTIONS[checkpoint.layout], "layout": checkpoint.layout},
         "output": {"name": OUTPUT_NAME, "shape": ["N", NUM_CLASSES],
                    "meaning": "float32 probabilities of the classes, in label order (softmax applied)"},
         "normalization": {"mean": checkpoint.mean, "std": checkpoint.std, "applied": "inside the model"},
@@ -151,7 +151,7 @@ def onnx_bytes(wrapper: Deployable, record: dict) -> bytes:
         raise ExportError(f"cannot export {record['model']['name']!r} to ONNX ({type(e).__name__}: {e})") from None
     proto = program.model_proto
     readable = {"classes": json.dumps(record["classes"]), "input": f"{INPUT_NAME}: {record['input']['dtype']} "
-                f"(N, {IMAGE_SIZE}, {IMAGE_SIZE}), {record['input']['scale']}, {INPUT_CONVENTION}",
+                f"(N, {IMAGE_SIZE}, {IMAGE_SIZE}), {record['input']['scale']}, {record['input']['convention']}",
                 "output": f"{OUTPUT_NAME}: float32 (N, {NUM_CLASSES}), softmax over the classes",
                 "dataset": record["dataset"]["name"], "model": record["model"]["name"],
                 "mnistlab_version": __version__}

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .datasets import LAYOUTS
 from .errors import MnistlabError
 from .limits import CLASS_NAME_MAX, IMAGE_SIZE, MEAN_RANGE, NUM_CLASSES, STD_RANGE
 from .schema import (
@@ -55,7 +56,11 @@ MAX_ONNX_BYTES = 512 << 20  # the largest model mnistlab trains (MAX_HIDDEN wide
 MAX_METADATA_BYTES = 64 << 10  # the record is ~1 KB; a model's arguments are small
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "probabilities"
-INPUT_CONVENTION = "white ink on black, digit centred as in MNIST (20×20 box, centre of mass at the middle)"
+# What the pixels must look like, for each layout (`mnistlab.datasets.LAYOUTS`) of the model's dataset.
+INPUT_CONVENTIONS = {
+    "digit": "white ink on black, digit centred as in MNIST (20×20 box, centre of mass at the middle)",
+    "fill": "white on black, the object's long side spanning all 28 pixels, centred by its box (as Fashion-MNIST)",
+}
 # The input dtypes an export may take: its name in the metadata → (onnxruntime's type name, NumPy dtype, scale).
 INPUT_DTYPES = {
     "uint8": ("tensor(uint8)", np.uint8, "0-255"),
@@ -67,6 +72,7 @@ INPUT_SCHEMA = Obj({
     "shape": Json(max_depth=1),
     "scale": Text(max_length=100),
     "convention": Text(max_length=200),
+    "layout": Choice(LAYOUTS),  # absent: "digit" (an export from before layouts)
 }, required=frozenset({"dtype"}))
 METADATA_SCHEMA = Obj({
     "format": Choice((FORMAT,)),
@@ -102,6 +108,10 @@ class OnnxModel:
     @property
     def classes(self) -> tuple[str, ...]:
         return tuple(self.metadata["classes"])
+
+    @property
+    def layout(self) -> str:
+        return self.metadata["input"].get("layout", "digit")
 
     @property
     def model_name(self) -> str:

@@ -155,7 +155,7 @@ def predict(model: Classifier, images: Source | Sequence[Source], *, top_k: int 
     results: list[Prediction] = []
     with tqdm(total=len(items), unit="image", disable=not show, file=sys.stderr, leave=False) as bar:
         for batch in _chunks(enumerate(items), batch_size):
-            prepared = [_prepare(item, index, invert) for index, item in batch]
+            prepared = [_prepare(item, index, invert, model.layout) for index, item in batch]
             results += _classify(model, prepared, top_k)
             bar.update(len(batch))
     return results
@@ -178,13 +178,13 @@ def _chunks(iterable: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-def _prepare(item: Source, index: int, invert: str) -> Prediction:
+def _prepare(item: Source, index: int, invert: str, layout: str) -> Prediction:
     """Load and preprocess one input; any failure becomes the Prediction's error, never the batch's."""
     source = _source_name(item, index)
     try:
         if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(item, "read"):
             item = load_image(item, name=source)
-        return Prediction(source, image=preprocess_array(item, invert=invert, name=source))
+        return Prediction(source, image=preprocess_array(item, invert=invert, name=source, layout=layout))
     except MnistlabError as e:
         return Prediction(source, error=str(e).removeprefix(f"{source}: "))
     except Exception as e:  # a bug met by one odd input must not lose the answers for the others

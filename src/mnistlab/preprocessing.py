@@ -14,6 +14,8 @@ brought to that convention. `preprocess` does so in small, pure steps, each a fu
     centre_by_mass     place in 28×28 with the centre of mass at (14, 14)
 
 An image that already follows the convention (a 28×28 MNIST digit) passes through unchanged.
+Fashion-MNIST and KMNIST fill their frame instead (`layout="fill"`): after `find_digit`, the
+object is scaled so that its long side spans all 28 pixels and centred by its box (`fill_frame`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from ._io import NotRegularFileError, open_regular_file
+from .datasets import LAYOUTS
 from .errors import MnistlabError
 from .limits import IMAGE_SIZE
 
@@ -143,14 +146,16 @@ def _open_regular_file(path: str | os.PathLike, label: str) -> BinaryIO:
         raise ImageError(f"{label}: cannot read ({kind})") from None
 
 
-def preprocess(image: ImageLike, invert: str = "auto", *, name: str | None = None) -> torch.Tensor:
+def preprocess(image: ImageLike, invert: str = "auto", *, name: str | None = None,
+               layout: str = "digit") -> torch.Tensor:
     """`preprocess_array` as a float32 tensor (28, 28) in [0, 1], for PyTorch callers."""
     import torch
 
-    return torch.from_numpy(preprocess_array(image, invert, name=name))
+    return torch.from_numpy(preprocess_array(image, invert, name=name, layout=layout))
 
 
-def preprocess_array(image: ImageLike, invert: str = "auto", *, name: str | None = None) -> np.ndarray:
+def preprocess_array(image: ImageLike, invert: str = "auto", *, name: str | None = None,
+                     layout: str = "digit") -> np.ndarray:
     """Bring a picture of one digit to MNIST's convention.
 
     Args:
@@ -160,6 +165,8 @@ def preprocess_array(image: ImageLike, invert: str = "auto", *, name: str | None
             "no" never does (the image is already white on black).
         name: what error messages call the image (default: the `filename` of a Pillow image, as
             `load_image` sets it; else nothing).
+        layout: "digit" (MNIST: 20×20 box, centred by mass) or "fill" (Fashion-MNIST, KMNIST: the
+            long side spans the whole 28 pixels, centred by the box); a model's dataset decides.
 
     Returns:
         float32 array (28, 28) in [0, 1]: a white digit on black, 20×20 box, centred by mass.
@@ -170,6 +177,8 @@ def preprocess_array(image: ImageLike, invert: str = "auto", *, name: str | None
     """
     if invert not in INVERT_CHOICES:
         raise ValueError(f"invert must be one of {', '.join(INVERT_CHOICES)}, got {invert!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     label = name or (getattr(image, "filename", None) if isinstance(image, Image.Image) else None)
     try:
         gray = to_grayscale(image)
@@ -179,7 +188,7 @@ def preprocess_array(image: ImageLike, invert: str = "auto", *, name: str | None
         ink = level_background(1.0 - gray if dark_ink else gray)
         ink = stretch_contrast(ink)
         ink, box = find_digit(ink)
-        return centre_by_mass(fit_box(ink, box))
+        return fill_frame(ink, box) if layout == "fill" else centre_by_mass(fit_box(ink, box))
     except ImageError as e:
         if not label:
             raise
@@ -548,6 +557,20 @@ def paste(source: np.ndarray, target: np.ndarray, top: int, left: int) -> None:
     y1, x1 = min(top + source.shape[0], target.shape[0]), min(left + source.shape[1], target.shape[1])
     if y1 > y0 and x1 > x0:
         target[y0:y1, x0:x1] = source[y0 - top:y1 - top, x0 - left:x1 - left]
+
+
+def fill_frame(ink: np.ndarray, box: tuple[int, int, int, int], size: int = IMAGE_SIZE) -> np.ndarray:
+    """The object in `box`, scaled so that its long side is `size` and centred by its box.
+
+    Fashion-MNIST's convention (its items were trimmed, resized to 28 on the long side and centred);
+    no stroke is redrawn: a garment is a filled shape, not a pen line.
+    """
+    top, left, bottom, right = box
+    scale = size / max(bottom - top, right - left)
+    item = resize_box(ink, box, scale, margin=0)
+    out = np.zeros((size, size), np.float32)
+    paste(item[:size, :size], out, (size - min(item.shape[0], size)) // 2, (size - min(item.shape[1], size)) // 2)
+    return out
 
 
 def centre_by_mass(digit: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:

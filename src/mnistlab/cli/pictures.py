@@ -158,7 +158,7 @@ def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     else:
         from ..preprocessing import load_image, preprocess
 
-        pixels = preprocess(load_image(args.digit), invert=args.invert)
+        pixels = preprocess(load_image(args.digit), invert=args.invert, layout=info.layout)
         fig = draw(pixels, normalized=args.normalized, mean=info.mean, std=info.std,
                    title=f"{Path(args.digit).name} as the model sees it")
     write_or_show(fig, args, default)
