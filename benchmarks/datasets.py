@@ -19,33 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-import mnistlab
+from frontier import machine  # benchmarks/ is on sys.path: the script's own folder
 from mnistlab.datasets import DataError, get_dataset
 from mnistlab.downloads import fetch
 from mnistlab.recipes import resolve
 from mnistlab.training import TrainConfig, train
 
 RECIPES = {"mlp-classic": ("mlp", "classic"), "cnn-best": ("cnn", "best")}
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads){gpu}; torch {torch.__version__}, "
-            f"mnistlab {mnistlab.__version__}, Python {platform.python_version()}")
 
 
 def run_one(dataset: str, key: str, seed: int, train_limit: int | None, device: str) -> dict:

@@ -26,14 +26,17 @@ from .data import normalize
 from .datasets import layout_of, recorded_name
 from .device import resolve_device
 from .errors import MnistlabError
-from .limits import CLASS_NAME_MAX, MEAN_RANGE, NUM_CLASSES, STD_RANGE
+from .limits import NUM_CLASSES
 from .models import create_model, model_arguments
 from .schema import (
+    CLASSES,
+    MODEL,
+    NORMALIZATION,
+    VERSION,
     Bool,
     Choice,
     FieldError,
     Json,
-    ListOf,
     MapOf,
     MissingFileError,
     Number,
@@ -58,7 +61,6 @@ MAX_PROBLEMS = 5  # weights that do not fit: list this many, then count the rest
 
 # The fields of config.json, and those shared with metrics.json (report.py). Each field's type and
 # range; unknown fields are dropped, so `Checkpoint.config` holds only checked values.
-VERSION = Text(max_length=100)
 DATASET_SCHEMA = Obj({
     "name": Text(max_length=100),  # a name from mnistlab.datasets ("custom" before datasets had names: MNIST)
     "canonical": Bool(),  # every file was the published one
@@ -66,9 +68,7 @@ DATASET_SCHEMA = Obj({
     "sha256": MapOf(Text(pattern="[0-9a-f]{64}", meaning="64 lowercase hex digits"), max_length=16),
     "train_size": Number(0, 10**9, integer=True),
     "test_size": Number(0, 10**9, integer=True),
-    # One name per class, in label order: shown in every figure, `predict` output and the report.
-    "classes": ListOf(Text(max_length=CLASS_NAME_MAX), min_length=NUM_CLASSES, max_length=NUM_CLASSES,
-                      what=f"{NUM_CLASSES} class names"),
+    "classes": CLASSES,
 })
 LOSS = Number(0, null_is_nan=True)  # a diverged run's loss is not a number: written as null, read as NaN
 ACCURACY = Number(0, 1)
@@ -85,9 +85,8 @@ CONFIG_SCHEMA = Obj({
     "mnistlab_version": VERSION,
     "torch_version": VERSION,
     # The arguments are checked against the named model's own schema (`models.model_arguments`) next.
-    "model": Obj({"name": Text(max_length=100), "args": MapOf(Json())}, required=frozenset({"name", "args"})),
-    "normalization": Obj({"mean": Number(*MEAN_RANGE), "std": Number(STD_RANGE[0])},
-                         required=frozenset({"mean", "std"})),
+    "model": MODEL,
+    "normalization": NORMALIZATION,
     "dataset": DATASET_SCHEMA,
     "metrics": replace(EPOCH_SCHEMA, required=frozenset()),
     "train_config": MapOf(Json()),

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,13 +27,15 @@ import numpy as np
 
 from .datasets import LAYOUTS
 from .errors import MnistlabError
-from .limits import CLASS_NAME_MAX, IMAGE_SIZE, MEAN_RANGE, NUM_CLASSES, STD_RANGE
+from .limits import IMAGE_SIZE, NUM_CLASSES
 from .schema import (
+    CLASSES,
+    MODEL,
+    NORMALIZATION,
+    VERSION,
     Choice,
     FieldError,
     Json,
-    ListOf,
-    MapOf,
     MissingFileError,
     Number,
     Obj,
@@ -77,17 +79,15 @@ INPUT_SCHEMA = Obj({
 METADATA_SCHEMA = Obj({
     "format": Choice((FORMAT,)),
     "format_version": Choice((FORMAT_VERSION,)),
-    "mnistlab_version": Text(max_length=100),
-    "torch_version": Text(max_length=100),
-    "model": Obj({"name": Text(max_length=100), "args": MapOf(Json())}, required=frozenset({"name"})),
+    "mnistlab_version": VERSION,
+    "torch_version": VERSION,
+    "model": replace(MODEL, required=frozenset({"name"})),
     "dataset": Obj({"name": Text(max_length=100)}),
-    "classes": ListOf(Text(max_length=CLASS_NAME_MAX), min_length=NUM_CLASSES, max_length=NUM_CLASSES,
-                      what=f"{NUM_CLASSES} class names"),
+    "classes": CLASSES,
     "input": INPUT_SCHEMA,
     "output": Obj({"name": Text(max_length=100), "shape": Json(max_depth=1), "meaning": Text(max_length=200)}),
     # Already applied inside the graph: recorded so that a reader knows what the model expects.
-    "normalization": Obj({"mean": Number(*MEAN_RANGE), "std": Number(STD_RANGE[0])},
-                         required=frozenset({"mean", "std"})),
+    "normalization": NORMALIZATION,
     "parameters": Number(0, 10**12, integer=True),
     "metrics": Obj({"test_acc": Number(0, 1), "test_loss": Number(0)}),
 }, required=frozenset({"format", "format_version", "classes", "input", "model"}))

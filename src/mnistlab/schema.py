@@ -26,6 +26,7 @@ from typing import BinaryIO, NoReturn
 
 from . import _io
 from ._io import NotRegularFileError
+from .limits import CLASS_NAME_MAX, MEAN_RANGE, NUM_CLASSES, STD_RANGE
 
 MAX_JSON_BYTES = 1 << 20  # 1 MiB: a config.json is ~2 KB, a metrics.json ~200 bytes per epoch
 MAX_INT_DIGITS = 19  # a JSON integer must fit in 64 bits; a longer one is refused before int() reads it
@@ -355,3 +356,13 @@ class Json(Field):
         if value is None or isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
             return value
         self.fail(value, where)
+
+
+# --- fields that a checkpoint's config.json and an export's metadata share ---------------------------------
+
+VERSION = Text(max_length=100)
+MODEL = Obj({"name": Text(max_length=100), "args": MapOf(Json())}, required=frozenset({"name", "args"}))
+NORMALIZATION = Obj({"mean": Number(*MEAN_RANGE), "std": Number(STD_RANGE[0])}, required=frozenset({"mean", "std"}))
+# One name per class, in label order: shown in every figure, `predict` output and the report.
+CLASSES = ListOf(Text(max_length=CLASS_NAME_MAX), min_length=NUM_CLASSES, max_length=NUM_CLASSES,
+                 what=f"{NUM_CLASSES} class names")
