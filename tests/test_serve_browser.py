@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +151,32 @@ def test_the_page_works_at_phone_width(browser, server, tmp_path):
     page.screenshot(path=tmp_path / "phone-0.png", full_page=True)
     page.close()
     assert errors == []
+
+
+def test_a_model_of_another_dataset_shows_its_class_names(browser, mnist_mlp, tmp_path):
+    """Bars, answer and collect buttons name the model's classes (here a run that says it is Fashion-MNIST's)."""
+    from mnistlab.datasets import FASHION_MNIST
+
+    run = tmp_path / "fashion"
+    shutil.copytree(mnist_mlp, run)
+    config = json.loads((run / "config.json").read_text())
+    config["dataset"] = {**config.get("dataset", {}), "name": "fashion-mnist", "classes": list(FASHION_MNIST.classes)}
+    (run / "config.json").write_text(json.dumps(config))
+    process = subprocess.Popen([sys.executable, "-m", "mnistlab", "serve", str(run), "--port", "0",
+                                "--collect", str(tmp_path / "mine")], stdout=subprocess.PIPE, text=True)
+    try:
+        url = re.search(r"at (http://127\.0\.0\.1:\d+/)", process.stdout.readline()).group(1)
+        page = browser.new_page(viewport=DESKTOP)
+        page.goto(url)
+        sync_api.expect(page.locator("#bars li .digit").nth(9)).to_have_text("Ankle boot")
+        draw(page, ONE)
+        sync_api.expect(page.locator("#result")).to_contain_text("The model reads ")
+        name = page.locator("#result strong").inner_text()
+        assert name in FASHION_MNIST.classes
+        sync_api.expect(page.locator("#bars li.winner .digit")).to_have_text(name)
+        assert page.get_by_role("button", name="This is Trouser: save the drawing under Trouser (class 1)").count() == 1
+        page.screenshot(path=tmp_path / "fashion.png")
+        page.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

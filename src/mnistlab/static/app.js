@@ -19,6 +19,7 @@ let uploaded = null; // {file, bitmap} when the last input was an uploaded image
 let drawing = null; // the stroke under the pointer
 let timer = null;
 let asked = 0; // requests sent, so that a slow answer to an older drawing is ignored
+let classes = Array.from({length: 10}, (_, digit) => String(digit)); // the model's class names (/api/model)
 
 function point(event) {
   const box = canvas.getBoundingClientRect();
@@ -186,14 +187,15 @@ function show(answer, message, isError = false) {
     return;
   }
   result.innerHTML = "";
+  const name = answer.class ?? String(answer.label);
   const digit = document.createElement("strong");
-  digit.textContent = answer.label;
+  digit.textContent = name;
   digit.setAttribute("aria-hidden", "true");
   const text = document.createElement("span");
-  text.textContent = `The model reads ${answer.label} (${percent(answer.confidence)} sure)`;
+  text.textContent = `The model reads ${name} (${percent(answer.confidence)} sure)`;
   result.append(digit, text);
   seen.src = `data:image/png;base64,${answer.preprocessed}`;
-  seen.alt = `The 28 by 28 pixel image the model read as ${answer.label}`;
+  seen.alt = `The 28 by 28 pixel image the model read as ${name}`;
   renderBars(answer);
 }
 
@@ -204,10 +206,11 @@ function renderBars(answer) {
     item.className = answer && digit === answer.label ? "winner" : "";
     item.innerHTML = '<span class="digit"></span><span class="track"><span class="fill"></span></span>' +
                      '<span class="value"></span>';
-    item.querySelector(".digit").textContent = digit;
+    item.querySelector(".digit").textContent = classes[digit];
     item.querySelector(".fill").style.width = `${100 * p}%`;
     item.querySelector(".value").textContent = answer ? percent(p) : "–";
-    item.setAttribute("aria-label", answer ? `${digit}: ${percent(p)}${item.className ? ", the answer" : ""}` : `${digit}`);
+    item.setAttribute("aria-label",
+                      answer ? `${classes[digit]}: ${percent(p)}${item.className ? ", the answer" : ""}` : classes[digit]);
     return item;
   }));
 }
@@ -236,13 +239,21 @@ async function loadModel() {
   const accuracy = info.test_accuracy == null ? "no recorded test accuracy" :
     `test accuracy ${(100 * info.test_accuracy).toFixed(2)}%`;
   document.getElementById("model").textContent = `Model: ${info.name} (${info.architecture}, ${accuracy})`;
+  if (Array.isArray(info.classes) && info.classes.length === 10) {
+    classes = info.classes.map(String);
+    // Names longer than a digit (Fashion-MNIST's "Ankle boot") get a wider label column.
+    bars.classList.toggle("named", classes.some((name) => name.length > 1));
+    renderBars(null);
+  }
   if (info.collect) {
     const group = document.getElementById("collect-buttons");
     for (let digit = 0; digit < 10; digit++) {
       const button = document.createElement("button");
       button.type = "button";
-      button.textContent = digit;
-      button.setAttribute("aria-label", `This is a ${digit}: save the drawing as a ${digit}`);
+      const name = classes[digit];
+      button.textContent = name;
+      button.setAttribute("aria-label", name === String(digit) ? `This is a ${digit}: save the drawing as a ${digit}` :
+                          `This is ${name}: save the drawing under ${name} (class ${digit})`);
       button.addEventListener("click", () => collect(digit));
       group.append(button);
     }
