@@ -227,6 +227,24 @@ def without_torch(*argv: str, **kwargs) -> subprocess.Popen:
                             text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, **kwargs)
 
 
+@pytest.mark.parametrize("kind", ["uint8", "float"])
+def test_evaluate_an_export_reproduces_the_checkpoint_s_score(exported, mnist_mlp, kind, capsys):
+    assert main(["evaluate", str(mnist_mlp), "--device", "cpu"]) == 0
+    of_checkpoint = capsys.readouterr().out.splitlines()
+    assert main(["evaluate", str(exported[kind])]) == 0
+    of_export = capsys.readouterr().out.splitlines()
+    assert of_export[0].endswith("on onnxruntime (CPU)") and of_export[1] == of_checkpoint[1] == (
+        "MNIST test set, from the bundled copy")
+    assert of_export[2:] == of_checkpoint[2:]  # loss, accuracy and "reproduced exactly", to the printed digit
+    assert "reproduced exactly" in of_export[-1]
+    # and on a folder of labelled images, the same answers
+    assert main(["evaluate", str(mnist_mlp), "--images", str(ROOT / "examples" / "my-digits"), "--json"]) == 0
+    by_checkpoint = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", str(exported[kind]), "--images", str(ROOT / "examples" / "my-digits"), "--json"]) == 0
+    by_export = json.loads(capsys.readouterr().out)
+    assert by_export["accuracy"] == by_checkpoint["accuracy"] and by_export["checkpoint"] == str(exported[kind])
+
+
 def test_predict_with_onnx_runs_without_torch(exported):
     process = without_torch("predict", str(exported["uint8"]), str(DIGITS / "paint-3.png"), "--json")
     out, err = process.communicate(timeout=120)

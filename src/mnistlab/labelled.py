@@ -21,7 +21,7 @@ from .errors import MnistlabError
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .checkpoints import Checkpoint
+    from .classifier import Classifier
     from .plots import SplitPredictions
     from .prediction import Prediction
 
@@ -132,10 +132,10 @@ class LabelledScore:
         return SplitPredictions(images, labels, torch.tensor([p.probabilities for _, p in read]))
 
 
-def score_labelled(checkpoint: Checkpoint, folder: str | Path, batch_size: int = 256) -> LabelledScore:
-    """Classify every image of a labelled folder (`read_labelled`) with `checkpoint`."""
+def score_labelled(model: Classifier, folder: str | Path, batch_size: int = 256) -> LabelledScore:
+    """Classify every image of a labelled folder (`read_labelled`) with `model` (a checkpoint or an exported file)."""
     images = read_labelled(folder)
-    predictions = checkpoint.predict([str(i.path) for i in images], batch_size=batch_size)
+    predictions = model.predict([str(i.path) for i in images], batch_size=batch_size)
     return LabelledScore(images, predictions)
 
 

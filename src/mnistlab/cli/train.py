@@ -15,7 +15,7 @@ from ..recipes import OPTIMIZERS, SCHEDULES, recipe_names
 from ._args import DEFAULTS, add_data_flags, finite_float, float_in, int_in, output_path, positive_int
 
 if TYPE_CHECKING:
-    from ..checkpoints import Checkpoint
+    from ..classifier import Classifier
     from ..training import Run, TrainConfig
 
 
@@ -59,7 +59,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                                "on the test set of the dataset it was trained on; compare with "
                                                "the recorded accuracy.")
     evaluate.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT",
-                          help="a run folder, or its config.json or model.safetensors")
+                          help="a run folder, or its config.json or model.safetensors, or a file that "
+                               "`mnistlab export` wrote (.onnx, run on onnxruntime)")
     evaluate.add_argument("--images", metavar="DIR",
                           help="score on your own images instead: DIR/0/ … DIR/9/ hold image files of each digit")
     evaluate.add_argument("--json", action="store_true", help="with --images: print the scores as JSON")
@@ -223,46 +224,50 @@ def train_config(args: argparse.Namespace, default_out: str | None = None) -> Tr
 
 
 def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..checkpoints import load_checkpoint
+    from ..checkpoints import Checkpoint
+    from ..classifier import load_model, score
     from ..data import load_test_split
     from ..datasets import checkpoint_dataset
     from ..training import evaluate
 
     if args.json and not args.images:
         parser.error("--json goes with --images")
-    checkpoint = load_checkpoint(args.checkpoint, device=args.device)
+    model = load_model(args.checkpoint, device=args.device)
     if args.images:
-        return evaluate_images(checkpoint, args.images, args.json)
-    info = checkpoint_dataset(checkpoint.config.get("dataset", {}), args.dataset, checkpoint.path)
+        return evaluate_images(model, args.images, args.json)
+    info = checkpoint_dataset(model.config.get("dataset", {}), args.dataset, model.path)
     test, digests = load_test_split(info, args.data_dir)
-    loss, acc = evaluate(checkpoint.model, test.to(checkpoint.device), checkpoint.mean, checkpoint.std,
-                         args.test_batch_size)
-    n_params = sum(p.numel() for p in checkpoint.model.parameters())
-    print(f"{checkpoint.path}: {checkpoint.model_name} ({n_params:,} parameters) on {checkpoint.device}")
+    if isinstance(model, Checkpoint):
+        loss, acc = evaluate(model.model, test.to(model.device), model.mean, model.std, args.test_batch_size)
+        where = model.device
+    else:  # an exported file: its own input convention, on onnxruntime
+        loss, acc = score(model, test.images.numpy(), test.labels.numpy(), args.test_batch_size)
+        where = "onnxruntime (CPU)"
+    print(f"{model.path}: {model.model_name} ({model.parameter_count:,} parameters) on {where}")
     origin = f"--data-dir {args.data_dir}" if args.data_dir else "the bundled copy" if info.bundled else "the cache"
     print(f"{info.title} test set, from {origin}")
     print(f"test loss {loss:.4f}  test accuracy {acc:.2%} ({round(acc * len(test))}/{len(test)})")
-    recorded = checkpoint.metrics.get("test_acc")
+    recorded = model.metrics.get("test_acc")
     if recorded is not None:
         verdict = "reproduced exactly" if recorded == acc else f"differs by {acc - recorded:+.2%}"
         print(f"recorded test accuracy {recorded:.2%}: {verdict}")
-        recorded_digests = checkpoint.config.get("dataset", {}).get("sha256", {})
-        if any(recorded_digests.get(name) != digest for name, digest in digests.items()):
+        recorded_digests = model.config.get("dataset", {}).get("sha256", {})
+        if recorded_digests and any(recorded_digests.get(name) != digest for name, digest in digests.items()):
             print("note: the test files differ from the ones this checkpoint was evaluated on")
     return 0
 
 
-def evaluate_images(checkpoint: Checkpoint, folder: str, as_json: bool) -> int:
+def evaluate_images(model: Classifier, folder: str, as_json: bool) -> int:
     """`evaluate --images DIR`: accuracy on a folder of labelled images (DIR/0/ … DIR/9/)."""
     import json
 
     from ..labelled import format_score, score_labelled
 
-    score = score_labelled(checkpoint, folder)
+    score = score_labelled(model, folder)
     if as_json:
-        print(json.dumps({"checkpoint": str(checkpoint.path), "folder": folder, **score.to_dict()}, indent=2))
+        print(json.dumps({"checkpoint": str(model.path), "folder": folder, **score.to_dict()}, indent=2))
     else:
-        print(f"{checkpoint.path}: {checkpoint.model_name} on {folder} ({len(score.images)} images)")
+        print(f"{model.path}: {model.model_name} on {folder} ({len(score.images)} images)")
         print(format_score(score))
     return 0
 
