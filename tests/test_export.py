@@ -211,7 +211,7 @@ NO_TORCH = textwrap.dedent("""
     class NoTorch:
         def find_spec(self, name, path=None, target=None):
             if name == "torch" or name.startswith("torch."):
-                raise ImportError(f"{name} is blocked: the ONNX path must not import torch")
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)  # as when it is not installed
 
     sys.meta_path.insert(0, NoTorch())
     from mnistlab.cli import main
@@ -225,6 +225,18 @@ NO_TORCH = textwrap.dedent("""
 def without_torch(*argv: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", NO_TORCH, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, **kwargs)
+
+
+def test_without_torch_an_export_scores_labelled_images_and_training_says_what_is_missing(exported):
+    process = without_torch("evaluate", str(exported["uint8"]), "--images", str(ROOT / "examples" / "my-digits"),
+                            "--json")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert json.loads(out)["images"] == 20 and err.strip() == "torch not imported"
+    process = without_torch("train", "--epochs", "1")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and out == ""
+    assert err.splitlines()[0] == "mnistlab: error: train needs torch, which is not installed: pip install torch"
 
 
 @pytest.mark.parametrize("kind", ["uint8", "float"])

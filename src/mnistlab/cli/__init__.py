@@ -25,6 +25,13 @@ from .predict import INVERT_CHOICES, PREDICT_DEFAULTS
 
 __all__ = ["DEFAULTS", "INVERT_CHOICES", "PREDICT_DEFAULTS", "build_parser", "main"]
 
+# The modules of mnistlab's dependencies → their pip names: a deployment may install mnistlab without
+# some (predicting with an exported .onnx file needs no torch), and a command that needs one says so.
+PIP_NAMES = {"torch": "torch", "safetensors": "safetensors", "matplotlib": "matplotlib", "pooch": "pooch",
+             "platformdirs": "platformdirs", "requests": "requests", "numpy": "numpy", "PIL": "pillow",
+             "scipy": "scipy", "tqdm": "tqdm", "onnx": "onnx", "onnxscript": "onnxscript",
+             "onnxruntime": "onnxruntime"}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mnistlab", description="Handwritten-digit recognition with PyTorch.")
@@ -68,6 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 143 if isinstance(e, Terminated) else 130
     except MnistlabError as e:
         print(f"mnistlab: error: {e}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as e:
+        module = (e.name or "").partition(".")[0]
+        if module not in PIP_NAMES:
+            raise
+        print(f"mnistlab: error: {args.command} needs {module}, which is not installed: "
+              f"pip install {PIP_NAMES[module]}", file=sys.stderr)
         return 1
     finally:
         if argv is None:  # the process's own command (not a test or a notebook): it ends right after this

@@ -224,25 +224,26 @@ def train_config(args: argparse.Namespace, default_out: str | None = None) -> Tr
 
 
 def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..checkpoints import Checkpoint
     from ..classifier import load_model, score
-    from ..data import load_test_split
     from ..datasets import checkpoint_dataset
-    from ..training import evaluate
+    from ..onnx_model import OnnxModel
 
     if args.json and not args.images:
         parser.error("--json goes with --images")
     model = load_model(args.checkpoint, device=args.device)
-    if args.images:
+    if args.images:  # an exported file's path imports no torch
         return evaluate_images(model, args.images, args.json)
+    from ..data import load_test_split
+    from ..training import evaluate
+
     info = checkpoint_dataset(model.config.get("dataset", {}), args.dataset, model.path)
     test, digests = load_test_split(info, args.data_dir)
-    if isinstance(model, Checkpoint):
-        loss, acc = evaluate(model.model, test.to(model.device), model.mean, model.std, args.test_batch_size)
-        where = model.device
-    else:  # an exported file: its own input convention, on onnxruntime
+    if isinstance(model, OnnxModel):  # its own input convention, on onnxruntime
         loss, acc = score(model, test.images.numpy(), test.labels.numpy(), args.test_batch_size)
         where = "onnxruntime (CPU)"
+    else:
+        loss, acc = evaluate(model.model, test.to(model.device), model.mean, model.std, args.test_batch_size)
+        where = model.device
     print(f"{model.path}: {model.model_name} ({model.parameter_count:,} parameters) on {where}")
     origin = f"--data-dir {args.data_dir}" if args.data_dir else "the bundled copy" if info.bundled else "the cache"
     print(f"{info.title} test set, from {origin}")
