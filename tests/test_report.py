@@ -78,6 +78,18 @@ def test_report_embeds_every_figure_and_the_tables(report, trained):
     assert not re.search(r'(src|href)="(https?:|//|file:)', page)  # self-contained: nothing to fetch
 
 
+@pytest.mark.parametrize(("epochs", "extra", "said"), [
+    ("1", [], "after 1 epoch ·"),
+    ("2", ["--eval-every", "2"], "after 2 epochs ·"),  # a row every 2 steps: several rows, still 2 epochs
+], ids=["one-epoch", "eval-every"])
+def test_the_report_summary_counts_epochs_not_rows(trained, tmp_path, epochs, extra, said):
+    run = tmp_path / "run"
+    assert main(["train", "--epochs", epochs, *extra, "--hidden", "16", "--data-dir", str(trained[1]),
+                 "--device", "cpu", "--no-progress", "--out", str(run)]) == 0
+    assert len(load_metrics(run)["epochs"]) > int(epochs) or not extra
+    assert said in (run / "report.html").read_text(encoding="utf-8")
+
+
 def test_report_grid_has_a_column_per_digit_and_confusion_its_own_colours(trained):
     from mnistlab.plots import CellText
     from mnistlab.report import predictions_for_run, report_figures

@@ -173,7 +173,8 @@ def render_report(run_dir: Path, metrics: dict, figures: dict[str, tuple[str, st
     model = f"{config.get('model', '?')} {json.dumps(config.get('model_args', {}))}"
     if "name" in metrics.get("dataset", {}):
         model += f" on {metrics['dataset']['name']}"
-    summary = (f"{model} · test accuracy {final['test_acc']:.2%} after {len(metrics['epochs'])} epochs"
+    epochs = final["epoch"]  # the last row's: fractional when evaluated every N steps, one row each
+    summary = (f"{model} · test accuracy {final['test_acc']:.2%} after {epochs:g} epoch{'' if epochs == 1 else 's'}"
                + (f" · {metrics['wall_seconds']:.1f} s on {metrics.get('device', '?')}" if "wall_seconds" in metrics
                   else ""))
     nav = "".join(f'<a href="#{key}">{html.escape(heading)}</a>' for key, (heading, _, _) in figures.items())
