@@ -1,5 +1,6 @@
 """The figures: what they draw (checked on the Figure) and the PNGs they make (checked with Pillow)."""
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -8,6 +9,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PatchCollection
 from matplotlib.colors import same_color
+from matplotlib.text import Text
 from PIL import Image
 from torch import nn
 
@@ -428,3 +430,24 @@ def test_missing_checkpoint_and_no_display_are_one_line_errors(tmp_path, tiny_ru
     monkeypatch.setattr(plt, "get_backend", lambda: "agg")  # what matplotlib falls back to without a display
     assert main(["plot", "curves", str(tiny_run[0]), "--show"]) == 1
     assert "--show needs a display" in capsys.readouterr().err
+
+
+# Names from anyone's checkpoint or file name: matplotlib would read "$...$" as TeX and fail on it.
+TEX_LIKE = ("$\\frac{$", "a$b$c", "$$", "$x^$", "\\", "%s%d", "{0}", "<b>", "é", "ok")
+
+
+@pytest.mark.parametrize("figure", ["grid", "random-grid", "confusion", "mistakes", "curves", "pixels"])
+def test_names_with_dollar_signs_are_drawn_as_they_are(predictions, figure, tmp_path):
+    named = dataclasses.replace(predictions, classes=TEX_LIKE)
+    fig = {"grid": lambda: prediction_grid(named, rows=2),
+           "random-grid": lambda: prediction_grid(named, mode="random", rows=2, cols=3, seed=0),
+           "confusion": lambda: confusion_matrix(named),
+           "mistakes": lambda: mistakes_gallery(named, count=4),
+           "curves": lambda: training_curves({"$\\frac{$ run": history(2), "a$b$": history(2, 0.1)}, title="$x^$"),
+           "pixels": lambda: pixel_view(named.images[0], title="$\\frac{$.png as the model sees it")}[figure]()
+    with Image.open(save_figure(fig, tmp_path / "named.png")) as png:  # drawing raised: "Expected \frac{num}{den}"
+        assert np.asarray(png.convert("L")).var() > 0
+    shown = [t.get_text() for t in fig.findobj(Text)] + [s for c in fig.findobj(CellText) for s in c.texts]
+    if figure == "confusion":
+        assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == list(TEX_LIKE)
+    assert any("$" in text for text in shown)

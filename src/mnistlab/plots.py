@@ -8,6 +8,7 @@ writes it as PNG, and `show_figure` opens a window only when asked to (`--show`)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
-from matplotlib import colormaps
+from matplotlib import colormaps, rc_context
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import PatchCollection, PathCollection
@@ -108,6 +109,20 @@ def compute_predictions(model: nn.Module, split: Split, mean: float = MNIST_MEAN
     return SplitPredictions(split.images.cpu(), split.labels.cpu(), torch.cat(probs), tuple(classes))
 
 
+def plain_text(figure_function):
+    """Build a figure whose texts are drawn as they are: a "$" in a class or file name is a dollar sign.
+
+    Matplotlib reads text between dollar signs as TeX math and fails on what it cannot parse, and the
+    names in a figure come from anyone's checkpoint or file name. Each text keeps the setting it was
+    built with, so the figure draws the same when saved later.
+    """
+    @functools.wraps(figure_function)
+    def build(*args, **kwargs):
+        with rc_context({"text.parse_math": False}):
+            return figure_function(*args, **kwargs)
+    return build
+
+
 def save_png(fig: Figure, file: str | Path | BinaryIO, dpi: int = DPI) -> None:
     """Write `fig` as a PNG of exactly its size × `dpi` pixels to a path or a binary file."""
     # zlib level 1: on the report's five figures, 8% larger than Pillow's default level 6 and a third quicker.
@@ -192,6 +207,7 @@ def add_cell_text(ax: Axes, texts: Sequence[str], xy: Sequence[tuple[float, floa
     return cells
 
 
+@plain_text
 def pixel_view(image: torch.Tensor, label: int | None = None, *, normalized: bool = False,
                mean: float = MNIST_MEAN, std: float = MNIST_STD, title: str | None = None) -> Figure:
     """One digit as its 28×28 grid, each pixel's value written in its cell.
@@ -237,6 +253,7 @@ def _sample(candidates: torch.Tensor, n: int, seed: int | None) -> torch.Tensor:
     return candidates[:n]
 
 
+@plain_text
 def _message(text: str) -> Figure:
     """A small figure that says why there is nothing to draw."""
     fig = Figure(figsize=(6, 1.2))
@@ -328,6 +345,7 @@ def _text_pixels(text: str, size: float) -> int:
     return math.ceil(len(text) * size * NAME_CHAR_POINTS / 72 / PIXEL_INCHES)
 
 
+@plain_text
 def prediction_grid(predictions: SplitPredictions, *, rows: int = 5, cols: int = 5, mode: str = "class",
                     errors_only: bool = False, seed: int | None = None) -> Figure:
     """Test digits with their predictions: green where right, red (bold, thick frame) where wrong.
@@ -393,6 +411,7 @@ def _epoch_rows(history: Sequence) -> list[dict]:
     return [row if isinstance(row, Mapping) else dataclasses.asdict(row) for row in history]
 
 
+@plain_text
 def training_curves(runs: Sequence | Mapping[str, Sequence], *, title: str | None = None) -> Figure:
     """Loss and accuracy per epoch, train (dashed) and test (solid), in two panels.
 
@@ -440,6 +459,7 @@ def confusion_counts(predictions: SplitPredictions) -> torch.Tensor:
     return torch.bincount(pairs, minlength=NUM_CLASSES ** 2).reshape(NUM_CLASSES, NUM_CLASSES)
 
 
+@plain_text
 def confusion_matrix(predictions: SplitPredictions) -> Figure:
     """The confusion matrix: counts in the cells; right answers blue, errors red, each on its own scale.
 
@@ -496,6 +516,7 @@ def confident_mistakes(predictions: SplitPredictions, count: int) -> torch.Tenso
     return wrong[confidence.argsort(descending=True, stable=True)][:count]
 
 
+@plain_text
 def mistakes_gallery(predictions: SplitPredictions, *, count: int = 15, cols: int = 5) -> Figure:
     """The most confident wrong predictions, each with its top-3 probabilities."""
     if count < 1 or cols < 1:
@@ -532,6 +553,7 @@ def mistakes_gallery(predictions: SplitPredictions, *, count: int = 15, cols: in
     return mosaic.fig
 
 
+@plain_text
 def augmented_grid(image: torch.Tensor, *, strength: float = 1.0, elastic: float = 0.0, rows: int = 4, cols: int = 6,
                    seed: int = 0, title: str | None = None) -> Figure:
     """One digit and rows × cols − 1 augmented copies of it, as training draws them (`mnistlab.augment`).
