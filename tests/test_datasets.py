@@ -375,6 +375,16 @@ def test_predict_places_images_as_the_run_s_dataset_does(fashion_run, tmp_path, 
     assert from_onnx.label == prediction.label
 
 
+def test_a_labelled_folder_is_scored_with_the_class_names(fashion_run, capsys):
+    folder = Path(__file__).parent.parent / "examples" / "my-digits"  # folders 0/ … 9/: the labels' numbers
+    assert main(["evaluate", str(fashion_run), "--images", str(folder)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "digit  right  total  accuracy  class"
+    assert lines[3].endswith("  T-shirt/top") and lines[12].endswith("  Ankle boot")
+    assert main(["evaluate", str(fashion_run), "--images", str(folder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["classes"] == list(FASHION_MNIST.classes)
+
+
 @pytest.mark.parametrize("recorded", ["mnist", "custom", None], ids=["mnist", "custom", "no-name"])
 def test_an_older_checkpoint_counts_as_mnist(tiny_run, tmp_path, recorded, capsys):
     import shutil

@@ -80,6 +80,7 @@ class LabelledScore:
 
     images: list[LabelledImage]
     predictions: list[Prediction]
+    classes: tuple[str, ...] = tuple(str(d) for d in DIGITS)  # the model's name for each label (folder)
 
     @property
     def read(self) -> list[tuple[LabelledImage, Prediction]]:
@@ -111,6 +112,7 @@ class LabelledScore:
         """A JSON-ready summary: accuracy, per-digit accuracy, the wrong and the failed files."""
         return {
             "images": len(self.images), "classified": len(self.read), "accuracy": self.accuracy,
+            "classes": list(self.classes),
             "per_digit": {str(d): {"right": r, "total": t, "accuracy": r / t}
                           for d, (r, t) in self.per_digit().items()},
             "wrong": [{"file": str(i.path), "label": i.label, "predicted": p.label,
@@ -136,22 +138,32 @@ def score_labelled(model: Classifier, folder: str | Path, batch_size: int = 256)
     """Classify every image of a labelled folder (`read_labelled`) with `model` (a checkpoint or an exported file)."""
     images = read_labelled(folder)
     predictions = model.predict([str(i.path) for i in images], batch_size=batch_size)
-    return LabelledScore(images, predictions)
+    return LabelledScore(images, predictions, tuple(model.classes))
 
 
 def format_score(score: LabelledScore) -> str:
-    """The report `mnistlab evaluate --images` prints: accuracy, a per-digit table, wrong and failed files."""
+    """The report `mnistlab evaluate --images` prints: accuracy, a per-digit table, wrong and failed files.
+
+    A model whose classes are not the digits (Fashion-MNIST's) gets its class names beside the folder numbers.
+    """
+    named = score.classes != tuple(str(d) for d in DIGITS)
+
+    def shown(label: int) -> str:
+        return f"{score.classes[label]} ({label})" if named else str(label)
+
     lines = []
     if score.accuracy is None:
         lines.append(f"none of the {len(score.images)} images could be classified")
     else:
         right = len(score.read) - len(score.wrong)
         lines.append(f"accuracy {score.accuracy:.2%} ({right}/{len(score.read)})")
-        lines.append("digit  right  total  accuracy")
-        lines += [f"{d:>5}  {r:>5}  {t:>5}  {r / t:>8.1%}" for d, (r, t) in score.per_digit().items()]
+        lines.append("digit  right  total  accuracy" + ("  class" if named else ""))
+        lines += [f"{d:>5}  {r:>5}  {t:>5}  {r / t:>8.1%}" + (f"  {score.classes[d]}" if named else "")
+                  for d, (r, t) in score.per_digit().items()]
     if score.wrong:
         lines.append(f"wrong ({len(score.wrong)}):")
-        lines += [f"  {i.path}  is {i.label}, read as {p.label} ({p.confidence:.1%})" for i, p in score.wrong]
+        lines += [f"  {i.path}  is {shown(i.label)}, read as {shown(p.label)} ({p.confidence:.1%})"
+                  for i, p in score.wrong]
     if score.failed:
         lines.append(f"could not classify ({len(score.failed)}):")
         lines += [f"  {i.path}  {p.error}" for i, p in score.failed]
