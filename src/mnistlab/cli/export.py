@@ -14,9 +14,10 @@ INPUTS = ("uint8", "float")
 def add_commands(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser(
         "export", help="write a run's model as one ONNX or TorchScript file for deployment",
-        description="Export a run's model as one file that takes raw 28×28 pixels (N, 28, 28), white ink on "
-                    "black as in MNIST, and returns the class probabilities (N, 10): the normalisation and "
-                    "the softmax are inside. Its metadata names the classes and the input convention. "
+        description="Export a run's model as one file that takes raw 28×28 pixels (N, 28, 28), white on "
+                    "black and placed as the run's dataset places its images, and returns the class "
+                    "probabilities (N, 10): the normalisation and the softmax are inside. Its metadata names "
+                    "the classes and the input convention. "
                     "ONNX needs the export extra: pip install 'mnistlab[export]'.")
     export.add_argument("run", metavar="RUN", help="the run folder to export")
     export.add_argument("--format", choices=FORMATS, default="onnx",
