@@ -180,3 +180,23 @@ def test_a_model_of_another_dataset_shows_its_class_names(browser, mnist_mlp, tm
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_the_api_docs_load_nothing_from_outside(browser, server):
+    """/docs (Swagger UI) is served with its own script and style: it renders with no network."""
+    page = browser.new_page(viewport=DESKTOP)
+    outside: list[str] = []
+
+    def only_local(route):
+        if route.request.url.startswith(server[0]):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(server[0] + "docs")
+    sync_api.expect(page.locator(".swagger-ui .title")).to_contain_text("mnistlab")
+    sync_api.expect(page.locator(".opblock-summary-path", has_text="/api/predict")).to_be_visible()
+    page.close()
+    assert outside == []

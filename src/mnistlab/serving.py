@@ -40,7 +40,8 @@ from pathlib import Path
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel, Field
@@ -62,6 +63,7 @@ TOP_K = 3
 # The raw-body content types /api/predict takes; the bytes decide the format (load_image), not the type.
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/gif", "image/webp", "image/tiff",
                "application/octet-stream")
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's files, for /docs
 PAGE_HEADERS = {  # the page loads nothing but its own files, and is never framed
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
@@ -265,6 +267,28 @@ async def read_upload(request: Request) -> bytes:
     return data
 
 
+def _swagger_ui_folder() -> Path | None:
+    """Swagger UI's script and style as installed with the serve extra (swagger-ui-bundle-v2), if they are."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:  # FastAPI's own /docs then, which loads them from a CDN
+        return None
+    folder = Path(swagger_ui_path)
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
+
+
+def _add_offline_docs(app: FastAPI, swagger: Path) -> None:
+    """/docs as FastAPI draws it, but every file it loads served from here: it works with no network."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="mnistlab API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
+
+
 def _warm_up(predictor: Predictor) -> None:
     """Classify one drawn stroke, so that the first request finds every module imported and warm."""
     image = Image.new("L", (56, 56))
@@ -293,11 +317,15 @@ def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None =
     predictor = Predictor(model, ThreadPoolExecutor(threads, thread_name_prefix="mnistlab-predict"),
                           model_summary(model))
     _warm_up(predictor)
+    swagger = _swagger_ui_folder()
     app = FastAPI(title="mnistlab", summary="Read handwritten digits with an MNIST model.",
-                  description=f"Serving the model `{predictor.summary['name']}` ({model.model_name}).")
+                  description=f"Serving the model `{predictor.summary['name']}` ({model.model_name}).",
+                  docs_url=None if swagger else "/docs", redoc_url=None)
     app.add_middleware(BodyLimit, limit=max_upload_bytes)
     _add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if swagger:
+        _add_offline_docs(app, swagger)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
