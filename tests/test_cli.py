@@ -42,7 +42,7 @@ def test_cli_defaults_mirror_the_library_defaults():
 @pytest.mark.parametrize("argv, message", [
     (["train", "--epochs", "-1"], "argument --epochs: must be from 1 to 1,000, got -1"),
     (["train", "--epochs", "two"], "expected a whole number"),
-    (["train", "--lr", "0"], "argument --lr: must be a number > 0"),
+    (["train", "--lr", "0"], "argument --lr: must be a number from 1e-12 to 10"),
     (["train", "--lr", "-0.1"], "argument --lr"),
     (["train", "--device", "tpu"], "argument --device: expected one of auto, cpu, cuda, mps"),
     (["train", "--model", "resnet"], "unknown model 'resnet'; choose from: "),

@@ -423,9 +423,10 @@ def test_save_checkpoint_alone_writes_a_whole_folder(data, tmp_path):
     ("--train-limit", "0", "must be from 1"),
     ("--hidden", str(10**7), "must be from 1 to 16,384"),
     ("--hidden", "0", "must be from 1"),
-    ("--lr", "1e9", "must be a number > 0 and ≤ 10"),
-    ("--lr", "0", "must be a number > 0"),
-    ("--lr", "-0.001", "must be a number > 0"),
+    ("--lr", "1e9", "must be a number from 1e-12 to 10"),
+    ("--lr", "0", "must be a number from 1e-12 to 10"),
+    ("--lr", "-0.001", "must be a number from 1e-12 to 10"),
+    ("--lr", "1e-320", "must be a number from 1e-12 to 10"),  # subnormal: trains nothing
     ("--lr", "inf", "must be finite"),
 ])
 def test_a_number_that_cannot_work_exits_2(flag, value, message, data, tmp_path, capsys):
@@ -446,7 +447,8 @@ def test_a_number_that_cannot_work_exits_2(flag, value, message, data, tmp_path,
     ("mean", 1e308, "mean: must be a number from 0 to 1"),
     ("std", 1e-320, "std: must be a number from 0.001 to 100"),
     ("std", "0.3", "std: must be a number"),
-    ("lr", 100.0, "lr: must be a number > 0 and ≤ 10"),
+    ("lr", 100.0, "lr: must be a number from 1e-12 to 10"),
+    ("lr", 1e-320, "lr: must be a number from 1e-12 to 10"),
     ("model_args", {"hidden": 10**7}, "field 'model_args.hidden' must be a whole number from 1 to 16,384"),
     ("model_args", {"hidden": 2.5}, "field 'model_args.hidden' must be a whole number"),
 ])

@@ -75,7 +75,7 @@ def test_interrupted_training_writes_nothing(tmp_path, tiny_data, monkeypatch):
 @pytest.mark.parametrize("field, value, message", [
     ("epochs", 0, "epochs: must be a whole number from 1 to 1,000"),
     ("batch_size", -3, "batch_size"),
-    ("lr", 0.0, "lr: must be a number > 0"),
+    ("lr", 0.0, "lr: must be a number from 1e-12 to 10"),
     ("lr", float("nan"), "lr"),
     ("std", 0.0, "std"),
     ("model", "resnet", "model: unknown model 'resnet'"),

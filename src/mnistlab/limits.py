@@ -9,6 +9,7 @@ MAX_BATCH_SIZE = 65_536  # larger than the whole training set; a 65,536 × 784 f
 MAX_TRAIN_LIMIT = 10_000_000  # ten million 28×28 images are 7.8 GB of pixels
 MAX_HIDDEN = 16_384  # 784 × 16,384 weights: 13M parameters, 200 MB with Adam's state
 MAX_LR = 10.0  # Adam steps by about lr per weight per step: beyond 10 nothing converges
+MIN_LR = 1e-12  # a step smaller than float32's spacing near any trained weight moves nothing (and 1e-320 is subnormal)
 SEED_MAX = 2**64 - 1  # torch.manual_seed takes 0 … 2**64 - 1
 MEAN_RANGE = (0.0, 1.0)  # a mean of pixels on the 0-1 scale
 STD_RANGE = (1e-3, 100.0)  # keeps (x - mean) / std within ±1,000 for pixels x in [0, 1], finite in float32

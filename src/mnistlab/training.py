@@ -36,7 +36,7 @@ from .data import MNIST_MEAN, MNIST_STD, Split, dataset_dir, load_mnist, normali
 from .datasets import get_dataset, list_datasets
 from .device import resolve_device
 from .errors import MnistlabError
-from .limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MAX_TRAIN_LIMIT, MEAN_RANGE, SEED_MAX, STD_RANGE
+from .limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MAX_TRAIN_LIMIT, MEAN_RANGE, MIN_LR, SEED_MAX, STD_RANGE
 from .models import create_model, list_models, model_arguments, model_defaults
 from .recipes import OPTIMIZERS, SCHEDULES, recipe_names
 from .schema import FieldError
@@ -112,8 +112,8 @@ class TrainConfig:
                 raise ValueError(f"{name}: must be a whole number from {low} to {high:,}, got {getattr(self, name)!r}")
         if self.dataset not in list_datasets():
             raise ValueError(f"dataset: unknown dataset {self.dataset!r}; choose from: {', '.join(list_datasets())}")
-        if not (_real(self.lr, 0, MAX_LR) and self.lr > 0):
-            raise ValueError(f"lr: must be a number > 0 and ≤ {MAX_LR:g}, got {self.lr!r}")
+        if not _real(self.lr, MIN_LR, MAX_LR):
+            raise ValueError(f"lr: must be a number from {MIN_LR:g} to {MAX_LR:g}, got {self.lr!r}")
         for name, (low, high) in (("mean", MEAN_RANGE), ("std", STD_RANGE)):
             if getattr(self, name) is not None and not _real(getattr(self, name), low, high):
                 raise ValueError(f"{name}: must be a number from {low:g} to {high:g} (0-1 pixel scale), "

@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING
 
 from ..datasets import DATASETS
 from ..errors import MnistlabError
-from ..limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_HIDDEN, MAX_LR, MAX_TRAIN_LIMIT, MEAN_RANGE, SEED_MAX, STD_RANGE
+from ..limits import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_HIDDEN,
+    MAX_LR,
+    MAX_TRAIN_LIMIT,
+    MEAN_RANGE,
+    MIN_LR,
+    SEED_MAX,
+    STD_RANGE,
+)
 from ..recipes import OPTIMIZERS, SCHEDULES, recipe_names
 from ._args import DEFAULTS, add_data_flags, finite_float, float_in, int_in, output_path, positive_int
 
@@ -154,8 +164,8 @@ def add_recipe_flags(train: argparse.ArgumentParser) -> None:
     train.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE), metavar="N",
                        help=f"training batch size, 1 to {MAX_BATCH_SIZE:,} "
                             f"{recipe_says.format(DEFAULTS['batch_size'])}")
-    train.add_argument("--lr", type=float_in(0, MAX_LR, low_open=True), metavar="LR",
-                       help=f"learning rate (the peak of a one-cycle schedule), > 0 and ≤ {MAX_LR:g} "
+    train.add_argument("--lr", type=float_in(MIN_LR, MAX_LR), metavar="LR",
+                       help=f"learning rate (the peak of a one-cycle schedule), {MIN_LR:g} to {MAX_LR:g} "
                             f"{recipe_says.format(DEFAULTS['lr'])}")
     train.add_argument("--optimizer", choices=OPTIMIZERS,
                        help=f"adamw: decoupled weight decay; sgd: Nesterov momentum 0.9 {recipe_says.format('adam')}")
