@@ -5,6 +5,10 @@ from __future__ import annotations
 import gzip
 import signal
 import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +78,27 @@ def no_hang():
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def serving(command: list[str], **popen) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run a `mnistlab serve ... --port 0` command line; yield (its URL, the process), then Ctrl-C it.
+
+    Ctrl-C is how a server is stopped: it must end with the shell's 130 and no traceback.
+    """
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    try:
+        first = process.stdout.readline()  # "serving RUN at http://127.0.0.1:PORT/  (...)", once it listens
+        assert " at http://" in first, f"{first!r} {process.stderr.read() if process.poll() is not None else ''}"
+        yield first.split(" at ", 1)[1].split()[0], process
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.errors = process.communicate(timeout=30)[1]
+        finally:
+            process.kill()
+    assert process.returncode == 130 and "Traceback" not in process.errors, (process.returncode, process.errors)
+
+
+def mnistlab_command(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "mnistlab", *argv]

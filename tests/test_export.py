@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -30,6 +29,8 @@ from mnistlab.cli import main
 from mnistlab.data import load_mnist
 from mnistlab.export import ExportConfig, export
 from mnistlab.onnx_model import METADATA_KEY, OnnxModelError, load_onnx
+
+from .conftest import serving
 
 # The issue asks for TorchScript, which torch 2.13 deprecates (in favour of torch.export) on every load.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
@@ -223,8 +224,15 @@ NO_TORCH = textwrap.dedent("""
 
 
 def without_torch(*argv: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", NO_TORCH, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, **kwargs)
+    return subprocess.Popen(no_torch_command(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=SOURCE_ENV, **kwargs)
+
+
+def no_torch_command(*argv: str) -> list[str]:
+    return [sys.executable, "-c", NO_TORCH, *argv]
+
+
+SOURCE_ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}  # this checkout's mnistlab, in a subprocess
 
 
 def test_without_torch_an_export_scores_labelled_images_and_training_says_what_is_missing(exported):
@@ -266,22 +274,12 @@ def test_predict_with_onnx_runs_without_torch(exported):
 
 def test_serve_with_onnx_runs_without_torch(exported):
     pytest.importorskip("fastapi")
-    process = without_torch("serve", str(exported["uint8"]), "--port", "0")
-    try:
-        first = process.stdout.readline()
-        assert " at http://" in first, first + (process.stderr.read() if process.poll() is not None else "")
-        url = first.split(" at ", 1)[1].split()[0]
+    with serving(no_torch_command("serve", str(exported["uint8"]), "--port", "0"), env=SOURCE_ENV) as (url, process):
         request = urllib.request.Request(f"{url}api/predict", data=(DIGITS / "scan-0.png").read_bytes(),
                                          headers={"Content-Type": "image/png"})
         with urllib.request.urlopen(request, timeout=60) as response:
             assert json.loads(response.read())["label"] == 0
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            err = process.communicate(timeout=30)[1]
-        finally:
-            process.kill()
-    assert process.returncode == 130 and "Traceback" not in err and err.strip().endswith("torch not imported"), err
+    assert process.errors.strip().endswith("torch not imported"), process.errors
 
 
 # --- hostile ONNX files: one line, exit 1 ----------------------------------------------------------------------

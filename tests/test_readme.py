@@ -18,7 +18,6 @@ import re
 import runpy
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -30,6 +29,8 @@ import pytest
 
 import mnistlab
 from mnistlab.cli import main
+
+from .conftest import mnistlab_command, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -73,26 +74,14 @@ def commands() -> list:
 
 
 @contextmanager
-def serving(argv: list[str]) -> Iterator[str]:
-    """Run `mnistlab serve ARGV --port 0` as a process in the current folder; yield its URL, then Ctrl-C it."""
-    process = subprocess.Popen([sys.executable, "-m", "mnistlab", *argv, "--port", "0"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        first = process.stdout.readline()  # "serving RUN at http://127.0.0.1:PORT/  (...)", once it listens
-        assert " at http://" in first, f"{first!r} {process.stderr.read() if process.poll() is not None else ''}"
-        yield first.split(" at ", 1)[1].split()[0].rstrip("/")
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            errors = process.communicate(timeout=30)[1]
-        finally:
-            process.kill()
-    # Ctrl-C is how a server is stopped: the shell's 130, and no traceback.
-    assert process.returncode == 130 and "Traceback" not in errors, (process.returncode, errors)
+def serving_readme(argv: list[str]) -> Iterator[str]:
+    """Run `mnistlab serve ARGV --port 0` as a process in the current folder; yield its URL (no trailing /)."""
+    with serving(mnistlab_command(*argv, "--port", "0")) as (url, _):
+        yield url.rstrip("/")
 
 
 def run_serve_line(words: list[str]) -> int:
-    with serving(words[1:]) as url, urllib.request.urlopen(f"{url}/healthz", timeout=30) as answer:
+    with serving_readme(words[1:]) as url, urllib.request.urlopen(f"{url}/healthz", timeout=30) as answer:
         assert answer.status == 200
     return 0
 
@@ -100,7 +89,7 @@ def run_serve_line(words: list[str]) -> int:
 def run_curl_line(words: list[str]) -> int:
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
-    with serving(["serve", "runs/demo"]) as url:
+    with serving_readme(["serve", "runs/demo"]) as url:
         words = [word.replace(README_SERVER, url) for word in words]
         result = subprocess.run(words, capture_output=True, text=True, timeout=60)
     assert '"label":' in result.stdout, result.stdout + result.stderr

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 if not CHROMIUM.exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (.ci/run installs Debian's chromium package)", allow_module_level=True)
 
+from tests.conftest import mnistlab_command, serving  # noqa: E402
 from tests.test_serve import ONE, ZERO  # noqa: E402  (the same strokes the API tests draw)
 
 DESKTOP = {"width": 1000, "height": 720}
@@ -28,16 +26,8 @@ PHONE = {"width": 390, "height": 844}
 def server(mnist_mlp, tmp_path_factory):
     """`mnistlab serve RUN --port 0 --collect DIR` in a subprocess: (its URL, the collect folder)."""
     collect = tmp_path_factory.mktemp("collect") / "mine"
-    process = subprocess.Popen([sys.executable, "-m", "mnistlab", "serve", str(mnist_mlp), "--port", "0",
-                                "--collect", str(collect)], stdout=subprocess.PIPE, text=True)
-    try:
-        line = process.stdout.readline()
-        match = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
-        assert match, f"no URL in {line!r}"
-        yield match.group(1), collect
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with serving(mnistlab_command("serve", str(mnist_mlp), "--port", "0", "--collect", str(collect))) as (url, _):
+        yield url, collect
 
 
 @pytest.fixture(scope="module")
@@ -162,10 +152,7 @@ def test_a_model_of_another_dataset_shows_its_class_names(browser, mnist_mlp, tm
     config = json.loads((run / "config.json").read_text())
     config["dataset"] = {**config.get("dataset", {}), "name": "fashion-mnist", "classes": list(FASHION_MNIST.classes)}
     (run / "config.json").write_text(json.dumps(config))
-    process = subprocess.Popen([sys.executable, "-m", "mnistlab", "serve", str(run), "--port", "0",
-                                "--collect", str(tmp_path / "mine")], stdout=subprocess.PIPE, text=True)
-    try:
-        url = re.search(r"at (http://127\.0\.0\.1:\d+/)", process.stdout.readline()).group(1)
+    with serving(mnistlab_command("serve", str(run), "--port", "0", "--collect", str(tmp_path / "mine"))) as (url, _):
         page = browser.new_page(viewport=DESKTOP)
         page.goto(url)
         sync_api.expect(page.locator("#bars li .digit").nth(9)).to_have_text("Ankle boot")
@@ -177,10 +164,6 @@ def test_a_model_of_another_dataset_shows_its_class_names(browser, mnist_mlp, tm
         assert page.get_by_role("button", name="This is Trouser: save the drawing under Trouser (class 1)").count() == 1
         page.screenshot(path=tmp_path / "fashion.png")
         page.close()
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
 
 def test_the_api_docs_load_nothing_from_outside(browser, server):
     """/docs (Swagger UI) is served with its own script and style: it renders with no network."""
