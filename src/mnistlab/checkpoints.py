@@ -22,6 +22,7 @@ from torch import nn
 
 from . import __version__
 from ._io import StagedFolder, json_text
+from .classifier import Recorded
 from .data import normalize
 from .datasets import layout_of, recorded_name
 from .device import resolve_device
@@ -105,16 +106,12 @@ class CheckpointError(MnistlabError, ValueError):
 
 
 @dataclass
-class Checkpoint:
+class Checkpoint(Recorded):
     """A model rebuilt from disk, with the config it was saved with."""
 
     model: nn.Module
     config: dict  # config.json as checked: only the fields CONFIG_SCHEMA knows, each of its type and range
     path: Path  # the checkpoint's folder
-
-    @property
-    def model_name(self) -> str:
-        return self.config["model"]["name"]
 
     @property
     def mean(self) -> float:
@@ -123,10 +120,6 @@ class Checkpoint:
     @property
     def std(self) -> float:
         return self.config["normalization"]["std"]
-
-    @property
-    def metrics(self) -> dict:
-        return self.config.get("metrics", {})
 
     @property
     def classes(self) -> tuple[str, ...]:

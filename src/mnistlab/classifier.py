@@ -61,6 +61,20 @@ class Classifier(Protocol):
         """Classify image files or in-memory images (`mnistlab.prediction.predict`)."""
 
 
+class Recorded:
+    """What a model says of itself, read off its record: a checkpoint's config.json, an export's metadata."""
+
+    config: dict
+
+    @property
+    def model_name(self) -> str:
+        return self.config["model"]["name"]
+
+    @property
+    def metrics(self) -> dict:
+        return self.config.get("metrics", {})
+
+
 def score(model: Classifier, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of `model` on uint8 images (N, 28, 28) already in its dataset's convention.
 

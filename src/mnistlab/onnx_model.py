@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .classifier import Recorded
 from .datasets import LAYOUTS
 from .errors import MnistlabError
 from .limits import IMAGE_SIZE, NUM_CLASSES
@@ -98,7 +99,7 @@ class OnnxModelError(MnistlabError, ValueError):
 
 
 @dataclass
-class OnnxModel:
+class OnnxModel(Recorded):
     """An exported model in an onnxruntime session, with the metadata it was exported with."""
 
     session: onnxruntime.InferenceSession
@@ -114,20 +115,12 @@ class OnnxModel:
         return self.metadata["input"].get("layout", "digit")
 
     @property
-    def model_name(self) -> str:
-        return self.metadata["model"]["name"]
-
-    @property
     def input_dtype(self) -> str:
         return self.metadata["input"]["dtype"]
 
     @property
     def config(self) -> dict:
         return self.metadata
-
-    @property
-    def metrics(self) -> dict:
-        return self.metadata.get("metrics", {})
 
     @property
     def parameter_count(self) -> int:
