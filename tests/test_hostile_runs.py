@@ -572,3 +572,26 @@ def test_signals_deferred_hands_a_signal_on_after_the_block():
             reached.append("end of the block")
     assert reached == ["end of the block"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_while_a_progress_bar_is_built_leaves_no_half_built_bar(monkeypatch):
+    """A signal inside tqdm's constructor used to leave a half-built bar whose __del__ printed a traceback."""
+    import gc
+    import io
+
+    import tqdm.auto
+
+    class Bar(tqdm.auto.tqdm):
+        @classmethod
+        def _get_free_pos(cls, instance=None):  # called half-way through the constructor, before `pos` is set
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives there
+            return super()._get_free_pos(instance)
+
+    unraisable = []  # what Python prints as "Exception ignored in ..." (a traceback on the user's terminal)
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    with pytest.raises(KeyboardInterrupt):
+        with io_module.progress_bar(total=3, file=io.StringIO()):
+            pass
+    gc.collect()  # a half-built bar complains here, from its __del__: "no attribute 'pos'"
+    assert [repr(u.exc_value) for u in unraisable] == []

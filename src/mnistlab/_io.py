@@ -219,6 +219,25 @@ def signals_deferred() -> Iterator[None]:
                 signal.raise_signal(noted[0])
 
 
+@contextmanager
+def progress_bar(**options) -> Iterator[object]:
+    """A tqdm bar that Ctrl-C cannot catch half built or half closed.
+
+    A bar interrupted inside its constructor lacks attributes that its `__del__` needs, and prints a
+    traceback ("Exception ignored in ... tqdm.__del__") over the one-line message; so the signal is
+    held back for those few microseconds (`signals_deferred`) and handed on right after.
+    """
+    from tqdm.auto import tqdm
+
+    with signals_deferred():
+        bar = tqdm(**options)
+    try:
+        yield bar
+    finally:
+        with signals_deferred():
+            bar.close()
+
+
 class StagedFolder:
     """A folder that appears whole or not at all: written into a hidden sibling, then renamed into place.
 

@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
-from ._io import FILE_TYPE_NAMES, atomic_path
+from ._io import FILE_TYPE_NAMES, atomic_path, progress_bar
 from .errors import MnistlabError
 from .preprocessing import IMAGE_SUFFIXES, ImageLike, load_image, preprocess_array
 
@@ -153,7 +152,7 @@ def predict(model: Classifier, images: Source | Sequence[Source], *, top_k: int 
     items = _as_list(images)
     show = len(items) > PROGRESS_MIN_FILES if progress is None else progress
     results: list[Prediction] = []
-    with tqdm(total=len(items), unit="image", disable=not show, file=sys.stderr, leave=False) as bar:
+    with progress_bar(total=len(items), unit="image", disable=not show, file=sys.stderr, leave=False) as bar:
         for batch in _chunks(enumerate(items), batch_size):
             prepared = [_prepare(item, index, invert, model.layout) for index, item in batch]
             results += _classify(model, prepared, top_k)

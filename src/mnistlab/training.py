@@ -29,7 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
-from ._io import StagedFolder, json_text
+from ._io import StagedFolder, json_text, progress_bar
 from .augment import augment
 from .checkpoints import checkpoint_files, is_checkpoint_folder
 from .data import MNIST_MEAN, MNIST_STD, Split, dataset_dir, load_mnist, normalize
@@ -345,8 +345,8 @@ def _train_and_evaluate(model: nn.Module, optimizer: torch.optim.Optimizer, trai
     step, train_seconds = 0, 0.0
     row_start = clock = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
-        with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False,
-                  disable=not config.progress, dynamic_ncols=True) as bar:
+        with progress_bar(total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False,
+                          disable=not config.progress, dynamic_ncols=True) as bar:
             for loss, right, n in train_one_epoch(step_model, optimizer, train_split, config, generator, scheduler,
                                                   augment_generator):
                 step += 1
