@@ -143,3 +143,16 @@ def test_models_prints_a_table(monkeypatch, capsys):
     starts = {by_name[name].index(text) for name, text in (("model", "arguments"), ("mlp", "hidden=128"),
                                                             ("probe", "scale=0.5"))}
     assert len(starts) == 1  # the arguments column lines up
+
+
+@pytest.mark.parametrize("argv", [
+    ["evaluate", "{path}"], ["export", "{path}"], ["predict", "{path}", "x.png"], ["plot", "confusion", "{path}"],
+    ["report", "{path}"], ["evaluate", "{path}.onnx"], ["train", "--data-dir", "{path}"],
+], ids=["evaluate", "export", "predict", "plot", "report", "evaluate-onnx", "train-data-dir"])
+def test_a_file_name_with_a_newline_or_escape_still_gives_one_line(argv, tmp_path, capsys):
+    path = tmp_path / "run\nsecond line\x1b[31m"
+    path.mkdir()
+    assert main([word.replace("{path}", str(path)) for word in argv]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mnistlab: error: ") and "\x1b" not in err
+    assert "run\\nsecond line\\x1b[31m" in err

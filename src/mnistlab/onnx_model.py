@@ -27,7 +27,7 @@ import numpy as np
 
 from .classifier import Recorded
 from .datasets import LAYOUTS
-from .errors import MnistlabError
+from .errors import MnistlabError, escape
 from .limits import IMAGE_SIZE, NUM_CLASSES
 from .schema import (
     CLASSES,
@@ -231,8 +231,6 @@ def _read_metadata(session: onnxruntime.InferenceSession, path: Path) -> dict:
 
 def _shown(path: Path) -> str:
     """The path as a message shows it: a newline or an escape sequence in a file name made visible."""
-    from .prediction import escape  # prediction imports PIL and tqdm, which loading a model does not need yet
-
     return escape(str(path))
 
 

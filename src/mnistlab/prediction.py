@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from ._io import FILE_TYPE_NAMES, atomic_path, progress_bar
-from .errors import MnistlabError
+from .errors import MnistlabError, escape, escape_char
 from .preprocessing import IMAGE_SUFFIXES, ImageLike, load_image, preprocess_array
 
 if TYPE_CHECKING:
@@ -277,28 +277,9 @@ def safe_file_stem(source: str, max_bytes: int = MAX_STEM_BYTES) -> str:
     return kept.encode("utf-8")[:max_bytes].decode("utf-8", "ignore") or "image"
 
 
-def escape(text: str) -> str:
-    """`text` with what a terminal would act on or hide made visible, as Python writes it in a string:
-    a newline as \\n, a tab as \\t, ESC as \\x1b, a byte that is not UTF-8 (from a file name) as
-    \\xff, an invisible format character as \\u202e; a backslash as \\\\. Printable text is unchanged."""
-    if text.isprintable() and "\\" not in text:
-        return text
-    return "".join(_escape_char(c) for c in text)
-
-
-def _escape_char(c: str) -> str:
-    if c == "\\":
-        return "\\\\"
-    if c.isprintable():
-        return c
-    if "\udc80" <= c <= "\udcff":  # an undecodable byte of a file name (Python's surrogateescape)
-        return f"\\x{ord(c) - 0xDC00:02x}"
-    return repr(c)[1:-1]  # \n, \t, \x1b, \u202e...
-
-
 def _json_text(text: str) -> str:
     """`text` without lone surrogates, which strict JSON parsers reject: each is escaped as `escape` does."""
-    return "".join(_escape_char(c) if "\ud800" <= c <= "\udfff" else c for c in text)
+    return "".join(escape_char(c) if "\ud800" <= c <= "\udfff" else c for c in text)
 
 
 def format_table(predictions: Sequence[Prediction]) -> str:

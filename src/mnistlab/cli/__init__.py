@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from .. import __version__
-from ..errors import MnistlabError
+from ..errors import MnistlabError, one_line
 from . import data, export, pictures, predict, serve, train
 from ._args import DEFAULTS
 from ._output import guard_output
@@ -73,8 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as e:  # a command that writes re-raises it with what is on disk as its message
         print(f"\nmnistlab: interrupted{f'; {e}' if str(e) else ''}", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
-    except MnistlabError as e:
-        print(f"mnistlab: error: {e}", file=sys.stderr)
+    except MnistlabError as e:  # one line, whatever a file name in it holds
+        print(f"mnistlab: error: {one_line(str(e))}", file=sys.stderr)
         return 1
     except ModuleNotFoundError as e:
         module = (e.name or "").partition(".")[0]
