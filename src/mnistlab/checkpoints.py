@@ -24,10 +24,9 @@ from . import __version__
 from ._io import StagedFolder, json_text
 from .classifier import Recorded
 from .data import normalize
-from .datasets import layout_of, recorded_name
+from .datasets import DIGIT_CLASSES, layout_of, recorded_name
 from .device import resolve_device
 from .errors import MnistlabError
-from .limits import NUM_CLASSES
 from .models import create_model, model_arguments
 from .schema import (
     CLASSES,
@@ -52,7 +51,6 @@ from .schema import (
 if TYPE_CHECKING:
     from .prediction import Prediction, Source
 
-DIGIT_CLASSES = tuple(str(digit) for digit in range(NUM_CLASSES))
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "mnistlab.checkpoint"

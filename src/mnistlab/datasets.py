@@ -22,6 +22,7 @@ SPLIT_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 FILE_STEMS = tuple(stem for pair in SPLIT_FILES.values() for stem in pair)
+DIGIT_CLASSES = tuple(str(digit) for digit in range(NUM_CLASSES))  # MNIST's class names, and any unnamed model's
 
 
 # How `predict` places an image in 28×28, as the dataset's own images are placed: "digit" as MNIST
@@ -64,7 +65,7 @@ class DatasetInfo:
 MNIST = DatasetInfo(
     name="mnist",
     title="MNIST",
-    classes=tuple(str(digit) for digit in range(NUM_CLASSES)),
+    classes=DIGIT_CLASSES,
     mean=MNIST_MEAN,
     std=MNIST_STD,
     homepage="https://yann.lecun.com/exdb/mnist/",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .datasets import DIGIT_CLASSES
 from .errors import MnistlabError
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class LabelledScore:
 
     images: list[LabelledImage]
     predictions: list[Prediction]
-    classes: tuple[str, ...] = tuple(str(d) for d in DIGITS)  # the model's name for each label (folder)
+    classes: tuple[str, ...] = DIGIT_CLASSES  # the model's name for each label (folder)
 
     @property
     def read(self) -> list[tuple[LabelledImage, Prediction]]:
@@ -146,7 +147,7 @@ def format_score(score: LabelledScore) -> str:
 
     A model whose classes are not the digits (Fashion-MNIST's) gets its class names beside the folder numbers.
     """
-    named = score.classes != tuple(str(d) for d in DIGITS)
+    named = score.classes != DIGIT_CLASSES
 
     def shown(label: int) -> str:
         return f"{score.classes[label]} ({label})" if named else str(label)

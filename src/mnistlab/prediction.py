@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from ._io import FILE_TYPE_NAMES, atomic_path, progress_bar
+from .datasets import DIGIT_CLASSES
 from .errors import MnistlabError, escape, escape_char
 from .preprocessing import IMAGE_SUFFIXES, ImageLike, load_image, preprocess_array
 
@@ -80,7 +81,7 @@ class Prediction:
         source = _json_text(self.source)
         if not self.ok:
             return {"file": source, "error": _json_text(self.error)}
-        names = self.classes or tuple(str(k) for k in range(len(self.probabilities)))
+        names = self.classes or DIGIT_CLASSES
         return {"file": source, "label": self.label, "class": names[self.label],
                 "confidence": round(self.confidence, 6),
                 "top_k": [{"label": k, "class": names[k], "probability": round(p, 6)} for k, p in self.top_k],
