@@ -26,7 +26,7 @@ from PIL import Image
 
 from ._io import FILE_TYPE_NAMES, atomic_path, progress_bar
 from .datasets import DIGIT_CLASSES
-from .errors import MnistlabError, escape, escape_char
+from .errors import MnistlabError, OutputError, escape, escape_char
 from .preprocessing import IMAGE_SUFFIXES, ImageLike, load_image, preprocess_array
 
 if TYPE_CHECKING:
@@ -37,10 +37,6 @@ PROGRESS_MIN_FILES = 300  # a progress bar only for batches larger than this
 MAX_STEM_BYTES = 100  # a saved file's name, before "-N.png": far below NAME_MAX (255) with a temporary suffix
 
 Source = str | os.PathLike | bytes | BinaryIO | ImageLike
-
-
-class OutputError(MnistlabError, ValueError):
-    """An output location cannot be written."""
 
 
 @dataclass
