@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
-from . import _io
+from . import _io, errors
 from ._io import NotRegularFileError
 from .limits import CLASS_NAME_MAX, MEAN_RANGE, NUM_CLASSES, STD_RANGE
 
@@ -60,9 +60,9 @@ def show(value: object) -> str:
 
 
 def one_line(text: object, limit: int = 300) -> str:
-    """Text from outside (an exception's message, a tensor's name) as one printable line of at most `limit`."""
-    flat = " ".join(str(text).split())
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in flat)[:limit]
+    """Text from outside (an exception's message, a tensor's name) as one printable line of at most `limit`:
+    white space folded, then escaped as every error line is (`errors.one_line`)."""
+    return errors.one_line(" ".join(str(text).split()))[:limit]
 
 
 def join(where: str, key: str | int) -> str:
