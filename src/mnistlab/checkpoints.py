@@ -43,6 +43,7 @@ from .schema import (
     Obj,
     SchemaError,
     Text,
+    check_format_version,
     one_line,
     open_regular_file,
     read_json,
@@ -238,10 +239,10 @@ def _read_config(path: Path) -> dict:
         raise CheckpointError(f"{path}: {e}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an mnistlab checkpoint config (no \"format\": \"{FORMAT}\")")
-    version = raw.get("format_version")
-    if isinstance(version, int) and not isinstance(version, bool) and version != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format version {version} is not supported "
-                              f"(expected {FORMAT_VERSION}); upgrade mnistlab")
+    try:
+        check_format_version(raw, FORMAT_VERSION)
+    except SchemaError as e:
+        raise CheckpointError(f"{path}: checkpoint {e}") from None
     try:
         config = CONFIG_SCHEMA.check(raw, "")
     except FieldError as e:

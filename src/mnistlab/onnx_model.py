@@ -35,13 +35,13 @@ from .schema import (
     NORMALIZATION,
     VERSION,
     Choice,
-    FieldError,
     Json,
     MissingFileError,
     Number,
     Obj,
     SchemaError,
     Text,
+    check_format_version,
     one_line,
     parse_json,
     read_bounded,
@@ -215,17 +215,18 @@ def _read_metadata(session: onnxruntime.InferenceSession, path: Path) -> dict:
                              f"(at most {MAX_METADATA_BYTES:,})")
     try:
         record = parse_json(encoded)
-        if not isinstance(record, dict) or record.get("format") != FORMAT:
-            raise OnnxModelError(f"{_shown(path)}: not an mnistlab export (metadata {METADATA_KEY!r} has no "
-                                 f"\"format\": \"{FORMAT}\")")
-        version = record.get("format_version")
-        if isinstance(version, int) and not isinstance(version, bool) and version != FORMAT_VERSION:
-            raise OnnxModelError(f"{_shown(path)}: export format version {version} is not supported "
-                                 f"(expected {FORMAT_VERSION}); upgrade mnistlab")
-        return METADATA_SCHEMA.check(record, "")
-    except FieldError as e:
-        raise OnnxModelError(f"{_shown(path)}: metadata {METADATA_KEY!r}: {e}") from None
     except SchemaError as e:
+        raise OnnxModelError(f"{_shown(path)}: metadata {METADATA_KEY!r}: {e}") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise OnnxModelError(f"{_shown(path)}: not an mnistlab export (metadata {METADATA_KEY!r} has no "
+                             f"\"format\": \"{FORMAT}\")")
+    try:
+        check_format_version(record, FORMAT_VERSION)
+    except SchemaError as e:
+        raise OnnxModelError(f"{_shown(path)}: export {e}") from None
+    try:
+        return METADATA_SCHEMA.check(record, "")
+    except SchemaError as e:  # a FieldError, naming the field
         raise OnnxModelError(f"{_shown(path)}: metadata {METADATA_KEY!r}: {e}") from None
 
 

@@ -145,6 +145,14 @@ def read_json(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> object:
     return parse_json(read_bounded(path, max_bytes))
 
 
+def check_format_version(record: dict, supported: int) -> None:
+    """Refuse a record of another format version before its fields are checked, so that it says "upgrade"
+    rather than naming whichever field changed. `SchemaError`: "format version N is not supported ..."."""
+    version = record.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version != supported:
+        raise SchemaError(f"format version {version} is not supported (expected {supported}); upgrade mnistlab")
+
+
 # --- field types ---------------------------------------------------------------------------------------------------
 
 
