@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ from mnistlab import datasets, downloads
 from mnistlab.checkpoints import load_checkpoint
 from mnistlab.classifier import load_model
 from mnistlab.cli import main
-from mnistlab.datasets import DATASETS, FASHION_MNIST, DataError, get_dataset
+from mnistlab.datasets import DATASETS, FASHION_MNIST, MNIST, DataError, get_dataset
 from mnistlab.limits import CLASS_NAME_MAX, MEAN_RANGE, NUM_CLASSES, STD_RANGE
 
 from .conftest import idx_bytes
@@ -512,3 +513,18 @@ def test_a_refused_connection_says_so(tmp_path):
         downloads.fetch_file(NAME, MD5[NAME], [url], tmp_path / "ds", timeout=TIMEOUT, progress=False)
     assert str(error.value) == f"{NAME}: could not be fetched: {url}: cannot connect (connection refused)"
     assert listing(tmp_path) == []
+
+
+def test_a_bundled_copy_is_checked_by_its_content(tmp_path):
+    """MNIST's recompressed files are known by the SHA-256 of what they decompress to, as `data verify` says."""
+    bundled = downloads.dataset_folder(MNIST)
+    assert set(downloads.file_status(MNIST).values()) == {"ok"}
+    folder = tmp_path / "mnist"
+    shutil.copytree(bundled, folder)
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\0\0\x08\x01\0\0\0\x01\x07", mtime=0))
+    whole = (folder / "train-labels-idx1-ubyte.gz").read_bytes()
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(whole[:len(whole) // 2])  # a truncated .gz
+    (folder / "t10k-images-idx3-ubyte.gz").unlink()
+    assert downloads.file_status(MNIST, folder) == {
+        "train-images-idx3-ubyte.gz": "ok", "train-labels-idx1-ubyte.gz": "corrupt",
+        "t10k-images-idx3-ubyte.gz": "missing", "t10k-labels-idx1-ubyte.gz": "corrupt"}

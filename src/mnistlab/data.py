@@ -19,9 +19,9 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from .datasets import BUNDLED_ROOT, MNIST_MEAN, MNIST_STD, SPLIT_FILES, DataError, DatasetInfo, get_dataset
 from .datasets import MNIST as MNIST_INFO
-from .datasets import MNIST_MEAN, MNIST_STD, SPLIT_FILES, DataError, DatasetInfo, get_dataset
-from .downloads import CACHE_ENV, md5_of
+from .downloads import CACHE_ENV, file_status
 from .limits import IMAGE_SIZE, NUM_CLASSES
 
 __all__ = ["MNIST_MEAN", "MNIST_STD", "DataError", "IMAGE_SIZE", "MNIST", "Split", "load_mnist", "load_split",
@@ -29,7 +29,7 @@ __all__ = ["MNIST_MEAN", "MNIST_STD", "DataError", "IMAGE_SIZE", "MNIST", "Split
 
 
 DATA_DIR_ENV = CACHE_ENV  # the download cache's root (it used to name a folder of MNIST files)
-BUNDLED_DIR = Path(__file__).parent / "bundled" / "mnist"
+BUNDLED_DIR = BUNDLED_ROOT / MNIST_INFO.name
 
 # SHA-256 of the decompressed canonical files (see bundled/mnist/README.md).
 MNIST_SHA256 = MNIST_INFO.content_sha256
@@ -189,20 +189,14 @@ def dataset_dir(dataset: str | DatasetInfo = "mnist", data_dir: str | Path | Non
     info = dataset if isinstance(dataset, DatasetInfo) else get_dataset(dataset)
     if data_dir:
         folder = resolve_data_dir(data_dir)
-        return folder, (None if info.md5 is None else _published(info, folder))
+        if info.md5 is None:  # MNIST: judged by its content's SHA-256 as the files are read
+            return folder, None
+        return folder, all(state == "ok" for state in file_status(info, folder).values())  # by the pinned MD5s
     if info.bundled:
         return BUNDLED_DIR, None
     from .downloads import fetch
 
     return fetch(info, progress=progress), True
-
-
-def _published(info: DatasetInfo, folder: Path) -> bool:
-    """Whether `folder` holds the dataset's published .gz files, by their pinned MD5s."""
-    try:
-        return all(md5_of(folder / name) == md5 for name, md5 in info.md5.items())
-    except OSError:
-        return False
 
 
 def load_test_split(dataset: str | DatasetInfo = "mnist", data_dir: str | Path | None = None,

@@ -9,6 +9,7 @@ imports no torch: `mnistlab data list` and `--help` read it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import MnistlabError
 from .limits import NUM_CLASSES
@@ -22,6 +23,7 @@ SPLIT_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 FILE_STEMS = tuple(stem for pair in SPLIT_FILES.values() for stem in pair)
+BUNDLED_ROOT = Path(__file__).parent / "bundled"  # <root>/<dataset>/: the datasets that ship with mnistlab (MNIST)
 DIGIT_CLASSES = tuple(str(digit) for digit in range(NUM_CLASSES))  # MNIST's class names, and any unnamed model's
 
 

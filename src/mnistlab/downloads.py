@@ -10,6 +10,7 @@ where a later load could find it. pooch and requests are imported only when a fi
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import os
@@ -18,12 +19,13 @@ import shutil
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ._io import open_regular_file
-from .datasets import DataError, DatasetInfo
+from .datasets import BUNDLED_ROOT, DataError, DatasetInfo
 
 CACHE_ENV = "MNISTLAB_DATA_DIR"
 TIMEOUT = 30.0  # seconds to connect, and seconds a server may stay silent mid-transfer, before a URL counts as failed
@@ -48,7 +50,9 @@ def cache_root() -> Path:
 
 
 def dataset_folder(info: DatasetInfo, root: Path | None = None) -> Path:
-    """The cache folder of one dataset: one subfolder per dataset."""
+    """Where a dataset's files are: the copy bundled with mnistlab (MNIST), else its cache folder under `root`."""
+    if info.bundled:
+        return BUNDLED_ROOT / info.name
     return (root or cache_root()) / info.name
 
 
@@ -61,17 +65,33 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def file_status(info: DatasetInfo, root: Path | None = None) -> dict[str, str]:
-    """{file name: "ok" | "missing" | "corrupt"} for each of the dataset's files in the cache, each re-hashed."""
-    folder = dataset_folder(info, root)
+def content_sha256_of(path: Path) -> str:
+    """The SHA-256 of a regular .gz file's decompressed content (how the recompressed bundled copy is known)."""
+    digest = hashlib.sha256()
+    with open_regular_file(path) as file, gzip.GzipFile(fileobj=file) as content:
+        while chunk := content.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_status(info: DatasetInfo, folder: Path | None = None) -> dict[str, str]:
+    """{file name: "ok" | "missing" | "corrupt"} for each of the dataset's .gz files in `folder`, each re-hashed.
+
+    `folder` defaults to `dataset_folder(info)`. A downloaded file is checked by the MD5 of the published
+    file; the bundled copy, whose files are recompressed, by the SHA-256 of each file's content.
+    """
+    folder = folder or dataset_folder(info)
+    if info.md5:
+        expected, digest_of = info.md5, md5_of
+    else:
+        expected, digest_of = {f"{stem}.gz": sha for stem, sha in info.content_sha256.items()}, content_sha256_of
     status = {}
-    for name, md5 in (info.md5 or {}).items():
-        path = folder / name
+    for name, digest in expected.items():
         try:
-            status[name] = "ok" if md5_of(path) == md5 else "corrupt"
+            status[name] = "ok" if digest_of(folder / name) == digest else "corrupt"
         except (FileNotFoundError, NotADirectoryError):  # NotADirectory: the cache root is a file
             status[name] = "missing"
-        except OSError:  # a folder or FIFO of that name, no permission: not a file that can be used
+        except (OSError, EOFError, zlib.error):  # a folder or FIFO of that name, no permission, a broken .gz
             status[name] = "corrupt"
     return status
 
@@ -86,7 +106,7 @@ def fetch(info: DatasetInfo, root: Path | None = None, *, timeout: float = TIMEO
     if info.md5 is None:
         raise DataError(f"{info.name}: ships with mnistlab; there is nothing to download")
     folder = dataset_folder(info, root)
-    for name, status in file_status(info, root).items():
+    for name, status in file_status(info, folder).items():
         if status == "ok":
             continue
         try:

@@ -71,41 +71,13 @@ def cmd_verify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 def verify(info: DatasetInfo) -> int:
     """Print each file's state; return how many are corrupt."""
-    if info.bundled:
-        return _verify_bundled(info)
     from ..downloads import dataset_folder, file_status
 
-    folder = dataset_folder(info)
-    print(f"{info.name}: {folder}")
+    print(f"{info.name}: {'bundled in ' if info.bundled else ''}{dataset_folder(info)}")
     status = file_status(info)
     for name, state in status.items():
         print(f"  {state:<8} {name}")
     bad = sum(state == "corrupt" for state in status.values())
-    if bad:
+    if bad and not info.bundled:
         print(f"  {bad} corrupt: never used; `mnistlab data download {info.name}` replaces them")
-    return bad
-
-
-def _verify_bundled(info: DatasetInfo) -> int:
-    """The bundled copy by the SHA-256 of each file's content (its .gz files are recompressed: no published MD5)."""
-    import gzip
-    import hashlib
-    from pathlib import Path
-
-    folder = Path(__file__).parents[1] / "bundled" / info.name
-    print(f"{info.name}: bundled in {folder}")
-    bad = 0
-    for stem, sha256 in info.content_sha256.items():
-        try:
-            digest = hashlib.sha256()
-            with gzip.open(folder / f"{stem}.gz", "rb") as file:
-                while chunk := file.read(1 << 20):
-                    digest.update(chunk)
-            state = "ok" if digest.hexdigest() == sha256 else "corrupt"
-        except FileNotFoundError:
-            state = "missing"
-        except (OSError, EOFError):  # not gzip, truncated
-            state = "corrupt"
-        bad += state != "ok"
-        print(f"  {state:<8} {stem}.gz")
     return bad
