@@ -502,6 +502,20 @@ def test_a_cache_root_that_is_a_file_is_one_line(fashion, tmp_path, monkeypatch,
     assert root.read_text() == "x"
 
 
+def test_a_cache_folder_that_cannot_be_made_leaves_no_parent_behind(server, tmp_path, monkeypatch):
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if self.name == "ds":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    with pytest.raises(DataError, match=r"ds: cannot create the cache folder \(Permission denied\)"):
+        fetch_one(server, ["good"], tmp_path / "new" / "root" / "ds")
+    assert listing(tmp_path) == []  # new/ and root/ were made on the way, and removed again
+
+
 def test_a_refused_connection_says_so(tmp_path):
     import socket
 

@@ -595,3 +595,19 @@ def test_ctrl_c_while_a_progress_bar_is_built_leaves_no_half_built_bar(monkeypat
             pass
     gc.collect()  # a half-built bar complains here, from its __del__: "no attribute 'pos'"
     assert [repr(u.exc_value) for u in unraisable] == []
+
+
+def test_make_folders_removes_what_it_made_when_a_deeper_one_fails(tmp_path, monkeypatch):
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if self.name == "c":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    with pytest.raises(PermissionError) as error:
+        io_module.make_folders(tmp_path / "a" / "b" / "c" / "d")
+    assert error.value.filename == str(tmp_path / "a" / "b" / "c")
+    assert list(tmp_path.iterdir()) == []  # a/ and b/ were made, then removed again
+    assert io_module.make_folders(tmp_path) == []  # an existing folder: nothing made

@@ -104,6 +104,42 @@ def _check_name(path: Path, folder: Path) -> None:
                           f"the limit is {_name_max(folder)})")
 
 
+def make_folders(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; return the ones this call made, outermost first.
+
+    A folder that appears meanwhile (another process) is not counted as made. On failure the folders
+    already made are removed again, and the OSError names the one that failed (its `filename`).
+    """
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    created = []
+    try:
+        for path in reversed(missing):
+            try:
+                path.mkdir()
+            except FileExistsError:
+                if not path.is_dir():
+                    raise
+                continue
+            created.append(path)
+    except OSError:
+        remove_folders(created)
+        raise
+    return created
+
+
+def remove_folders(created: list[Path]) -> None:
+    """Remove folders that `make_folders` made, innermost first, stopping at one no longer empty."""
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:  # something else has put a file there meanwhile: leave it
+            break
+
+
 def check_output_file(path: str | Path) -> Path:
     """Check, before the work, that a file can be written at `path` (an atomic write may then follow).
 
@@ -256,12 +292,16 @@ class StagedFolder:
                  replaceable: Callable[[Path], bool] = lambda folder: False):
         self.target = Path(target)
         self.replaces = self._check_target(overwrite, replaceable)  # an old folder will be replaced
-        self._created = self._make_parents()
+        try:
+            self._created = make_folders(self.target.parent)  # removed again if the folder is not published
+        except OSError as e:
+            raise OutputError(f"{self.target}: cannot create the folder {e.filename or self.target.parent} "
+                              f"({e.strerror or e})") from None
         try:
             self.path = Path(tempfile.mkdtemp(dir=self.target.parent,
                                               prefix=f".{self.target.name[:TEMP_NAME_CHARS]}.tmp-"))
         except OSError as e:
-            self._remove_created_parents()
+            remove_folders(self._created)
             raise OutputError(f"{self.target}: cannot write in {self.target.parent} ({e.strerror or e})") from None
         self.published = False
 
@@ -296,31 +336,6 @@ class StagedFolder:
         if not overwrite:
             raise OutputError(f"{target}: already holds a run; {RUN_FILES_HINT}")
         return True
-
-    def _make_parents(self) -> list[Path]:
-        """Create the target's missing parent folders; return them, outermost first, to remove on failure."""
-        missing = []
-        for parent in (self.target.parent, *self.target.parent.parents):
-            if parent.exists():
-                break
-            missing.append(parent)
-        created = []
-        try:
-            for folder in reversed(missing):
-                folder.mkdir()
-                created.append(folder)
-        except OSError as e:
-            self._created = created
-            self._remove_created_parents()
-            raise OutputError(f"{self.target}: cannot create the folder {folder} ({e.strerror or e})") from None
-        return created
-
-    def _remove_created_parents(self) -> None:
-        for folder in reversed(self._created):
-            try:
-                folder.rmdir()
-            except OSError:  # something else has put a file there meanwhile: leave it
-                break
 
     def file(self, name: str) -> Path:
         """Where to write `name` so that it is published as `target/name`."""
@@ -370,7 +385,7 @@ class StagedFolder:
             return
         with signals_deferred():
             shutil.rmtree(self.path, ignore_errors=True)
-            self._remove_created_parents()
+            remove_folders(self._created)
 
     def __enter__(self) -> StagedFolder:
         return self

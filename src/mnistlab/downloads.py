@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ._io import open_regular_file
+from ._io import make_folders, open_regular_file, remove_folders
 from .datasets import BUNDLED_ROOT, DataError, DatasetInfo
 
 CACHE_ENV = "MNISTLAB_DATA_DIR"
@@ -127,17 +127,16 @@ def fetch_file(name: str, md5: str, urls: list[str], folder: Path, *, timeout: f
     A 404, a connection error, a timeout, a transfer broken off or a hash mismatch moves on to the
     next URL; when all fail, one `DataError` names the file and each URL's reason.
     """
-    created = [path for path in (folder, *folder.parents) if not path.exists()]  # the folders this call makes
-    _make_folder(folder)
+    try:
+        created = make_folders(folder)
+    except OSError as e:
+        raise DataError(f"{folder}: cannot create the cache folder ({e.strerror or e}); "
+                        f"set ${CACHE_ENV} to a folder you can write") from None
     _remove_stale_staging(folder)
     try:
         return _fetch_from_first(name, md5, urls, folder, timeout, progress)
     except BaseException:  # a failed or interrupted fetch leaves no folder it made, either
-        for path in created:  # innermost first
-            try:
-                path.rmdir()  # only when empty
-            except OSError:
-                pass
+        remove_folders(created)
         raise
 
 
@@ -242,14 +241,6 @@ def _remove_stale_staging(folder: Path) -> None:
                 shutil.rmtree(stale, ignore_errors=True)
         except OSError:
             pass
-
-
-def _make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"{folder}: cannot create the cache folder ({e.strerror or e}); "
-                        f"set ${CACHE_ENV} to a folder you can write") from None
 
 
 @contextmanager
