@@ -1,7 +1,7 @@
 """`mnistlab export`: a checkpoint as one file that runs without mnistlab (ONNX, or TorchScript).
 
-The exported model takes raw pixels, (N, 28, 28) with N free, white ink on black and centred as
-in MNIST, and returns the class probabilities (N, 10): the checkpoint's normalisation and the
+The exported model takes raw pixels, (N, 28, 28) with N free, white on black and placed as the
+run's dataset places its images, and returns the class probabilities (N, 10): the checkpoint's normalisation and the
 softmax are folded in, so a user needs nothing but onnxruntime (or torch) and an image. The
 contract and the metadata are those of `mnistlab.onnx_model`, which reads the ONNX file back.
 

@@ -2,7 +2,8 @@
 
 The file is the contract a deployment relies on, so it is written down here, in one place, for
 both sides: `export.py` writes it and `load_onnx` reads it back. One input, `pixels`, (N, 28, 28)
-with N free, either uint8 0-255 or float32 0-1, white ink on black and centred as in MNIST;
+with N free, either uint8 0-255 or float32 0-1, white on black and placed as the model's dataset
+places its images (`INPUT_CONVENTIONS`, by layout);
 one output, `probabilities`, float32 (N, 10), the softmax over the classes. The normalisation
 and the softmax are inside the graph. `metadata_props` holds the same facts as JSON under
 METADATA_KEY, and a few of them again under readable keys.
