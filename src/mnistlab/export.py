@@ -1,9 +1,10 @@
 """`mnistlab export`: a checkpoint as one file that runs without mnistlab (ONNX, or TorchScript).
 
 The exported model takes raw pixels, (N, 28, 28) with N free, white on black and placed as the
-run's dataset places its images, and returns the class probabilities (N, 10): the checkpoint's normalisation and the
-softmax are folded in, so a user needs nothing but onnxruntime (or torch) and an image. The
-contract and the metadata are those of `mnistlab.onnx_model`, which reads the ONNX file back.
+run's dataset places its images, and returns the class probabilities (N, 10): the checkpoint's
+normalisation and the softmax are folded in, so a user needs nothing but onnxruntime (or torch)
+and an image. The contract and the metadata are those of `mnistlab.onnx_model`, which reads the
+ONNX file back.
 
     ONNX         one input dtype per file: uint8 0-255 (default) or float32 0-1; metadata_props
     TorchScript  either dtype at run time (the module branches on it); the metadata in _extra_files
