@@ -25,12 +25,12 @@ from .predict import INVERT_CHOICES, PREDICT_DEFAULTS
 
 __all__ = ["DEFAULTS", "INVERT_CHOICES", "PREDICT_DEFAULTS", "build_parser", "main"]
 
-# The modules of mnistlab's dependencies → their pip names: a deployment may install mnistlab without
-# some (predicting with an exported .onnx file needs no torch), and a command that needs one says so.
+# The modules of mnistlab's own dependencies → their pip names: a deployment may install mnistlab without
+# some (predicting with an exported .onnx file needs no torch), and a command that needs one says so. The
+# extras' packages say so where they are imported (serve, export, onnx_model), naming the extra.
 PIP_NAMES = {"torch": "torch", "safetensors": "safetensors", "matplotlib": "matplotlib", "pooch": "pooch",
              "platformdirs": "platformdirs", "requests": "requests", "numpy": "numpy", "PIL": "pillow",
-             "scipy": "scipy", "tqdm": "tqdm", "onnx": "onnx", "onnxscript": "onnxscript",
-             "onnxruntime": "onnxruntime"}
+             "scipy": "scipy", "tqdm": "tqdm"}
 
 
 def build_parser() -> argparse.ArgumentParser:
