@@ -95,6 +95,11 @@ class SplitPredictions:
         """What one example is called in titles: a digit for MNIST's classes, an image otherwise."""
         return "digit" if self.classes == MNIST_INFO.classes else "image"
 
+    @property
+    def label_noun(self) -> str:
+        """What a label is called on an axis or a column: the digit for MNIST's classes, the class otherwise."""
+        return "digit" if self.noun == "digit" else "class"
+
 
 @torch.inference_mode()
 def compute_predictions(model: nn.Module, split: Split, mean: float = MNIST_MEAN, std: float = MNIST_STD,
@@ -328,7 +333,7 @@ def _grid_title(predictions: SplitPredictions, shown: list[int], rows: int, mode
     n, n_wrong = len(predictions), int(predictions.wrong.sum())
     accuracy = f"model accuracy {predictions.accuracy:.2%}"
     here = int(predictions.wrong[shown].sum())
-    noun, truth = predictions.noun, "digit" if predictions.noun == "digit" else "class"
+    noun, truth = predictions.noun, predictions.label_noun
     if mode == "class" and errors_only:
         return (f"Up to {rows} mistakes on each {truth} (columns: the true {truth})\n"
                 f"{n_wrong:,} mistakes on {n:,} {noun}s · {accuracy}")
@@ -340,9 +345,14 @@ def _grid_title(predictions: SplitPredictions, shown: list[int], rows: int, mode
     return f"Predictions on {len(shown)} of {n:,} {noun}s\n{here} wrong here · {accuracy}"
 
 
+def _text_inches(text: str, size: float) -> float:
+    """About how wide `text` is at `size` points, in inches."""
+    return len(text) * size * NAME_CHAR_POINTS / 72
+
+
 def _text_pixels(text: str, size: float) -> int:
     """About how many digit pixels wide `text` is at `size` points."""
-    return math.ceil(len(text) * size * NAME_CHAR_POINTS / 72 / PIXEL_INCHES)
+    return math.ceil(_text_inches(text, size) / PIXEL_INCHES)
 
 
 @plain_text
@@ -471,7 +481,7 @@ def confusion_matrix(predictions: SplitPredictions) -> Figure:
     diagonal = torch.eye(NUM_CLASSES, dtype=torch.bool)
     errors = counts.masked_fill(diagonal, 0)
     # Long class names need a wider left margin (y ticks) and a taller bottom one (x ticks, turned 45°).
-    longest = max(len(name) for name in predictions.classes) * 10 * NAME_CHAR_POINTS / 72 if predictions.named else 0
+    longest = max(_text_inches(name, 10) for name in predictions.classes) if predictions.named else 0
     dx, dy = longest, longest * 0.75
     width, height = 7.8 + dx, 6.6 + dy
     fig = Figure(figsize=(width, height))
@@ -494,7 +504,7 @@ def confusion_matrix(predictions: SplitPredictions) -> Figure:
     ax.set_xticks(range(NUM_CLASSES), predictions.classes, rotation=45 if predictions.named else 0,
                   ha="right" if predictions.named else "center", rotation_mode="anchor")
     ax.set_yticks(range(NUM_CLASSES), predictions.classes)
-    what = "digit" if predictions.noun == "digit" else "class"
+    what = predictions.label_noun
     ax.set_xlabel(f"predicted {what}")
     ax.set_ylabel(f"true {what}")
     ax.set_title(f"Confusion matrix: {len(predictions):,} {predictions.noun}s, {predictions.accuracy:.2%} right",
