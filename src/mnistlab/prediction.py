@@ -148,10 +148,11 @@ def predict(model: Classifier, images: Source | Sequence[Source], *, top_k: int 
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
     items = _as_list(images)
     show = len(items) > PROGRESS_MIN_FILES if progress is None else progress
+    layout = model.layout  # read off the model's record once, not once per image
     results: list[Prediction] = []
     with progress_bar(total=len(items), unit="image", disable=not show, file=sys.stderr, leave=False) as bar:
         for batch in _chunks(enumerate(items), batch_size):
-            prepared = [_prepare(item, index, invert, model.layout) for index, item in batch]
+            prepared = [_prepare(item, index, invert, layout) for index, item in batch]
             results += _classify(model, prepared, top_k)
             bar.update(len(batch))
     return results
