@@ -130,6 +130,8 @@ HIDDEN = "must be a whole number from 1 to 16,384"
 ACC = "must be a finite number from 0 to 1"
 LOSS = "must be a finite number ≥ 0, or null"
 LINE = "must be one line of text of at most 100 characters"
+CLASSES = "must be a non-empty list of 10 class names"
+CLASS = "must be one line of text of at most 40 characters"
 
 # (spoiler, file the message names, message after "<file>: ")
 CONFIG_CASES = {
@@ -212,6 +214,23 @@ CONFIG_CASES = {
                              "digits, got 'abc'"),
     "dataset-size-negative": (setting("dataset", "test_size", -1), CONFIG,
                               "field 'dataset.test_size' must be a whole number from 0 to 1,000,000,000, got -1"),
+    "classes-nine": (setting("dataset", "classes", list("012345678")), CONFIG,
+                     f"field 'dataset.classes' {CLASSES}, got ['0', '1', '2', '3', '4', '5', ...]"),
+    "classes-eleven": (setting("dataset", "classes", [str(i) for i in range(11)]), CONFIG,
+                       f"field 'dataset.classes' {CLASSES}, got ['0', '1', '2', '3', '4', '5', ...]"),
+    "classes-text": (setting("dataset", "classes", "0123456789"), CONFIG,
+                     f"field 'dataset.classes' {CLASSES}, got '0123456789'"),
+    "classes-null": (setting("dataset", "classes", None), CONFIG, f"field 'dataset.classes' {CLASSES}, got None"),
+    "class-newline": (setting("dataset", "classes", ["T-shirt\nfake row", *"123456789"]), CONFIG,
+                      f"field 'dataset.classes[0]' {CLASS}, got 'T-shirt\\nfake row'"),
+    "class-escape": (setting("dataset", "classes", [*"012345678", "\x1b[31mred"]), CONFIG,
+                     f"field 'dataset.classes[9]' {CLASS}, got '\\x1b[31mred'"),
+    "class-too-long": (setting("dataset", "classes", ["x" * 41, *"123456789"]), CONFIG,
+                       f"field 'dataset.classes[0]' {CLASS}, got 'xxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxx'"),
+    "class-number": (setting("dataset", "classes", [0, *"123456789"]), CONFIG,
+                     f"field 'dataset.classes[0]' {CLASS}, got 0"),
+    "canonical-text": (setting("dataset", "canonical", "yes"), CONFIG,
+                       "field 'dataset.canonical' must be true or false, got 'yes'"),
     "version-object": (config(lambda c: c.update(mnistlab_version={"major": 0})), CONFIG,
                        f"field 'mnistlab_version' {LINE}, got {{'major': 0}}"),
     "train-config-list": (config(lambda c: c.update(train_config=[1, 2])), CONFIG,
