@@ -27,6 +27,7 @@ from .data import normalize
 from .datasets import DIGIT_CLASSES, layout_of, recorded_name
 from .device import resolve_device
 from .errors import MnistlabError
+from .limits import NUM_CLASSES
 from .models import create_model, model_arguments
 from .schema import (
     CLASSES,
@@ -37,8 +38,10 @@ from .schema import (
     Choice,
     FieldError,
     Json,
+    ListOf,
     MapOf,
     MissingFileError,
+    Nullable,
     Number,
     Obj,
     SchemaError,
@@ -79,6 +82,28 @@ EPOCH_SCHEMA = Obj({
     "seconds": Number(0), "step": Number(1, 10**12, integer=True),
     "train_seconds": Number(0), "eval_seconds": Number(0),
 }, required=frozenset({"epoch", "train_loss", "train_acc", "test_loss", "test_acc"}))
+SHA256 = Text(pattern="[0-9a-f]{64}", meaning="64 lowercase hex digits")
+FINETUNE_ACCURACIES = Obj({"held_out_acc": Nullable(ACCURACY), "test_acc": ACCURACY})
+# A model that `mnistlab finetune` adapted to a person's handwriting: its base, the images, the split.
+FINETUNE_SCHEMA = Obj({
+    "base": Text(max_length=4096, one_line=False),  # a run folder's path as given, or pretrained:NAME
+    "base_sha256": SHA256,  # of the base's model.safetensors
+    "images": Text(max_length=4096, one_line=False),
+    "images_sha256": SHA256,  # of the labels, names and bytes of the images read
+    "trained_images": Number(0, 10**6, integer=True),
+    "held_out_images": Number(0, 10**6, integer=True),
+    "unreadable_images": Number(0, 10**6, integer=True),
+    "epochs": Number(1, 10**6, integer=True),
+    "lr": Number(0, above=True),
+    "batch_size": Number(1, 10**6, integer=True),
+    "mix": Number(0, 10**6, integer=True),
+    "augment": Number(0),
+    "holdout": Number(0, 1),
+    "seed": Number(0, 2**64 - 1, integer=True),
+    "held_out": MapOf(ListOf(Text(max_length=1024, one_line=False), what="file names"), max_length=NUM_CLASSES),
+    "before": FINETUNE_ACCURACIES,
+    "after": FINETUNE_ACCURACIES,
+})
 CONFIG_SCHEMA = Obj({
     "format": Choice((FORMAT,)),
     "format_version": Choice((FORMAT_VERSION,)),
@@ -90,6 +115,7 @@ CONFIG_SCHEMA = Obj({
     "dataset": DATASET_SCHEMA,
     "metrics": replace(EPOCH_SCHEMA, required=frozenset()),
     "train_config": MapOf(Json()),
+    "finetune": FINETUNE_SCHEMA,
 }, required=frozenset({"format", "format_version", "model", "normalization"}))
 
 # safetensors' dtype names → torch's, for the dtypes a model's parameters and buffers use.
@@ -161,8 +187,11 @@ class Checkpoint(Recorded):
 
 
 def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mean: float, std: float,
-                     dataset: dict, metrics: dict, train_config: dict) -> dict[str, bytes]:
-    """A checkpoint's two files as bytes: {WEIGHTS_FILE: the weights, CONFIG_FILE: the config that vouches for them}."""
+                     dataset: dict, metrics: dict, train_config: dict, finetune: dict | None = None) -> dict[str, bytes]:
+    """A checkpoint's two files as bytes: {WEIGHTS_FILE: the weights, CONFIG_FILE: the config that vouches for them}.
+
+    `finetune`: the record of `mnistlab finetune` (`FINETUNE_SCHEMA`), for a model adapted to someone's handwriting.
+    """
     weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     config = {
         "format": FORMAT,
@@ -174,6 +203,7 @@ def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mea
         "dataset": dataset,
         "metrics": metrics,
         "train_config": train_config,
+        **({"finetune": finetune} if finetune is not None else {}),
     }
     return {WEIGHTS_FILE: save(weights, metadata={"format": FORMAT}),
             CONFIG_FILE: json_text(config).encode("utf-8")}

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 from .. import __version__
 from ..errors import MnistlabError, one_line
-from . import data, export, pictures, predict, serve, train
+from . import data, export, finetune, pictures, predict, serve, train
 from ._args import DEFAULTS
 from ._output import guard_output
 from .predict import INVERT_CHOICES, PREDICT_DEFAULTS
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mnistlab", description="Handwritten-digit recognition with PyTorch.")
     parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (train, pictures, predict, serve, export, data):
+    for group in (train, finetune, pictures, predict, serve, export, data):
         group.add_commands(commands)
     return parser
 

@@ -1,0 +1,365 @@
+"""`mnistlab finetune`: adapt a trained model to one person's handwriting.
+
+The person's images come as a labelled folder (`DIR/0/ … DIR/9/`, what `serve --collect` saves and
+`evaluate --images` scores), read by `mnistlab.labelled` and preprocessed by the same pipeline as
+`predict`, so the model learns from exactly what it will be shown. A stratified, seeded share of them
+is held out to measure the model before and after. Each training step mixes a few of the person's
+images, randomly warped (`mnistlab.augment`), with several times as many training images of the base
+model's own dataset: the model learns the person's style without forgetting the rest of the world,
+which the test set's accuracy before and after shows. The result is an ordinary run folder, written
+whole (`mnistlab._io.StagedFolder`), whose config.json records where it came from ("finetune").
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import __version__
+from ._io import StagedFolder, json_text, progress_bar
+from .augment import augment
+from .checkpoints import WEIGHTS_FILE, Checkpoint, checkpoint_files, is_checkpoint_folder
+from .classifier import load_model
+from .data import Split, load_mnist, normalize
+from .datasets import checkpoint_dataset
+from .errors import MnistlabError
+from .labelled import DIGITS, LabelledImage, read_labelled
+from .limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MIN_LR, SEED_MAX
+from .schema import SchemaError, read_bounded
+from .training import METRICS_FILE, eval_copy, evaluate
+
+MAX_IMAGES = 5_000  # one person's drawings: far more than anyone collects, few enough to preprocess in seconds
+MAX_IMAGE_BYTES = 32 << 20  # a file larger than a 32 MiB phone photo is refused unread
+MAX_HELD_OUT_RECORD = 256 << 10  # bytes of held-out file names in config.json (the loader reads at most 1 MiB)
+MIN_PER_DIGIT = 2  # one to train on, one to hold out
+READ_BATCH = 256  # files read and preprocessed at a time
+
+
+class FinetuneError(MnistlabError, ValueError):
+    """The images folder, the base model or a setting cannot be fine-tuned with."""
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything a fine-tune depends on; the defaults were chosen by `benchmarks/finetune.py`."""
+
+    base: str  # a run folder, or a name `mnistlab.load_model` takes (pretrained:NAME)
+    images: str  # the labelled folder DIR/0 … DIR/9
+    out: str  # the run folder to write
+    epochs: int = 30  # passes over the person's training images
+    lr: float = 3e-4  # Adam's learning rate, decayed to 0 along a cosine
+    batch_size: int = 16  # the person's images per step
+    mix: int = 3  # training images of the base's dataset per image of the person's, in every step
+    augment: float = 1.0  # strength of the random warp of the person's images (`mnistlab.augment`)
+    holdout: float = 0.3  # share of each digit's images held out to measure before and after
+    seed: int = 1  # the split, the shuffling, the warps and the dataset images drawn
+    device: str = "cpu"
+    data_dir: str | None = None  # the base's dataset files (default: bundled MNIST, or the download cache)
+    test_batch_size: int = 1000  # as `mnistlab evaluate`, so that it reproduces the recorded accuracy exactly
+    overwrite: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raise `FinetuneError` naming the first setting that cannot work."""
+        wholes = {"epochs": (1, MAX_EPOCHS), "batch_size": (1, MAX_BATCH_SIZE), "mix": (0, 64),
+                  "seed": (0, SEED_MAX), "test_batch_size": (1, MAX_BATCH_SIZE)}
+        for name, (low, high) in wholes.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise FinetuneError(f"{name}: must be a whole number from {low} to {high:,}, got {value!r}")
+        for name, (low, high) in {"lr": (MIN_LR, MAX_LR), "augment": (0, 9.99), "holdout": (0, 0.9)}.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                    math.isfinite(value) and low <= value <= high):
+                raise FinetuneError(f"{name}: must be a number from {low:g} to {high:g}, got {value!r}")
+
+
+@dataclass
+class PersonImages:
+    """The person's images as the model sees them: float32 (N, 28, 28) in [0, 1], their labels and files."""
+
+    pixels: torch.Tensor
+    labels: torch.Tensor
+    files: list[LabelledImage]
+    unreadable: list[tuple[LabelledImage, str]]  # (file, why), shown apart as `evaluate --images` does
+    sha256: str  # of the labels, names and bytes of the readable files, in order
+
+
+@dataclass
+class Scores:
+    """Accuracy on the person's held-out images (None: nothing held out) and on the dataset's test set."""
+
+    held_out: float | None
+    test: float
+    test_loss: float
+
+
+@dataclass
+class FinetuneResult:
+    dir: Path
+    config: FinetuneConfig
+    checkpoint: Checkpoint  # the base, as loaded
+    before: Scores
+    after: Scores
+    trained: int  # the person's images trained on
+    held_out: int
+    unreadable: list[tuple[LabelledImage, str]]
+    steps: int
+    seconds: float  # wall seconds of the training steps
+    record: dict = field(repr=False)  # config.json's "finetune"
+
+
+def read_person(folder: str | Path, model: Checkpoint) -> PersonImages:
+    """Read and preprocess every image of a labelled folder, for `model` (its layout), in order.
+
+    Each file is read once, bounded, and hashed from the bytes that were decoded; one that cannot be
+    read or holds no digit is set apart with its reason, never fatal.
+
+    Raises:
+        LabelledError: the folder is missing, holds no images, or too many.
+    """
+    files = read_labelled(folder)
+    if len(files) > MAX_IMAGES:
+        raise FinetuneError(f"{folder}: {len(files):,} images; at most {MAX_IMAGES:,} can be fine-tuned on")
+    digest = hashlib.sha256()
+    kept: list[LabelledImage] = []
+    pixels: list[np.ndarray] = []
+    unreadable: list[tuple[LabelledImage, str]] = []
+    for start in range(0, len(files), READ_BATCH):
+        chunk, sources = [], []
+        for image in files[start:start + READ_BATCH]:
+            try:
+                data = read_bounded(image.path, MAX_IMAGE_BYTES)
+            except SchemaError as e:
+                unreadable.append((image, str(e)))
+                continue
+            source = io.BytesIO(data)
+            source.name = str(image.path)  # what predict's messages call it
+            chunk.append((image, data))
+            sources.append(source)
+        for (image, data), prediction in zip(chunk, model.predict(sources, progress=False), strict=True):
+            if not prediction.ok:
+                unreadable.append((image, prediction.error))
+                continue
+            kept.append(image)
+            pixels.append(prediction.image)
+            digest.update(f"{image.label}/{recorded_name(image.path.name)}\n".encode())
+            digest.update(hashlib.sha256(data).digest())
+    stacked = torch.from_numpy(np.stack(pixels)) if pixels else torch.zeros(0, 28, 28)
+    return PersonImages(stacked, torch.tensor([i.label for i in kept], dtype=torch.long), kept,
+                        unreadable, digest.hexdigest())
+
+
+def recorded_name(name: str) -> str:
+    """A file name as JSON can hold it: bytes that are not UTF-8 become `\\xff` (JSON has no lone surrogates)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def check_counts(person: PersonImages, folder: str | Path, holdout: float) -> None:
+    """Every digit needs `MIN_PER_DIGIT` readable images (one when nothing is held out); name the first short one."""
+    need = MIN_PER_DIGIT if holdout > 0 else 1
+    counts = torch.bincount(person.labels, minlength=len(DIGITS)).tolist()
+    for digit, count in enumerate(counts):
+        if count < need:
+            failed = sum(image.label == digit for image, _ in person.unreadable)
+            why = f" ({failed} more could not be read)" if failed else ""
+            raise FinetuneError(f"{Path(folder) / str(digit)}: {count} readable image{'s' * (count != 1)}{why}; "
+                                f"each digit needs at least {need} ({'one to train on, one to hold out' if need > 1 else 'one to train on'})")
+
+
+def split_held_out(labels: torch.Tensor, holdout: float, seed: int) -> torch.Tensor:
+    """A bool mask of the held-out images: `holdout` of each digit's (rounded, at least one, never all), drawn
+    with `seed`. The same labels and seed give the same split, on any machine."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(labels), bool)
+    if holdout == 0:
+        return torch.from_numpy(held)
+    array = labels.numpy()
+    for digit in DIGITS:
+        members = np.flatnonzero(array == digit)
+        count = min(max(1, round(holdout * len(members))), len(members) - 1)
+        held[rng.permutation(members)[:count]] = True
+    return torch.from_numpy(held)
+
+
+def held_out_record(person: PersonImages, held: torch.Tensor) -> dict[str, list[str]]:
+    """{digit: [file names held out]}, as config.json records the split."""
+    record: dict[str, list[str]] = {str(d): [] for d in DIGITS}
+    for image, is_held in zip(person.files, held.tolist(), strict=True):
+        if is_held:
+            record[str(image.label)].append(recorded_name(image.path.name))
+    return record
+
+
+@torch.inference_mode()
+def accuracy_on(model: torch.nn.Module, pixels: torch.Tensor, labels: torch.Tensor, mean: float, std: float) -> float:
+    """Share of `pixels` (float (N, 28, 28) in [0, 1]) that `model` reads right."""
+    model.eval()
+    return (model(normalize(pixels, mean, std)).argmax(1) == labels).float().mean().item()
+
+
+def scores(model: torch.nn.Module, person: tuple[torch.Tensor, torch.Tensor] | None, test: Split, mean: float,
+           std: float, batch_size: int) -> Scores:
+    held = accuracy_on(model, *person, mean, std) if person is not None else None
+    loss, acc = evaluate(model, test, mean, std, batch_size)
+    return Scores(held, acc, loss)
+
+
+def adapt(model: torch.nn.Module, pixels: torch.Tensor, labels: torch.Tensor, world: Split, config: FinetuneConfig,
+          mean: float, std: float, on_step: Callable[[], None] | None = None) -> tuple[int, float, float]:
+    """Train `model` on the person's images (float (N, 28, 28)), each step also on `mix`× as many of `world`'s.
+
+    Everything is on `model`'s device. Returns (steps, mean training loss, training accuracy on the
+    person's warped images), both over the last epoch.
+    """
+    generator = torch.Generator().manual_seed(config.seed)  # on the CPU: a seed draws alike on every device
+    device = pixels.device
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    steps_per_epoch = math.ceil(len(labels) / config.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps_per_epoch * config.epochs)
+    model.train()
+    step, loss_sum, right, seen = 0, 0.0, 0, 0
+    for epoch in range(config.epochs):
+        order = torch.randperm(len(labels), generator=generator).to(device)
+        for start in range(0, len(labels), config.batch_size):
+            batch = order[start:start + config.batch_size]
+            warp = augment(pixels[batch].unsqueeze(1).cpu(), generator, strength=config.augment).to(device)
+            drawn = torch.randint(len(world), (len(batch) * config.mix,), generator=generator).to(device)
+            x = torch.cat([normalize(warp, mean, std), normalize(world.images[drawn], mean, std)])  # (B + B·mix, 1, 28, 28)
+            y = torch.cat([labels[batch], world.labels[drawn]])
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            step += 1
+            if epoch == config.epochs - 1:  # the last epoch's figures, as a run's last row reports them
+                loss_sum += loss.item() * len(y)
+                right += (logits[:len(batch)].argmax(1) == labels[batch]).sum().item()
+                seen += len(batch)
+            if on_step is not None:
+                on_step()
+    return step, loss_sum / max(1, seen * (1 + config.mix)), right / max(1, seen)
+
+
+def weights_sha256(checkpoint: Checkpoint) -> str:
+    """SHA-256 of the base's weights file, as it is on disk."""
+    digest = hashlib.sha256()
+    with open(checkpoint.path / WEIGHTS_FILE, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_base(name: str, device: str) -> Checkpoint:
+    """The base model, by the loader every command uses; only a PyTorch checkpoint can be trained further."""
+    model = load_model(name, device=device)
+    if not isinstance(model, Checkpoint):
+        raise FinetuneError(f"{name}: an exported model cannot be fine-tuned; give the run folder it was exported from")
+    return model
+
+
+def finetune(config: FinetuneConfig, on_unreadable: Callable[[LabelledImage, str], None] | None = None) -> FinetuneResult:
+    """Adapt `config.base` to the handwriting in `config.images`; write the run folder `config.out` whole.
+
+    The output folder is checked, and every image read, before any training. `on_unreadable(file, why)`
+    hears of each image that cannot be used, before the counts are checked (so a user sees why a digit
+    is short).
+
+    Raises:
+        FinetuneError, LabelledError: a bad setting, images folder or base. CheckpointError: a base that
+        is not a model. OutputError: a bad output folder or a failed write. DataError: the dataset's files.
+    """
+    config.validate()
+    base = load_base(config.base, config.device)
+    if Path(config.out).resolve() == base.path.resolve():
+        raise FinetuneError(f"{config.out}: is the base run itself; write the fine-tuned model to another folder")
+    with StagedFolder(config.out, overwrite=config.overwrite, replaceable=is_checkpoint_folder) as staging:
+        person = read_person(config.images, base)
+        for image, why in person.unreadable:
+            if on_unreadable is not None:
+                on_unreadable(image, why)
+        check_counts(person, config.images, config.holdout)
+        held = split_held_out(person.labels, config.holdout, config.seed)
+        record = _record(config, base, person, held)
+        info = checkpoint_dataset(base.config.get("dataset", {}), None, base.path)
+        data = load_mnist(config.data_dir, info.name, config.progress)
+        device, (mean, std) = base.device, (base.mean, base.std)
+        world, test = data.train.to(device), data.test.to(device)
+        pixels, labels = person.pixels.to(device), person.labels.to(device)
+        held_device = held.to(device)
+        mine = (pixels[held_device], labels[held_device]) if held.any() else None
+        before = scores(base.model, mine, test, mean, std, config.test_batch_size)
+        model = copy.deepcopy(base.model)
+        started = time.perf_counter()
+        total = math.ceil(int((~held).sum()) / config.batch_size) * config.epochs
+        with progress_bar(total=total, desc="fine-tuning", unit="step", leave=False,
+                          disable=not config.progress) as bar:
+            steps, train_loss, train_acc = adapt(model, pixels[~held_device], labels[~held_device], world, config,
+                                                 mean, std, on_step=lambda: bar.update(1))
+        seconds = time.perf_counter() - started
+        _check_finite(model)
+        model.eval()
+        evaluated = time.perf_counter()
+        after = scores(eval_copy(model), mine, test, mean, std, config.test_batch_size)
+        record["before"], record["after"] = _scores_record(before), _scores_record(after)
+        row = {"epoch": config.epochs, "train_loss": train_loss, "train_acc": train_acc,
+               "test_loss": after.test_loss, "test_acc": after.test, "seconds": time.perf_counter() - started,
+               "step": steps, "train_seconds": seconds, "eval_seconds": time.perf_counter() - evaluated}
+        _write(staging, model, base, data.record(), row, record, config)
+        staging.publish()
+    return FinetuneResult(Path(config.out), config, base, before, after, int((~held).sum()), int(held.sum()),
+                          person.unreadable, steps, seconds, record)
+
+
+def _check_finite(model: torch.nn.Module) -> None:
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise FinetuneError(f"weight {name} holds NaN or infinite values: fine-tuning diverged (try a smaller --lr)")
+
+
+def _scores_record(s: Scores) -> dict:
+    return {"held_out_acc": s.held_out, "test_acc": s.test}
+
+
+def _settings(config: FinetuneConfig) -> dict:
+    return {name: getattr(config, name) for name in ("epochs", "lr", "batch_size", "mix", "augment", "holdout", "seed")}
+
+
+def _record(config: FinetuneConfig, base: Checkpoint, person: PersonImages, held: torch.Tensor) -> dict:
+    """config.json's "finetune": where the model came from, what it learnt from, and which images it never saw."""
+    record = {"base": config.base, "base_sha256": weights_sha256(base), "images": str(config.images),
+              "images_sha256": person.sha256, "trained_images": int((~held).sum()), "held_out_images": int(held.sum()),
+              "unreadable_images": len(person.unreadable), **_settings(config),
+              "held_out": held_out_record(person, held)}
+    size = len(json_text(record["held_out"]).encode())
+    if size > MAX_HELD_OUT_RECORD:  # config.json is read bounded: a record it cannot hold would make the run unloadable
+        raise FinetuneError(f"{config.images}: the held-out file names take {size:,} bytes to record "
+                            f"(at most {MAX_HELD_OUT_RECORD:,}); use shorter file names or fewer images")
+    return record
+
+
+def _write(staging: StagedFolder, model: torch.nn.Module, base: Checkpoint, dataset: dict, row: dict, record: dict,
+           config: FinetuneConfig) -> None:
+    """The checkpoint and metrics.json, as `mnistlab train` writes them, with the fine-tune's record."""
+    name, args = base.model_name, base.config["model"]["args"]
+    files = checkpoint_files(model, name, args, mean=base.mean, std=base.std, dataset=dataset, metrics=row,
+                             train_config=base.config.get("train_config", {}), finetune=record)
+    files[METRICS_FILE] = json_text({
+        "mnistlab_version": __version__, "torch_version": torch.__version__, "device": str(base.device),
+        "wall_seconds": row["seconds"], "train_seconds": row["train_seconds"], "eval_seconds": row["eval_seconds"],
+        "time_to_target": None, "config": {"finetune": True, "base": config.base, "model": name, **_settings(config)},
+        "dataset": dataset, "epochs": [row]})
+    for file_name, content in files.items():
+        staging.write(file_name, content)
