@@ -15,7 +15,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import itertools
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +34,7 @@ from .checkpoints import WEIGHTS_FILE, Checkpoint, checkpoint_files, is_checkpoi
 from .classifier import load_model
 from .data import Split, load_mnist, normalize
 from .datasets import checkpoint_dataset
-from .errors import MnistlabError
+from .errors import MnistlabError, escape
 from .labelled import DIGITS, LabelledImage, read_labelled
 from .limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MIN_LR, SEED_MAX
 from .schema import SchemaError, read_bounded
@@ -128,6 +130,7 @@ def read_person(folder: str | Path, model: Checkpoint) -> PersonImages:
     Raises:
         LabelledError: the folder is missing, holds no images, or too many.
     """
+    _check_class_folders(Path(folder))
     files = read_labelled(folder)
     if len(files) > MAX_IMAGES:
         raise FinetuneError(f"{folder}: {len(files):,} images; at most {MAX_IMAGES:,} can be fine-tuned on")
@@ -158,6 +161,18 @@ def read_person(folder: str | Path, model: Checkpoint) -> PersonImages:
     stacked = torch.from_numpy(np.stack(pixels)) if pixels else torch.zeros(0, 28, 28)
     return PersonImages(stacked, torch.tensor([i.label for i in kept], dtype=torch.long), kept,
                         unreadable, digest.hexdigest())
+
+
+def _check_class_folders(folder: Path) -> None:
+    """A folder of some other classes' sub-folders (cat/, dog/) says what it found, rather than only "no images"."""
+    if not folder.is_dir() or any((folder / str(digit)).is_dir() for digit in DIGITS):
+        return
+    with os.scandir(folder) as entries:  # a folder of a million entries: the first thousand tell enough
+        others = sorted(e.name for e in itertools.islice(entries, 1000) if e.is_dir(follow_symlinks=False))
+    if others:
+        shown = ", ".join(escape(name) for name in others[:5]) + (", …" if len(others) > 5 else "")
+        raise FinetuneError(f"{folder}: no image files in sub-folders 0/ … 9/ (found other sub-folders: {shown}); "
+                            f"each digit's images go in a folder named by the digit")
 
 
 def recorded_name(name: str) -> str:
