@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from outside_mnist import uci_digits
 
 import mnistlab
 from mnistlab.data import normalize
+from outside_mnist import uci_digits
 
 
 def write_folder(images: list, labels: np.ndarray, picked: np.ndarray, folder: Path) -> None:
@@ -63,12 +63,13 @@ def child_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def finetune(base: str, folder: Path, out: Path, extra: list[str]) -> tuple[float, float]:
-    """Run the command; return its (CPU seconds, wall seconds)."""
+def finetune(base: str, folder: Path, out: Path, extra: list[str], threads: int | None) -> tuple[float, float]:
+    """Run the command (with `threads`: as OMP_NUM_THREADS); return its (CPU seconds, wall seconds)."""
     command = [sys.executable, "-m", "mnistlab", "finetune", base, "--images", str(folder), "--out", str(out),
                "--holdout", "0", "--no-progress", *extra]
     cpu, wall = child_seconds(), time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     cpu, wall = child_seconds() - cpu, time.perf_counter() - wall
     if done.returncode:
         sys.exit(f"{' '.join(command)} failed:\n{done.stderr}")
@@ -80,12 +81,13 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN", help="base models: run folders (or pretrained:NAME)")
     parser.add_argument("--seeds", type=int, default=3, help="draws of the labelled images (default: 3)")
     parser.add_argument("--per-digit", type=int, default=10, help="labelled images of each digit (default: 10)")
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the command (default: torch's choice)")
     parser.add_argument("--flags", default="", help="more flags for `mnistlab finetune`, e.g. '--epochs 20'")
     args = parser.parse_args()
     images, labels = uci_digits()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"load {os.getloadavg()[0]:.1f}; {len(images):,} UCI digits, {args.per_digit} a digit labelled, "
-          f"flags: {args.flags or '(defaults)'}\n")
+          f"flags: {args.flags or '(defaults)'}, threads: {args.threads or 'default'}\n")
     print("| base | seed | other images' error before → after | ratio | MNIST before → after | CPU s | wall s |")
     print("|---|---|---|---|---|---|---|")
     for run in args.runs:
@@ -98,7 +100,7 @@ def main() -> None:
             others = np.setdiff1d(np.arange(len(labels)), picked)
             with tempfile.TemporaryDirectory() as tmp:
                 write_folder(images, labels, picked, Path(tmp, "mine"))
-                cpu, wall = finetune(run, Path(tmp, "mine"), Path(tmp, "run"), args.flags.split())
+                cpu, wall = finetune(run, Path(tmp, "mine"), Path(tmp, "run"), args.flags.split(), args.threads)
                 before = error_on(run, pixels[others], labels[others])
                 after = error_on(Path(tmp, "run"), pixels[others], labels[others])
                 record = json.loads(Path(tmp, "run", "config.json").read_text())["finetune"]

@@ -187,7 +187,8 @@ class Checkpoint(Recorded):
 
 
 def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mean: float, std: float,
-                     dataset: dict, metrics: dict, train_config: dict, finetune: dict | None = None) -> dict[str, bytes]:
+                     dataset: dict, metrics: dict, train_config: dict,
+                     finetune: dict | None = None) -> dict[str, bytes]:
     """A checkpoint's two files as bytes: {WEIGHTS_FILE: the weights, CONFIG_FILE: the config that vouches for them}.
 
     `finetune`: the record of `mnistlab finetune` (`FINETUNE_SCHEMA`), for a model adapted to someone's handwriting.

@@ -16,3 +16,4 @@ STD_RANGE = (1e-3, 100.0)  # keeps (x - mean) / std within ±1,000 for pixels x 
 IMAGE_SIZE = 28  # every dataset mnistlab knows has 28×28 images (here, not in data.py, which needs torch)
 NUM_CLASSES = 10  # every dataset mnistlab knows has ten classes; a model's output layer has this many
 CLASS_NAME_MAX = 40  # a class name is a label in a figure ("T-shirt/top"), not a paragraph
+FINETUNE_STEPS = 100  # `mnistlab finetune`'s default schedule, whatever the number of images: its cost stays put

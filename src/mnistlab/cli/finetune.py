@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..limits import FINETUNE_STEPS as STEPS
 from ..limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MIN_LR, SEED_MAX
 from ._args import device_name, float_in, int_in, output_path
 
 # Mirrors of finetune.FinetuneConfig's defaults, kept here so that --help needs no torch;
 # tests/test_finetune.py checks that the two agree.
-FINETUNE_DEFAULTS = {"epochs": 30, "lr": 3e-4, "batch_size": 16, "mix": 3, "holdout": 0.3, "seed": 1, "device": "cpu"}
+FINETUNE_DEFAULTS = {"epochs": None, "lr": 3e-4, "batch_size": 16, "mix": 3, "holdout": 0.3, "seed": 1, "device": "cpu"}
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -32,7 +33,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                           help="share of each digit's images held out to measure the model on, 0 to 0.9; "
                                f"0 trains on all (default: {d['holdout']:g})")
     finetune.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), default=d["epochs"], metavar="N",
-                          help=f"passes over your training images, 1 to {MAX_EPOCHS:,} (default: {d['epochs']})")
+                          help=f"passes over your training images, 1 to {MAX_EPOCHS:,} (default: enough for about "
+                               f"{STEPS} steps, whatever the number of images: 20 for 70 images)")
     finetune.add_argument("--lr", type=float_in(MIN_LR, MAX_LR), default=d["lr"], metavar="LR",
                           help=f"Adam's learning rate, decayed along a cosine (default: {d['lr']:g})")
     finetune.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE), default=d["batch_size"], metavar="N",
@@ -45,7 +47,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     finetune.add_argument("--device", type=device_name, default=d["device"], metavar="NAME",
                           help=f"auto, cpu, cuda, cuda:N or mps (default: {d['device']})")
     finetune.add_argument("--data-dir", metavar="DIR",
-                          help="the model's dataset as four IDX files in DIR (default: the bundled MNIST, or the cache)")
+                          help="the model's dataset as four IDX files in DIR "
+                               "(default: the bundled MNIST, or the cache)")
     finetune.add_argument("--no-progress", action="store_true", help="no progress bar")
     finetune.set_defaults(handler=cmd_finetune)
 
@@ -69,7 +72,8 @@ def cmd_finetune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     if before.held_out is not None:
         print(f"your held-out images: {before.held_out:.1%} before, {after.held_out:.1%} after "
               f"({result.held_out} images)")
-    print(f"test set: {before.test:.2%} before, {after.test:.2%} after ({after.test - before.test:+.2%})")
+    recorded = " (recorded for the same test files)" if before.recorded else ""
+    print(f"test set: {before.test:.2%} before{recorded}, {after.test:.2%} after ({after.test - before.test:+.2%})")
     if result.unreadable:
         print(f"{len(result.unreadable)} images could not be read (listed above) and were left out")
     print(f"saved {escape(str(result.dir))}")
