@@ -13,7 +13,11 @@ from PIL import Image, ImageDraw, ImageFont
 from mnistlab.checkpoints import CheckpointError, load_checkpoint
 from mnistlab.cli import main
 from mnistlab.cli.finetune import FINETUNE_DEFAULTS
+from mnistlab.data import load_split
 from mnistlab.finetune import FinetuneConfig, split_held_out
+from mnistlab.training import evaluate
+
+from .conftest import make_dataset
 
 
 def digit_png(digit: int, variant: int) -> Image.Image:
@@ -61,7 +65,8 @@ def test_finetune_writes_a_run_that_the_other_commands_take(tiny_run, tmp_path, 
     assert finetune(run, data, images, out, "--seed", "3") == 0
     printed = capsys.readouterr().out
     assert "20 of your images trained on, 10 held out" in printed
-    assert "your held-out images: " in printed and "test set: " in printed and f"saved {out}" in printed
+    assert "your held-out images: " in printed and f"saved {out}" in printed
+    assert "before (recorded for the same test files)" in printed  # the base was evaluated on these very files
 
     checkpoint = load_checkpoint(out)  # the normal loader keeps the record: an optional, checked field
     record = checkpoint.config["finetune"]
@@ -85,6 +90,17 @@ def test_finetune_writes_a_run_that_the_other_commands_take(tiny_run, tmp_path, 
     assert "already holds a run" in capsys.readouterr().err
     assert finetune(run, data, images, out, "--seed", "3", "--overwrite") == 0
     assert load_checkpoint(out).config["finetune"]["held_out"] == record["held_out"]
+
+
+def test_the_base_is_evaluated_again_on_other_test_files(tiny_run, tmp_path, capsys):
+    run, _ = tiny_run
+    other = make_dataset(tmp_path / "other", seed=5)
+    assert finetune(run, other, person_folder(tmp_path, per_digit=2), tmp_path / "out") == 0
+    printed = capsys.readouterr().out
+    assert "test set: " in printed and "recorded" not in printed
+    base, (test, _) = load_checkpoint(run), load_split(other, "test")
+    assert load_checkpoint(tmp_path / "out").config["finetune"]["before"]["test_acc"] == evaluate(
+        base.model, test, base.mean, base.std)[1]
 
 
 def test_unreadable_files_are_listed_apart_and_left_out(tiny_run, tmp_path, capsys):
