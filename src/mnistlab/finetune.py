@@ -62,8 +62,8 @@ class FinetuneConfig:
     out: str  # the run folder to write
     epochs: int | None = None  # passes over the person's training images; None: enough for about `STEPS` steps
     lr: float = 3e-4  # Adam's learning rate, decayed to 0 along a cosine
-    batch_size: int = 16  # the person's images per step
-    mix: int = 3  # training images of the base's dataset per image of the person's, in every step
+    batch_size: int = 8  # the person's images per step
+    mix: int = 8  # training images of the base's dataset per image of the person's, in every step
     augment: float = 1.0  # strength of the random warp of the person's images (`mnistlab.augment`)
     holdout: float = 0.3  # share of each digit's images held out to measure before and after
     seed: int = 1  # the split, the shuffling, the warps and the dataset images drawn

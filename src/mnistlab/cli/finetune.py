@@ -11,7 +11,7 @@ from ._args import device_name, float_in, int_in, output_path
 
 # Mirrors of finetune.FinetuneConfig's defaults, kept here so that --help needs no torch;
 # tests/test_finetune.py checks that the two agree.
-FINETUNE_DEFAULTS = {"epochs": None, "lr": 3e-4, "batch_size": 16, "mix": 3, "holdout": 0.3, "seed": 1, "device": "cpu"}
+FINETUNE_DEFAULTS = {"epochs": None, "lr": 3e-4, "batch_size": 8, "mix": 8, "holdout": 0.3, "seed": 1, "device": "cpu"}
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                f"0 trains on all (default: {d['holdout']:g})")
     finetune.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), default=d["epochs"], metavar="N",
                           help=f"passes over your training images, 1 to {MAX_EPOCHS:,} (default: enough for about "
-                               f"{STEPS} steps, whatever the number of images: 20 for 70 images)")
+                               f"{STEPS} steps, whatever the number of images: 11 for 70 images)")
     finetune.add_argument("--lr", type=float_in(MIN_LR, MAX_LR), default=d["lr"], metavar="LR",
                           help=f"Adam's learning rate, decayed along a cosine (default: {d['lr']:g})")
     finetune.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE), default=d["batch_size"], metavar="N",
