@@ -210,3 +210,18 @@ def test_a_record_with_a_bad_finetune_field_is_refused_by_the_loader(tiny_run, t
     (tmp_path / "out" / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=r"field 'finetune.held_out\['3'\]' must be a list"):
         load_checkpoint(tmp_path / "out")
+
+
+def test_too_many_images_or_too_large_files_are_refused_before_decoding(tiny_run, tmp_path, capsys, monkeypatch):
+    run, data = tiny_run
+    images = person_folder(tmp_path)
+    monkeypatch.setattr("mnistlab.finetune.MAX_IMAGES", 29)
+    assert finetune(run, data, images, tmp_path / "out") == 1
+    assert "mine: 30 images; at most 29 can be fine-tuned on" in capsys.readouterr().err
+    monkeypatch.setattr("mnistlab.finetune.MAX_IMAGES", 30)
+    big = images / "0" / "d0-0.png"
+    monkeypatch.setattr("mnistlab.finetune.MAX_IMAGE_BYTES", big.stat().st_size - 1)
+    assert finetune(run, data, images, tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert f"could not read {big}: too large" in err and err.splitlines()[-1].startswith("mnistlab: error: ")
+    assert not (tmp_path / "out").exists()
