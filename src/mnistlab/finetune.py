@@ -40,7 +40,7 @@ from .labelled import DIGITS, LabelledImage, read_labelled
 from .limits import FINETUNE_STEPS as STEPS
 from .limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MIN_LR, SEED_MAX
 from .schema import SchemaError, read_bounded
-from .training import METRICS_FILE, eval_copy, evaluate
+from .training import METRICS_FILE, evaluate, uses_conv
 
 MAX_IMAGES = 5_000  # one person's drawings: far more than anyone collects, few enough to preprocess in seconds
 MAX_IMAGE_BYTES = 32 << 20  # a file larger than a 32 MiB phone photo is refused unread
@@ -345,15 +345,22 @@ def finetune(config: FinetuneConfig,
         model = copy.deepcopy(base.model)
         started = time.perf_counter()
         total = math.ceil(int((~held).sum()) / config.batch_size) * config.epochs
+        conv = uses_conv(model)
         with progress_bar(total=total, desc="fine-tuning", unit="step", leave=False,
                           disable=not config.progress) as bar:
-            steps, train_loss, train_acc = adapt(model, pixels[~held_device], labels[~held_device], world, config,
-                                                 mean, std, on_step=lambda: bar.update(1))
+            if conv:  # convolutions train about 1.4× faster channels-last on a CPU, as `train` runs them
+                model.to(memory_format=torch.channels_last)
+            try:
+                steps, train_loss, train_acc = adapt(model, pixels[~held_device], labels[~held_device], world,
+                                                     config, mean, std, on_step=lambda: bar.update(1))
+            finally:
+                if conv:  # evaluated as a checkpoint rebuilds it, so that `evaluate` reproduces the accuracy exactly
+                    model.to(memory_format=torch.contiguous_format)
         seconds = time.perf_counter() - started
         _check_finite(model)
         model.eval()
         evaluated = time.perf_counter()
-        after = scores(eval_copy(model), mine, test, mean, std, config.test_batch_size)
+        after = scores(model, mine, test, mean, std, config.test_batch_size)
         record["before"], record["after"] = _scores_record(before), _scores_record(after)
         row = {"epoch": config.epochs, "train_loss": train_loss, "train_acc": train_acc,
                "test_loss": after.test_loss, "test_acc": after.test, "seconds": time.perf_counter() - started,
