@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,16 @@ def _wrong_classes(images: Path) -> None:
         (images / str(digit)).rename(images / f"class-{digit}")
 
 
+def _fifo(images: Path) -> None:
+    shutil.rmtree(images)
+    os.mkfifo(images)
+
+
+def _symlinked_digit(images: Path) -> None:  # a digit folder that points elsewhere is not read
+    shutil.rmtree(images / "3")
+    (images / "3").symlink_to(images / "4", target_is_directory=True)
+
+
 def _empty(images: Path) -> None:
     for digit in range(10):
         for file in (images / str(digit)).iterdir():
@@ -153,15 +164,17 @@ def _empty(images: Path) -> None:
     (_unreadable_digit, "mine/3: 1 readable image (2 more could not be read); each digit needs at least 2"),
     (_wrong_classes, "no image files in sub-folders 0/ … 9/ (found other sub-folders: class-0, class-1"),
     (_empty, "no image files in sub-folders 0/ … 9/"),
+    (_fifo, "mine: expected a folder with sub-folders 0/ … 9/"),
+    (_symlinked_digit, "mine/3: 0 readable images; each digit needs at least 2"),
     (lambda images: os.rename(images, images.with_name("gone")), "mine: expected a folder with sub-folders 0/ … 9/"),
-], ids=["one-image", "unreadable", "wrong-classes", "empty", "missing"])
+], ids=["one-image", "unreadable", "wrong-classes", "empty", "fifo", "symlinked-digit", "missing"])
 def test_a_bad_images_folder_gets_one_line_and_nothing_is_written(tiny_run, tmp_path, capsys, spoil, message):
     run, data = tiny_run
     images = person_folder(tmp_path)
     spoil(images)
     assert finetune(run, data, images, tmp_path / "out") == 1
     err = capsys.readouterr().err.splitlines()
-    assert message in err[-1] and err[-1].startswith("mnistlab: error: ")
+    assert message in err[-1] and err[-1].startswith("mnistlab: error: ") and len(err) <= 3
     assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

@@ -67,7 +67,7 @@ class FinetuneConfig:
     augment: float = 1.0  # strength of the random warp of the person's images (`mnistlab.augment`)
     holdout: float = 0.3  # share of each digit's images held out to measure before and after
     seed: int = 1  # the split, the shuffling, the warps and the dataset images drawn
-    device: str = "cpu"
+    device: str = "auto"  # auto = CUDA, then MPS, then CPU
     data_dir: str | None = None  # the base's dataset files (default: bundled MNIST, or the download cache)
     test_batch_size: int = 1000  # as `mnistlab evaluate`, so that it reproduces the recorded accuracy exactly
     overwrite: bool = False
@@ -82,7 +82,7 @@ class FinetuneConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise FinetuneError(f"{name}: must be a whole number from {low} to {high:,}, got {value!r}")
-        for name, (low, high) in {"lr": (MIN_LR, MAX_LR), "augment": (0, 9.99), "holdout": (0, 0.9)}.items():
+        for name, (low, high) in {"lr": (MIN_LR, MAX_LR), "augment": (0, 10), "holdout": (0, 0.9)}.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not (
                     math.isfinite(value) and low <= value <= high):
@@ -134,8 +134,11 @@ def read_person(folder: str | Path, model: Checkpoint) -> PersonImages:
     Raises:
         LabelledError: the folder is missing, holds no images, or too many.
     """
-    _check_class_folders(Path(folder))
-    files = read_labelled(folder)
+    try:
+        _check_class_folders(Path(folder))
+        files = read_labelled(folder)
+    except OSError as e:  # a name too long, a folder that may not be listed
+        raise FinetuneError(f"{folder}: cannot be read ({e.strerror or e})") from None
     if len(files) > MAX_IMAGES:
         raise FinetuneError(f"{folder}: {len(files):,} images; at most {MAX_IMAGES:,} can be fine-tuned on")
     digest = hashlib.sha256()
@@ -323,7 +326,7 @@ def finetune(config: FinetuneConfig,
     """
     config.validate()
     base = load_base(config.base, config.device)
-    if Path(config.out).resolve() == base.path.resolve():
+    if _same_folder(Path(config.out), base.path):
         raise FinetuneError(f"{config.out}: is the base run itself; write the fine-tuned model to another folder")
     with StagedFolder(config.out, overwrite=config.overwrite, replaceable=is_checkpoint_folder) as staging:
         person = read_person(config.images, base)
@@ -369,6 +372,13 @@ def finetune(config: FinetuneConfig,
         staging.publish()
     return FinetuneResult(Path(config.out), config, base, before, after, int((~held).sum()), int(held.sum()),
                           person.unreadable, steps, seconds, record)
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a name too long, a symlink loop: StagedFolder says what is wrong with it
+        return False
 
 
 def _check_finite(model: torch.nn.Module) -> None:

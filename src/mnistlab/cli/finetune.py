@@ -11,7 +11,7 @@ from ._args import device_name, float_in, int_in, output_path
 
 # Mirrors of finetune.FinetuneConfig's defaults, kept here so that --help needs no torch;
 # tests/test_finetune.py checks that the two agree.
-FINETUNE_DEFAULTS = {"epochs": None, "lr": 3e-4, "batch_size": 8, "mix": 8, "holdout": 0.3, "seed": 1, "device": "cpu"}
+FINETUNE_DEFAULTS = {"epochs": None, "lr": 3e-4, "batch_size": 8, "mix": 8, "holdout": 0.3, "seed": 1, "device": "auto"}
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -45,7 +45,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     finetune.add_argument("--seed", type=int_in(0, SEED_MAX), default=d["seed"], metavar="S",
                           help=f"seed of the held-out split, the shuffling and the warps (default: {d['seed']})")
     finetune.add_argument("--device", type=device_name, default=d["device"], metavar="NAME",
-                          help=f"auto, cpu, cuda, cuda:N or mps (default: {d['device']})")
+                          help="auto, cpu, cuda, cuda:N or mps; auto = CUDA, then MPS, then CPU "
+                               f"(default: {d['device']})")
     finetune.add_argument("--data-dir", metavar="DIR",
                           help="the model's dataset as four IDX files in DIR "
                                "(default: the bundled MNIST, or the cache)")
