@@ -34,6 +34,7 @@ import torch
 
 import mnistlab
 from mnistlab.data import normalize
+from mnistlab.prediction import predict
 from outside_mnist import uci_digits
 
 
@@ -93,7 +94,7 @@ def main() -> None:
     for run in args.runs:
         base = mnistlab.load_model(run)
         # Every image preprocessed once, as `predict` does for this model; the models are then run on the pixels.
-        pixels = torch.from_numpy(np.stack([p.image for p in base.predict(images, batch_size=512, progress=False)]))
+        pixels = torch.from_numpy(np.stack([p.image for p in predict(base, images, batch_size=512, progress=False)]))
         ratios, cpus = [], []
         for seed in range(args.seeds):
             picked = pick(labels, args.per_digit, seed)

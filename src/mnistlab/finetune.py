@@ -39,6 +39,7 @@ from .errors import MnistlabError, escape
 from .labelled import DIGITS, LabelledImage, read_labelled
 from .limits import FINETUNE_STEPS as STEPS
 from .limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MIN_LR, SEED_MAX
+from .prediction import predict
 from .schema import SchemaError, read_bounded
 from .training import METRICS_FILE, evaluate, uses_conv
 
@@ -157,7 +158,7 @@ def read_person(folder: str | Path, model: Checkpoint) -> PersonImages:
             source.name = str(image.path)  # what predict's messages call it
             chunk.append((image, data))
             sources.append(source)
-        for (image, data), prediction in zip(chunk, model.predict(sources, progress=False), strict=True):
+        for (image, data), prediction in zip(chunk, predict(model, sources, progress=False), strict=True):
             if not prediction.ok:
                 unreadable.append((image, prediction.error))
                 continue
