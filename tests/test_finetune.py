@@ -238,3 +238,15 @@ def test_too_many_images_or_too_large_files_are_refused_before_decoding(tiny_run
     err = capsys.readouterr().err
     assert f"could not read {big}: too large" in err and err.splitlines()[-1].startswith("mnistlab: error: ")
     assert not (tmp_path / "out").exists()
+
+
+def test_names_that_are_not_utf8_are_recorded_so_that_the_run_loads(tiny_run, tmp_path):
+    run, data = tiny_run
+    images = person_folder(tmp_path, per_digit=2)
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/mine\xff"))
+    images.rename(odd)
+    (odd / "5" / "d5-0.png").rename(odd / "5" / os.fsdecode(b"\xfe.png"))
+    assert finetune(run, data, odd, tmp_path / "out", "--seed", "2") == 0
+    record = load_checkpoint(tmp_path / "out").config["finetune"]
+    assert record["images"].endswith("mine\\xff")
+    assert record["held_out"]["5"] in (["\\xfe.png"], ["d5-1.png"])

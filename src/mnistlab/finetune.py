@@ -184,7 +184,8 @@ def _check_class_folders(folder: Path) -> None:
 
 
 def recorded_name(name: str) -> str:
-    """A file name as JSON can hold it: bytes that are not UTF-8 become `\\xff` (JSON has no lone surrogates)."""
+    """A file or folder name as a record holds it: bytes that are not UTF-8 become the text `\\xff`, since
+    the records' reader refuses a lone surrogate (JSON can escape one, but no UTF-8 text holds it)."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
@@ -399,7 +400,8 @@ def _settings(config: FinetuneConfig) -> dict:
 
 def _record(config: FinetuneConfig, base: Checkpoint, person: PersonImages, held: torch.Tensor) -> dict:
     """config.json's "finetune": where the model came from, what it learnt from, and which images it never saw."""
-    record = {"base": config.base, "base_sha256": weights_sha256(base), "images": str(config.images),
+    record = {"base": recorded_name(str(config.base)), "base_sha256": weights_sha256(base),
+              "images": recorded_name(str(config.images)),
               "images_sha256": person.sha256, "trained_images": int((~held).sum()), "held_out_images": int(held.sum()),
               "unreadable_images": len(person.unreadable), **_settings(config),
               "held_out": held_out_record(person, held)}
@@ -419,7 +421,8 @@ def _write(staging: StagedFolder, model: torch.nn.Module, base: Checkpoint, data
     files[METRICS_FILE] = json_text({
         "mnistlab_version": __version__, "torch_version": torch.__version__, "device": str(base.device),
         "wall_seconds": row["seconds"], "train_seconds": row["train_seconds"], "eval_seconds": row["eval_seconds"],
-        "time_to_target": None, "config": {"finetune": True, "base": config.base, "model": name, **_settings(config)},
+        "time_to_target": None,
+        "config": {"finetune": True, "base": recorded_name(str(config.base)), "model": name, **_settings(config)},
         "dataset": dataset, "epochs": [row]})
     for file_name, content in files.items():
         staging.write(file_name, content)
