@@ -347,23 +347,10 @@ def finetune(config: FinetuneConfig,
         held_device = held.to(device)
         mine = (pixels[held_device], labels[held_device]) if held.any() else None
         before = base_scores(base, mine, test, data.sha256, config.test_batch_size)
-        model = copy.deepcopy(base.model)
         started = time.perf_counter()
-        total = math.ceil(int((~held).sum()) / config.batch_size) * config.epochs
-        conv = uses_conv(model)
-        with progress_bar(total=total, desc="fine-tuning", unit="step", leave=False,
-                          disable=not config.progress) as bar:
-            if conv:  # convolutions train about 1.4× faster channels-last on a CPU, as `train` runs them
-                model.to(memory_format=torch.channels_last)
-            try:
-                steps, train_loss, train_acc = adapt(model, pixels[~held_device], labels[~held_device], world,
-                                                     config, mean, std, on_step=lambda: bar.update(1))
-            finally:
-                if conv:  # evaluated as a checkpoint rebuilds it, so that `evaluate` reproduces the accuracy exactly
-                    model.to(memory_format=torch.contiguous_format)
+        model, (steps, train_loss, train_acc) = trained_copy(base, pixels[~held_device], labels[~held_device], world,
+                                                             config)
         seconds = time.perf_counter() - started
-        _check_finite(model)
-        model.eval()
         evaluated = time.perf_counter()
         after = scores(model, mine, test, mean, std, config.test_batch_size)
         record["before"], record["after"] = _scores_record(before), _scores_record(after)
@@ -374,6 +361,24 @@ def finetune(config: FinetuneConfig,
         staging.publish()
     return FinetuneResult(Path(config.out), config, base, before, after, int((~held).sum()), int(held.sum()),
                           person.unreadable, steps, seconds, record)
+
+
+def trained_copy(base: Checkpoint, pixels: torch.Tensor, labels: torch.Tensor, world: Split,
+                 config: FinetuneConfig) -> tuple[torch.nn.Module, tuple[int, float, float]]:
+    """A copy of the base's model after `adapt`, in eval mode and finite, with what `adapt` returned."""
+    model = copy.deepcopy(base.model)
+    conv = uses_conv(model)
+    total = math.ceil(len(labels) / config.batch_size) * config.epochs
+    with progress_bar(total=total, desc="fine-tuning", unit="step", leave=False, disable=not config.progress) as bar:
+        if conv:  # convolutions train about 1.4× faster channels-last on a CPU, as `train` runs them
+            model.to(memory_format=torch.channels_last)
+        try:
+            figures = adapt(model, pixels, labels, world, config, base.mean, base.std, on_step=lambda: bar.update(1))
+        finally:
+            if conv:  # evaluated as a checkpoint rebuilds it, so that `evaluate` reproduces the accuracy exactly
+                model.to(memory_format=torch.contiguous_format)
+    _check_finite(model)
+    return model.eval(), figures
 
 
 def _same_folder(a: Path, b: Path) -> bool:
