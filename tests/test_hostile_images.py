@@ -32,8 +32,9 @@ from safetensors.torch import load_file, save_file
 import mnistlab
 import mnistlab.prediction as prediction
 from mnistlab.cli import main
+from mnistlab.decoding import IMAGE_FORMATS, ImageError, NoDigitError, load_image
 from mnistlab.prediction import escape, safe_file_stem
-from mnistlab.preprocessing import IMAGE_FORMATS, ImageError, NoDigitError, load_image, preprocess
+from mnistlab.preprocessing import INVERT_CHOICES, preprocess
 
 MNISTLAB = [sys.executable, "-m", "mnistlab"]
 NOT_AN_IMAGE = "not an image (or an unsupported format)"
@@ -481,7 +482,6 @@ def test_show_names_a_blank_file(tmp_path, capsys):
 GOOD = np.array(digit())
 BAD_ARRAYS = {
     "complex": (np.zeros((28, 28), complex), "expected integer or float pixel values, got dtype complex128"),
-    "bool": (np.zeros((28, 28), bool), "expected integer or float pixel values, got dtype bool"),
     "object": (np.array([[object()] * 4] * 4), "expected integer or float pixel values, got dtype object"),
     "strings": (np.array([["a"] * 4] * 4), "expected integer or float pixel values, got dtype <U1"),
     "empty": (np.zeros((0, 0)), "the image is empty (shape (0, 0))"),
@@ -504,7 +504,6 @@ BAD_ARRAYS = {
                                                                   "the limit of 64,000,000 pixels"),
     "complex tensor": (torch.zeros(28, 28, dtype=torch.complex64), "expected real pixel values, got a tensor of "
                                                                    "torch.complex64"),
-    "bool tensor": (torch.ones(28, 28, dtype=torch.bool), "expected real pixel values, got a tensor of torch.bool"),
     "meta tensor": (torch.zeros(28, 28, device="meta"), "cannot read Tensor as an image (NotImplementedError: "),
     "sparse tensor": (torch.eye(28).to_sparse(), "cannot read Tensor as an image (TypeError: "),
     "ragged list": ([[1, 2], [3]], "cannot read list as an image (ValueError: "),
@@ -532,6 +531,9 @@ GOOD_ARRAYS = {
     "bfloat16 tensor": torch.from_numpy(GOOD).to(torch.bfloat16) / 255,
     "tensor with grad": (torch.from_numpy(GOOD).float() / 255).requires_grad_(),
     "non-contiguous": np.asfortranarray(GOOD), "nested lists": GOOD.tolist(),
+    "bool (thresholded)": GOOD < 128, "bool tensor": torch.from_numpy(GOOD < 128),
+    "bool (1, H, W) tensor": torch.from_numpy(GOOD < 128)[None], "bool (H, W, 1)": (GOOD < 128)[..., None],
+    "bool, True the paper": GOOD > 127, "bool RGB": np.stack([GOOD < 128] * 3, -1),
 }
 
 
@@ -578,6 +580,32 @@ def test_any_array_gives_a_clean_digit_or_an_image_error(array):
         return
     assert out.shape == (28, 28) and out.dtype == torch.float32
     assert torch.isfinite(out).all() and 0 <= out.min() and out.max() <= 1
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hnp.arrays(dtype=np.bool_, shape=st.sampled_from([(28, 28), (1, 28, 28), (28, 28, 1), (28, 28, 3), (40, 12),
+                                                          (1, 64, 64), (64, 64, 4), (3, 3)])),
+       st.sampled_from(["numpy", "tensor"]), st.sampled_from(INVERT_CHOICES))
+def test_a_boolean_image_reads_as_black_and_white(mask, kind, invert):
+    """False is 0 and True is 1: a boolean image gives what the same image as uint8 0/255 gives, error or digit."""
+    def outcome(image):
+        try:
+            return preprocess(torch.from_numpy(image) if kind == "tensor" else image, invert)
+        except ImageError as e:  # NoDigitError included
+            return type(e), str(e)
+
+    as_bool, as_uint8 = outcome(mask), outcome(mask.astype(np.uint8) * 255)
+    if isinstance(as_uint8, tuple):
+        assert as_bool == as_uint8 and "\n" not in as_bool[1]
+    else:
+        torch.testing.assert_close(as_bool, as_uint8, atol=0, rtol=0)
+
+
+def test_a_thresholded_drawing_reads_as_the_drawing():
+    ink = np.array(digit()) < 128  # dark ink on white paper, thresholded: True is ink
+    for image in (ink, torch.from_numpy(ink), ~ink):  # True as the paper: "auto" sees the polarity
+        torch.testing.assert_close(preprocess(image), preprocess(digit()), atol=0.05, rtol=0)
+    torch.testing.assert_close(preprocess(ink, "no"), preprocess(digit()), atol=0.05, rtol=0)
 
 
 # --- a broken model does not answer --------------------------------------------------------------

@@ -204,6 +204,19 @@ def test_the_library_api(checkpoint, digits, tmp_path):
     assert mnistlab.Prediction is Prediction
 
 
+def test_thresholded_real_digits_read_as_the_same_digits(checkpoint, digits):
+    """A boolean image (False background, True ink), as `image > 127` gives, is a digit like any other."""
+    images, labels = digits
+    thresholded = images > 127
+    as_arrays = checkpoint.predict(list(thresholded))
+    as_batch = checkpoint.predict(torch.from_numpy(thresholded))  # an (N, 28, 28) bool tensor
+    channels = checkpoint.predict([torch.from_numpy(image)[None] for image in thresholded])  # (1, H, W) each
+    for results in (as_arrays, as_batch, channels):
+        assert [p.error for p in results] == [None] * 10
+        assert [p.label for p in results] == labels
+    assert [p.label for p in checkpoint.predict(list(thresholded), invert="no")] == labels  # True is ink
+
+
 def test_a_progress_bar_only_past_a_few_hundred_images(checkpoint, digits, capsys):
     batch = torch.from_numpy(digits[0][:1]).repeat(prediction.PROGRESS_MIN_FILES + 1, 1, 1)
     checkpoint.predict(batch[:20])

@@ -24,8 +24,8 @@ _EXPORTS = {
     "SplitPredictions": "plots", "compute_predictions": "plots", "pixel_view": "plots", "prediction_grid": "plots",
     "training_curves": "plots", "confusion_matrix": "plots", "mistakes_gallery": "plots", "save_figure": "plots",
     "show_figure": "plots", "load_metrics": "report", "write_report": "report",
-    "preprocess": "preprocessing", "load_image": "preprocessing", "ImageError": "preprocessing",
-    "NoDigitError": "preprocessing", "Prediction": "prediction",
+    "preprocess": "preprocessing", "load_image": "decoding", "ImageError": "decoding",
+    "NoDigitError": "decoding", "Prediction": "prediction",
     "Classifier": "classifier", "load_model": "classifier", "OnnxModel": "onnx_model", "load_onnx": "onnx_model",
 }
 __all__ = ["__version__", *_EXPORTS]

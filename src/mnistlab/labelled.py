@@ -49,7 +49,7 @@ def read_labelled(folder: str | Path) -> list[LabelledImage]:
     Raises:
         LabelledError: `folder` is not a folder, holds no such images, or too many.
     """
-    from .preprocessing import IMAGE_SUFFIXES  # here: the command line imports this module without torch
+    from .decoding import IMAGE_SUFFIXES  # here: the command line imports this module without torch
 
     folder = Path(folder)
     if not folder.is_dir():

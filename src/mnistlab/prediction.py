@@ -26,8 +26,9 @@ from PIL import Image
 
 from ._io import FILE_TYPE_NAMES, atomic_path, progress_bar
 from .datasets import DIGIT_CLASSES
+from .decoding import IMAGE_SUFFIXES, ImageLike, load_image
 from .errors import MnistlabError, OutputError, escape, escape_char
-from .preprocessing import IMAGE_SUFFIXES, ImageLike, load_image, preprocess_array
+from .preprocessing import preprocess_array
 
 if TYPE_CHECKING:
     from .classifier import Classifier

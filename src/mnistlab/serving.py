@@ -8,7 +8,7 @@
     GET  /docs           OpenAPI documentation
 
 Every upload is checked once, at the edge, before any work: its size while it arrives
-(`BodyLimit`), its content type, then `preprocessing.load_image`, which decodes only the
+(`BodyLimit`), its content type, then `decoding.load_image`, which decodes only the
 image formats mnistlab reads and refuses a decompression bomb from its header. Past that,
 inference is the model's `predict`, the same code as `mnistlab predict`. Every error is a JSON
 `{"detail": "..."}` with its status; no response carries a stack trace.
@@ -52,9 +52,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._io import finite_or_null
 from .classifier import Classifier, load_model
+from .decoding import ImageError, load_image
 from .errors import MnistlabError
 from .labelled import LabelledError, check_collect_folder, save_labelled
-from .preprocessing import ImageError, load_image
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # default request body limit (`--max-upload-mb 2`)

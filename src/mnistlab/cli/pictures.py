@@ -156,7 +156,8 @@ def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         fig = draw(split.images[index], label, normalized=args.normalized, mean=info.mean, std=info.std,
                    title=f"{info.title} {args.split} {noun} #{index}: label {label}{name}")
     else:
-        from ..preprocessing import load_image, preprocess
+        from ..decoding import load_image
+        from ..preprocessing import preprocess
 
         pixels = preprocess(load_image(args.digit), invert=args.invert, layout=info.layout)
         fig = draw(pixels, normalized=args.normalized, mean=info.mean, std=info.std,

@@ -42,8 +42,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..classifier import load_model
+    from ..decoding import ImageError
     from ..prediction import check_output_folder, escape, expand_argument, format_json, format_table, save_preprocessed
-    from ..preprocessing import ImageError
 
     if args.save_preprocessed:
         check_output_folder(args.save_preprocessed)
