@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from .datasets import DataError
+
 if TYPE_CHECKING:
     from .prediction import Prediction, Source
 
@@ -80,7 +82,12 @@ def score(model: Classifier, images: np.ndarray, labels: np.ndarray, batch_size:
 
     The test set's own images: no preprocessing, as training evaluated them. A NaN row (a model that
     gave a non-finite output) counts as wrong, with an infinite loss.
+
+    Raises:
+        DataError: no images (the means would be 0 / 0).
     """
+    if len(images) == 0:
+        raise DataError("nothing to score: no images given")
     losses, correct = 0.0, 0
     for start in range(0, len(images), batch_size):
         p = model.probabilities(images[start:start + batch_size].astype(np.float32) / 255)

@@ -129,7 +129,8 @@ class LabelledScore:
 
         read = self.read
         if not read:
-            raise LabelledError("no image could be classified, so there is nothing to plot")
+            folder = f"{self.images[0].path.parent.parent}: " if self.images else ""
+            raise LabelledError(f"{folder}no image could be classified, so there is nothing to plot")
         images = torch.stack([torch.from_numpy(p.pixels()) for _, p in read])  # (N, 28, 28)
         labels = torch.tensor([i.label for i, _ in read])
         return SplitPredictions(images, labels, torch.tensor([p.probabilities for _, p in read]))

@@ -32,7 +32,7 @@ from . import __version__
 from ._io import StagedFolder, json_text, progress_bar
 from .augment import augment
 from .checkpoints import checkpoint_files, is_checkpoint_folder
-from .data import MNIST_MEAN, MNIST_STD, Split, dataset_dir, load_mnist, normalize
+from .data import MNIST_MEAN, MNIST_STD, DataError, Split, dataset_dir, load_mnist, normalize
 from .datasets import get_dataset, list_datasets
 from .device import resolve_device
 from .errors import MnistlabError
@@ -250,7 +250,13 @@ def build_model(config: TrainConfig, device: torch.device) -> nn.Module:
 @torch.inference_mode()
 def evaluate(model: nn.Module, split: Split, mean: float = MNIST_MEAN, std: float = MNIST_STD,
              batch_size: int = 1000) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` on `split` (already on the model's device)."""
+    """Mean cross-entropy and accuracy of `model` on `split` (already on the model's device).
+
+    Raises:
+        DataError: the split holds no images (its mean would be 0 / 0).
+    """
+    if len(split) == 0:
+        raise DataError("nothing to evaluate: the split holds no images")
     model.eval()
     loss_sum = torch.zeros((), device=split.images.device)
     correct = torch.zeros((), dtype=torch.long, device=split.images.device)

@@ -272,7 +272,7 @@ def evaluate_images(model: Classifier, folder: str, as_json: bool) -> int:
     """`evaluate --images DIR`: accuracy on a folder of labelled images (DIR/0/ … DIR/9/)."""
     import json
 
-    from ..labelled import format_score, score_labelled
+    from ..labelled import LabelledError, format_score, score_labelled
 
     score = score_labelled(model, folder)
     if as_json:
@@ -280,6 +280,8 @@ def evaluate_images(model: Classifier, folder: str, as_json: bool) -> int:
     else:
         print(f"{model.path}: {model.model_name} on {folder} ({len(score.images)} images)")
         print(format_score(score))
+    if score.accuracy is None:  # the reasons are printed above; an accuracy of 0 of 0 is no result
+        raise LabelledError(f"{folder}: none of the {len(score.images)} images could be classified; nothing to score")
     return 0
 
 
