@@ -468,6 +468,20 @@ def test_an_empty_split_is_a_one_line_data_error(split_file, tmp_path, capsys):
     assert not (tmp_path / "run").exists() and leftovers(tmp_path) == []
 
 
+def test_a_run_that_would_evaluate_more_often_than_metrics_json_holds_is_refused_before_training(data, tmp_path,
+                                                                                                 monkeypatch, capsys):
+    from mnistlab.limits import MAX_EVALUATIONS
+
+    monkeypatch.setattr(training, "train_one_epoch", lambda *a, **k: pytest.fail("a step was trained"))
+    # 256 images in batches of 1, 1,000 epochs, every step: 256,000 evaluations
+    assert main(train_argv(data, tmp_path / "run", "--batch-size", "1", "--epochs", "1000", "--eval-every", "1")) == 1
+    err = capsys.readouterr().err
+    assert err == (f"mnistlab: error: eval_every: evaluating every 1 of 256,000 steps makes 256,000 evaluations, "
+                   f"over the limit of {MAX_EVALUATIONS:,} (rows of metrics.json); evaluate every 3 steps or more; "
+                   "nothing was saved\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("failure", ["nan-loss", "inf-loss", "nan-weights"])
 def test_a_diverging_run_saves_nothing(failure, data, tmp_path, monkeypatch, capsys):
     real = training.train_one_epoch

@@ -16,11 +16,12 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from . import __version__
-from ._io import atomic_path
+from ._io import atomic_path, json_text
 from .checkpoints import DATASET_SCHEMA, EPOCH_SCHEMA, VERSION, load_checkpoint
 from .data import load_test_split
 from .datasets import checkpoint_dataset
 from .errors import MnistlabError
+from .limits import MAX_EVALUATIONS
 from .plots import (
     DPI,
     SplitPredictions,
@@ -32,7 +33,19 @@ from .plots import (
     save_png,
     training_curves,
 )
-from .schema import Json, ListOf, MapOf, MissingFileError, Nullable, Number, Obj, SchemaError, Text, read_json
+from .schema import (
+    MAX_JSON_BYTES,
+    Json,
+    ListOf,
+    MapOf,
+    MissingFileError,
+    Nullable,
+    Number,
+    Obj,
+    SchemaError,
+    Text,
+    read_json,
+)
 from .training import METRICS_FILE
 
 REPORT_FILE = "report.html"
@@ -44,10 +57,24 @@ class MetricsError(MnistlabError, ValueError):
     """A run's metrics.json is missing or malformed; the message names the file and the field."""
 
 
+LONGEST_NUMBER = -2.2250738585072014e-308  # 24 characters: no float's repr is longer, nor a 64-bit integer's
+
+
+def _largest_row_bytes() -> int:
+    """The most bytes one row of metrics.json takes as training writes it (`json_text`, rows two levels deep):
+    every field present, each the longest number."""
+    row = {name: LONGEST_NUMBER for name in EPOCH_SCHEMA.fields}
+    return len(json_text({"epochs": [row, row]})) - len(json_text({"epochs": [row]}))
+
+
+# The largest metrics.json a run can write: its rows (one per evaluation, at most MAX_EVALUATIONS), and the rest
+# (config, dataset, versions: the fields of a config.json) within the cap of any other record.
+MAX_METRICS_BYTES = MAX_JSON_BYTES + MAX_EVALUATIONS * _largest_row_bytes()
+
 # metrics.json, as `report` and `plot curves` render it: each field typed, unknown ones dropped.
 # A diverged run's loss is null (strict JSON has no NaN) and is read as NaN, a gap in the curves.
 METRICS_SCHEMA = Obj({
-    "epochs": ListOf(EPOCH_SCHEMA, min_length=1, what="per-epoch rows"),
+    "epochs": ListOf(EPOCH_SCHEMA, min_length=1, max_length=MAX_EVALUATIONS, what="per-epoch rows"),
     "config": MapOf(Json(max_depth=2), max_length=100),
     "dataset": DATASET_SCHEMA,
     "device": Text(max_length=100),
@@ -70,7 +97,7 @@ def load_metrics(run: str | Path) -> dict:
     try:
         if path.is_dir():
             path = path / METRICS_FILE
-        metrics = METRICS_SCHEMA.check(read_json(path), "")
+        metrics = METRICS_SCHEMA.check(read_json(path, MAX_METRICS_BYTES), "")
     except MissingFileError:
         if path.name == METRICS_FILE:
             raise MetricsError(f"{path.parent}: missing {METRICS_FILE} (not a run folder?)") from None

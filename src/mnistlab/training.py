@@ -36,7 +36,17 @@ from .data import MNIST_MEAN, MNIST_STD, DataError, Split, dataset_dir, load_mni
 from .datasets import get_dataset, list_datasets
 from .device import resolve_device
 from .errors import MnistlabError
-from .limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MAX_TRAIN_LIMIT, MEAN_RANGE, MIN_LR, SEED_MAX, STD_RANGE
+from .limits import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_EVALUATIONS,
+    MAX_LR,
+    MAX_TRAIN_LIMIT,
+    MEAN_RANGE,
+    MIN_LR,
+    SEED_MAX,
+    STD_RANGE,
+)
 from .models import create_model, list_models, model_arguments, model_defaults
 from .recipes import OPTIMIZERS, SCHEDULES, recipe_names
 from .schema import FieldError
@@ -342,6 +352,7 @@ def _train_and_evaluate(model: nn.Module, optimizer: torch.optim.Optimizer, trai
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     eval_every = config.eval_every or steps_per_epoch
+    check_evaluations(total_steps, eval_every)
     scheduler = make_scheduler(optimizer, config, total_steps)
     step_model = torch.compile(model) if config.compile else model
     generator = torch.Generator().manual_seed(config.seed)
@@ -387,6 +398,17 @@ def _train_and_evaluate(model: nn.Module, optimizer: torch.optim.Optimizer, trai
                 running = RunningMeans(device)
                 row_start = clock = time.perf_counter()
     return history
+
+
+def check_evaluations(total_steps: int, eval_every: int) -> None:
+    """Refuse, before the first step, a run that would evaluate more than MAX_EVALUATIONS times: each
+    evaluation is a row of metrics.json, and the reader accepts no more (it reads back what this writes)."""
+    evaluations = math.ceil(total_steps / eval_every)  # every eval_every steps, and after the last
+    if evaluations > MAX_EVALUATIONS:
+        raise TrainingError(f"eval_every: evaluating every {eval_every:,} of {total_steps:,} steps makes "
+                            f"{evaluations:,} evaluations, over the limit of {MAX_EVALUATIONS:,} (rows of "
+                            f"{METRICS_FILE}); evaluate every {math.ceil(total_steps / MAX_EVALUATIONS):,} steps "
+                            "or more")
 
 
 class RunningMeans:
