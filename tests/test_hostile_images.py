@@ -672,3 +672,20 @@ def test_predict_onto_a_full_disk(checkpoint, tmp_path, capsys, monkeypatch):
         code = main(["predict", str(checkpoint.path), str(tmp_path)])
         err = sys.stderr.getvalue()
     assert (code, err) == (1, "mnistlab: error: cannot write the output (No space left on device)\n")
+
+
+# --- a collected drawing reads back as what was drawn ---------------------------------------------------------------
+
+@pytest.mark.parametrize("mode, format", [
+    ("L", "PNG"), ("RGBA", "PNG"), ("P", "GIF"), ("I;16", "PNG"), ("CMYK", "JPEG"), ("CMYK", "TIFF"),
+    ("YCbCr", "TIFF"), ("LAB", "TIFF"), ("I", "TIFF"), ("F", "TIFF"), ("PA", "TIFF"),
+])
+def test_every_upload_that_reads_as_a_digit_is_collected_and_reads_back_the_same(mode, format, tmp_path):
+    from mnistlab.labelled import read_labelled, save_labelled
+
+    drawing = digit((96, 96))
+    drawing = Image.fromarray(np.asarray(drawing).astype(np.uint16) * 257) if mode == "I;16" else drawing.convert(mode)
+    upload = load_image(encoded(drawing, format), name="upload")
+    saved = save_labelled(tmp_path, 7, upload)
+    assert [image.path for image in read_labelled(tmp_path)] == [saved]
+    torch.testing.assert_close(preprocess(load_image(saved)), preprocess(upload), atol=0.02, rtol=0)

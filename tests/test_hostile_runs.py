@@ -482,6 +482,26 @@ def test_a_run_that_would_evaluate_more_often_than_metrics_json_holds_is_refused
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_run_from_and_into_folders_with_undecodable_names_is_read_back(data, tmp_path, capsys):
+    """A folder name may hold any byte; config.json and metrics.json record it as text every reader takes back."""
+    from mnistlab.checkpoints import load_checkpoint
+    from mnistlab.report import load_metrics
+
+    odd_data = Path(os.fsdecode(bytes(tmp_path) + b"/data-\xff\xe9"))
+    shutil.copytree(data, odd_data)
+    assert main(train_argv(odd_data, tmp_path / "run")) == 0
+    checkpoint, metrics = load_checkpoint(tmp_path / "run"), load_metrics(tmp_path / "run")
+    assert checkpoint.config["dataset"]["source"] == metrics["dataset"]["source"] == f"{tmp_path}/data-\\xff\\xe9"
+    assert metrics["config"]["data_dir"] == f"{tmp_path}/data-\\xff\\xe9"
+    assert main(["evaluate", str(tmp_path / "run"), "--data-dir", str(odd_data), "--device", "cpu"]) == 0
+    assert main(["report", str(tmp_path / "run"), "--data-dir", str(odd_data)]) == 0
+    odd_run = Path(os.fsdecode(bytes(tmp_path) + b"/run-\xfe"))  # the run's own name, in its report.html
+    assert main([arg for arg in train_argv(odd_data, odd_run) if arg != "--no-report"]) == 0
+    assert load_metrics(odd_run)["config"]["out"] == f"{tmp_path}/run-\\xfe"
+    assert "mnistlab run run-\\xfe" in (odd_run / "report.html").read_text()
+    assert "error" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("failure", ["nan-loss", "inf-loss", "nan-weights"])
 def test_a_diverging_run_saves_nothing(failure, data, tmp_path, monkeypatch, capsys):
     real = training.train_one_epoch

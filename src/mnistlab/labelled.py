@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 DIGITS = tuple(range(10))
 MAX_IMAGES = 100_000  # a folder with more is refused before anything is decoded
+PNG_MODES = ("1", "L", "LA", "I;16", "P", "RGB", "RGBA")  # saved as they are; any other mode as gray (`png_ready`)
 
 
 class LabelledError(MnistlabError, ValueError):
@@ -191,6 +192,23 @@ def check_collect_folder(folder: str | Path) -> Path:
     return folder
 
 
+def png_ready(image: Image.Image) -> Image.Image:
+    """`image` in a mode PNG holds: as it is, or (CMYK, YCbCr, LAB, 32-bit or float pixels) as the gray image
+    preprocessing reads from it, 16-bit where its pixels are finer than 8 bits. So every drawing an upload could
+    be read from is saved, and reads back as the same digit."""
+    if image.mode in PNG_MODES:
+        return image
+    import numpy as np
+    from PIL import Image
+
+    from .decoding import gray_mode
+
+    gray = gray_mode(image)  # "L", "LA" or "F" (0-1)
+    if gray.mode != "F":
+        return gray
+    return Image.fromarray((np.asarray(gray, dtype=np.float32) * 65535 + 0.5).astype(np.uint16))  # I;16
+
+
 def save_labelled(folder: str | Path, label: int, image: Image.Image) -> Path:
     """Save `image` as a new PNG in `folder/<label>/`, named by the time and a random suffix.
 
@@ -204,6 +222,7 @@ def save_labelled(folder: str | Path, label: int, image: Image.Image) -> Path:
     """
     if isinstance(label, bool) or not isinstance(label, int) or label not in DIGITS:
         raise LabelledError(f"label must be a digit 0-9, got {label!r}")
+    image = png_ready(image)
     folder = Path(folder)
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}.png"
     temporary = f".{name}.tmp"

@@ -20,7 +20,7 @@ from ._io import atomic_path, json_text
 from .checkpoints import DATASET_SCHEMA, EPOCH_SCHEMA, VERSION, load_checkpoint
 from .data import load_test_split
 from .datasets import checkpoint_dataset
-from .errors import MnistlabError
+from .errors import MnistlabError, one_line
 from .limits import MAX_EVALUATIONS
 from .plots import (
     DPI,
@@ -211,7 +211,7 @@ def render_report(run_dir: Path, metrics: dict, figures: dict[str, tuple[str, st
         f'width="{round(fig.get_figwidth() * DPI)}" height="{round(fig.get_figheight() * DPI)}">'
         f"<figcaption>{html.escape(caption)}</figcaption></figure></section>"
         for key, (heading, caption, fig) in figures.items())
-    title = f"mnistlab run {run_dir.name}"
+    title = f"mnistlab run {one_line(run_dir.name)}"  # a folder's undecodable byte as \\xff: UTF-8 has no place for it
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title><link rel="icon" href="data:,"><style>{STYLE}</style></head>
@@ -221,7 +221,7 @@ def render_report(run_dir: Path, metrics: dict, figures: dict[str, tuple[str, st
 <section id="config"><h2>Configuration</h2>{_config_table(metrics)}</section>
 {sections}
 <footer>Written by mnistlab {html.escape(__version__)} on {datetime.now():%Y-%m-%d %H:%M} from
-{html.escape(str(run_dir))}. The figures are embedded: this file is the whole report.</footer>
+{html.escape(one_line(str(run_dir)))}. The figures are embedded: this file is the whole report.</footer>
 </body></html>
 """
 
