@@ -35,6 +35,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from ._io import NotRegularFileError, open_regular_file
+from .config import INVERT_CHOICES
 from .datasets import LAYOUTS
 from .errors import MnistlabError
 from .limits import IMAGE_SIZE
@@ -44,7 +45,6 @@ if TYPE_CHECKING:  # torch is imported only by a caller that has tensors: an exp
 
 MAX_PIXELS = 64_000_000  # width × height above which a file is refused (a 48 MP phone photo fits)
 WORKING_SIZE = 512  # larger images are first reduced to this long side: plenty for a 20-pixel digit
-INVERT_CHOICES = ("auto", "yes", "no")
 # The only decoders Pillow may use (its names); the same list as the file suffixes `predict` collects.
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # their file names
