@@ -448,3 +448,12 @@ def test_every_registered_model_exports_to_onnx_with_the_same_probabilities(name
     expected = mnistlab.load_checkpoint(run).probabilities(pixels.astype(np.float32) / 255)
     got = load_onnx(export(run)).session.run(None, {"pixels": pixels})[0]
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("config, message", [
+    (ExportConfig(format="tflite"), "format: expected one of onnx, torchscript, got 'tflite'"),
+    (ExportConfig(input="int8"), "input: expected one of uint8, float, got 'int8'"),
+])
+def test_a_bad_export_option_is_refused_at_the_call(config, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        export(tmp_path / "no-such-run", config)  # before the run is even looked for

@@ -244,3 +244,18 @@ def test_predict_help_quotes_the_defaults(capsys):
     help_text = capsys.readouterr().out
     assert "--top-k N" in help_text and "(default: 3)" in help_text
     assert "--save-preprocessed DIR" in help_text
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"invert": "bogus"}, r"invert: expected one of auto, yes, no, got 'bogus'"),
+    ({"top_k": 0}, "top_k: must be a whole number from 1 to 10, got 0"),
+    ({"top_k": 11}, "top_k: must be a whole number from 1 to 10"),
+    ({"batch_size": 10**30}, "batch_size: must be a whole number from 1 to 65,536"),
+    ({"batch_size": 2.5}, "batch_size: must be a whole number"),
+])
+def test_a_bad_option_is_refused_at_the_call(options, message, checkpoint, tmp_path):
+    never_read = tmp_path / "missing.png"  # the call fails before any image is read: no per-image error
+    with pytest.raises(ValueError, match=message):
+        prediction.predict(checkpoint, [never_read], **options)
+    with pytest.raises(ValueError, match=message):
+        checkpoint.predict(np.zeros((28, 28), np.uint8), **options)
