@@ -7,6 +7,7 @@ scores a loaded model (a checkpoint or an exported .onnx file) on its dataset's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,13 +34,16 @@ class PictureError(MnistlabError):
         self.run = run
 
 
-def train(config: TrainConfig, *, pictures: bool = True, report: bool = True) -> Run:
+def train(config: TrainConfig, *, pictures: bool = True, report: bool = True,
+          before_publish: Callable[[Run, Path], None] | None = None) -> Run:
     """Train as `config` says and save the run folder, as `mnistlab train` does.
 
     Args:
         config: the run's settings (`mnistlab.TrainConfig`).
         pictures: draw curves.png (and, with `report`, report.html) into the run folder.
         report: with `pictures`, write report.html too (`mnistlab train --no-report` leaves it out).
+        before_publish: `fn(run, folder)` may write more files into the staging folder, after the
+            pictures; they are published with the run, or not at all.
 
     Returns the `Run`; `run.pictures` lists the pictures written.
 
@@ -49,7 +53,14 @@ def train(config: TrainConfig, *, pictures: bool = True, report: bool = True) ->
         without it (`error.run`).
     """
     drawer = RunPictures(report=report) if pictures else None
-    run = train_loop(config, before_publish=drawer)
+
+    def extras(run: Run, folder: Path) -> None:
+        if drawer is not None:
+            drawer(run, folder)
+        if before_publish is not None:
+            before_publish(run, folder)
+
+    run = train_loop(config, before_publish=extras)
     if drawer is not None:
         run.pictures = list(drawer.written)
         if drawer.failure:

@@ -7,14 +7,14 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import PlotOptions, default
+from ..config import PlotOptions
 from ..limits import MAX_GRID_CELLS
 from ._args import add_data_flags, add_output_flags, add_run_argument, bounded
 
 if TYPE_CHECKING:  # annotations only: matplotlib is imported when a command runs
     from matplotlib.figure import Figure
 
-GRID_ROWS, GRID_COLS = default(PlotOptions, "rows"), default(PlotOptions, "cols")
+GRID_ROWS, GRID_COLS = PlotOptions.rows, PlotOptions.cols  # the declared defaults
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -61,9 +61,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                   description="The test digits the model got wrong with the highest "
                                               "confidence, each with its top-3 probabilities.")
     add_run_argument(mistakes)
-    mistakes.add_argument("--count", type=bounded(PlotOptions, "count"), default=default(PlotOptions, "count"),
+    mistakes.add_argument("--count", type=bounded(PlotOptions, "count"), default=PlotOptions.count,
                           metavar="N", help=f"how many mistakes to show, at most {MAX_GRID_CELLS} "
-                                            f"(default: {default(PlotOptions, 'count')})")
+                                            f"(default: {PlotOptions.count})")
     add_data_flags(mistakes)
     add_output_flags(mistakes, "RUN/mistakes.png")
     mistakes.set_defaults(handler=cmd_plot_mistakes)
@@ -77,22 +77,22 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     report.set_defaults(handler=cmd_report)
 
 
-def check_output(args: argparse.Namespace, default: Path) -> None:
-    """Before any work: check that --out (else `default`) can be written, unless the figure is --show'n."""
-    from .._io import check_output_file
+def check_output(args: argparse.Namespace, default_path: Path) -> None:
+    """Before any work: check that --out (else `default_path`) can be written, unless the figure is --show'n."""
+    from ..plots import check_figure_path
 
     if not getattr(args, "show", False):
-        check_output_file(args.out or default)
+        check_figure_path(args.out or default_path)
 
 
-def write_or_show(fig: Figure, args: argparse.Namespace, default: Path) -> None:
-    """Save `fig` to --out (else `default`), or open it in a window with --show."""
+def write_or_show(fig: Figure, args: argparse.Namespace, default_path: Path) -> None:
+    """Save `fig` to --out (else `default_path`), or open it in a window with --show."""
     from ..plots import save_figure, show_figure
 
     if args.show:
         show_figure(fig)
     else:
-        print(f"wrote {save_figure(fig, args.out or default)}")
+        print(f"wrote {save_figure(fig, args.out or default_path)}")
 
 
 def run_folder(path: str) -> Path:
