@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .classifier import Classifier, score
-from .config import TrainConfig
+from .config import TrainConfig, check_value
 from .data import load_test_split
 from .datasets import DATASETS, DatasetInfo, checkpoint_dataset
 from .errors import MnistlabError
@@ -124,7 +124,9 @@ def evaluate_model(model: Classifier, *, dataset: str | None = None, data_dir: s
     """Score `model` (a checkpoint or an exported ONNX file) on the test split of the dataset it was trained on.
 
     `dataset`, when given, must be the model's own; `data_dir` reads the four IDX files from a folder.
+    `ValueError`: a `batch_size` outside `TrainConfig.test_batch_size`'s bounds.
     """
+    check_value(TrainConfig, "test_batch_size", batch_size)
     info = checkpoint_dataset(model.config.get("dataset", {}), dataset, model.path)
     test, digests = load_test_split(info, data_dir)
     if isinstance(model, OnnxModel):  # its own input convention, on onnxruntime
