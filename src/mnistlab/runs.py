@@ -11,13 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import plots
 from .classifier import Classifier, score
 from .config import TrainConfig, check_value
 from .data import load_test_split
 from .datasets import DATASETS, DatasetInfo, checkpoint_dataset
 from .errors import MnistlabError
 from .onnx_model import OnnxModel
-from .plots import compute_predictions, save_png, training_curves
 from .report import CURVES_FILE, REPORT_FILE, load_metrics, render_report, report_figures
 from .training import Run
 from .training import evaluate as evaluate_split
@@ -88,12 +88,12 @@ class RunPictures:
         name = CURVES_FILE
         try:
             # The staging folder is private until published, so the files need no temporary names.
-            save_png(training_curves(run.history), folder / CURVES_FILE)
+            plots.save_png(plots.training_curves(run.history), folder / CURVES_FILE)
             self.written.append(name)
             if self.report:
                 name = REPORT_FILE
-                predictions = compute_predictions(run.model, run.test_split, run.config.mean, run.config.std,
-                                                  run.config.test_batch_size, DATASETS[run.config.dataset].classes)
+                predictions = plots.compute_predictions(run.model, run.test_split, run.config.mean, run.config.std,
+                                                        run.config.test_batch_size, DATASETS[run.config.dataset].classes)
                 metrics = load_metrics(folder)
                 page = render_report(run.dir, metrics, report_figures(metrics, predictions))
                 (folder / REPORT_FILE).write_text(page, encoding="utf-8")
