@@ -92,8 +92,9 @@ class RunPictures:
             self.written.append(name)
             if self.report:
                 name = REPORT_FILE
-                predictions = plots.compute_predictions(run.model, run.test_split, run.config.mean, run.config.std,
-                                                        run.config.test_batch_size, DATASETS[run.config.dataset].classes)
+                config = run.config
+                predictions = plots.compute_predictions(run.model, run.test_split, config.mean, config.std,
+                                                        config.test_batch_size, DATASETS[config.dataset].classes)
                 metrics = load_metrics(folder)
                 page = render_report(run.dir, metrics, report_figures(metrics, predictions))
                 (folder / REPORT_FILE).write_text(page, encoding="utf-8")
