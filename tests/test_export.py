@@ -22,8 +22,6 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import mnistlab
-import mnistlab.cli.export as cli_export
-import mnistlab.export as export_module
 import mnistlab.onnx_model as onnx_model
 from mnistlab.cli import main
 from mnistlab.data import load_mnist
@@ -124,10 +122,6 @@ def test_export_writes_into_the_run_folder_by_default(mnist_mlp, tmp_path, capsy
     assert main(["export", str(run), "--format", "torchscript"]) == 0
     assert (run / "model.pt").is_file() and load_onnx(run / "model.onnx").classes == tuple("0123456789")
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temporary file left behind
-
-
-def test_the_cli_mirrors_the_library():
-    assert cli_export.FORMATS == export_module.FORMATS and cli_export.INPUTS == tuple(export_module.INPUTS)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -454,3 +448,12 @@ def test_every_registered_model_exports_to_onnx_with_the_same_probabilities(name
     expected = mnistlab.load_checkpoint(run).probabilities(pixels.astype(np.float32) / 255)
     got = load_onnx(export(run)).session.run(None, {"pixels": pixels})[0]
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("config, message", [
+    (ExportConfig(format="tflite"), "format: expected one of onnx, torchscript, got 'tflite'"),
+    (ExportConfig(input="int8"), "input: expected one of uint8, float, got 'int8'"),
+])
+def test_a_bad_export_option_is_refused_at_the_call(config, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        export(tmp_path / "no-such-run", config)  # before the run is even looked for

@@ -26,7 +26,7 @@ import mnistlab.training as training
 from mnistlab._io import StagedFolder, check_output_file
 from mnistlab.cli import main
 from mnistlab.errors import OutputError
-from mnistlab.training import TrainConfig
+from mnistlab.training import TrainConfig, check_config
 
 from .conftest import make_dataset, write_idx
 
@@ -454,7 +454,7 @@ def test_a_number_that_cannot_work_exits_2(flag, value, message, data, tmp_path,
 ])
 def test_the_library_refuses_the_same_numbers(field, value, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{field: value}).validate()
+        check_config(TrainConfig(**{field: value}))
 
 
 @pytest.mark.parametrize("split_file", ["train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"])

@@ -19,7 +19,7 @@ _EXPORTS = {
     "create_model": "models", "list_models": "models", "register_model": "models",
     "resolve_device": "device", "DeviceError": "device",
     "Checkpoint": "checkpoints", "CheckpointError": "checkpoints", "load_checkpoint": "checkpoints",
-    "TrainConfig": "training", "Run": "training", "train": "training", "evaluate": "training",
+    "TrainConfig": "config", "Run": "training", "train": "runs", "evaluate": "training",
     "MnistlabError": "errors", "OutputError": "errors", "TrainingError": "training",
     "SplitPredictions": "plots", "compute_predictions": "plots", "pixel_view": "plots", "prediction_grid": "plots",
     "training_curves": "plots", "confusion_matrix": "plots", "mistakes_gallery": "plots", "save_figure": "plots",

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .config import DEVICES as DEVICE_CHOICES
 from .errors import MnistlabError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 class DeviceError(MnistlabError, ValueError):

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from ._io import FILE_TYPE_NAMES, atomic_path, progress_bar
+from .config import PredictOptions, check_value
 from .datasets import DIGIT_CLASSES
 from .decoding import IMAGE_SUFFIXES, ImageLike, load_image
 from .errors import MnistlabError, OutputError, escape, escape_char
@@ -33,7 +34,7 @@ from .preprocessing import preprocess_array
 if TYPE_CHECKING:
     from .classifier import Classifier
 
-BATCH_SIZE = 256  # images preprocessed, then classified in one forward pass
+BATCH_SIZE = PredictOptions.batch_size  # images preprocessed, then classified in one forward pass
 PROGRESS_MIN_FILES = 300  # a progress bar only for batches larger than this
 MAX_STEM_BYTES = 100  # a saved file's name, before "-N.png": far below NAME_MAX (255) with a temporary suffix
 
@@ -127,8 +128,9 @@ def collect_images(arguments: Iterable[str | os.PathLike]) -> list[str]:
     return [path for argument in arguments for path in expand_argument(argument)[0]]
 
 
-def predict(model: Classifier, images: Source | Sequence[Source], *, top_k: int = 3, invert: str = "auto",
-            batch_size: int = BATCH_SIZE, progress: bool | None = None) -> list[Prediction]:
+def predict(model: Classifier, images: Source | Sequence[Source], *, top_k: int = PredictOptions.top_k,
+            invert: str = PredictOptions.invert, batch_size: int = BATCH_SIZE,
+            progress: bool | None = None) -> list[Prediction]:
     """Classify images: files (paths) or in-memory images, one `Prediction` per input, in order.
 
     Args:
@@ -142,11 +144,13 @@ def predict(model: Classifier, images: Source | Sequence[Source], *, top_k: int 
         invert: "auto", "yes" or "no"; see `mnistlab.preprocessing.preprocess`.
         batch_size: images preprocessed and classified together.
         progress: a progress bar on stderr; None shows one past PROGRESS_MIN_FILES inputs.
+
+    Raises:
+        ValueError: `top_k`, `invert` or `batch_size` is not what `mnistlab.config.PredictOptions` declares
+            (raised at the call, before any image is read).
     """
-    if not 1 <= top_k <= 10:
-        raise ValueError(f"top_k must be between 1 and 10, got {top_k}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    for name, value in (("top_k", top_k), ("invert", invert), ("batch_size", batch_size)):
+        check_value(PredictOptions, name, value)
     items = _as_list(images)
     show = len(items) > PROGRESS_MIN_FILES if progress is None else progress
     layout = model.layout  # read off the model's record once, not once per image

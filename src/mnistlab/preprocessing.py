@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from .config import INVERT_CHOICES
 from .datasets import LAYOUTS
 from .decoding import (  # noqa: F401 (IMAGE_* and load_image: their old home)
     IMAGE_FORMATS,
@@ -48,7 +49,6 @@ if TYPE_CHECKING:  # torch is imported only by a caller that has tensors: an exp
     import torch
 
 WORKING_SIZE = 512  # larger images are first reduced to this long side: plenty for a 20-pixel digit
-INVERT_CHOICES = ("auto", "yes", "no")
 
 DIGIT_BOX = 20  # MNIST: the digit's long side, every anti-aliased pixel included
 CENTRE = 14.0  # MNIST: where the centre of mass lands (row and column index; all 10,000 test digits round to it)

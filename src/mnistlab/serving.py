@@ -52,12 +52,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._io import finite_or_null
 from .classifier import Classifier, load_model
+from .config import ServeOptions
 from .decoding import ImageError, load_image
 from .errors import MnistlabError
 from .labelled import LabelledError, check_collect_folder, save_labelled
 
 STATIC_DIR = Path(__file__).parent / "static"
-MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # default request body limit (`--max-upload-mb 2`)
+MAX_UPLOAD_BYTES = ServeOptions().max_upload_bytes  # default request body limit (`--max-upload-mb`)
 MAX_UPLOAD_PIXELS = 12_000_000  # a 12 MP photo; larger is refused from the header (a 2 MB upload rarely holds more)
 TOP_K = 3
 # The raw-body content types /api/predict takes; the bytes decide the format (load_image), not the type.

@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._args import DEFAULTS, device_name, int_in, positive_int
-
-# Mirrors of prediction.BATCH_SIZE and preprocessing.INVERT_CHOICES (tests/test_predict.py checks them).
-PREDICT_DEFAULTS = {"top_k": 3, "batch_size": 256}
-INVERT_CHOICES = ("auto", "yes", "no")
+from ..config import INVERT_CHOICES, PredictOptions, default
+from ._args import add_device_flag, bounded, span
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -24,19 +21,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("images", nargs="+", metavar="IMAGE",
                          help="image files, folders (their image files) or glob patterns such as 'scans/*.jpg'; "
                               "a file named twice gets two rows")
-    predict.add_argument("--top-k", type=int_in(1, 10), default=PREDICT_DEFAULTS["top_k"], metavar="N",
-                         help=f"list the N likeliest digits (default: {PREDICT_DEFAULTS['top_k']})")
+    predict.add_argument("--top-k", type=bounded(PredictOptions, "top_k"), default=default(PredictOptions, "top_k"),
+                         metavar="N", help=f"list the N likeliest digits, {span(PredictOptions, 'top_k')} "
+                                           f"(default: {default(PredictOptions, 'top_k')})")
     predict.add_argument("--json", action="store_true",
                          help="print a JSON array, one object per file, failures with their \"error\"")
     predict.add_argument("--save-preprocessed", metavar="DIR", help="write each 28×28 model input as a PNG into DIR")
-    predict.add_argument("--invert", choices=INVERT_CHOICES, default="auto",
+    predict.add_argument("--invert", choices=INVERT_CHOICES, default=default(PredictOptions, "invert"),
                          help="dark ink on light paper: detect it (auto), always invert (yes) or never (no) "
-                              "(default: auto)")
-    predict.add_argument("--device", type=device_name, default=DEFAULTS["device"], metavar="NAME",
-                         help=f"auto, cpu, cuda, cuda:N or mps; an ONNX file runs on the CPU "
-                              f"(default: {DEFAULTS['device']})")
-    predict.add_argument("--batch-size", type=positive_int, default=PREDICT_DEFAULTS["batch_size"], metavar="N",
-                         help=f"images per forward pass (default: {PREDICT_DEFAULTS['batch_size']})")
+                              f"(default: {default(PredictOptions, 'invert')})")
+    add_device_flag(predict, "an ONNX file runs on the CPU")
+    predict.add_argument("--batch-size", type=bounded(PredictOptions, "batch_size"),
+                         default=default(PredictOptions, "batch_size"), metavar="N",
+                         help=f"images per forward pass, {span(PredictOptions, 'batch_size')} "
+                              f"(default: {default(PredictOptions, 'batch_size')})")
     predict.set_defaults(handler=cmd_predict)
 
 
