@@ -246,6 +246,15 @@ def test_page_runs_as_written(page, workspace, tmp_path, monkeypatch):
             assert code == (int(expected.group(1)) if expected else 0), f"{step.where}: {step.text}"
 
 
+SKIPPED = [step for page in PAGES for step in page_steps(page) if step.skip_rule is not None]
+
+
+@pytest.mark.parametrize("step", SKIPPED, ids=[step.where for step in SKIPPED])
+def test_a_line_that_cannot_run_is_skipped_by_its_rule(step):
+    """Each skipped line shows in pytest's summary (-ra) with its page, line number and reason."""
+    pytest.skip(f"{step.where}: {SKIP_RULES[step.skip_rule]}")
+
+
 def test_a_broken_command_fails(workspace, monkeypatch):
     monkeypatch.chdir(workspace)
     assert run_line("mnistlab evaluate runs/no-such-run", monkeypatch) == 1
