@@ -66,7 +66,8 @@ class Step:
 
     @property
     def where(self) -> str:
-        return f"{self.page.relative_to(ROOT)}:{self.number}"
+        page = self.page.relative_to(ROOT) if self.page.is_relative_to(ROOT) else self.page
+        return f"{page}:{self.number}"
 
     @property
     def skip_rule(self) -> str | None:
