@@ -23,7 +23,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check src tests benchmarks examples
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 	$(BIN)/python -m pytest -q
 
 # mkdocs.yml: docs/ → site/; --strict turns a broken link, a missing page or a page left out of the nav into a failure.
