@@ -1,6 +1,6 @@
 # mnistlab's two set-up commands (README): each creates .venv on first use.
 #   make demo   train the default model on the bundled MNIST, evaluate it, write the pictures
-#   make test   lint and run the test suite (what CI runs)
+#   make test   lint (ruff, and import-linter for the layers) and run the test suite (what CI runs)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,6 +22,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: install

@@ -21,9 +21,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from mnistlab.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from mnistlab import CheckpointError, MetricsError
+from mnistlab.checkpoints import load_checkpoint, save_checkpoint
 from mnistlab.cli import main
-from mnistlab.report import MetricsError, load_metrics
+from mnistlab.records import load_metrics
 
 CONFIG, WEIGHTS, METRICS = "config.json", "model.safetensors", "metrics.json"
 

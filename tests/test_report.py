@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab.checkpoints import CheckpointError
+from mnistlab import CheckpointError, MetricsError
 from mnistlab.cli import main
-from mnistlab.report import MetricsError, load_metrics, write_report
+from mnistlab.records import load_metrics
+from mnistlab.report import write_report
 
 from .conftest import make_dataset
 

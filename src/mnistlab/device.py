@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .errors import MnistlabError
+from .errors import DeviceError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-
-
-class DeviceError(MnistlabError, ValueError):
-    """The requested device does not exist on this machine."""
 
 
 def _mps_available() -> bool:

@@ -24,18 +24,14 @@ from typing import Annotated, Literal
 from torch import nn
 
 from .data import IMAGE_SIZE, NUM_CLASSES
-from .errors import MnistlabError
+from .errors import FieldError, ModelError, one_line
 from .limits import MAX_HIDDEN
-from .schema import Bool, Choice, Field, FieldError, Json, Nullable, Number, Obj, Text, one_line
+from .schema import Bool, Choice, Field, Json, Nullable, Number, Obj, Text
 
 ENTRY_POINT_GROUP = "mnistlab.models"  # [project.entry-points."mnistlab.models"] name = "package.module:factory"
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 MAX_WIDTH = 256  # channels of a cnn's first layer: at 256 the cnn holds 9M weights; more is refused unbuilt
-
-
-class ModelError(MnistlabError, ValueError):
-    """An unknown model, an argument of the wrong type or range, or a model plugin that fails to load."""
 
 
 @dataclass(frozen=True)

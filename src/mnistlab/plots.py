@@ -35,7 +35,7 @@ from torch import nn
 from ._io import atomic_path
 from .data import IMAGE_SIZE, MNIST_MEAN, MNIST_STD, NUM_CLASSES, Split, normalize
 from .datasets import MNIST as MNIST_INFO
-from .errors import MnistlabError
+from .errors import PlotError
 
 # Green and red; a wrong cell also gets a bold label and a thick frame, so colour blindness loses nothing.
 RIGHT_COLOR = "#1a7f37"
@@ -53,10 +53,6 @@ MIN_GRID_WIDTH = 5.0  # inches: room for that title over a narrow grid
 SHORT_NAME = 1  # class names this long (the digits) fit where a digit's layout puts them; longer ones get room
 NAME_CHAR_POINTS = 0.62  # a sans-serif character is about this many ems wide, to size cells and margins by
 NON_INTERACTIVE_BACKENDS = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
-
-
-class PlotError(MnistlabError, ValueError):
-    """A figure cannot be drawn or shown (no display for --show, an unusable input)."""
 
 
 @dataclass(frozen=True)

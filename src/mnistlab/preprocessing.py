@@ -36,7 +36,7 @@ from scipy import ndimage
 
 from ._io import NotRegularFileError, open_regular_file
 from .datasets import LAYOUTS
-from .errors import MnistlabError
+from .errors import ImageError, NoDigitError
 from .limits import IMAGE_SIZE
 
 if TYPE_CHECKING:  # torch is imported only by a caller that has tensors: an exported model predicts without it
@@ -66,14 +66,6 @@ MIN_DIGIT_FRACTION = 0.05  # a digit's largest blob spans at least this fraction
 MIN_DIGIT_PIXELS = 4  # ... and at least this many pixels
 _EIGHT_CONNECTED = np.ones((3, 3), bool)
 _SAMPLE_SIDE = 128  # statistics are taken on a grid of at most 128×128 pixels
-
-
-class ImageError(MnistlabError, ValueError):
-    """An image file cannot be used: missing, unreadable, not an image, truncated or too large."""
-
-
-class NoDigitError(ImageError):
-    """The image is blank, or its marks are too faint or too small to be a digit."""
 
 
 ImageLike = Union[Image.Image, np.ndarray, "torch.Tensor"]  # noqa: UP007 (a name, not a type, for torch)

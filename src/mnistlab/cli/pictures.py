@@ -121,7 +121,7 @@ def dataset_index(text: str) -> int | None:
 
     Numbers in other scripts ("²", "٣") are refused rather than taken for names of files that do not exist.
     """
-    from ..plots import PlotError
+    from ..errors import PlotError
 
     if re.fullmatch(r"[+-]?[0-9]+", text):
         # Past 12 digits it is out of range all the same (and int() refuses 4,300 digits or more): -1 says so.
@@ -134,7 +134,8 @@ def dataset_index(text: str) -> int | None:
 def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..data import dataset_dir, load_split
     from ..datasets import get_dataset
-    from ..plots import PlotError, pixel_view
+    from ..errors import PlotError
+    from ..plots import pixel_view
 
     if args.augmented and args.normalized:
         parser.error("--augmented draws pixels on the 0-255 scale; leave out --normalized")
@@ -200,7 +201,7 @@ def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 def cmd_plot_curves(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..plots import training_curves
-    from ..report import CURVES_FILE, load_metrics
+    from ..records import CURVES_FILE, load_metrics
 
     names = [run_folder(path).resolve().name for path in args.runs]
     if len(set(names)) < len(names):  # two runs/x folders: tell them apart by the paths as given
@@ -246,7 +247,8 @@ def cmd_plot_mistakes(args: argparse.Namespace, parser: argparse.ArgumentParser)
 
 
 def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..report import REPORT_FILE, write_report
+    from ..records import REPORT_FILE
+    from ..report import write_report
 
     check_output(args, run_folder(args.run) / REPORT_FILE)
     path = write_report(run_folder(args.run), data_dir=args.data_dir, device=args.device,

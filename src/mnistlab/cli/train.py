@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..datasets import DATASETS
-from ..errors import MnistlabError
+from ..errors import PictureError
 from ..limits import (
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
@@ -112,10 +112,6 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         kept = ", ".join(sorted(p.name for p in run.dir.iterdir()))
         raise PictureError(f"{run.dir / name}: not written ({reason}); {run.dir} holds the trained run: {kept}")
     return 0
-
-
-class PictureError(MnistlabError):
-    """A picture of a finished run could not be drawn or written; the run itself is saved."""
 
 
 PHASES = {"imports": "imports (torch, mnistlab)", "model": "model + optimizer",
@@ -234,9 +230,10 @@ def train_config(args: argparse.Namespace, default_out: str | None = None) -> Tr
 
 
 def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..classifier import load_model, score
     from ..datasets import checkpoint_dataset
+    from ..loading import load_model
     from ..onnx_model import OnnxModel
+    from ..prediction import score
 
     if args.json and not args.images:
         parser.error("--json goes with --images")
@@ -320,7 +317,8 @@ class RunPictures:
 
     def __call__(self, run: Run, folder: Path) -> None:
         from ..plots import compute_predictions, save_png, training_curves
-        from ..report import CURVES_FILE, REPORT_FILE, load_metrics, render_report, report_figures
+        from ..records import CURVES_FILE, REPORT_FILE, load_metrics
+        from ..report import render_report, report_figures
 
         name = CURVES_FILE
         try:
