@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 import mnistlab
+from mnistlab import predict
 from mnistlab.data import normalize
 
 SIZE = 64  # pixels of each drawn digit: a small scan
@@ -51,7 +52,7 @@ def naive_accuracy(checkpoint: mnistlab.Checkpoint, images: list[Image.Image], l
 def mnistlab_accuracy(checkpoint: mnistlab.Checkpoint, images: list[Image.Image],
                       labels: np.ndarray) -> tuple[float, int]:
     """Accuracy over every image (an image that fails counts as wrong), and how many failed."""
-    predictions = checkpoint.predict(images, batch_size=512, progress=False)
+    predictions = predict(checkpoint, images, batch_size=512, progress=False)
     right = sum(p.ok and p.label == label for p, label in zip(predictions, labels, strict=True))
     return right / len(labels), sum(not p.ok for p in predictions)
 

@@ -13,6 +13,7 @@ from PIL import Image
 import mnistlab
 import mnistlab.prediction as prediction
 import mnistlab.preprocessing as preprocessing
+from mnistlab import predict
 from mnistlab.cli import INVERT_CHOICES, PREDICT_DEFAULTS, main
 from mnistlab.data import load_mnist
 from mnistlab.prediction import Prediction, collect_images
@@ -179,7 +180,7 @@ def test_save_preprocessed(checkpoint, digits, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["a-2.png", "a.png"]  # nothing for the failure, no temp files
     saved = np.asarray(Image.open(out / "a.png"))
     assert saved.shape == (28, 28) and saved.dtype == np.uint8
-    expected = checkpoint.predict(a_png)[0].image
+    expected = predict(checkpoint, a_png)[0].image
     assert np.array_equal(saved, (expected * 255).round().astype(np.uint8))
 
 
@@ -187,7 +188,7 @@ def test_the_library_api(checkpoint, digits, tmp_path):
     images, _ = digits
     path = write(tmp_path, "four.png", VARIANTS["upscaled"](images[4]))
     pil, tensor = VARIANTS["inverted"](images[1]), torch.from_numpy(images[2])
-    results = checkpoint.predict([path, pil, tensor, tmp_path / "x.png"])
+    results = predict(checkpoint, [path, pil, tensor, tmp_path / "x.png"])
     assert [type(p) for p in results] == [Prediction] * 4
     assert [p.label for p in results] == [4, 1, 2, None]
     assert [p.source for p in results] == [path, "<image 1>", "<image 2>", str(tmp_path / "x.png")]
@@ -195,10 +196,10 @@ def test_the_library_api(checkpoint, digits, tmp_path):
     assert first.ok and first.image.shape == (28, 28) and len(first.probabilities) == 10
     assert first.top_k[0] == (4, first.confidence) and len(first.top_k) == 3
     assert not results[3].ok and results[3].error == "no such file" and results[3].image is None
-    assert [p.label for p in checkpoint.predict(torch.from_numpy(images))] == list(range(10))  # an (N, 28, 28) batch
-    assert [p.label for p in checkpoint.predict(path)] == [4]
-    in_twos = checkpoint.predict(torch.from_numpy(images), batch_size=2, top_k=1)
-    at_once = checkpoint.predict(torch.from_numpy(images))
+    assert [p.label for p in predict(checkpoint, torch.from_numpy(images))] == list(range(10))  # an (N, 28, 28) batch
+    assert [p.label for p in predict(checkpoint, path)] == [4]
+    in_twos = predict(checkpoint, torch.from_numpy(images), batch_size=2, top_k=1)
+    at_once = predict(checkpoint, torch.from_numpy(images))
     torch.testing.assert_close(torch.tensor([p.probabilities for p in in_twos]),
                                torch.tensor([p.probabilities for p in at_once]))
     assert mnistlab.Prediction is Prediction
@@ -206,9 +207,9 @@ def test_the_library_api(checkpoint, digits, tmp_path):
 
 def test_a_progress_bar_only_past_a_few_hundred_images(checkpoint, digits, capsys):
     batch = torch.from_numpy(digits[0][:1]).repeat(prediction.PROGRESS_MIN_FILES + 1, 1, 1)
-    checkpoint.predict(batch[:20])
+    predict(checkpoint, batch[:20])
     assert capsys.readouterr().err == ""
-    checkpoint.predict(batch)
+    predict(checkpoint, batch)
     assert "image" in capsys.readouterr().err
 
 
@@ -241,7 +242,7 @@ def test_a_missing_checkpoint_exits_1(tmp_path, capsys):
 def test_cli_defaults_mirror_the_library(capsys):
     # That `predict --help` needs no torch is checked with every command's help in test_cli.py.
     assert PREDICT_DEFAULTS["batch_size"] == prediction.BATCH_SIZE
-    defaults = inspect.signature(mnistlab.Checkpoint.predict).parameters
+    defaults = inspect.signature(mnistlab.predict).parameters
     assert (defaults["batch_size"].default, defaults["top_k"].default) == (prediction.BATCH_SIZE, 3)
     assert INVERT_CHOICES == preprocessing.INVERT_CHOICES
     with pytest.raises(SystemExit) as info:
