@@ -33,6 +33,7 @@ from matplotlib.transforms import Affine2D
 from torch import nn
 
 from ._io import atomic_path
+from .augment import augment
 from .data import IMAGE_SIZE, MNIST_MEAN, MNIST_STD, NUM_CLASSES, Split, normalize
 from .datasets import MNIST as MNIST_INFO
 from .errors import PlotError
@@ -569,8 +570,6 @@ def augmented_grid(image: torch.Tensor, *, strength: float = 1.0, elastic: float
         strength, elastic: as `TrainConfig.augment` and `TrainConfig.elastic`.
         seed: the generator's seed; the same seed draws the same copies.
     """
-    from .augment import augment  # here: only this figure needs it
-
     if not (rows >= 1 and cols >= 1 and rows * cols <= 400):
         raise PlotError(f"augmented_grid: rows and cols must be ≥ 1 with at most 400 cells, got {rows} × {cols}")
     if not (0 <= strength < 10 and 0 <= elastic < 10):
