@@ -227,7 +227,7 @@ def test_a_bad_request_gets_a_json_error_and_the_server_keeps_serving(client, se
 
 def test_an_unexpected_failure_is_a_json_500_without_a_stack_trace(checkpoint, monkeypatch):
     client = TestClient(create_app(checkpoint), raise_server_exceptions=False)
-    monkeypatch.setattr(mnistlab.Checkpoint, "predict", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(mnistlab.Checkpoint, "probabilities", lambda *a, **k: 1 / 0)
     response = post_image(client, drawing(ONE))
     assert response.status_code == 500 and response.json() == {"detail": "internal server error"}
 
