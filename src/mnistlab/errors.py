@@ -2,7 +2,7 @@
 one error line.
 
 `MnistlabError` is the base of every problem reported to a user as one line, without a traceback; its
-subclasses say which part of mnistlab met it. This module imports nothing, so the command line can
+subclasses say which part of mnistlab met it. This module imports only `stat`, so the command line can
 catch them all without importing torch.
 """
 
