@@ -7,7 +7,7 @@ blocks of 0-16 ink counts. Each digit is drawn as a 64×64 grey image (dark ink 
 as a scan would be; bicubic enlargement of the 8×8 grid), then classified twice:
 
 (a) naive resize: the image resized to 28×28, inverted to white on black, normalised, classified;
-(b) mnistlab: `Checkpoint.predict`, the same preprocessing as `mnistlab predict`.
+(b) mnistlab: `mnistlab.predict`, the same preprocessing as `mnistlab predict`.
 
 The 8×8 grid is coarse: strokes come out blurred and blocky, so this is a hard, real test of
 reading other people's digits, not a stand-in for sharp photos. It needs scikit-learn (the

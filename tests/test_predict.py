@@ -1,4 +1,4 @@
-"""`mnistlab predict` and `Checkpoint.predict`: real MNIST digits as people present them, and bad files."""
+"""`mnistlab predict` and `mnistlab.predict`: real MNIST digits as people present them, and bad files."""
 
 import inspect
 import io
