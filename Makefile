@@ -1,6 +1,7 @@
 # mnistlab's two set-up commands (README): each creates .venv on first use.
 #   make demo   train the default model on the bundled MNIST, evaluate it, write the pictures
-#   make test   lint, build the docs site strictly and run the test suite (what CI runs)
+#   make test   lint (ruff, and import-linter for the layers), build the docs site strictly and run the test suite
+#               (what CI runs)
 #   make docs   build the docs site into site/
 PYTHON ?= python3
 VENV := .venv
@@ -24,6 +25,7 @@ demo: install
 test: install
 	$(BIN)/ruff check src tests benchmarks examples
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 # mkdocs.yml: docs/ → site/; --strict turns a broken link, a missing page or a page left out of the nav into a failure.

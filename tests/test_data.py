@@ -127,9 +127,9 @@ def test_normalize_uint8_and_unit_floats_agree():
 # --- an empty split is refused in one line, where the data is read, never divided by -------------------------------
 
 def test_evaluating_no_images_is_a_data_error_not_a_division_by_zero():
-    from mnistlab.classifier import score
     from mnistlab.data import Split
     from mnistlab.models import create_model
+    from mnistlab.prediction import score
     from mnistlab.training import evaluate
 
     empty = Split(torch.zeros((0, 28, 28), dtype=torch.uint8), torch.zeros(0, dtype=torch.long))

@@ -31,8 +31,10 @@ from safetensors.torch import load_file, save_file
 
 import mnistlab
 import mnistlab.prediction as prediction
+from mnistlab import predict
 from mnistlab.cli import main
-from mnistlab.decoding import IMAGE_FORMATS, ImageError, NoDigitError, load_image
+from mnistlab.decoding import IMAGE_FORMATS, load_image
+from mnistlab.errors import ImageError, NoDigitError
 from mnistlab.prediction import escape, safe_file_stem
 from mnistlab.preprocessing import INVERT_CHOICES, preprocess
 
@@ -310,7 +312,7 @@ def trap_programs(monkeypatch) -> list[str]:
 def test_a_foreign_payload_under_any_name_is_not_an_image(payload, name, checkpoint, tmp_path, monkeypatch):
     calls = trap_programs(monkeypatch)
     (tmp_path / name).write_bytes(FOREIGN[payload])
-    results = checkpoint.predict([tmp_path / name, FOREIGN[payload], io.BytesIO(FOREIGN[payload])])
+    results = predict(checkpoint, [tmp_path / name, FOREIGN[payload], io.BytesIO(FOREIGN[payload])])
     assert [p.error for p in results] == [NOT_AN_IMAGE] * 3
     assert calls == []
 
@@ -515,7 +517,7 @@ BAD_ARRAYS = {
 
 @pytest.mark.parametrize("bad, error", BAD_ARRAYS.values(), ids=BAD_ARRAYS)
 def test_a_bad_in_memory_image_is_that_items_error(bad, error, checkpoint):
-    first, second, third = checkpoint.predict([GOOD, bad, torch.from_numpy(GOOD)])
+    first, second, third = predict(checkpoint, [GOOD, bad, torch.from_numpy(GOOD)])
     assert first.ok and third.ok and first.probabilities == third.probabilities
     assert second.source == "<image 1>" and not second.ok and second.image is None and second.label is None
     assert second.error.startswith(error)
@@ -547,12 +549,12 @@ def test_every_reasonable_in_memory_image_is_read(good):
     (np.array(1.0), 1), (torch.zeros(2, 28, 28, 3), 2), (b"\x89PNG", 1), (io.BytesIO(b"GIF89a"), 1),
 ])
 def test_a_batch_of_any_shape_gives_one_prediction_per_item(batch, count, checkpoint):
-    results = checkpoint.predict(batch)
+    results = predict(checkpoint, batch)
     assert len(results) == count and all(isinstance(p, mnistlab.Prediction) for p in results)
 
 
 def test_a_path_the_system_cannot_name_is_that_items_error(checkpoint, tmp_path):
-    results = checkpoint.predict([f"{tmp_path}/a\0.png", f"{tmp_path}/{'a' * 300}.png", f"{tmp_path}/{'b/' * 3000}"])
+    results = predict(checkpoint, [f"{tmp_path}/a\0.png", f"{tmp_path}/{'a' * 300}.png", f"{tmp_path}/{'b/' * 3000}"])
     assert [p.error for p in results] == ["no such file (a file name cannot hold a NUL byte)",
                                           "cannot read (File name too long)", "cannot read (File name too long)"]
 
@@ -561,7 +563,7 @@ def test_a_file_object_and_bytes_are_named_as_given(checkpoint, tmp_path):
     content = encoded(Image.new("L", (64, 64), 255), "PNG")
     (tmp_path / "blank.png").write_bytes(content)
     with open(tmp_path / "blank.png", "rb") as file:
-        results = checkpoint.predict([file, content, io.BytesIO(content)])
+        results = predict(checkpoint, [file, content, io.BytesIO(content)])
     assert [p.source for p in results] == [str(tmp_path / "blank.png"), "<image 1>", "<image 2>"]
     assert {p.error for p in results} == {"no digit found (the image is blank or its marks are too faint)"}
     with pytest.raises(NoDigitError, match="^upload.png: no digit found"):  # a web page names its upload
@@ -615,7 +617,7 @@ def test_a_nan_model_gives_errors_not_answers(checkpoint):
                                  config=checkpoint.config, path=checkpoint.path)
     with torch.no_grad():
         broken.model[1].weight[3].fill_(float("nan"))  # one poisoned unit poisons the softmax of every image
-    results = broken.predict([GOOD, GOOD])
+    results = predict(broken, [GOOD, GOOD])
     assert [p.error for p in results] == ["the model's output is not a number (NaN or infinity): are its weights "
                                           "or normalisation broken?"] * 2
     assert all(p.label is None and p.probabilities is None for p in results)

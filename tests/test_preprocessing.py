@@ -344,7 +344,7 @@ def test_decoding_lives_apart_and_the_old_names_still_work():
     import mnistlab.decoding as decoding
 
     assert mnistlab.load_image is decoding.load_image is preprocessing.load_image
-    assert mnistlab.ImageError is decoding.ImageError and mnistlab.NoDigitError is decoding.NoDigitError
+    assert mnistlab.ImageError is mnistlab.errors.ImageError and mnistlab.NoDigitError is mnistlab.errors.NoDigitError
     assert preprocessing.IMAGE_SUFFIXES is decoding.IMAGE_SUFFIXES and preprocessing.MAX_PIXELS == decoding.MAX_PIXELS
     imported = {node.module for node in ast.walk(ast.parse(inspect.getsource(decoding)))
                 if isinstance(node, ast.ImportFrom)}

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab.checkpoints import CheckpointError
+from mnistlab import CheckpointError, MetricsError
 from mnistlab.cli import main
-from mnistlab.report import MetricsError, load_metrics, write_report
+from mnistlab.records import load_metrics
+from mnistlab.report import write_report
 
 from .conftest import make_dataset
 
@@ -217,7 +218,7 @@ def test_the_largest_metrics_a_run_may_write_is_read_back(tiny_run, tmp_path, ca
     import dataclasses
 
     import mnistlab
-    from mnistlab import report, training
+    from mnistlab import records, training
     from mnistlab._io import StagedFolder
     from mnistlab.limits import MAX_EPOCHS, MAX_EVALUATIONS
     from mnistlab.schema import MAX_JSON_BYTES
@@ -228,7 +229,8 @@ def test_the_largest_metrics_a_run_may_write_is_read_back(tiny_run, tmp_path, ca
     steps_per_epoch = MAX_EVALUATIONS // MAX_EPOCHS
     config = training.TrainConfig(model_args={"hidden": 16}, epochs=MAX_EPOCHS, eval_every=1, data_dir=str(data_dir),
                                   train_limit=steps_per_epoch * 64, out=str(tmp_path / "long"), progress=False)
-    config = dataclasses.replace(config, model_args=config.full_model_args(), mean=checkpoint.mean, std=checkpoint.std)
+    config = dataclasses.replace(config, model_args=training.full_model_args(config), mean=checkpoint.mean,
+                                 std=checkpoint.std)
     training.check_evaluations(steps_per_epoch * MAX_EPOCHS, config.eval_every)  # the writer allows this run
     with pytest.raises(training.TrainingError, match=f"over the limit of {MAX_EVALUATIONS:,}"):
         training.check_evaluations(steps_per_epoch * MAX_EPOCHS + 1, config.eval_every)  # and not one step more
@@ -242,7 +244,7 @@ def test_the_largest_metrics_a_run_may_write_is_read_back(tiny_run, tmp_path, ca
         training._write_run(staging, run, data.record(train_size=steps_per_epoch * 64))
         staging.publish()
     size = (run.dir / "metrics.json").stat().st_size
-    assert MAX_JSON_BYTES < size <= report.MAX_METRICS_BYTES  # over the cap of other records; under its own
+    assert MAX_JSON_BYTES < size <= records.MAX_METRICS_BYTES  # over the cap of other records; under its own
 
     metrics = load_metrics(run.dir)
     assert len(metrics["epochs"]) == MAX_EVALUATIONS and metrics["epochs"][-1]["epoch"] == MAX_EPOCHS
@@ -254,7 +256,7 @@ def test_the_largest_metrics_a_run_may_write_is_read_back(tiny_run, tmp_path, ca
 
 
 def test_a_metrics_file_past_the_largest_a_run_writes_is_refused_from_its_size(tiny_run, tmp_path):
-    from mnistlab.report import MAX_METRICS_BYTES
+    from mnistlab.records import MAX_METRICS_BYTES
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run[0], run)

@@ -24,25 +24,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import OutputError, escape_char
+from .errors import NotRegularFileError, OutputError, escape_char
 
 TEMP_NAME_CHARS = 100  # of the target's name kept in a temporary name, so that it stays under NAME_MAX
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 RUN_FILES_HINT = "use --overwrite (overwrite=True) to replace it, or choose another folder"
-
-
-# What a path that is not a regular file is, by its `stat.S_IFMT` type, for messages.
-FILE_TYPE_NAMES = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
-                   stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
-
-
-class NotRegularFileError(OSError):
-    """`open_regular_file` met a folder, FIFO, socket or device; `file_type` is its `stat.S_IFMT` value."""
-
-    def __init__(self, file_type: int):
-        self.file_type = file_type
-        self.kind = FILE_TYPE_NAMES.get(file_type, "an unknown kind of file")  # "a FIFO"
-        super().__init__(f"not a regular file ({self.kind})")
 
 
 def open_regular_file(path: str | os.PathLike) -> BinaryIO:

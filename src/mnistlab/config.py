@@ -38,6 +38,7 @@ from .limits import (
     SEED_MAX,
     STD_RANGE,
 )
+from .records import ONNX_FILE, TORCHSCRIPT_FILE
 
 __all__ = ["Range", "Choice", "TrainConfig", "PredictOptions", "ExportConfig", "ServeOptions", "PlotOptions",
            "check_fields", "check_value", "rule", "default", "DEVICES", "INVERT_CHOICES", "OPTIMIZERS", "SCHEDULES",
@@ -104,7 +105,7 @@ DEVICE = Choice(DEVICES, pattern=r"cuda:[0-9]+", pattern_text="cuda:N")
 INVERT_CHOICES = ("auto", "yes", "no")  # dark ink on light paper: detect it, always invert, never
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine")
-EXPORT_FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}  # format → its default file name in the run folder
+EXPORT_FORMATS = {"onnx": ONNX_FILE, "torchscript": TORCHSCRIPT_FILE}  # format → its default file in the run folder
 EXPORT_INPUTS = {"uint8": "uint8", "float": "float32"}  # --input → the ONNX input's dtype
 SEED = Range(0, SEED_MAX)  # torch.manual_seed and torch.Generator take 0 … 2**64 - 1
 BATCH = Range(1, MAX_BATCH_SIZE)

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from ._io import NotRegularFileError, open_regular_file
-from .errors import MnistlabError
+from .errors import ImageError
 
 if TYPE_CHECKING:  # torch is imported only by a caller that has tensors: an exported model predicts without it
     import torch
@@ -39,14 +39,6 @@ MAX_PIXELS = 64_000_000  # width × height above which a file is refused (a 48 M
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # their file names
 COLOUR_CHANNELS = (2, 3, 4)  # an (H, W, C) array: gray + alpha, RGB, RGBA (as Pillow's LA, RGB, RGBA)
-
-
-class ImageError(MnistlabError, ValueError):
-    """An image file cannot be used: missing, unreadable, not an image, truncated or too large."""
-
-
-class NoDigitError(ImageError):
-    """The image is blank, or its marks are too faint or too small to be a digit."""
 
 
 ImageLike = Union[Image.Image, np.ndarray, "torch.Tensor"]  # noqa: UP007 (a name, not a type, for torch)

@@ -5,11 +5,7 @@ from __future__ import annotations
 import torch
 
 from .config import DEVICES as DEVICE_CHOICES
-from .errors import MnistlabError
-
-
-class DeviceError(MnistlabError, ValueError):
-    """The requested device does not exist on this machine."""
+from .errors import DeviceError
 
 
 def _mps_available() -> bool:

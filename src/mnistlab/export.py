@@ -21,23 +21,28 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import __version__
 from ._io import atomic_path, check_output_file
-from .checkpoints import CONFIG_FILE, WEIGHTS_FILE, Checkpoint, load_checkpoint
+from ._version import __version__
+from .checkpoints import Checkpoint, load_checkpoint
 from .config import EXPORT_FORMATS, EXPORT_INPUTS, ExportConfig
 from .datasets import recorded_name
-from .errors import MnistlabError
+from .errors import ExportError
 from .limits import IMAGE_SIZE, NUM_CLASSES
-from .onnx_model import FORMAT, FORMAT_VERSION, INPUT_CONVENTIONS, INPUT_DTYPES, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
+from .records import (
+    CONFIG_FILE,
+    EXPORT,
+    INPUT_CONVENTIONS,
+    INPUT_DTYPES,
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    TORCHSCRIPT_METADATA,
+    WEIGHTS_FILE,
+)
 
 FORMATS, INPUTS = EXPORT_FORMATS, EXPORT_INPUTS  # format → its default file name; --input → the ONNX dtype
 DEFAULT_EXPORT = ExportConfig()
-TORCHSCRIPT_METADATA = "mnistlab.json"  # the _extra_files entry that holds the record
 ONNX_OPSET = 18  # onnxruntime ≥ 1.14 runs it
-
-
-class ExportError(MnistlabError, ValueError):
-    """The model cannot be exported: an exporter's failure, or a missing package."""
 
 
 class Deployable(nn.Module):
@@ -63,15 +68,12 @@ def metadata(checkpoint: Checkpoint, dtype: str | None) -> dict:
     dtypes = [dtype] if dtype else list(INPUT_DTYPES)
     accuracy = checkpoint.metrics.get("test_acc")
     return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "mnistlab_version": __version__,
-        "torch_version": torch.__version__,
+        **EXPORT.header(torch.__version__),
         "model": checkpoint.config["model"],
         "dataset": {"name": recorded_name(checkpoint.config.get("dataset", {}))},
         "classes": list(checkpoint.classes),
         "input": {"name": INPUT_NAME, "dtype": " or ".join(dtypes), "shape": ["N", IMAGE_SIZE, IMAGE_SIZE],
-                  "scale": " or ".join(f"{INPUT_DTYPES[d][2]} ({d})" for d in dtypes),
+                  "scale": " or ".join(f"{INPUT_DTYPES[d][1]} ({d})" for d in dtypes),
                   "convention": INPUT_CONVENTIONS[checkpoint.layout], "layout": checkpoint.layout},
         "output": {"name": OUTPUT_NAME, "shape": ["N", NUM_CLASSES],
                    "meaning": "float32 probabilities of the classes, in label order (softmax applied)"},

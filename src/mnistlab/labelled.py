@@ -16,23 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .classifier import Classifier
 from .datasets import DIGIT_CLASSES
-from .errors import MnistlabError
+from .decoding import IMAGE_SUFFIXES
+from .errors import LabelledError
+from .prediction import Prediction, predict
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .classifier import Classifier
     from .plots import SplitPredictions
-    from .prediction import Prediction
 
 DIGITS = tuple(range(10))
 MAX_IMAGES = 100_000  # a folder with more is refused before anything is decoded
 PNG_MODES = ("1", "L", "LA", "I;16", "P", "RGB", "RGBA")  # saved as they are; any other mode as gray (`png_ready`)
-
-
-class LabelledError(MnistlabError, ValueError):
-    """A labelled-images folder cannot be read or written."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +47,6 @@ def read_labelled(folder: str | Path) -> list[LabelledImage]:
     Raises:
         LabelledError: `folder` is not a folder, holds no such images, or too many.
     """
-    from .decoding import IMAGE_SUFFIXES  # here: the command line imports this module without torch
-
     folder = Path(folder)
     if not folder.is_dir():
         raise LabelledError(f"{folder}: expected a folder with sub-folders 0/ … 9/ of images"
@@ -124,7 +119,7 @@ class LabelledScore:
 
     def split_predictions(self) -> SplitPredictions:
         """The classified images as a `SplitPredictions`, for `mnistlab.confusion_matrix` and friends."""
-        import torch
+        import torch  # here, with plots (matplotlib): reading and scoring a folder needs neither
 
         from .plots import SplitPredictions
 
@@ -140,7 +135,7 @@ class LabelledScore:
 def score_labelled(model: Classifier, folder: str | Path, batch_size: int = 256) -> LabelledScore:
     """Classify every image of a labelled folder (`read_labelled`) with `model` (a checkpoint or an exported file)."""
     images = read_labelled(folder)
-    predictions = model.predict([str(i.path) for i in images], batch_size=batch_size)
+    predictions = predict(model, [str(i.path) for i in images], batch_size=batch_size)
     return LabelledScore(images, predictions, tuple(model.classes))
 
 

@@ -25,9 +25,9 @@ from torch import nn
 
 from .config import Range
 from .data import IMAGE_SIZE, NUM_CLASSES
-from .errors import MnistlabError
+from .errors import FieldError, ModelError, one_line
 from .limits import MAX_HIDDEN, MAX_WIDTH
-from .schema import Bool, Choice, Field, FieldError, Json, Nullable, Number, Obj, Text, one_line
+from .schema import Bool, Choice, Field, Json, Nullable, Number, Obj, Text
 
 ENTRY_POINT_GROUP = "mnistlab.models"  # [project.entry-points."mnistlab.models"] name = "package.module:factory"
 
@@ -35,8 +35,6 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {}
 UNBOUNDED = Range()
 
 
-class ModelError(MnistlabError, ValueError):
-    """An unknown model, an argument of the wrong type or range, or a model plugin that fails to load."""
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:

@@ -33,10 +33,11 @@ from matplotlib.transforms import Affine2D
 from torch import nn
 
 from ._io import atomic_path, check_output_file
+from .augment import augment
 from .config import PlotOptions, check_value
 from .data import IMAGE_SIZE, MNIST_MEAN, MNIST_STD, NUM_CLASSES, Split, normalize
 from .datasets import MNIST as MNIST_INFO
-from .errors import MnistlabError
+from .errors import PlotError
 
 # Green and red; a wrong cell also gets a bold label and a thick frame, so colour blindness loses nothing.
 RIGHT_COLOR = "#1a7f37"
@@ -62,10 +63,6 @@ def _check_options(**values: object) -> None:
             check_value(PlotOptions, name, value)
     except ValueError as e:
         raise PlotError(str(e)) from None
-
-
-class PlotError(MnistlabError, ValueError):
-    """A figure cannot be drawn or shown (no display for --show, an unusable input)."""
 
 
 @dataclass(frozen=True)
@@ -583,8 +580,6 @@ def augmented_grid(image: torch.Tensor, *, strength: float = 1.0, elastic: float
         strength, elastic: as `TrainConfig.augment` and `TrainConfig.elastic`.
         seed: the generator's seed; the same seed draws the same copies.
     """
-    from .augment import augment  # here: only this figure needs it
-
     if not (rows >= 1 and cols >= 1 and rows * cols <= 400):
         raise PlotError(f"augmented_grid: rows and cols must be ≥ 1 with at most 400 cells, got {rows} × {cols}")
     if not (0 <= strength < 10 and 0 <= elastic < 10):

@@ -36,13 +36,12 @@ from .decoding import (  # noqa: F401 (IMAGE_* and load_image: their old home)
     IMAGE_FORMATS,
     IMAGE_SUFFIXES,
     MAX_PIXELS,
-    ImageError,
     ImageLike,
-    NoDigitError,
     as_pixels,
     gray_mode,
     load_image,
 )
+from .errors import ImageError, NoDigitError
 from .limits import IMAGE_SIZE
 
 if TYPE_CHECKING:  # torch is imported only by a caller that has tensors: an exported model predicts without it

@@ -1,7 +1,7 @@
 """A run's report: one self-contained `report.html` with the config, the metrics and every figure.
 
-The figures are embedded as PNG data URIs, so the file can be mailed or attached on its own. This
-module also reads a run's `metrics.json` (`load_metrics`), which the training curves are drawn from.
+The figures are embedded as PNG data URIs, so the file can be mailed or attached on its own. The
+training curves are drawn from the run's `metrics.json` (`mnistlab.records.load_metrics`).
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from . import __version__
-from ._io import atomic_path, json_text
-from .checkpoints import DATASET_SCHEMA, EPOCH_SCHEMA, VERSION, load_checkpoint
+from ._io import atomic_path
+from ._version import __version__
+from .checkpoints import load_checkpoint
 from .data import load_test_split
 from .datasets import checkpoint_dataset
-from .errors import MnistlabError, one_line
-from .limits import MAX_EVALUATIONS
+from .errors import one_line
 from .plots import (
     DPI,
     SplitPredictions,
@@ -33,85 +32,9 @@ from .plots import (
     save_png,
     training_curves,
 )
-from .schema import (
-    MAX_JSON_BYTES,
-    Json,
-    ListOf,
-    MapOf,
-    MissingFileError,
-    Nullable,
-    Number,
-    Obj,
-    SchemaError,
-    Text,
-    read_json,
-)
-from .training import METRICS_FILE
+from .records import REPORT_FILE, load_metrics
 
-REPORT_FILE = "report.html"
-CURVES_FILE = "curves.png"
 REPORT_GRID = {"rows": 5, "seed": 0}  # five test digits of each class, the same ones every time
-
-
-class MetricsError(MnistlabError, ValueError):
-    """A run's metrics.json is missing or malformed; the message names the file and the field."""
-
-
-LONGEST_NUMBER = -2.2250738585072014e-308  # 24 characters: no float's repr is longer, nor a 64-bit integer's
-
-
-def _largest_row_bytes() -> int:
-    """The most bytes one row of metrics.json takes as training writes it (`json_text`, rows two levels deep):
-    every field present, each the longest number."""
-    row = {name: LONGEST_NUMBER for name in EPOCH_SCHEMA.fields}
-    return len(json_text({"epochs": [row, row]})) - len(json_text({"epochs": [row]}))
-
-
-# The largest metrics.json a run can write: its rows (one per evaluation, at most MAX_EVALUATIONS), and the rest
-# (config, dataset, versions: the fields of a config.json) within the cap of any other record.
-MAX_METRICS_BYTES = MAX_JSON_BYTES + MAX_EVALUATIONS * _largest_row_bytes()
-
-# metrics.json, as `report` and `plot curves` render it: each field typed, unknown ones dropped.
-# A diverged run's loss is null (strict JSON has no NaN) and is read as NaN, a gap in the curves.
-METRICS_SCHEMA = Obj({
-    "epochs": ListOf(EPOCH_SCHEMA, min_length=1, max_length=MAX_EVALUATIONS, what="per-epoch rows"),
-    "config": MapOf(Json(max_depth=2), max_length=100),
-    "dataset": DATASET_SCHEMA,
-    "device": Text(max_length=100),
-    "wall_seconds": Number(0),
-    "train_seconds": Number(0),
-    "eval_seconds": Number(0),
-    "time_to_target": Nullable(Number(0)),
-    "mnistlab_version": VERSION,
-    "torch_version": VERSION,
-}, required=frozenset({"epochs"}))
-
-
-def load_metrics(run: str | Path) -> dict:
-    """Read and check a run's metrics.json (given the run folder or the file itself).
-
-    The file is read bounded and strict (`mnistlab.schema.read_json`) and checked against
-    `METRICS_SCHEMA`; epochs must count up. Any problem raises `MetricsError` naming the field.
-    """
-    path = Path(run)
-    try:
-        if path.is_dir():
-            path = path / METRICS_FILE
-        metrics = METRICS_SCHEMA.check(read_json(path, MAX_METRICS_BYTES), "")
-    except MissingFileError:
-        if path.name == METRICS_FILE:
-            raise MetricsError(f"{path.parent}: missing {METRICS_FILE} (not a run folder?)") from None
-        raise MetricsError(f"{path}: no such run folder") from None
-    except SchemaError as e:
-        raise MetricsError(f"{path}: {e}") from None
-    except OSError as e:  # is_dir() raises for a name too long
-        raise MetricsError(f"{path}: cannot be read ({e.strerror})") from None
-    epochs = metrics["epochs"]
-    for i in range(1, len(epochs)):
-        if epochs[i]["epoch"] <= epochs[i - 1]["epoch"]:
-            raise MetricsError(f"{path}: field 'epochs[{i}].epoch' must be greater than the row before's "
-                               f"({epochs[i - 1]['epoch']:g}), got {epochs[i]['epoch']:g}")
-    return metrics
 
 
 def predictions_for_run(run: str | Path, data_dir: str | Path | None = None, device: str = "cpu",

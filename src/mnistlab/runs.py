@@ -12,26 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import plots
-from .classifier import Classifier, score
+from .classifier import Classifier
 from .config import TrainConfig, check_value
 from .data import load_test_split
 from .datasets import DATASETS, DatasetInfo, checkpoint_dataset
-from .errors import MnistlabError
+from .errors import PictureError
 from .onnx_model import OnnxModel
-from .report import CURVES_FILE, REPORT_FILE, load_metrics, render_report, report_figures
+from .prediction import score
+from .records import CURVES_FILE, REPORT_FILE, load_metrics
+from .report import render_report, report_figures
 from .training import Run
 from .training import evaluate as evaluate_split
 from .training import train as train_loop
 
 __all__ = ["PictureError", "RunPictures", "train", "Evaluation", "evaluate_model"]
-
-
-class PictureError(MnistlabError):
-    """A picture of a finished run could not be drawn or written; the run itself is saved (`run`)."""
-
-    def __init__(self, message: str, run: Run):
-        super().__init__(message)
-        self.run = run
 
 
 def train(config: TrainConfig, *, pictures: bool = True, report: bool = True,

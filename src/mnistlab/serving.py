@@ -51,11 +51,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._io import finite_or_null
-from .classifier import Classifier, load_model
+from .classifier import Classifier
 from .config import ServeOptions
-from .decoding import ImageError, load_image
-from .errors import MnistlabError
-from .labelled import LabelledError, check_collect_folder, save_labelled
+from .decoding import load_image
+from .errors import ApiError, ImageError, LabelledError, ServeError
+from .labelled import check_collect_folder, save_labelled
+from .loading import load_model
+from .prediction import predict
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = ServeOptions().max_upload_bytes  # default request body limit (`--max-upload-mb`)
@@ -70,18 +72,6 @@ PAGE_HEADERS = {  # the page loads nothing but its own files, and is never frame
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-
-
-class ServeError(MnistlabError, ValueError):
-    """The server cannot start: an address that cannot be bound, a bad setting."""
-
-
-class ApiError(Exception):
-    """A request the API refuses: answered as JSON `{"detail": message}` with `status`."""
-
-    def __init__(self, status: int, detail: str):
-        super().__init__(detail)
-        self.status, self.detail = status, detail
 
 
 # --- the API's documented shapes ---------------------------------------------------------------------
@@ -238,7 +228,7 @@ class Predictor:
             image = load_image(data, MAX_UPLOAD_PIXELS, name="upload")
         except ImageError as e:
             raise ApiError(400, str(e)) from None
-        [prediction] = self.model.predict(image, top_k=TOP_K)
+        [prediction] = predict(self.model, image, top_k=TOP_K)
         if not prediction.ok:  # the image decoded, so what remains is "no digit found"
             raise ApiError(422, prediction.error)
         png = io.BytesIO()
@@ -294,7 +284,7 @@ def _warm_up(predictor: Predictor) -> None:
     """Classify one drawn stroke, so that the first request finds every module imported and warm."""
     image = Image.new("L", (56, 56))
     image.paste(255, (26, 8, 31, 48))
-    predictor.model.predict(image)
+    predict(predictor.model, image)
 
 
 # --- the app -------------------------------------------------------------------------------------------

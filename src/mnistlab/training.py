@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import __version__
 from ._io import StagedFolder, json_text, progress_bar
 from .augment import augment
 from .checkpoints import checkpoint_files, is_checkpoint_folder
@@ -36,19 +35,14 @@ from .config import TrainConfig
 from .data import MNIST_MEAN, MNIST_STD, DataError, Split, dataset_dir, load_mnist, normalize
 from .datasets import get_dataset
 from .device import resolve_device
-from .errors import MnistlabError
+from .errors import FieldError, TrainingError
 from .limits import MAX_EVALUATIONS
 from .models import create_model, list_models, model_arguments, model_defaults
 from .recipes import recipe_names
-from .schema import FieldError
+from .records import METRICS_FILE, provenance
 
-METRICS_FILE = "metrics.json"
 PROGRESS_EVERY = 50  # steps between progress-bar loss updates (each one reads a value off the device)
 T = TypeVar("T")
-
-
-class TrainingError(MnistlabError, RuntimeError):
-    """Training cannot go on: the loss or the weights stopped being finite numbers."""
 
 
 def check_config(config: TrainConfig) -> None:
@@ -432,8 +426,7 @@ def _write_run(staging: StagedFolder, run: Run, dataset: dict) -> None:
     files = checkpoint_files(run.model, config.model, config.model_args, mean=config.mean, std=config.std,
                              dataset=dataset, metrics=asdict(run.final), train_config=asdict(config))
     files[METRICS_FILE] = json_text({
-        "mnistlab_version": __version__,
-        "torch_version": torch.__version__,
+        **provenance(torch.__version__),
         "device": run.device,
         "wall_seconds": run.wall_seconds,
         **timing_summary(run.history, config),

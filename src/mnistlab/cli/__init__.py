@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from .. import __version__
+from .._version import __version__
 from ..errors import MnistlabError, one_line
 from . import data, evaluate, export, pictures, predict, serve, show, train
 from ._output import guard_output
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nmnistlab: interrupted{f'; {e}' if str(e) else ''}", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
     except MnistlabError as e:  # one line, whatever a file name in it holds
-        print(f"mnistlab: error: {one_line(str(e))}", file=sys.stderr)
+        print(f"mnistlab: error: {one_line(e, None, fold=False)}", file=sys.stderr)
         return 1
     except ModuleNotFoundError as e:
         module = (e.name or "").partition(".")[0]

@@ -30,7 +30,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..classifier import load_model
+    from ..loading import load_model
 
     if args.json and not args.images:
         parser.error("--json goes with --images")

@@ -122,7 +122,7 @@ def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 def cmd_plot_curves(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..plots import training_curves
-    from ..report import CURVES_FILE, load_metrics
+    from ..records import CURVES_FILE, load_metrics
 
     names = [run_folder(path).resolve().name for path in args.runs]
     if len(set(names)) < len(names):  # two runs/x folders: tell them apart by the paths as given
@@ -166,7 +166,8 @@ def cmd_plot_mistakes(args: argparse.Namespace, parser: argparse.ArgumentParser)
 
 
 def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..report import REPORT_FILE, write_report
+    from ..records import REPORT_FILE
+    from ..report import write_report
 
     check_output(args, run_folder(args.run) / REPORT_FILE)
     path = write_report(run_folder(args.run), data_dir=args.data_dir, device=args.device,

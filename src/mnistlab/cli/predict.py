@@ -39,9 +39,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..classifier import load_model
-    from ..decoding import ImageError
-    from ..prediction import check_output_folder, escape, expand_argument, format_json, format_table, save_preprocessed
+    from ..errors import ImageError, escape
+    from ..loading import load_model
+    from ..prediction import check_output_folder, expand_argument, format_json, format_table, predict, save_preprocessed
 
     if args.save_preprocessed:
         check_output_folder(args.save_preprocessed)
@@ -54,7 +54,7 @@ def cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             print(f"mnistlab: skipped {escape(entry)}", file=sys.stderr)
     if not paths:
         raise ImageError(f"no images found in {', '.join(empty)}")
-    predictions = model.predict(paths, top_k=args.top_k, invert=args.invert, batch_size=args.batch_size)
+    predictions = predict(model, paths, top_k=args.top_k, invert=args.invert, batch_size=args.batch_size)
     if args.save_preprocessed:
         save_preprocessed(predictions, args.save_preprocessed)
     print(format_json(predictions) if args.json else format_table(predictions))
