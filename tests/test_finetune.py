@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from mnistlab.checkpoints import CheckpointError, load_checkpoint
+from mnistlab.checkpoints import load_checkpoint
 from mnistlab.cli import main
-from mnistlab.cli.finetune import FINETUNE_DEFAULTS
 from mnistlab.data import load_split
-from mnistlab.finetune import FinetuneConfig, split_held_out
+from mnistlab.errors import CheckpointError
+from mnistlab.finetune import split_held_out
 from mnistlab.training import evaluate
 
 from .conftest import make_dataset
@@ -52,11 +52,6 @@ def test_the_split_is_stratified_and_the_seed_reproduces_it():
     assert torch.equal(held, split_held_out(labels, 0.3, seed=7))
     assert not torch.equal(held, split_held_out(labels, 0.3, seed=8))
     assert not split_held_out(labels, 0, seed=7).any()
-
-
-def test_the_command_s_defaults_are_the_library_s():
-    config = FinetuneConfig(base="b", images="i", out="o")
-    assert {name: getattr(config, name) for name in FINETUNE_DEFAULTS} == FINETUNE_DEFAULTS
 
 
 def test_finetune_writes_a_run_that_the_other_commands_take(tiny_run, tmp_path, capsys):

@@ -28,66 +28,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import __version__
 from ._io import StagedFolder, json_text, progress_bar
+from ._version import __version__
 from .augment import augment
-from .checkpoints import WEIGHTS_FILE, Checkpoint, checkpoint_files, is_checkpoint_folder
-from .classifier import load_model
+from .checkpoints import Checkpoint, checkpoint_files, is_checkpoint_folder
+from .config import FinetuneConfig
 from .data import Split, load_mnist, normalize
 from .datasets import SPLIT_FILES, checkpoint_dataset
-from .errors import MnistlabError, escape
+from .errors import FinetuneError, SchemaError, escape
 from .labelled import DIGITS, LabelledImage, read_labelled
 from .limits import FINETUNE_STEPS as STEPS
-from .limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MIN_LR, SEED_MAX
+from .loading import load_model
 from .prediction import predict
-from .schema import SchemaError, read_bounded
-from .training import METRICS_FILE, evaluate, uses_conv
+from .records import METRICS_FILE, WEIGHTS_FILE
+from .schema import read_bounded
+from .training import evaluate, uses_conv
 
 MAX_IMAGES = 5_000  # one person's drawings: far more than anyone collects, few enough to preprocess in seconds
 MAX_IMAGE_BYTES = 32 << 20  # a file larger than a 32 MiB phone photo is refused unread
 MAX_HELD_OUT_RECORD = 256 << 10  # bytes of held-out file names in config.json (the loader reads at most 1 MiB)
 MIN_PER_DIGIT = 2  # one to train on, one to hold out
 READ_BATCH = 256  # files read and preprocessed at a time
-
-
-class FinetuneError(MnistlabError, ValueError):
-    """The images folder, the base model or a setting cannot be fine-tuned with."""
-
-
-@dataclass
-class FinetuneConfig:
-    """Everything a fine-tune depends on; the defaults were chosen by `benchmarks/finetune.py`."""
-
-    base: str  # a run folder, or a name `mnistlab.load_model` takes (pretrained:NAME)
-    images: str  # the labelled folder DIR/0 … DIR/9
-    out: str  # the run folder to write
-    epochs: int | None = None  # passes over the person's training images; None: enough for about `STEPS` steps
-    lr: float = 3e-4  # Adam's learning rate, decayed to 0 along a cosine
-    batch_size: int = 8  # the person's images per step
-    mix: int = 8  # training images of the base's dataset per image of the person's, in every step
-    augment: float = 1.0  # strength of the random warp of the person's images (`mnistlab.augment`)
-    holdout: float = 0.3  # share of each digit's images held out to measure before and after
-    seed: int = 1  # the split, the shuffling, the warps and the dataset images drawn
-    device: str = "auto"  # auto = CUDA, then MPS, then CPU
-    data_dir: str | None = None  # the base's dataset files (default: bundled MNIST, or the download cache)
-    test_batch_size: int = 1000  # as `mnistlab evaluate`, so that it reproduces the recorded accuracy exactly
-    overwrite: bool = False
-    progress: bool = True
-
-    def validate(self) -> None:
-        """Raise `FinetuneError` naming the first setting that cannot work."""
-        wholes = {"epochs": (1, MAX_EPOCHS)} if self.epochs is not None else {}
-        wholes |= {"batch_size": (1, MAX_BATCH_SIZE), "mix": (0, 64),
-                  "seed": (0, SEED_MAX), "test_batch_size": (1, MAX_BATCH_SIZE)}
-        for name, (low, high) in wholes.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise FinetuneError(f"{name}: must be a whole number from {low} to {high:,}, got {value!r}")
-        for name, (low, high) in {"lr": (MIN_LR, MAX_LR), "augment": (0, 10), "holdout": (0, 0.9)}.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                    math.isfinite(value) and low <= value <= high):
-                raise FinetuneError(f"{name}: must be a number from {low:g} to {high:g}, got {value!r}")
 
 
 @dataclass

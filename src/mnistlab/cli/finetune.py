@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..limits import FINETUNE_STEPS as STEPS
-from ..limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MIN_LR, SEED_MAX
-from ._args import device_name, float_in, int_in, output_path
+from ..config import FinetuneConfig, default
+from ..limits import FINETUNE_STEPS
+from ._args import bounded, device_name, output_path, span
 
-# Mirrors of finetune.FinetuneConfig's defaults, kept here so that --help needs no torch;
-# tests/test_finetune.py checks that the two agree.
-FINETUNE_DEFAULTS = {"epochs": None, "lr": 3e-4, "batch_size": 8, "mix": 8, "holdout": 0.3, "seed": 1, "device": "auto"}
+
+def _default(name: str) -> object:
+    return default(FinetuneConfig, name)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    d = FINETUNE_DEFAULTS
     finetune = commands.add_parser(
         "finetune", help="adapt a model to your handwriting",
         description="Adapt a model to one person's handwriting, from labelled image folders DIR/0/ … DIR/9/ "
@@ -29,24 +28,25 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     finetune.add_argument("--out", required=True, type=output_path, metavar="RUN",
                           help="run folder to write: new, empty, or an earlier run with --overwrite")
     finetune.add_argument("--overwrite", action="store_true", help="replace the run already in --out, once done")
-    finetune.add_argument("--holdout", type=float_in(0, 0.9), default=d["holdout"], metavar="SHARE",
-                          help="share of each digit's images held out to measure the model on, 0 to 0.9; "
-                               f"0 trains on all (default: {d['holdout']:g})")
-    finetune.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), default=d["epochs"], metavar="N",
-                          help=f"passes over your training images, 1 to {MAX_EPOCHS:,} (default: enough for about "
-                               f"{STEPS} steps, whatever the number of images: 11 for 70 images)")
-    finetune.add_argument("--lr", type=float_in(MIN_LR, MAX_LR), default=d["lr"], metavar="LR",
-                          help=f"Adam's learning rate, decayed along a cosine (default: {d['lr']:g})")
-    finetune.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE), default=d["batch_size"], metavar="N",
-                          help=f"your images per step (default: {d['batch_size']})")
-    finetune.add_argument("--mix", type=int_in(0, 64), default=d["mix"], metavar="K",
-                          help="training images of the model's dataset per image of yours, in every step; "
-                               f"0 = none (default: {d['mix']})")
-    finetune.add_argument("--seed", type=int_in(0, SEED_MAX), default=d["seed"], metavar="S",
-                          help=f"seed of the held-out split, the shuffling and the warps (default: {d['seed']})")
-    finetune.add_argument("--device", type=device_name, default=d["device"], metavar="NAME",
+    finetune.add_argument("--holdout", type=bounded(FinetuneConfig, "holdout"), default=_default("holdout"),
+                          metavar="SHARE", help=f"share of each digit's images held out to measure the model on, "
+                                                f"{span(FinetuneConfig, 'holdout')}; 0 trains on all "
+                                                f"(default: {_default('holdout'):g})")
+    finetune.add_argument("--epochs", type=bounded(FinetuneConfig, "epochs"), metavar="N",
+                          help=f"passes over your training images, {span(FinetuneConfig, 'epochs')} (default: enough "
+                               f"for about {FINETUNE_STEPS} steps, whatever the number of images: 11 for 70 images)")
+    finetune.add_argument("--lr", type=bounded(FinetuneConfig, "lr"), default=_default("lr"), metavar="LR",
+                          help=f"Adam's learning rate, decayed along a cosine (default: {_default('lr'):g})")
+    finetune.add_argument("--batch-size", type=bounded(FinetuneConfig, "batch_size"), default=_default("batch_size"),
+                          metavar="N", help=f"your images per step (default: {_default('batch_size')})")
+    finetune.add_argument("--mix", type=bounded(FinetuneConfig, "mix"), default=_default("mix"), metavar="K",
+                          help="training images of the model's dataset per image of yours, in every step, "
+                               f"{span(FinetuneConfig, 'mix')}; 0 = none (default: {_default('mix')})")
+    finetune.add_argument("--seed", type=bounded(FinetuneConfig, "seed"), default=_default("seed"), metavar="S",
+                          help=f"seed of the held-out split, the shuffling and the warps (default: {_default('seed')})")
+    finetune.add_argument("--device", type=device_name, default=_default("device"), metavar="NAME",
                           help="auto, cpu, cuda, cuda:N or mps; auto = CUDA, then MPS, then CPU "
-                               f"(default: {d['device']})")
+                               f"(default: {_default('device')})")
     finetune.add_argument("--data-dir", metavar="DIR",
                           help="the model's dataset as four IDX files in DIR "
                                "(default: the bundled MNIST, or the cache)")
@@ -56,7 +56,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def cmd_finetune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..errors import escape
-    from ..finetune import FinetuneConfig, finetune
+    from ..finetune import finetune
 
     config = FinetuneConfig(base=args.base, images=args.images, out=args.out, epochs=args.epochs, lr=args.lr,
                             batch_size=args.batch_size, mix=args.mix, holdout=args.holdout, seed=args.seed,
