@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the public names, in the order of their modules (`__all__` 
         DeviceError,
         ExportError,
         FieldError,
+        FinetuneError,
         ForeignRecordError,
         ImageError,
         LabelledError,
@@ -84,7 +85,7 @@ __all__ = [
     "MnistlabError", "OutputError", "DataError", "ImageError", "NoDigitError", "LabelledError", "DeviceError",
     "ModelError", "SchemaError", "MissingFileError", "FieldError", "ForeignRecordError", "NotRegularFileError",
     "CheckpointError", "OnnxModelError", "MetricsError", "TrainingError", "PlotError", "PictureError",
-    "ExportError", "ServeError", "ApiError",
+    "ExportError", "FinetuneError", "ServeError", "ApiError",
 ]
 
 
