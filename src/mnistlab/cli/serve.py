@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help="port to listen on, 0 for any free one (default: 8000)")
     serve.add_argument("--collect", metavar="DIR",
                        help="offer 'this is a N' buttons that save the drawing as DIR/N/<new name>.png")
+    serve.add_argument("--workers", type=int_in(1, 64), default=1, metavar="N",
+                       help="server processes on the one port, each with its own copy of the model (default: 1)")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="a name the Host header may give besides loopback's and --host's, e.g. a proxy's "
+                            "public name; repeatable (default: none)")
+    serve.add_argument("--allow-origin", action="append", default=[], metavar="URL",
+                       help="another site (e.g. https://example.org, or * for any) whose pages may ask for "
+                            "predictions; never for --collect; repeatable (default: none)")
     serve.add_argument("--max-upload-mb", type=float_in(0, 1024, low_open=True), default=MAX_UPLOAD_MB, metavar="MB",
                        help=f"largest request body, in MiB (default: {MAX_UPLOAD_MB:g})")
     serve.set_defaults(handler=cmd_serve)
@@ -43,19 +52,28 @@ def newest_run(runs: Path = RUNS_DIR) -> Path:
 
 def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
-        from ..serving import bind, create_app, is_loopback, serve, url
+        from ..serving import bind, create_app, is_loopback, serve, serve_workers, url
     except ImportError as e:
         raise MnistlabError(f"mnistlab serve needs the serve extra ({e.name} is missing): "
                             "pip install 'mnistlab[serve]'") from None
 
     run = Path(args.run) if args.run else newest_run()
-    app = create_app(run, collect_dir=args.collect, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
+    cores = len(os.sched_getaffinity(0))
+    settings = {"collect_dir": args.collect, "max_upload_bytes": int(args.max_upload_mb * 1024 * 1024),
+                "threads": max(1, cores // args.workers), "allowed_hosts": args.allowed_host,
+                "allow_origins": args.allow_origin, "listen": args.host, "run_name": os.fspath(run)}
+    app = create_app(run, **settings)
     sock = bind(args.host, args.port)
     if not is_loopback(args.host):
         print(f"mnistlab: warning: listening on {args.host}, not loopback: anyone who can reach this machine "
               "can use the server" + (" and write into the --collect folder" if args.collect else ""),
               file=sys.stderr)
     collecting = f"; saving labelled drawings into {args.collect}" if args.collect else ""
-    print(f"serving {run} at {url(sock)}  (API docs at {url(sock)}docs{collecting}; Ctrl-C stops)", flush=True)
-    serve(app, sock)
+    processes = f", {args.workers} processes" if args.workers > 1 else ""
+    print(f"serving {run} at {url(sock)}  (API docs at {url(sock)}docs{collecting}{processes}; Ctrl-C stops)",
+          flush=True)
+    if args.workers > 1:
+        serve_workers(app, sock, args.workers, run, settings)
+    else:
+        serve(app, sock)
     return 0
