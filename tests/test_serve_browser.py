@@ -27,7 +27,7 @@ def server(mnist_mlp, tmp_path_factory):
     """`mnistlab serve RUN --port 0 --collect DIR` in a subprocess: (its URL, the collect folder)."""
     collect = tmp_path_factory.mktemp("collect") / "mine"
     with serving(mnistlab_command("serve", str(mnist_mlp), "--port", "0", "--collect", str(collect))) as (url, _):
-        yield url, collect
+        yield url, collect, mnist_mlp
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,75 @@ def test_drawing_a_1_then_a_0_shows_each_answer(page, tmp_path):
     page.screenshot(path=tmp_path / "desktop-0.png")
 
 
+# Test-only probes: when the pen lifts, and when an answer (a digit in #result) is put on the page.
+PROBES = """
+document.getElementById("canvas").addEventListener("pointerup", () => { window.lifted = performance.now(); },
+                                                   {capture: true});
+new MutationObserver(() => {
+  if (document.querySelector("#result strong")) window.answered = performance.now();
+}).observe(document.getElementById("result"), {childList: true, subtree: true});
+"""
+
+
+def test_the_answer_shows_within_100_ms_of_the_pen_lifting(page):
+    """No waiting on canvas.toBlob (about 1 s in Chromium): the page sends the pixels it has at once."""
+    page.evaluate(PROBES)
+    delays = []
+    for _ in range(3):
+        page.keyboard.press("Escape")
+        draw(page, ONE)
+        page.wait_for_function("window.answered > window.lifted", timeout=5000)
+        delays.append(page.evaluate("window.answered - window.lifted"))
+        sync_api.expect(page.locator("#result strong")).to_have_text("1")
+    print(f"pen up → answer shown: {', '.join(f'{d:.0f}' for d in delays)} ms")
+    assert min(delays) < 100, delays
+
+
+SLOW_ANSWERS = """
+const realFetch = window.fetch;
+window.fetch = async (url, options) => {  // every prediction comes back 400 ms late
+  const response = await realFetch(url, options);
+  if (String(url).startsWith("/api/predict")) {
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(resolve, 400);
+      options?.signal?.addEventListener("abort", () => {
+        clearTimeout(timer);
+        reject(new DOMException("aborted", "AbortError"));
+      });
+    });
+  }
+  return response;
+};
+"""
+
+
+@pytest.mark.parametrize("erase", ["Escape", "Control+z", "Clear", "Undo"])
+def test_erasing_cancels_the_answer_in_flight(browser, server, erase):
+    """Erase the drawing while its answer is on its way: that answer never shows."""
+    page = browser.new_page(viewport=DESKTOP)
+    page.add_init_script(SLOW_ANSWERS)
+    page.goto(server[0])
+    sync_api.expect(page.locator("#model")).to_contain_text("test accuracy")
+    draw(page, ONE)
+    if erase in ("Clear", "Undo"):
+        page.get_by_role("button", name=erase).click()
+    else:
+        page.keyboard.press(erase)
+    page.wait_for_timeout(900)  # twice the delay: the aborted answer would have arrived by now
+    assert page.locator("#result strong").count() == 0
+    sync_api.expect(page.locator("#result")).to_have_text("Draw a digit to see what the model reads.")
+    page.close()
+
+
+def test_a_tap_or_a_dash_says_draw_it_larger(page):
+    for mark in ([(140, 140)], [(120, 140), (160, 140)]):
+        page.keyboard.press("Escape")
+        draw(page, mark)
+        sync_api.expect(page.locator("#result")).to_contain_text("Draw it larger")
+        assert page.locator("#bars li.winner").count() == 0
+    page.console_errors[:] = [e for e in page.console_errors if "status of 422" not in e]
+
+
 def test_undo_and_keyboard_shortcuts(page):
     draw(page, ONE)
     expect_answer(page, 1)
@@ -121,13 +190,20 @@ def test_a_blank_image_is_no_digit_found(page, tmp_path):
 
 
 def test_this_is_a_n_saves_the_drawing(page, server):
-    _, collect = server
+    _, collect, _ = server
     draw(page, ONE)
     expect_answer(page, 1)
     page.get_by_role("button", name="This is a 1: save the drawing as a 1").click()
     sync_api.expect(page.locator("#collect-status")).to_contain_text("Saved as 1/")
     [saved] = (collect / "1").iterdir()
     assert saved.suffix == ".png" and sorted(p.name for p in collect.iterdir()) == ["1"]
+    with Image.open(saved) as image:
+        assert image.size == (280, 280)  # saved at the canvas's full size
+    sync_api.expect(page.locator("#collected-counts li").nth(1)).to_have_attribute("aria-label", "1: 1 saved")
+    assert page.locator("#collected-counts li").nth(0).get_attribute("aria-label") == "0: 0 saved"
+    commands = page.locator("#collected-commands").inner_text()
+    assert f"mnistlab finetune {server[2]} --images {collect} --out runs/" in commands
+    assert f"mnistlab evaluate {server[2]} --images {collect}" in commands
 
 
 def test_the_page_works_at_phone_width(browser, server, tmp_path):
