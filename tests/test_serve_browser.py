@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,8 @@ def page(browser, server):
     sync_api.expect(page.locator("#model")).to_contain_text("test accuracy")
     yield page
     page.close()
-    assert errors == []
+    # Chromium logs every 4xx answer to a fetch; a 422 is the API saying "draw it larger" to a stroke just begun.
+    assert [e for e in errors if "status of 422" not in e] == []
 
 
 def draw(page, *strokes) -> None:
@@ -103,7 +105,9 @@ def test_the_answer_shows_within_100_ms_of_the_pen_lifting(page):
     for _ in range(3):
         page.keyboard.press("Escape")
         draw(page, ONE)
-        page.wait_for_function("window.answered > window.lifted", timeout=5000)
+        deadline = time.monotonic() + 5  # polled from here: the page's CSP allows no eval, so no wait_for_function
+        while page.evaluate("!(window.answered > window.lifted)") and time.monotonic() < deadline:
+            page.wait_for_timeout(20)
         delays.append(page.evaluate("window.answered - window.lifted"))
         sync_api.expect(page.locator("#result strong")).to_have_text("1")
     print(f"pen up → answer shown: {', '.join(f'{d:.0f}' for d in delays)} ms")
@@ -152,7 +156,6 @@ def test_a_tap_or_a_dash_says_draw_it_larger(page):
         draw(page, mark)
         sync_api.expect(page.locator("#result")).to_contain_text("Draw it larger")
         assert page.locator("#bars li.winner").count() == 0
-    page.console_errors[:] = [e for e in page.console_errors if "status of 422" not in e]
 
 
 def test_undo_and_keyboard_shortcuts(page):
@@ -184,9 +187,6 @@ def test_a_blank_image_is_no_digit_found(page, tmp_path):
     page.set_input_files("#file", path)
     sync_api.expect(page.locator("#result")).to_contain_text("No digit found")
     assert page.locator("#bars li.winner").count() == 0
-    # Chromium logs every 4xx answer to a fetch; this one is the API's 422, as it should be.
-    page.console_errors.remove("Failed to load resource: the server responded with a status of 422 "
-                               "(Unprocessable Entity)")
 
 
 def test_this_is_a_n_saves_the_drawing(page, server):
@@ -216,7 +216,7 @@ def test_the_page_works_at_phone_width(browser, server, tmp_path):
     expect_answer(page, 0)
     page.screenshot(path=tmp_path / "phone-0.png", full_page=True)
     page.close()
-    assert errors == []
+    assert [e for e in errors if "status of 422" not in e] == []
 
 
 def test_a_model_of_another_dataset_shows_its_class_names(browser, mnist_mlp, tmp_path):
