@@ -306,3 +306,38 @@ def test_healthz_stays_fast_while_another_client_sends_a_32_mb_header(port):
     assert sorted(times)[len(times) // 2] < 0.1, times  # the median: a shared CI machine can stall any one
     assert rss_mb() - before < 30
     assert outcome["answer"][0] in (431, 0)  # 0: the socket was reset before the answer could be read
+
+
+# --- --workers ------------------------------------------------------------------------------------------------
+
+def test_workers_share_the_port_and_collect_into_one_folder(tiny_run, tmp_path):
+    """`--workers 2`: two processes answer on one port; concurrent collects all land, each under its own name."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import mnistlab_command, serving
+
+    collect = tmp_path / "mine"
+    command = mnistlab_command("serve", str(tiny_run[0]), "--port", "0", "--workers", "2", "--collect", str(collect))
+    with serving(command) as (url, process):
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        body = drawing(ONE)
+        deadline = time.monotonic() + 60
+        while len(process_tree(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(process_tree(process.pid)) >= 2
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: exchange(port, _collect({})), range(24)))
+        assert [status for status, _, _ in answers] == [201] * 24
+        predicted = [exchange(port, request("POST", "/api/predict", {"Content-Type": "image/png"}, body))[0]
+                     for _ in range(8)]
+        assert predicted == [200] * 8
+    assert len(list((collect / "1").iterdir())) == 24
+
+
+def process_tree(pid: int) -> list[int]:
+    found = [pid]
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            found += process_tree(int(child))
+    return [p for p in found if "mnistlab" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
+            or "multiprocessing" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]

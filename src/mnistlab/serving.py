@@ -572,7 +572,9 @@ def serving_size(image: Image.Image) -> Image.Image:
     factor = math.ceil(long / SERVE_SIZE)
     if factor < 2 or long > WORKING_SIZE or min(image.size) // factor < 28:
         return image
-    if image.mode not in ("L", "LA", "RGB", "RGBA"):  # reduce() takes 8-bit bands; other modes go as they are
+    if image.mode in ("RGB", "RGBA"):  # to gray first, as `to_grayscale` would: a quarter of the pixels to average
+        image = image.convert("L" if image.mode == "RGB" else "LA")
+    elif image.mode not in ("L", "LA"):  # reduce() takes 8-bit bands; other modes go as they are
         return image
     return image.reduce(factor)
 
