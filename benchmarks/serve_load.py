@@ -230,6 +230,16 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def settle(pid: int, quiet: float = 0.05, longest: float = 60.0) -> None:
+    """Wait until the server's processes use under `quiet` of a core (all workers loaded), at most `longest` s."""
+    deadline = time.monotonic() + longest
+    while time.monotonic() < deadline:
+        start = cpu_seconds(pid)
+        time.sleep(0.5)
+        if cpu_seconds(pid) - start < quiet * 0.5:
+            return
+
+
 def load_average() -> str:
     return "load average " + ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -289,6 +299,8 @@ def main() -> None:
         server, port, startup = start_server(run, args.workers)
         try:
             print(f"start-up: first prediction answered {startup:.2f} s after starting `mnistlab serve`")
+            settle(server.pid)  # other worker processes may still be loading their model
+            asyncio.run(run_load(port, [Case("good", 200, body=g) for g in goods[:64]], args.concurrency))
             cpu_start = cpu_seconds(server.pid)
             _, single = asyncio.run(run_load(port, [Case("good", 200, body=goods[i % len(goods)])
                                                     for i in range(args.single)], concurrency=1))
