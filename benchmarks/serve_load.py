@@ -252,8 +252,9 @@ def percentiles(seconds: list[float]) -> str:
 def start_server(run: Path, workers: int = 1) -> tuple[subprocess.Popen, int, float]:
     """`mnistlab serve RUN --port 0`: (process, port, seconds to the first answered prediction)."""
     started = time.perf_counter()
+    more = ["--workers", str(workers)] if workers > 1 else []
     server = subprocess.Popen([sys.executable, "-m", "mnistlab", "serve", str(run), "--host", HOST, "--port", "0",
-                               "--workers", str(workers)], stdout=subprocess.PIPE, text=True)
+                               *more], stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline()
     match = re.search(rf"http://{re.escape(HOST)}:(\d+)/", line)
     if not match:

@@ -27,6 +27,7 @@ let timer = null;
 let asked = 0; // drawings asked about, so that a slow answer to an older drawing is ignored
 let inFlight = null; // the AbortController of the request under way
 let lastSent = 0; // when the last request left (performance.now())
+let pending = false; // the drawing changed while a request was in flight: ask again when it returns
 let classes = Array.from({length: 10}, (_, digit) => String(digit)); // the model's class names (/api/model)
 
 function point(event) {
@@ -147,7 +148,11 @@ drop.addEventListener("drop", (event) => {
 });
 
 // --- asking the server ---------------------------------------------------------------------------------
-function throttle() { // while drawing: ask now if the last request left long enough ago, else soon
+function throttle() { // while drawing: at most one request in flight, and one every THROTTLE_MS
+  if (inFlight) {
+    pending = true;
+    return;
+  }
   if (timer !== null) return;
   const wait = Math.max(0, THROTTLE_MS - (performance.now() - lastSent));
   timer = setTimeout(() => {
@@ -191,6 +196,7 @@ function canvasBmp(size) {
 
 function cancel() { // the drawing changed: no answer under way may show
   asked++;
+  pending = false;
   clearTimeout(timer);
   timer = null;
   if (inFlight) inFlight.abort();
@@ -222,7 +228,11 @@ async function ask(body) {
     if (mine === asked) show(null, "The server cannot be reached. Is mnistlab serve still running?", true);
     return;
   } finally {
-    if (inFlight === controller) inFlight = null;
+    if (inFlight === controller) {
+      inFlight = null;
+      if (pending && drawing) throttle();
+      pending = false;
+    }
   }
   if (mine !== asked) return; // the drawing changed since
   if (response.ok) show(answer);
