@@ -114,6 +114,20 @@ def test_the_answer_shows_within_100_ms_of_the_pen_lifting(page):
     assert min(delays) < 100, delays
 
 
+def test_the_answer_updates_while_drawing(page):
+    """Before the pen lifts, the page has already asked (throttled) and shown an answer for the stroke so far."""
+    page.evaluate(PROBES)
+    box = page.locator("#canvas").bounding_box()
+    page.mouse.move(box["x"] + 140, box["y"] + 40)
+    page.mouse.down()
+    for y in range(40, 240, 8):  # moving all the time: a debounce would never fire, a throttle does
+        page.mouse.move(box["x"] + 140, box["y"] + y, steps=2)
+        page.wait_for_timeout(40)
+    assert page.evaluate("window.answered > 0 && !window.lifted")  # an answer shown, the pen still down
+    page.mouse.up()
+    sync_api.expect(page.locator("#result strong")).to_have_text("1")
+
+
 SLOW_ANSWERS = """
 const realFetch = window.fetch;
 window.fetch = async (url, options) => {  // every prediction comes back 400 ms late
