@@ -506,6 +506,11 @@ def test_a_busy_port_or_a_bad_host_is_a_one_line_error(mnist_mlp, capsys):
     (["serve", "--port", "http"], "argument --port: expected a whole number"),
     (["serve", "--max-upload-mb", "0"], "must be a number > 0 and ≤ 1024"),
     (["serve", "--max-upload-mb", "nan"], "must be finite"),
+    (["serve", "--workers", "0"], "must be from 1 to 64"),
+    (["serve", "--allow-origin", "example.org"], "expected an origin such as https://example.org"),
+    (["serve", "--allow-origin", "https://example.org/page"], "no path"),
+    (["serve", "--allowed-host", "https://digits.example.org"], "expected a host name"),
+    (["serve", "--allowed-host", "digits.example.org:443"], "no port"),
 ])
 def test_serve_bad_flags_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as info:

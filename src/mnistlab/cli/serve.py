@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -30,15 +31,33 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help="offer 'this is a N' buttons that save the drawing as DIR/N/<new name>.png")
     serve.add_argument("--workers", type=int_in(1, 64), default=1, metavar="N",
                        help="server processes on the one port, each with its own copy of the model (default: 1)")
-    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME", type=host_name,
                        help="a name the Host header may give besides loopback's and --host's, e.g. a proxy's "
                             "public name; repeatable (default: none)")
-    serve.add_argument("--allow-origin", action="append", default=[], metavar="URL",
+    serve.add_argument("--allow-origin", action="append", default=[], metavar="URL", type=origin,
                        help="another site (e.g. https://example.org, or * for any) whose pages may ask for "
                             "predictions; never for --collect; repeatable (default: none)")
     serve.add_argument("--max-upload-mb", type=float_in(0, 1024, low_open=True), default=MAX_UPLOAD_MB, metavar="MB",
                        help=f"largest request body, in MiB (default: {MAX_UPLOAD_MB:g})")
     serve.set_defaults(handler=cmd_serve)
+
+
+def host_name(text: str) -> str:
+    """An --allowed-host value: a host name or IP address (no port, no scheme), or * for any."""
+    if text == "*" or re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?", text):
+        return text.lower()
+    raise argparse.ArgumentTypeError(f"expected a host name or address such as digits.example.org (no scheme, "
+                                     f"no port), or *, got {text!r}")
+
+
+def origin(text: str) -> str:
+    """An --allow-origin value: a scheme and host (and port), as a browser's Origin header gives it, or *."""
+    text = text.rstrip("/")
+    if text == "*" or re.fullmatch(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?|https?://\[[0-9A-Fa-f:.]+\](?::\d{1,5})?",
+                                   text):
+        return text.lower()
+    raise argparse.ArgumentTypeError(f"expected an origin such as https://example.org (scheme and host, no path), "
+                                     f"or *, got {text!r}")
 
 
 def newest_run(runs: Path = RUNS_DIR) -> Path:
