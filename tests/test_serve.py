@@ -23,6 +23,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed: pip ins
 from fastapi.testclient import TestClient  # noqa: E402
 
 import mnistlab  # noqa: E402
+from mnistlab import predict  # noqa: E402
 from mnistlab.cli import main  # noqa: E402
 from mnistlab.cli.serve import newest_run  # noqa: E402
 from mnistlab.labelled import LabelledError, read_labelled, save_labelled  # noqa: E402
@@ -136,7 +137,7 @@ def test_the_api_gives_the_same_answer_as_checkpoint_predict(client, checkpoint)
     """The same preprocessing and model as `predict`, on the drawing box-averaged to the serving size (140 px)."""
     image = serving_size(Image.open(io.BytesIO(drawing(ZERO))))
     assert image.size == (140, 140)
-    [expected] = checkpoint.predict(image)
+    [expected] = predict(checkpoint, image)
     assert post_image(client, drawing(ZERO)).json()["probabilities"] == [round(p, 6) for p in expected.probabilities]
 
 

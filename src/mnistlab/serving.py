@@ -17,7 +17,7 @@ Every request is checked at the edge, before any work, in three rings:
 2. `Guard` (ASGI): the Host header must name this server (DNS rebinding), a request that changes
    state must come from this server's own page (Origin, Sec-Fetch-Site), HEAD is answered wherever
    GET is, and every response carries `nosniff` and a Content-Security-Policy.
-3. `BodyLimit`, the content type, then `preprocessing.load_image`, which decodes only the image
+3. `BodyLimit`, the content type, then `decoding.load_image`, which decodes only the image
    formats mnistlab reads and refuses a decompression bomb from its header.
 
 Every error is a JSON `{"detail": "..."}` with its status; no response carries a stack trace.
@@ -68,28 +68,27 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._io import finite_or_null
-from .classifier import Classifier, load_model
-from .errors import MnistlabError
-from .labelled import DIGITS, LabelledError, check_collect_folder, save_labelled
+from .classifier import Classifier
+from .config import ServeOptions
+from .decoding import IMAGE_SUFFIXES, load_image
+from .errors import ApiError, ImageError, LabelledError, NoDigitError, ServeError
+from .labelled import DIGITS, check_collect_folder, save_labelled
+from .loading import load_model
 from .preprocessing import (
-    IMAGE_SUFFIXES,
     WORKING_SIZE,
-    ImageError,
-    NoDigitError,
     centre_by_mass,
     fill_frame,
     find_digit,
     fit_box,
     ink_is_dark,
     level_background,
-    load_image,
     stretch_contrast,
     stroke_width,
     to_grayscale,
 )
 
 STATIC_DIR = Path(__file__).parent / "static"
-MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # default request body limit (`--max-upload-mb 2`)
+MAX_UPLOAD_BYTES = ServeOptions().max_upload_bytes  # default request body limit (`--max-upload-mb`)
 MAX_UPLOAD_PIXELS = 12_000_000  # a 12 MP photo; larger is refused from the header (a 2 MB upload rarely holds more)
 TOP_K = 3
 # The raw-body content types /api/predict takes; the bytes decide the format (load_image), not the type.
@@ -132,18 +131,6 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 API_CSP = "default-src 'none'; frame-ancestors 'none'"  # JSON and files: nothing to run or load
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CORS_PATHS = frozenset({"/api/predict"})  # what `--allow-origin` opens to other sites: reading, never writing
-
-
-class ServeError(MnistlabError, ValueError):
-    """The server cannot start: an address that cannot be bound, a bad setting."""
-
-
-class ApiError(Exception):
-    """A request the API refuses: answered as JSON `{"detail": message}` with `status`."""
-
-    def __init__(self, status: int, detail: str):
-        super().__init__(detail)
-        self.status, self.detail = status, detail
 
 
 # --- the API's documented shapes ---------------------------------------------------------------------
