@@ -4,7 +4,9 @@ It starts `mnistlab serve RUN --port 0` in a subprocess on 127.0.0.1 and measure
 
 1. start-up: seconds from starting the command to the first answered POST /api/predict;
 2. latency of one 280×280 PNG drawing at a time (no concurrency): p50 and p99;
-3. a bounded mixed run (default 3,000 requests, 16 concurrent connections; it stops by itself):
+3. drawings only over 16 connections: the server's CPU time per prediction (the primary figure:
+   it holds on a shared machine, where throughput does not), predictions/s, p50/p99 latency;
+4. a bounded mixed run (default 3,000 requests, 16 concurrent connections; it stops by itself):
    80% good 280×280 PNG drawings, 20% every kind of bad request (not an image, truncated, a
    decompression bomb, empty, a wrong content type, a blank drawing, bodies over the limit with
    and without Content-Length, wrong method, wrong path...). It prints throughput, p50/p99
@@ -17,6 +19,10 @@ takes some. Without RUN it uses runs/demo, else trains a small MLP (1 epoch, 10,
 
     python benchmarks/serve_load.py runs/demo
     python benchmarks/serve_load.py runs/demo --requests 10000 --concurrency 32
+    python benchmarks/serve_load.py runs/demo --workers 2     # two server processes on the port
+
+The server's CPU time is read from /proc for the server and its worker processes together; the
+machine's load average is printed before and after, since other jobs change every timing but that.
 """
 
 from __future__ import annotations
@@ -197,15 +203,45 @@ async def run_load(port: int, cases: list[Case], concurrency: int) -> tuple[floa
     return time.perf_counter() - start, results
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (the worker processes of `--workers`)."""
+    found = [pid]
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            found += process_tree(int(child))
+    return found
+
+
 def rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+    total = 0.0
+    for p in process_tree(pid):
+        status = Path(f"/proc/{p}/status").read_text()
+        total += int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used: what a request costs, however busy the machine is."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time the server (all its processes) has used: what requests cost, however busy the
+    machine is."""
+    total = 0
+    for p in process_tree(pid):
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int, quiet: float = 0.05, longest: float = 60.0) -> None:
+    """Wait until the server's processes use under `quiet` of a core (all workers loaded), at most `longest` s."""
+    deadline = time.monotonic() + longest
+    while time.monotonic() < deadline:
+        start = cpu_seconds(pid)
+        time.sleep(0.5)
+        if cpu_seconds(pid) - start < quiet * 0.5:
+            return
+
+
+def load_average() -> str:
+    return "load average " + ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def percentiles(seconds: list[float]) -> str:
@@ -213,11 +249,12 @@ def percentiles(seconds: list[float]) -> str:
     return f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
 
 
-def start_server(run: Path) -> tuple[subprocess.Popen, int, float]:
+def start_server(run: Path, workers: int = 1) -> tuple[subprocess.Popen, int, float]:
     """`mnistlab serve RUN --port 0`: (process, port, seconds to the first answered prediction)."""
     started = time.perf_counter()
-    server = subprocess.Popen([sys.executable, "-m", "mnistlab", "serve", str(run), "--host", HOST, "--port", "0"],
-                              stdout=subprocess.PIPE, text=True)
+    more = ["--workers", str(workers)] if workers > 1 else []
+    server = subprocess.Popen([sys.executable, "-m", "mnistlab", "serve", str(run), "--host", HOST, "--port", "0",
+                               *more], stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline()
     match = re.search(rf"http://{re.escape(HOST)}:(\d+)/", line)
     if not match:
@@ -245,6 +282,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="connections at once (default: 16)")
     parser.add_argument("--single", type=int, default=300, help="one-at-a-time requests for latency (default: 300)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the request mix (default: 0)")
+    parser.add_argument("--drawings", type=int, default=2000,
+                        help="requests in the drawings-only run over --concurrency connections (default: 2000)")
+    parser.add_argument("--workers", type=int, default=1, help="`mnistlab serve --workers N` (default: 1)")
     parser.add_argument("--good-share", type=float, default=GOOD_SHARE,
                         help=f"share of good drawings in the mixed run; 1 = drawings only (default: {GOOD_SHARE})")
     args = parser.parse_args()
@@ -254,17 +294,25 @@ def main() -> None:
         import torch
 
         print(f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
-              f"Python {platform.python_version()}, torch {torch.__version__}; serving {run}")
+              f"Python {platform.python_version()}, torch {torch.__version__}; serving {run} "
+              f"with {args.workers} process(es); {load_average()}")
         goods = drawings(200)
-        server, port, startup = start_server(run)
+        server, port, startup = start_server(run, args.workers)
         try:
             print(f"start-up: first prediction answered {startup:.2f} s after starting `mnistlab serve`")
+            settle(server.pid)  # other worker processes may still be loading their model
+            asyncio.run(run_load(port, [Case("good", 200, body=g) for g in goods[:64]], args.concurrency))
             cpu_start = cpu_seconds(server.pid)
             _, single = asyncio.run(run_load(port, [Case("good", 200, body=goods[i % len(goods)])
                                                     for i in range(args.single)], concurrency=1))
             cpu_single = (cpu_seconds(server.pid) - cpu_start) / args.single
             print(f"one 280×280 PNG at a time ({args.single} requests): "
-                  f"{percentiles([s for _, _, s in single])}; server CPU {cpu_single * 1000:.1f} ms per request")
+                  f"{percentiles([s for _, _, s in single])}; server CPU {cpu_single * 1000:.2f} ms per request")
+            cpu_start = cpu_seconds(server.pid)
+            only = [Case("good", 200, body=goods[i % len(goods)]) for i in range(args.drawings)]
+            wall_only, drawn = asyncio.run(run_load(port, only, args.concurrency))
+            cpu_only = (cpu_seconds(server.pid) - cpu_start) / args.drawings
+            answered = [s for _, status, s in drawn if status == 200]
             before, cpu_start = rss_mb(server.pid), cpu_seconds(server.pid)
             mix = request_mix(args.requests, goods, args.seed, args.good_share)
             wall, results = asyncio.run(run_load(port, mix, args.concurrency))
@@ -288,6 +336,10 @@ def main() -> None:
           + "".join(f"\n    {kind}: expected {expected}, got {status} ×{n}" for (kind, expected, status), n in
                     sorted(wrong.items())))
     print(f"  server still running at the end: {'yes' if alive else 'NO'}")
+    print(f"drawings only, {args.concurrency} connections ({args.drawings} 280×280 PNGs, "
+          f"{len(answered)} answered 200): {load_average()}")
+    print(f"  SERVER CPU PER PREDICTION {cpu_only * 1000:.2f} ms | {len(answered) / wall_only:.0f} predictions/s | "
+          f"{percentiles(answered)}")
 
 
 if __name__ == "__main__":

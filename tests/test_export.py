@@ -186,13 +186,14 @@ def test_the_table_names_classes_that_are_not_digits(exported, tmp_path, capsys)
 def test_serve_with_onnx_answers_the_api(exported, checkpoint):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
+    from PIL import Image
 
-    from mnistlab.serving import create_app
+    from mnistlab.serving import create_app, serving_size
 
-    client = TestClient(create_app(exported["float"]))
+    client = TestClient(create_app(exported["float"]), base_url="http://localhost")  # a name the server answers to
     body = (DIGITS / "paint-3.png").read_bytes()
     answer = client.post("/api/predict", content=body, headers={"Content-Type": "image/png"}).json()
-    [expected] = predict(checkpoint, DIGITS / "paint-3.png")
+    [expected] = predict(checkpoint, serving_size(Image.open(DIGITS / "paint-3.png")))  # as the server reads it
     assert answer["label"] == expected.label == 3 and answer["class"] == "3"
     np.testing.assert_allclose(answer["probabilities"], expected.probabilities, atol=1e-4)
     info = client.get("/api/model").json()

@@ -188,6 +188,7 @@ class ServeOptions:
 
     port: Annotated[int, Range(0, MAX_PORT)] = 8000  # 0: any free port
     max_upload_mb: Annotated[float, Range(0, MAX_UPLOAD_MB, low_open=True)] = 2.0  # largest request body, MiB
+    workers: Annotated[int, Range(1, 64)] = 1  # server processes on the one port (`mnistlab serve --workers`)
 
     @property
     def max_upload_bytes(self) -> int:

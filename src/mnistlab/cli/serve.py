@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -28,11 +30,39 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help=f"port to listen on, 0 for any free one (default: {port})")
     serve.add_argument("--collect", metavar="DIR",
                        help="offer 'this is a N' buttons that save the drawing as DIR/N/<new name>.png")
+    workers = default(ServeOptions, "workers")
+    serve.add_argument("--workers", type=bounded(ServeOptions, "workers"), default=workers, metavar="N",
+                       help=f"server processes on the one port, each with its own copy of the model, "
+                            f"{span(ServeOptions, 'workers')} (default: {workers})")
+    serve.add_argument("--allowed-host", action="append", default=[], metavar="NAME", type=host_name,
+                       help="a name the Host header may give besides loopback's and --host's, e.g. a proxy's "
+                            "public name; repeatable (default: none)")
+    serve.add_argument("--allow-origin", action="append", default=[], metavar="URL", type=origin,
+                       help="another site (e.g. https://example.org, or * for any) whose pages may ask for "
+                            "predictions; never for --collect; repeatable (default: none)")
     serve.add_argument("--max-upload-mb", type=bounded(ServeOptions, "max_upload_mb"),
                        default=default(ServeOptions, "max_upload_mb"), metavar="MB",
                        help=f"largest request body, in MiB, {span(ServeOptions, 'max_upload_mb')} "
                             f"(default: {default(ServeOptions, 'max_upload_mb'):g})")
     serve.set_defaults(handler=cmd_serve)
+
+
+def host_name(text: str) -> str:
+    """An --allowed-host value: a host name or IP address (no port, no scheme), or * for any."""
+    if text == "*" or re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?", text):
+        return text.lower()
+    raise argparse.ArgumentTypeError(f"expected a host name or address such as digits.example.org (no scheme, "
+                                     f"no port), or *, got {text!r}")
+
+
+def origin(text: str) -> str:
+    """An --allow-origin value: a scheme and host (and port), as a browser's Origin header gives it, or *."""
+    text = text.rstrip("/")
+    if text == "*" or re.fullmatch(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?|https?://\[[0-9A-Fa-f:.]+\](?::\d{1,5})?",
+                                   text):
+        return text.lower()
+    raise argparse.ArgumentTypeError(f"expected an origin such as https://example.org (scheme and host, no path), "
+                                     f"or *, got {text!r}")
 
 
 def newest_run(runs: Path = RUNS_DIR) -> Path:
@@ -46,20 +76,28 @@ def newest_run(runs: Path = RUNS_DIR) -> Path:
 
 def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
-        from ..serving import bind, create_app, is_loopback, serve, url
+        from ..serving import bind, create_app, is_loopback, serve, serve_workers, url
     except ImportError as e:
         raise MnistlabError(f"mnistlab serve needs the serve extra ({e.name} is missing): "
                             "pip install 'mnistlab[serve]'") from None
 
     run = Path(args.run) if args.run else newest_run()
-    limit = ServeOptions(max_upload_mb=args.max_upload_mb).max_upload_bytes
-    app = create_app(run, collect_dir=args.collect, max_upload_bytes=limit)
+    cores = len(os.sched_getaffinity(0))
+    settings = {"collect_dir": args.collect, "max_upload_bytes": ServeOptions(max_upload_mb=args.max_upload_mb)
+                .max_upload_bytes, "threads": max(1, cores // args.workers), "allowed_hosts": args.allowed_host,
+                "allow_origins": args.allow_origin, "listen": args.host, "run_name": os.fspath(run)}
+    app = create_app(run, **settings)
     sock = bind(args.host, args.port)
     if not is_loopback(args.host):
         print(f"mnistlab: warning: listening on {args.host}, not loopback: anyone who can reach this machine "
               "can use the server" + (" and write into the --collect folder" if args.collect else ""),
               file=sys.stderr)
     collecting = f"; saving labelled drawings into {args.collect}" if args.collect else ""
-    print(f"serving {run} at {url(sock)}  (API docs at {url(sock)}docs{collecting}; Ctrl-C stops)", flush=True)
-    serve(app, sock)
+    processes = f", {args.workers} processes" if args.workers > 1 else ""
+    print(f"serving {run} at {url(sock)}  (API docs at {url(sock)}docs{collecting}{processes}; Ctrl-C stops)",
+          flush=True)
+    if args.workers > 1:
+        serve_workers(app, sock, args.workers, run, settings)
+    else:
+        serve(app, sock)
     return 0
