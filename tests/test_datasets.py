@@ -601,6 +601,11 @@ def test_a_run_trained_from_the_package_folder_records_it(installed, server, tmp
     dataset = json.loads((run / "config.json").read_text())["dataset"]
     assert (dataset["source"], dataset["canonical"]) == (str(installed), True)
     assert dataset["sha256"] == CONTENT_SHA256 and server.requests == []
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f"Fashion-MNIST test set, from {installed} (Debian package dataset-fashion-mnist)\n" in out
+    assert "reproduced exactly" in out
 
 
 def test_data_dir_comes_before_the_package_folder(installed, tmp_path):

@@ -26,7 +26,7 @@ import torch
 from ._io import NotRegularFileError, open_regular_file
 from .datasets import BUNDLED_ROOT, MNIST_MEAN, MNIST_STD, SPLIT_FILES, DataError, DatasetInfo, get_dataset
 from .datasets import MNIST as MNIST_INFO
-from .downloads import CACHE_ENV, file_status, open_unlinked_file, system_dataset, system_folder
+from .downloads import CACHE_ENV, file_status, open_unlinked_file, source_kind, system_dataset, system_folder
 from .limits import IMAGE_SIZE, NUM_CLASSES
 
 __all__ = ["MNIST_MEAN", "MNIST_STD", "DataError", "IMAGE_SIZE", "MNIST", "Split", "load_mnist", "load_split",
@@ -226,16 +226,16 @@ def dataset_dir(dataset: str | DatasetInfo = "mnist", data_dir: str | Path | Non
     files are read. Raises `DataError`.
     """
     info = dataset if isinstance(dataset, DatasetInfo) else get_dataset(dataset)
-    if data_dir:
+    kind = source_kind(info, data_dir)
+    if kind == "data-dir":
         folder = resolve_data_dir(data_dir)
         if info.content_sha256:
             return folder, None
         return folder, all(state == "ok" for state in file_status(info, folder).values())  # by the pinned MD5s
-    if info.bundled:
+    if kind == "bundled":
         return BUNDLED_DIR, None
-    system = system_folder(info)
-    if system is not None:
-        return system, None
+    if kind == "system":
+        return system_folder(info), None
     from .downloads import fetch
 
     return fetch(info, progress=progress), True

@@ -69,6 +69,24 @@ def system_folder(info: DatasetInfo) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def source_kind(info: DatasetInfo, data_dir: str | os.PathLike | None = None) -> str:
+    """Where `--dataset` reads `info`'s files from, the first that applies: "data-dir" (given), "bundled"
+    (MNIST), "system" (its Debian package's folder, when installed) or "cache" (downloaded on first use)."""
+    if data_dir:
+        return "data-dir"
+    if info.bundled:
+        return "bundled"
+    return "system" if system_folder(info) is not None else "cache"
+
+
+def describe_source(info: DatasetInfo, data_dir: str | os.PathLike | None = None) -> str:
+    """`source_kind` in words, for a line that says where a split was read from."""
+    kind = source_kind(info, data_dir)
+    if kind == "system":
+        return f"{system_folder(info)} (Debian package {info.debian_package})"
+    return {"data-dir": f"--data-dir {data_dir}", "bundled": "the bundled copy", "cache": "the cache"}[kind]
+
+
 def system_dataset(folder: Path) -> DatasetInfo | None:
     """The dataset whose installed Debian package folder `folder` is; None for any other folder.
 

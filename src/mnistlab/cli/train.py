@@ -244,6 +244,7 @@ def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     if args.images:  # an exported file's path imports no torch
         return evaluate_images(model, args.images, args.json)
     from ..data import load_test_split
+    from ..downloads import describe_source
     from ..training import evaluate
 
     info = checkpoint_dataset(model.config.get("dataset", {}), args.dataset, model.path)
@@ -255,8 +256,7 @@ def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         loss, acc = evaluate(model.model, test.to(model.device), model.mean, model.std, args.test_batch_size)
         where = model.device
     print(f"{model.path}: {model.model_name} ({model.parameter_count:,} parameters) on {where}")
-    origin = f"--data-dir {args.data_dir}" if args.data_dir else "the bundled copy" if info.bundled else "the cache"
-    print(f"{info.title} test set, from {origin}")
+    print(f"{info.title} test set, from {describe_source(info, args.data_dir)}")
     print(f"test loss {loss:.4f}  test accuracy {acc:.2%} ({round(acc * len(test))}/{len(test)})")
     recorded = model.metrics.get("test_acc")
     if recorded is not None:
