@@ -51,16 +51,18 @@ def run_one(dataset: str, key: str, seed: int, train_limit: int | None, device: 
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| dataset | model / recipe | test accuracy (per seed) | training s (mean) |", "|---|---|---|---|"]
+    lines = ["| dataset | model / recipe | test accuracy (per seed) | training s (per seed) | load before, after |",
+             "|---|---|---|---|---|"]
     groups: dict[tuple[str, str], list[dict]] = {}
     for result in results:
         groups.setdefault((result["dataset"], result["recipe"]), []).append(result)
     for (dataset, key), rows in groups.items():
-        accs = [row["test_acc"] for row in rows]
-        mean = sum(accs) / len(accs)
-        seconds = sum(row["train_seconds"] for row in rows) / len(rows)
-        lines.append(f"| {get_dataset(dataset).title} | {' / '.join(RECIPES[key])} | {mean:.2%} "
-                     f"({', '.join(f'{a:.2%}' for a in accs)}) | {seconds:.1f} |")
+        accs = ", ".join(f"{row['test_acc']:.2%}" for row in rows)
+        mean = sum(row["test_acc"] for row in rows) / len(rows)
+        seconds = ", ".join(f"{row['train_seconds']:.0f}" for row in rows)
+        loads = "; ".join(f"{row['load_before']:.1f}, {row['load_after']:.1f}" for row in rows)
+        lines.append(f"| {get_dataset(dataset).title} | {' / '.join(RECIPES[key])} | {mean:.2%} ({accs}) | {seconds} "
+                     f"| {loads} |")
     return "\n".join(lines)
 
 
