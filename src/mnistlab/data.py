@@ -24,9 +24,10 @@ import numpy as np
 import torch
 
 from ._io import NotRegularFileError, open_regular_file
-from .datasets import BUNDLED_ROOT, MNIST_MEAN, MNIST_STD, SPLIT_FILES, DataError, DatasetInfo, get_dataset
+from .datasets import BUNDLED_ROOT, MNIST_MEAN, MNIST_STD, SPLIT_FILES, DatasetInfo, get_dataset
 from .datasets import MNIST as MNIST_INFO
-from .downloads import CACHE_ENV, file_status, open_unlinked_file, source_kind, system_dataset, system_folder
+from .downloads import CACHE_ENV, fetch, file_status, open_unlinked_file, source_kind, system_dataset, system_folder
+from .errors import DataError
 from .limits import IMAGE_SIZE, NUM_CLASSES
 
 __all__ = ["MNIST_MEAN", "MNIST_STD", "DataError", "IMAGE_SIZE", "MNIST", "Split", "load_mnist", "load_split",
@@ -236,8 +237,6 @@ def dataset_dir(dataset: str | DatasetInfo = "mnist", data_dir: str | Path | Non
         return BUNDLED_DIR, None
     if kind == "system":
         return system_folder(info), None
-    from .downloads import fetch
-
     return fetch(info, progress=progress), True
 
 

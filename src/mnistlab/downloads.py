@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ._io import NotRegularFileError, make_folders, open_regular_file, remove_folders
-from .datasets import BUNDLED_ROOT, DATASETS, FILE_STEMS, SYSTEM_ROOT, DataError, DatasetInfo
+from .datasets import BUNDLED_ROOT, DATASETS, FILE_STEMS, SYSTEM_ROOT, DatasetInfo
+from .errors import DataError
 
 CACHE_ENV = "MNISTLAB_DATA_DIR"
 SYSTEM_ENV = "MNISTLAB_SYSTEM_DATASETS"  # a folder standing in for /usr/share/datasets (tests, other distributions)
