@@ -1,5 +1,6 @@
-"""Datasets: the registry, verified cached downloads (against a local HTTP server, no internet), the `data`
-commands, `--dataset` on train/evaluate, and class names in the figures and the report."""
+"""Datasets: the registry, verified cached downloads (against a local HTTP server, no internet), a Debian
+package's folder (a temporary one standing in for /usr/share/datasets, and the real one when installed),
+the `data` commands, `--dataset` on train/evaluate, and class names in the figures and the report."""
 
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ def synthetic_files(n_train: int = 64, n_test: int = 32, seed: int = 0) -> dict[
 
 FILES = synthetic_files()
 MD5 = {name: hashlib.md5(data).hexdigest() for name, data in FILES.items()}
+CONTENT_SHA256 = {name.removesuffix(".gz"): hashlib.sha256(gzip.decompress(data)).hexdigest()
+                  for name, data in FILES.items()}
 NAME = "t10k-labels-idx1-ubyte.gz"  # the smallest file: the one the single-file cases fetch
 
 
@@ -112,11 +115,31 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def fashion(server, monkeypatch) -> datasets.DatasetInfo:
-    """fashion-mnist in the registry, its URLs the local server's and its MD5s the synthetic files'."""
-    info = dataclasses.replace(FASHION_MNIST, urls=(server.base("missing"), server.base("good")), md5=MD5)
+def system_root(tmp_path, monkeypatch) -> Path:
+    """$MNISTLAB_SYSTEM_DATASETS: an empty folder of this test's standing in for /usr/share/datasets."""
+    root = tmp_path / "usr-share-datasets"
+    root.mkdir()
+    monkeypatch.setenv(downloads.SYSTEM_ENV, str(root))
+    return root
+
+
+@pytest.fixture
+def fashion(server, system_root, monkeypatch) -> datasets.DatasetInfo:
+    """fashion-mnist in the registry, its URLs the local server's and its hashes the synthetic files'; no package."""
+    info = dataclasses.replace(FASHION_MNIST, urls=(server.base("missing"), server.base("good")), md5=MD5,
+                               content_sha256=CONTENT_SHA256)
     monkeypatch.setitem(DATASETS, info.name, info)
     return info
+
+
+@pytest.fixture
+def installed(fashion, system_root, cache) -> Path:
+    """Debian's dataset-fashion-mnist, standing in: the synthetic files, recompressed as Debian's are."""
+    folder = system_root / "fashion-mnist"
+    folder.mkdir()
+    for name, data in FILES.items():
+        (folder / name).write_bytes(gzip.compress(gzip.decompress(data), compresslevel=6, mtime=1))
+    return folder
 
 
 def listing(root: Path) -> list[str]:
@@ -138,8 +161,11 @@ def test_each_dataset_has_its_facts(name):
     assert all(0 < len(c) <= CLASS_NAME_MAX and c.isprintable() for c in info.classes)
     assert MEAN_RANGE[0] < info.mean < MEAN_RANGE[1] and STD_RANGE[0] < info.std < STD_RANGE[1]
     assert info.licence and info.homepage and info.hash_source
+    if info.bundled or info.debian_package:  # a recompressed copy is known by its content
+        assert sorted(info.content_sha256) == sorted(datasets.FILE_STEMS)
+        assert all(len(h) == 64 for h in info.content_sha256.values())
     if info.bundled:
-        assert info.md5 is None and len(info.content_sha256) == 4
+        assert info.md5 is None
     else:
         assert sorted(info.md5) == sorted(info.files) and all(len(h) == 32 for h in info.md5.values())
         assert all(url.startswith(("https://", "http://")) and url.endswith("/") for url in info.urls)
@@ -418,8 +444,12 @@ def test_data_dir_reads_files_as_the_chosen_dataset_and_records_if_canonical(fas
     for name, data in FILES.items():
         (folder / name).write_bytes(data)
     data = load_mnist(folder, dataset="fashion-mnist")
-    assert data.name == "fashion-mnist" and data.is_canonical  # the published .gz files, by their MD5s
+    assert data.name == "fashion-mnist" and data.is_canonical  # the published files, by their content's SHA-256
     (folder / NAME).write_bytes(gzip.compress(gzip.decompress(FILES[NAME]), mtime=1))  # same content, other bytes
+    assert load_mnist(folder, dataset="fashion-mnist").is_canonical
+    labels = bytearray(gzip.decompress(FILES[NAME]))
+    labels[-1] = (labels[-1] + 1) % NUM_CLASSES  # one label changed: read as given, but not the published files
+    (folder / NAME).write_bytes(gzip.compress(bytes(labels), mtime=0))
     assert not load_mnist(folder, dataset="fashion-mnist").is_canonical
 
 
@@ -541,3 +571,136 @@ def test_a_bundled_copy_is_checked_by_its_content(tmp_path):
     assert downloads.file_status(MNIST, folder) == {
         "train-images-idx3-ubyte.gz": "ok", "train-labels-idx1-ubyte.gz": "corrupt",
         "t10k-images-idx3-ubyte.gz": "missing", "t10k-labels-idx1-ubyte.gz": "corrupt"}
+
+
+# --- a Debian package's folder: used first, with no download, and refused unless every file verifies -----------
+
+def test_an_installed_package_folder_is_used_with_no_download(installed, server, cache, capsys):
+    from mnistlab.data import load_mnist
+
+    server.requests.clear()
+    data = load_mnist(dataset="fashion-mnist", progress=False)
+    assert (data.source, data.is_canonical, len(data.train), len(data.test)) == (str(installed), True, 64, 32)
+    assert server.requests == [] and listing(cache) == []
+    assert main(["data", "list"]) == 0
+    assert (f"  available from {installed} (Debian package dataset-fashion-mnist; each file's content has its pinned "
+            "SHA-256)\n") in capsys.readouterr().out
+    assert main(["data", "verify", "fashion-mnist"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"fashion-mnist: {installed} (Debian package dataset-fashion-mnist)\n"
+                          "  ok       train-images-idx3-ubyte.gz\n")
+    assert out.count("ok       ") == 4 and out.count("missing  ") == 4  # the package's four; the empty cache's
+
+
+def test_a_run_trained_from_the_package_folder_records_it(installed, server, tmp_path, capsys):
+    server.requests.clear()
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "fashion-mnist", "--train-limit", "64", "--epochs", "1", "--hidden", "16",
+                 "--no-progress", "--device", "cpu", "--out", str(run)]) == 0
+    dataset = json.loads((run / "config.json").read_text())["dataset"]
+    assert (dataset["source"], dataset["canonical"]) == (str(installed), True)
+    assert dataset["sha256"] == CONTENT_SHA256 and server.requests == []
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f"Fashion-MNIST test set, from {installed} (Debian package dataset-fashion-mnist)\n" in out
+    assert "reproduced exactly" in out
+
+
+def test_data_dir_comes_before_the_package_folder(installed, tmp_path):
+    from mnistlab.data import load_mnist
+
+    mine = Path(shutil.copytree(installed, tmp_path / "mine"))
+    assert load_mnist(mine, dataset="fashion-mnist").source == str(mine)
+
+
+def test_without_the_package_the_list_says_how_to_install_it(fashion, system_root, cache, capsys):
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert (f"  not installed: `sudo apt-get install dataset-fashion-mnist` (Debian, Ubuntu) puts it in "
+            f"{system_root / 'fashion-mnist'}, used with no download\n") in out
+    assert f"not cached (0 of 4 files in {cache / 'fashion-mnist'})" in out
+
+
+def _tamper(folder: Path) -> str:
+    labels = bytearray(gzip.decompress((folder / NAME).read_bytes()))
+    labels[-1] = (labels[-1] + 1) % NUM_CLASSES  # a valid IDX file still: only the hash can tell
+    (folder / NAME).write_bytes(gzip.compress(bytes(labels), mtime=0))
+    return "its content differs from the pinned SHA-256 (changed or truncated)"
+
+
+def _truncate(folder: Path) -> str:
+    whole = (folder / NAME).read_bytes()
+    (folder / NAME).write_bytes(whole[:len(whole) // 2])
+    return "is not a whole gzip file (truncated or corrupt)"
+
+
+def _symlink(folder: Path) -> str:
+    good = folder.parent / NAME  # the same bytes, but outside the package's files
+    (folder / NAME).rename(good)
+    (folder / NAME).symlink_to(good)
+    return "is a symbolic link, not a regular file"
+
+
+def _fifo(folder: Path) -> str:
+    (folder / NAME).unlink()
+    os.mkfifo(folder / NAME)
+    return "is a FIFO, not a regular file"
+
+
+def _remove(folder: Path) -> str:
+    (folder / NAME).unlink()
+    return "missing"
+
+
+@pytest.mark.parametrize("damage", [_tamper, _truncate, _symlink, _fifo, _remove],
+                         ids=["tampered", "truncated", "symlink", "fifo", "missing"])
+def test_a_package_folder_that_does_not_verify_is_refused_in_one_line(installed, server, cache, damage, tmp_path,
+                                                                      capsys, no_hang):
+    from mnistlab.data import load_test_split
+
+    why = damage(installed)
+    server.requests.clear()
+    assert main(["data", "list"]) == 0
+    assert (f"  NOT usable: {installed} (dataset-fashion-mnist) is there, but 1 of its 4 files do not verify "
+            f"({NAME} {why}): `sudo apt-get install --reinstall dataset-fashion-mnist` restores them") in \
+        capsys.readouterr().out
+    assert main(["data", "verify", "fashion-mnist"]) == 1
+    out = capsys.readouterr().out
+    assert (f"  missing  {NAME}\n" if why == "missing" else f"  corrupt  {NAME}: {why}\n") in out
+    assert "1 do not verify: the folder is never used" in out
+    with pytest.raises(DataError) as error:  # the library refuses it, whoever reads the folder
+        load_test_split("fashion-mnist")
+    message = str(error.value)
+    assert message.startswith(f"{installed / NAME}: ") and "\n" not in message
+    assert message.endswith("`sudo apt-get install --reinstall dataset-fashion-mnist` restores the package's files "
+                            "(or --data-dir DIR reads another copy)")
+    out = tmp_path / "shown.png"
+    assert main(["show", "0", "--split", "test", "--dataset", "fashion-mnist", "--out", str(out)]) == 1
+    assert capsys.readouterr().err == f"mnistlab: error: {message}\n"
+    assert not out.exists() and server.requests == [] and listing(cache) == []  # no fallback to a download
+
+
+# --- the real dataset-fashion-mnist (CI installs it: .ci/run) ---------------------------------------------------
+
+@pytest.fixture
+def debian_fashion(monkeypatch) -> Path:
+    """/usr/share/datasets/fashion-mnist; skipped where the package is not installed, but never in CI."""
+    monkeypatch.delenv(downloads.SYSTEM_ENV, raising=False)
+    folder = datasets.SYSTEM_ROOT / "fashion-mnist"
+    if not folder.is_dir():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{folder} is missing in CI: .ci/run installs dataset-fashion-mnist (apt)")
+        pytest.skip(f"{folder} is missing: `sudo apt-get install dataset-fashion-mnist` (Debian) to run this test")
+    return folder
+
+
+def test_debian_s_files_have_the_pinned_content_and_six_thousand_images_a_class(debian_fashion, cache):
+    from mnistlab.data import load_mnist
+
+    assert downloads.content_problems(FASHION_MNIST, debian_fashion) == dict.fromkeys(FASHION_MNIST.files)
+    data = load_mnist(dataset="fashion-mnist", progress=False)
+    assert data.source == str(debian_fashion) and data.is_canonical and listing(cache) == []
+    assert data.train.labels.bincount().tolist() == [6000] * NUM_CLASSES
+    assert data.test.labels.bincount().tolist() == [1000] * NUM_CLASSES
+    assert tuple(data.train.images.shape) == (60000, 28, 28) and tuple(data.test.images.shape) == (10000, 28, 28)

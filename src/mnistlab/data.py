@@ -1,7 +1,9 @@
 """MNIST-format datasets on disk and in memory: a strict IDX reader, loading, and normalisation.
 
-MNIST itself ships with mnistlab; the other datasets (`mnistlab.datasets`) are read from the
-download cache, where `mnistlab.downloads` keeps only files whose pinned hash matched. A whole
+MNIST itself ships with mnistlab; Fashion-MNIST is read from Debian's dataset-fashion-mnist
+folder when it is installed, each file refused unless its content has the pinned SHA-256 (computed
+as the file is read, so checking costs no extra pass); the other datasets (`mnistlab.datasets`) are
+read from the download cache, where `mnistlab.downloads` keeps only files whose pinned hash matched. A whole
 dataset is small (47 MB of uint8 pixels), so it lives in memory as two uint8 tensors per split;
 batches are gathered and normalised on the fly by `normalize`, the one place that turns pixels
 into model input (training, evaluation and prediction all call it).
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import stat
 import zlib
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -19,9 +23,10 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from ._io import NotRegularFileError, open_regular_file
 from .datasets import BUNDLED_ROOT, MNIST_MEAN, MNIST_STD, SPLIT_FILES, DatasetInfo, get_dataset
 from .datasets import MNIST as MNIST_INFO
-from .downloads import CACHE_ENV, fetch, file_status
+from .downloads import CACHE_ENV, fetch, file_status, open_unlinked_file, source_kind, system_dataset, system_folder
 from .errors import DataError
 from .limits import IMAGE_SIZE, NUM_CLASSES
 
@@ -78,22 +83,25 @@ def _read_idx_stream(stream: BinaryIO, name: str, digest) -> np.ndarray:
     return array
 
 
-def read_idx(path: str | Path, digest=None) -> np.ndarray:
+def read_idx(path: str | Path, digest=None, *, follow_symlinks: bool = True) -> np.ndarray:
     """Read one IDX file (raw, or gzipped when its name ends in .gz) into a uint8 array.
 
     Checks the magic number, element type, dimensions and length against the header and raises
-    `DataError` naming the file. `digest`, a hashlib object, is fed the decompressed content.
+    `DataError` naming the file. `digest`, a hashlib object, is fed the decompressed content. A FIFO
+    or device is refused unopened (never a hang), and a symbolic link too unless `follow_symlinks`.
     """
     path = Path(path)
+    opener = open_regular_file if follow_symlinks else open_unlinked_file
     try:
-        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as stream:
+        with opener(path) as file, gzip.GzipFile(fileobj=file) if path.suffix == ".gz" else nullcontext(file) as stream:
             return _read_idx_stream(stream, str(path), digest)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise DataError(f"{path}: corrupt or truncated gzip file ({e})") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected an IDX file") from None
+    except (IsADirectoryError, NotRegularFileError) as e:
+        kind = "a directory" if isinstance(e, IsADirectoryError) or e.file_type == stat.S_IFDIR else e.kind
+        raise DataError(f"{path}: is {kind}, expected an IDX file") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
 
@@ -133,7 +141,9 @@ class MNIST:
 
     @property
     def is_canonical(self) -> bool:
-        return self.sha256 == MNIST_SHA256 if self.canonical is None else self.canonical
+        if self.canonical is not None:
+            return self.canonical
+        return self.sha256 == get_dataset(self.dataset).content_sha256  # judged by the content read
 
     def record(self, train_size: int | None = None) -> dict:
         """The run's "dataset" field (config.json and metrics.json): what it was trained and tested on."""
@@ -157,13 +167,40 @@ def _find(folder: Path, stem: str) -> Path:
     raise DataError(f"{folder}: missing {stem}.gz (or {stem})")
 
 
+def _read_pinned(folder: Path, stem: str, info: DatasetInfo, digest) -> np.ndarray:
+    """Read `stem`.gz from the system folder of `info`, refusing it unless its content has the pinned SHA-256."""
+    path = folder / f"{stem}.gz"
+    fix = (f"`sudo apt-get install --reinstall {info.debian_package}` restores the package's files "
+           f"(or --data-dir DIR reads another copy)")
+    if not path.exists() and not path.is_symlink():
+        raise DataError(f"{path}: missing from {info.debian_package}'s folder: {fix}")
+    try:
+        array = read_idx(path, digest, follow_symlinks=False)
+    except DataError as e:
+        raise DataError(f"{e}: not the file {info.debian_package} installs; {fix}") from None
+    if digest.hexdigest() != info.content_sha256[stem]:
+        raise DataError(f"{path}: its content's SHA-256 is not the pinned one: not the file {info.debian_package} "
+                        f"installs (changed or truncated); {fix}")
+    return array
+
+
 def load_split(folder: Path, split: str) -> tuple[Split, dict[str, str]]:
-    """Read one split's images and labels, checking that they agree; also return their SHA-256."""
+    """Read one split's images and labels, checking that they agree; also return their SHA-256.
+
+    A Debian package's folder (`mnistlab.downloads.system_dataset`) is read strictly, by whoever asks:
+    its .gz files only, no symbolic link, and each file's content must have its pinned SHA-256.
+    """
     images_stem, labels_stem = SPLIT_FILES[split]
+    package = system_dataset(folder)
     arrays, digests = {}, {}
     for stem, ndim in ((images_stem, 3), (labels_stem, 1)):
-        path, digest = _find(folder, stem), hashlib.sha256()
-        array = read_idx(path, digest)
+        digest = hashlib.sha256()
+        if package:
+            path = folder / f"{stem}.gz"
+            array = _read_pinned(folder, stem, package, digest)
+        else:
+            path = _find(folder, stem)
+            array = read_idx(path, digest)
         if array.ndim != ndim:
             raise DataError(f"{path}: expected {ndim} dimensions, found shape {array.shape}")
         if len(array) == 0:  # an empty split would divide every mean by zero
@@ -183,24 +220,29 @@ def dataset_dir(dataset: str | DatasetInfo = "mnist", data_dir: str | Path | Non
                 progress: bool = True) -> tuple[Path, bool | None]:
     """The folder holding `dataset`'s four files, and whether they are known to be the published ones.
 
-    `data_dir` is read as given (canonical or not is judged later, from the files); MNIST's bundled copy
-    needs nothing; any other dataset is fetched into the cache when a file is missing or corrupt, each
-    file's MD5 re-checked (`mnistlab.downloads.fetch`). Raises `DataError`.
+    The first of: `data_dir`, read as given; MNIST's bundled copy; the folder of the dataset's Debian
+    package when it is installed (Fashion-MNIST: /usr/share/datasets/fashion-mnist, checked as it is
+    read); the download cache, fetching a file that is missing or corrupt, each file's MD5 re-checked
+    (`mnistlab.downloads.fetch`). None: canonical or not is judged from the content's SHA-256 as the
+    files are read. Raises `DataError`.
     """
     info = dataset if isinstance(dataset, DatasetInfo) else get_dataset(dataset)
-    if data_dir:
+    kind = source_kind(info, data_dir)
+    if kind == "data-dir":
         folder = resolve_data_dir(data_dir)
-        if info.md5 is None:  # MNIST: judged by its content's SHA-256 as the files are read
+        if info.content_sha256:
             return folder, None
         return folder, all(state == "ok" for state in file_status(info, folder).values())  # by the pinned MD5s
-    if info.bundled:
+    if kind == "bundled":
         return BUNDLED_DIR, None
+    if kind == "system":
+        return system_folder(info), None
     return fetch(info, progress=progress), True
 
 
 def load_test_split(dataset: str | DatasetInfo = "mnist", data_dir: str | Path | None = None,
                     progress: bool = True) -> tuple[Split, dict[str, str]]:
-    """The test split of `dataset` (from `data_dir`, the bundled copy or the cache) and its files' SHA-256s."""
+    """The test split of `dataset` (found as `dataset_dir` finds it) and its files' SHA-256s."""
     folder, _ = dataset_dir(dataset, data_dir, progress)
     return load_split(folder, "test")
 
@@ -208,8 +250,9 @@ def load_test_split(dataset: str | DatasetInfo = "mnist", data_dir: str | Path |
 def load_mnist(data_dir: str | Path | None = None, dataset: str = "mnist", progress: bool = True) -> MNIST:
     """Load both splits of `dataset` (a name from `mnistlab.datasets`) into memory.
 
-    Read from `data_dir` when given (no download), else MNIST's bundled copy, else the download cache,
-    fetching what is missing. Raises `ValueError` for an unknown name, `DataError` for bad files.
+    Read from `data_dir` when given (no download), else MNIST's bundled copy, else the folder of the
+    dataset's Debian package, else the download cache, fetching what is missing. Raises `ValueError`
+    for an unknown name, `DataError` for bad files.
     """
     info = get_dataset(dataset)
     folder, canonical = dataset_dir(info, data_dir, progress)

@@ -1,9 +1,11 @@
 """The datasets mnistlab knows: one frozen record of facts each, in one registry.
 
 Every dataset here is MNIST-shaped: four IDX files (28×28 uint8 images, labels 0-9), 60,000 training
-and 10,000 test images. MNIST ships with mnistlab; the others are fetched on first use
-(`mnistlab.downloads`) and checked against the MD5 pinned here for each .gz file. This module
-imports no torch: `mnistlab data list` and `--help` read it.
+and 10,000 test images. MNIST ships with mnistlab; Fashion-MNIST is read from Debian's
+dataset-fashion-mnist package when it is installed (its files checked against the SHA-256 pinned
+here for each decompressed file); the others are fetched on first use (`mnistlab.downloads`) and
+checked against the MD5 pinned here for each .gz file. This module imports no torch: `mnistlab
+data list` and `--help` read it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ SPLIT_FILES = {
 }
 FILE_STEMS = tuple(stem for pair in SPLIT_FILES.values() for stem in pair)
 BUNDLED_ROOT = Path(__file__).parent / "bundled"  # <root>/<dataset>/: the datasets that ship with mnistlab (MNIST)
+# Where Debian's dataset packages install a dataset: <root>/<dataset>/ (dataset-fashion-mnist: its four .gz files).
+SYSTEM_ROOT = Path("/usr/share/datasets")
 DIGIT_CLASSES = tuple(str(digit) for digit in range(NUM_CLASSES))  # MNIST's class names, and any unnamed model's
 
 
@@ -43,7 +47,9 @@ class DatasetInfo:
     std: float
     urls: tuple[str, ...] = ()  # base URLs, tried in order (official first); none: bundled with mnistlab
     md5: dict[str, str] | None = None  # {"<stem>.gz": MD5 of the published file}; None: bundled
-    content_sha256: dict[str, str] | None = None  # {stem: SHA-256 of the decompressed file}: checks a bundled copy
+    # {stem: SHA-256 of the decompressed file}: checks a copy whose .gz files are recompressed (bundled, Debian's)
+    content_sha256: dict[str, str] | None = None
+    debian_package: str = ""  # installs the four .gz files in SYSTEM_ROOT/<name>/; "": no package does
     homepage: str = ""
     licence: str = ""
     hash_source: str = ""  # where the pinned hashes come from
@@ -94,9 +100,20 @@ FASHION_MNIST = DatasetInfo(
         "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
     },
+    # Debian recompresses the .gz files, so their MD5s are not the published ones: what Debian's copy is
+    # checked by is the SHA-256 of each decompressed file (it also judges whether a --data-dir copy is canonical).
+    content_sha256={
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+    debian_package="dataset-fashion-mnist",
     homepage="https://github.com/zalandoresearch/fashion-mnist",
     licence="MIT (Zalando SE)",
-    hash_source="the MD5s pinned in torchvision's datasets/mnist.py (FashionMNIST.resources)",
+    hash_source="the MD5s pinned in torchvision's datasets/mnist.py (FashionMNIST.resources); the SHA-256 of each "
+                "decompressed file computed from Debian's dataset-fashion-mnist 0.0~git20200523.55506a9-1 "
+                "(see docs/datasets.md)",
     layout="fill",
 )
 

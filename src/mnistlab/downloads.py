@@ -1,6 +1,9 @@
-"""Verified, cached downloads of the datasets that do not ship with mnistlab.
+"""Where a dataset's files are on this machine, and verified, cached downloads of the ones that are not.
 
-Each file goes into `cache_root()/<dataset>/` only after its MD5 matched the one pinned in
+A dataset that ships with mnistlab (MNIST) is read from the package; one that a Debian package
+installs (Fashion-MNIST: dataset-fashion-mnist) from `system_root()/<dataset>/`, every file's
+decompressed content checked against its pinned SHA-256 as it is read; any other is downloaded.
+Each downloaded file goes into `cache_root()/<dataset>/` only after its MD5 matched the one pinned in
 `mnistlab.datasets`. pooch does the fetching (streaming, a progress bar, hash checking) and
 writes into a private staging folder beside the cache files; the checked file is renamed into
 place from there, and the staging folder is removed whatever happens (a 404, a timeout, a hash
@@ -16,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -23,12 +27,14 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
-from ._io import make_folders, open_regular_file, remove_folders
-from .datasets import BUNDLED_ROOT, DatasetInfo
+from ._io import NotRegularFileError, make_folders, open_regular_file, remove_folders
+from .datasets import BUNDLED_ROOT, DATASETS, FILE_STEMS, SYSTEM_ROOT, DatasetInfo
 from .errors import DataError
 
 CACHE_ENV = "MNISTLAB_DATA_DIR"
+SYSTEM_ENV = "MNISTLAB_SYSTEM_DATASETS"  # a folder standing in for /usr/share/datasets (tests, other distributions)
 TIMEOUT = 30.0  # seconds to connect, and seconds a server may stay silent mid-transfer, before a URL counts as failed
 MAX_FILE_BYTES = 100 * 2**20  # the largest published file is 30 MB; a server sending more is not sending it
 STAGING_PREFIX = ".download-"
@@ -50,6 +56,76 @@ def cache_root() -> Path:
     return Path(platformdirs.user_cache_dir("mnistlab"))
 
 
+def system_root() -> Path:
+    """Where Debian's dataset packages install their folders: $MNISTLAB_SYSTEM_DATASETS, else /usr/share/datasets."""
+    chosen = os.environ.get(SYSTEM_ENV)
+    return Path(chosen).expanduser() if chosen else SYSTEM_ROOT
+
+
+def system_folder(info: DatasetInfo) -> Path | None:
+    """The folder `info.debian_package` installs, when it is installed (the folder exists); else None."""
+    if not info.debian_package:
+        return None
+    folder = system_root() / info.name
+    return folder if folder.is_dir() else None
+
+
+def source_kind(info: DatasetInfo, data_dir: str | os.PathLike | None = None) -> str:
+    """Where `--dataset` reads `info`'s files from, the first that applies: "data-dir" (given), "bundled"
+    (MNIST), "system" (its Debian package's folder, when installed) or "cache" (downloaded on first use)."""
+    if data_dir:
+        return "data-dir"
+    if info.bundled:
+        return "bundled"
+    return "system" if system_folder(info) is not None else "cache"
+
+
+def describe_source(info: DatasetInfo, data_dir: str | os.PathLike | None = None) -> str:
+    """`source_kind` in words, for a line that says where a split was read from."""
+    kind = source_kind(info, data_dir)
+    if kind == "system":
+        return f"{system_folder(info)} (Debian package {info.debian_package})"
+    return {"data-dir": f"--data-dir {data_dir}", "bundled": "the bundled copy", "cache": "the cache"}[kind]
+
+
+def system_dataset(folder: Path) -> DatasetInfo | None:
+    """The dataset whose installed Debian package folder `folder` is; None for any other folder.
+
+    Whoever reads such a folder, by any path, checks every file against the dataset's pinned content
+    SHA-256s and refuses a mismatch (`mnistlab.data.load_split`).
+    """
+    for info in DATASETS.values():
+        system = system_folder(info)
+        if system is not None and system.resolve() == folder.resolve():
+            return info
+    return None
+
+
+class LinkedFileError(NotRegularFileError):
+    """`open_unlinked_file` met a symbolic link (or an entry swapped for another file while it was opened)."""
+
+    def __init__(self):
+        OSError.__init__(self, "not a regular file (a symbolic link)")
+        self.file_type, self.kind = stat.S_IFLNK, "a symbolic link"
+
+
+def open_unlinked_file(path: Path) -> BinaryIO:
+    """`open_regular_file`, refusing a symbolic link too (`LinkedFileError`).
+
+    A package installs regular files, so a link in its folder points somewhere nobody checked. The
+    entry is read with lstat and the opened file must be that same inode: a swap between the two is caught.
+    """
+    entry = os.lstat(path)
+    if stat.S_ISLNK(entry.st_mode):
+        raise LinkedFileError()
+    file = open_regular_file(path)
+    opened = os.fstat(file.fileno())
+    if (opened.st_dev, opened.st_ino) != (entry.st_dev, entry.st_ino):
+        file.close()
+        raise LinkedFileError()
+    return file
+
+
 def dataset_folder(info: DatasetInfo, root: Path | None = None) -> Path:
     """Where a dataset's files are: the copy bundled with mnistlab (MNIST), else its cache folder under `root`."""
     if info.bundled:
@@ -66,13 +142,33 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def content_sha256_of(path: Path) -> str:
-    """The SHA-256 of a regular .gz file's decompressed content (how the recompressed bundled copy is known)."""
+def content_problems(info: DatasetInfo, folder: Path) -> dict[str, str | None]:
+    """{file name: None, or why it is not the pinned file} for each of the dataset's four .gz files in `folder`.
+
+    Each is decompressed and its content's SHA-256 compared with `info.content_sha256` (how a copy with
+    recompressed .gz files is known: the bundled one, Debian's). A symbolic link, a FIFO or any other
+    file that is not regular is refused unopened; a missing file reads "missing".
+    """
+    return {f"{stem}.gz": _content_problem(folder / f"{stem}.gz", info.content_sha256[stem]) for stem in FILE_STEMS}
+
+
+def _content_problem(path: Path, sha256: str) -> str | None:
     digest = hashlib.sha256()
-    with open_regular_file(path) as file, gzip.GzipFile(fileobj=file) as content:
-        while chunk := content.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    try:
+        with open_unlinked_file(path) as file, gzip.GzipFile(fileobj=file) as content:
+            while chunk := content.read(1 << 20):
+                digest.update(chunk)
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except NotRegularFileError as e:
+        return f"is {e.kind}, not a regular file"
+    except (EOFError, zlib.error, gzip.BadGzipFile):
+        return "is not a whole gzip file (truncated or corrupt)"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if digest.hexdigest() != sha256:
+        return "its content differs from the pinned SHA-256 (changed or truncated)"
+    return None
 
 
 def file_status(info: DatasetInfo, folder: Path | None = None) -> dict[str, str]:
@@ -82,17 +178,16 @@ def file_status(info: DatasetInfo, folder: Path | None = None) -> dict[str, str]
     file; the bundled copy, whose files are recompressed, by the SHA-256 of each file's content.
     """
     folder = folder or dataset_folder(info)
-    if info.md5:
-        expected, digest_of = info.md5, md5_of
-    else:
-        expected, digest_of = {f"{stem}.gz": sha for stem, sha in info.content_sha256.items()}, content_sha256_of
+    if not info.md5:
+        return {name: "ok" if problem is None else "missing" if problem == "missing" else "corrupt"
+                for name, problem in content_problems(info, folder).items()}
     status = {}
-    for name, digest in expected.items():
+    for name, digest in info.md5.items():
         try:
-            status[name] = "ok" if digest_of(folder / name) == digest else "corrupt"
+            status[name] = "ok" if md5_of(folder / name) == digest else "corrupt"
         except (FileNotFoundError, NotADirectoryError):  # NotADirectory: the cache root is a file
             status[name] = "missing"
-        except (OSError, EOFError, zlib.error):  # a folder or FIFO of that name, no permission, a broken .gz
+        except OSError:  # a folder or FIFO of that name, no permission
             status[name] = "corrupt"
     return status
 

@@ -77,11 +77,12 @@ def add_data_dir_flag(parser: argparse.ArgumentParser, run_dataset: bool = False
     parser.add_argument("--dataset", choices=list_datasets(),
                         default=None if run_dataset else fallback, metavar="NAME",
                         help=(f"{names}; must be the run's own (default: the dataset the run was trained on)"
-                              if run_dataset else f"{names}; all but mnist are downloaded on first use into "
+                              if run_dataset else f"{names}; fashion-mnist is read from Debian's dataset-fashion-mnist "
+                              "when installed; the others but mnist are downloaded on first use into "
                               f"$MNISTLAB_DATA_DIR, else your cache folder (default: {fallback})"))
     parser.add_argument("--data-dir", metavar="DIR",
                         help="read the dataset's four IDX files, raw or .gz, from DIR as they are, no download "
-                             "(default: mnist's bundled copy, or the download cache)")
+                             "(default: mnist's bundled copy, a Debian package's folder, or the download cache)")
 
 
 def add_data_flags(parser: argparse.ArgumentParser, run_dataset: bool = True) -> None:

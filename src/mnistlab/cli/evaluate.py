@@ -37,13 +37,13 @@ def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     model = load_model(args.checkpoint, device=args.device)
     if args.images:  # an exported file's path imports no torch
         return evaluate_images(model, args.images, args.json)
+    from ..downloads import describe_source
     from ..runs import evaluate_model
 
     result = evaluate_model(model, dataset=args.dataset, data_dir=args.data_dir, batch_size=args.test_batch_size)
     info = result.dataset
     print(f"{model.path}: {model.model_name} ({model.parameter_count:,} parameters) on {result.where}")
-    origin = f"--data-dir {args.data_dir}" if args.data_dir else "the bundled copy" if info.bundled else "the cache"
-    print(f"{info.title} test set, from {origin}")
+    print(f"{info.title} test set, from {describe_source(info, args.data_dir)}")
     print(f"test loss {result.loss:.4f}  test accuracy {result.accuracy:.2%} ({result.correct}/{result.size})")
     recorded = model.metrics.get("test_acc")
     if recorded is not None:
