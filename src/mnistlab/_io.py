@@ -31,24 +31,28 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 RUN_FILES_HINT = "use --overwrite (overwrite=True) to replace it, or choose another folder"
 
 
-def open_regular_file(path: str | os.PathLike) -> BinaryIO:
+def open_regular_file(path: str | os.PathLike, *, follow_symlinks: bool = True) -> BinaryIO:
     """Open `path` for reading in binary if it is a regular file; `NotRegularFileError` otherwise, never a hang.
 
     O_NONBLOCK makes opening a FIFO return instead of waiting for a writer (it does nothing to a regular
     file), and the type is read from the opened descriptor (fstat), so a file swapped in after a check
     cannot slip by. Other failures (no such file, no permission) raise as `os.open` raises them; a path
-    holding a NUL byte raises ValueError.
+    holding a NUL byte raises ValueError. With `follow_symlinks=False` a symbolic link is refused too,
+    by the same open (O_NOFOLLOW), so a link swapped in after a check cannot slip by either: a package
+    installs regular files, and a link in its folder points somewhere nobody checked.
     """
     flags = (os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
-             | getattr(os, "O_BINARY", 0))
+             | getattr(os, "O_BINARY", 0) | (0 if follow_symlinks else os.O_NOFOLLOW))
     try:
         fd = os.open(path, flags)
     except OSError as e:
+        if e.errno == errno.ELOOP and not follow_symlinks and os.path.islink(path):
+            raise NotRegularFileError(stat.S_IFLNK) from None
         if e.errno != errno.ENXIO:  # ENXIO: a socket (or a device with nothing behind it)
             raise
         fd = None
     try:
-        mode = os.stat(path).st_mode if fd is None else os.fstat(fd).st_mode
+        mode = os.stat(path, follow_symlinks=follow_symlinks).st_mode if fd is None else os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise NotRegularFileError(stat.S_IFMT(mode))
         return os.fdopen(fd, "rb")

@@ -26,7 +26,7 @@ import torch
 from ._io import NotRegularFileError, open_regular_file
 from .datasets import BUNDLED_ROOT, MNIST_MEAN, MNIST_STD, SPLIT_FILES, DatasetInfo, get_dataset
 from .datasets import MNIST as MNIST_INFO
-from .downloads import CACHE_ENV, fetch, file_status, open_unlinked_file, source_kind, system_dataset, system_folder
+from .downloads import CACHE_ENV, fetch, file_status, source_kind, system_dataset, system_folder
 from .errors import DataError
 from .limits import IMAGE_SIZE, NUM_CLASSES
 
@@ -91,9 +91,9 @@ def read_idx(path: str | Path, digest=None, *, follow_symlinks: bool = True) -> 
     or device is refused unopened (never a hang), and a symbolic link too unless `follow_symlinks`.
     """
     path = Path(path)
-    opener = open_regular_file if follow_symlinks else open_unlinked_file
     try:
-        with opener(path) as file, gzip.GzipFile(fileobj=file) if path.suffix == ".gz" else nullcontext(file) as stream:
+        with (open_regular_file(path, follow_symlinks=follow_symlinks) as file,
+              gzip.GzipFile(fileobj=file) if path.suffix == ".gz" else nullcontext(file) as stream):
             return _read_idx_stream(stream, str(path), digest)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None

@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import shutil
-import stat
 import sys
 import tempfile
 import time
@@ -27,7 +26,6 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
 
 from ._io import NotRegularFileError, make_folders, open_regular_file, remove_folders
 from .datasets import BUNDLED_ROOT, DATASETS, FILE_STEMS, SYSTEM_ROOT, DatasetInfo
@@ -101,31 +99,6 @@ def system_dataset(folder: Path) -> DatasetInfo | None:
     return None
 
 
-class LinkedFileError(NotRegularFileError):
-    """`open_unlinked_file` met a symbolic link (or an entry swapped for another file while it was opened)."""
-
-    def __init__(self):
-        OSError.__init__(self, "not a regular file (a symbolic link)")
-        self.file_type, self.kind = stat.S_IFLNK, "a symbolic link"
-
-
-def open_unlinked_file(path: Path) -> BinaryIO:
-    """`open_regular_file`, refusing a symbolic link too (`LinkedFileError`).
-
-    A package installs regular files, so a link in its folder points somewhere nobody checked. The
-    entry is read with lstat and the opened file must be that same inode: a swap between the two is caught.
-    """
-    entry = os.lstat(path)
-    if stat.S_ISLNK(entry.st_mode):
-        raise LinkedFileError()
-    file = open_regular_file(path)
-    opened = os.fstat(file.fileno())
-    if (opened.st_dev, opened.st_ino) != (entry.st_dev, entry.st_ino):
-        file.close()
-        raise LinkedFileError()
-    return file
-
-
 def dataset_folder(info: DatasetInfo, root: Path | None = None) -> Path:
     """Where a dataset's files are: the copy bundled with mnistlab (MNIST), else its cache folder under `root`."""
     if info.bundled:
@@ -155,7 +128,7 @@ def content_problems(info: DatasetInfo, folder: Path) -> dict[str, str | None]:
 def _content_problem(path: Path, sha256: str) -> str | None:
     digest = hashlib.sha256()
     try:
-        with open_unlinked_file(path) as file, gzip.GzipFile(fileobj=file) as content:
+        with open_regular_file(path, follow_symlinks=False) as file, gzip.GzipFile(fileobj=file) as content:
             while chunk := content.read(1 << 20):
                 digest.update(chunk)
     except (FileNotFoundError, NotADirectoryError):

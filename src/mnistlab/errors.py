@@ -10,7 +10,7 @@ import stat
 
 # What a path that is not a regular file is, by its `stat.S_IFMT` type, for messages.
 FILE_TYPE_NAMES = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
-                   stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+                   stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFLNK: "a symbolic link"}
 
 
 class MnistlabError(Exception):
@@ -70,7 +70,8 @@ class ForeignRecordError(SchemaError):
 
 
 class NotRegularFileError(OSError):
-    """`_io.open_regular_file` met a folder, FIFO, socket or device; `file_type` is its `stat.S_IFMT` value."""
+    """`_io.open_regular_file` met a folder, FIFO, socket, device (or a symbolic link it was told not to follow);
+    `file_type` is its `stat.S_IFMT` value."""
 
     def __init__(self, file_type: int):
         self.file_type = file_type
