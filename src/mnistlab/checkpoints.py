@@ -9,6 +9,7 @@ memory), and only then reads the weights, refusing any that are not finite.
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,6 +58,7 @@ CONFIG_FILE = "config.json"
 FORMAT = "mnistlab.checkpoint"
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 1 << 20  # a safetensors header lists each tensor in ~100 bytes; safetensors itself allows 100 MB
+COMMAND_MAX = 1 << 16  # the command line a run was trained with, as config.json records it
 MAX_PROBLEMS = 5  # weights that do not fit: list this many, then count the rest
 
 # The fields of config.json, and those shared with metrics.json (report.py). Each field's type and
@@ -84,6 +86,9 @@ CONFIG_SCHEMA = Obj({
     "format_version": Choice((FORMAT_VERSION,)),
     "mnistlab_version": VERSION,
     "torch_version": VERSION,
+    "python_version": VERSION,  # these three: since 0.1.0's pretrained weights; older folders lack them
+    "numpy_version": VERSION,
+    "command": Text(max_length=COMMAND_MAX, one_line=False),  # the `mnistlab train ...` line, shell-quoted
     # The arguments are checked against the named model's own schema (`models.model_arguments`) next.
     "model": MODEL,
     "normalization": NORMALIZATION,
@@ -161,14 +166,20 @@ class Checkpoint(Recorded):
 
 
 def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mean: float, std: float,
-                     dataset: dict, metrics: dict, train_config: dict) -> dict[str, bytes]:
-    """A checkpoint's two files as bytes: {WEIGHTS_FILE: the weights, CONFIG_FILE: the config that vouches for them}."""
+                     dataset: dict, metrics: dict, train_config: dict, command: str | None = None) -> dict[str, bytes]:
+    """A checkpoint's two files as bytes: {WEIGHTS_FILE: the weights, CONFIG_FILE: the config that vouches for them}.
+
+    `command`: the command line that made it (shell-quoted), recorded when given.
+    """
     weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "mnistlab_version": __version__,
         "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "numpy_version": np.__version__,
+        **({"command": command} if command is not None else {}),
         "model": {"name": model_name, "args": model_args},
         "normalization": {"mean": mean, "std": std},
         "dataset": dataset,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -95,7 +96,7 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     target, before = Path(config.out), _identity(Path(config.out))
     pictures = RunPictures(report=not args.no_report)
     try:
-        run = train(config, before_publish=pictures)
+        run = train(config, before_publish=pictures, command=shlex.join(["mnistlab", *args.argv]))
         print(f"saved {run.dir}  (test accuracy {run.final.test_acc:.2%}, {run.wall_seconds:.1f}s on {run.device})")
         if run.config.stop_at is not None:
             print(f"target {run.config.stop_at:.2%}: " + (
