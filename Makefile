@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench
+.PHONY: install demo test bench pretrained
 install: $(VENV)/.installed
 
 # torch is pinned by constraints.txt (the CPU wheel); the package itself asks for torch>=2.2.
@@ -21,9 +21,14 @@ demo: install
 	$(BIN)/mnistlab evaluate runs/demo
 
 test: install
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples scripts
 	$(BIN)/python -m pytest -q
 
 bench: install
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/robustness.py
+
+# Re-train the pretrained weights in src/mnistlab/pretrained/ with `mnistlab train` and rewrite their pins
+# (docs/pretrained.md; ~10 minutes on 2 quiet cores).
+pretrained: install
+	$(BIN)/python scripts/make_pretrained.py

@@ -29,6 +29,7 @@ from .datasets import DIGIT_CLASSES, layout_of, recorded_name
 from .device import resolve_device
 from .errors import MnistlabError
 from .models import create_model, model_arguments
+from .pretrained import resolve
 from .schema import (
     CLASSES,
     MODEL,
@@ -330,13 +331,14 @@ def _build(name: str, args: dict, where: Path) -> nn.Module:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild a model from a checkpoint folder (or its config.json / model.safetensors).
+    """Rebuild a model from a checkpoint folder (or its config.json / model.safetensors), or from the
+    pretrained weights `pretrained:NAME` (`mnistlab.pretrained`; their files are checked against their pins).
 
     The model comes back in eval mode on `device` ('auto' picks one). Any problem with the
     files raises `CheckpointError` with a one-line message naming the file and the field,
     before any memory is spent on weights that would not fit.
     """
-    folder = _resolve_folder(Path(path))
+    folder = _resolve_folder(resolve(path))
     config = _read_config(folder / CONFIG_FILE)
     header = _read_header(folder / WEIGHTS_FILE)
     name, args = config["model"]["name"], config["model"]["args"]

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from .pretrained import resolve
+
 if TYPE_CHECKING:
     from .prediction import Prediction, Source
 
@@ -97,16 +99,18 @@ def is_onnx_path(path: str | os.PathLike) -> bool:
 
 
 def load_model(path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None) -> Classifier:
-    """A checkpoint (run folder, config.json or model.safetensors) or an exported `.onnx` file.
+    """A checkpoint (run folder, config.json or model.safetensors), pretrained weights (`pretrained:cnn`,
+    see `mnistlab.pretrained`), or an exported `.onnx` file.
 
     Args:
-        path: the run folder or file; a name ending in `.onnx` is read as an exported model.
+        path: the run folder or file, or `pretrained:NAME`; a name ending in `.onnx` is read as an exported model.
         device: where a checkpoint's model runs ('auto' picks one); an ONNX file runs on the CPU.
         threads: an ONNX model's threads per inference (default: the CPU cores this process may use).
 
     Raises:
-        CheckpointError, OnnxModelError: one line naming the file and what is wrong with it.
+        CheckpointError, OnnxModelError, PretrainedError: one line naming the file (or name) and what is wrong.
     """
+    path = resolve(path)  # the pretrained folder, its files checked against their pins; a path as it is
     if is_onnx_path(path):
         from .onnx_model import load_onnx
 

@@ -13,6 +13,10 @@ class OutputError(MnistlabError, OSError):
     """An output cannot be written where it was asked for: a bad path, no permission, a full disk."""
 
 
+class PretrainedError(MnistlabError, ValueError):
+    """An unknown `pretrained:` name, or a pretrained folder whose files are not the pinned ones."""
+
+
 def escape(text: str) -> str:
     """`text` with what a terminal would act on or hide made visible, as Python writes it in a string:
     a newline as \\n, a tab as \\t, ESC as \\x1b, a byte that is not UTF-8 (from a file name) as

@@ -29,6 +29,7 @@ from .datasets import recorded_name
 from .errors import MnistlabError
 from .limits import IMAGE_SIZE, NUM_CLASSES
 from .onnx_model import FORMAT, FORMAT_VERSION, INPUT_CONVENTIONS, INPUT_DTYPES, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
+from .pretrained import outputs_folder
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}  # format → its default file name in the run folder
 INPUTS = {"uint8": "uint8", "float": "float32"}  # --input → the metadata's dtype
@@ -46,7 +47,7 @@ class ExportConfig:
 
     format: str = "onnx"  # "onnx" or "torchscript"
     input: str = "uint8"  # ONNX only: "uint8" (0-255) or "float" (0-1); TorchScript takes both
-    out: str | None = None  # default: FORMATS[format] in the run folder
+    out: str | None = None  # default: FORMATS[format] in the run folder (the current folder for pretrained weights)
 
 
 class Deployable(nn.Module):
@@ -103,7 +104,7 @@ def export(run: str | Path, config: ExportConfig = ExportConfig()) -> Path:
     if config.format not in FORMATS or config.input not in INPUTS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)} and input one of {', '.join(INPUTS)}")
     checkpoint = load_checkpoint(run, device="cpu")
-    out = check_output_file(config.out or checkpoint.path / FORMATS[config.format])
+    out = check_output_file(config.out or outputs_folder(checkpoint.path) / FORMATS[config.format])
     if out.resolve() in {(checkpoint.path / name).resolve() for name in (CONFIG_FILE, WEIGHTS_FILE)}:
         raise ExportError(f"{out}: is the checkpoint's own file; export to another name")
     wrapper = Deployable(checkpoint.model, checkpoint.mean, checkpoint.std).eval()

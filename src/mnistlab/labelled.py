@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._io import refuse_pretrained_dir
 from .datasets import DIGIT_CLASSES
-from .errors import MnistlabError
+from .errors import MnistlabError, OutputError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -178,6 +179,10 @@ def check_collect_folder(folder: str | Path) -> Path:
         LabelledError: `folder` is a file or a device, or cannot be created or written in.
     """
     folder = Path(folder)
+    try:
+        refuse_pretrained_dir(folder)
+    except OutputError as e:
+        raise LabelledError(str(e)) from None
     probe = folder / f".probe-{secrets.token_hex(4)}"
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 from PIL import Image
 
-from ._io import FILE_TYPE_NAMES, atomic_path, progress_bar
+from ._io import FILE_TYPE_NAMES, atomic_path, progress_bar, refuse_pretrained_dir
 from .datasets import DIGIT_CLASSES
 from .errors import MnistlabError, OutputError, escape, escape_char
 from .preprocessing import IMAGE_SUFFIXES, ImageLike, load_image, preprocess_array
@@ -223,6 +223,7 @@ def check_output_folder(folder: str | os.PathLike) -> Path:
         OutputError: it is a file (or other non-folder), or neither it nor its parent can be written.
     """
     folder = Path(folder)
+    refuse_pretrained_dir(folder)
     shown = escape(str(folder))
     existing = folder
     while not os.path.lexists(existing) and existing != existing.parent:

@@ -32,6 +32,7 @@ from .plots import (
     save_png,
     training_curves,
 )
+from .pretrained import outputs_folder, resolve
 from .schema import Json, ListOf, MapOf, MissingFileError, Nullable, Number, Obj, SchemaError, Text, read_json
 from .training import METRICS_FILE
 
@@ -66,7 +67,7 @@ def load_metrics(run: str | Path) -> dict:
     The file is read bounded and strict (`mnistlab.schema.read_json`) and checked against
     `METRICS_SCHEMA`; epochs must count up. Any problem raises `MetricsError` naming the field.
     """
-    path = Path(run)
+    path = resolve(run)  # `pretrained:NAME`: the package's folder, its files checked against their pins
     try:
         if path.is_dir():
             path = path / METRICS_FILE
@@ -210,13 +211,14 @@ def write_report(run_dir: str | Path, predictions: SplitPredictions | None = Non
             does); otherwise they are computed from the checkpoint on `device`, with the test split
             read from `data_dir` (default: the run's dataset, bundled or cached); `dataset`, when given,
             must be the run's.
+        out: the file to write (default: report.html in the run folder; in the current folder for
+            pretrained weights, `pretrained:NAME`).
     """
-    run_dir = Path(run_dir)
     metrics = load_metrics(run_dir)
     if predictions is None:
         predictions = predictions_for_run(run_dir, data_dir, device, batch_size, dataset)
-    page = render_report(run_dir, metrics, report_figures(metrics, predictions))
-    path = Path(out) if out else run_dir / REPORT_FILE
+    page = render_report(Path(run_dir), metrics, report_figures(metrics, predictions))
+    path = Path(out) if out else outputs_folder(run_dir) / REPORT_FILE
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path

@@ -19,13 +19,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                     "probabilities (N, 10): the normalisation and the softmax are inside. Its metadata names "
                     "the classes and the input convention. "
                     "ONNX needs the export extra: pip install 'mnistlab[export]'.")
-    export.add_argument("run", metavar="RUN", help="the run folder to export")
+    export.add_argument("run", metavar="RUN", help="the run folder to export, or pretrained:NAME (`mnistlab models`)")
     export.add_argument("--format", choices=FORMATS, default="onnx",
                         help="onnx (for onnxruntime, no PyTorch) or torchscript (torch.jit.load) (default: onnx)")
     export.add_argument("--input", choices=INPUTS, default="uint8",
                         help="ONNX input: uint8 pixels 0-255 or float 0-1; TorchScript takes both (default: uint8)")
     export.add_argument("--out", type=output_path, metavar="FILE",
-                        help="file to write (default: RUN/model.onnx or RUN/model.pt)")
+                        help="file to write (default: RUN/model.onnx or RUN/model.pt; for pretrained:NAME, that "
+                             "file name in the current folder)")
     export.set_defaults(handler=cmd_export)
 
 

@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 from ..errors import MnistlabError
+from ..pretrained import PREFIX
 from ._args import float_in, int_in
 
 RUNS_DIR = Path("runs")
+DEFAULT_PRETRAINED = "cnn"  # served when no run is named and ./runs holds none
 MAX_UPLOAD_MB = 2.0  # mirror of serving.MAX_UPLOAD_BYTES in MiB, so that --help needs no fastapi
 
 
@@ -19,8 +21,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         description="Serve a web page to draw a digit on and watch the model read it, and a JSON API "
                     "(POST /api/predict; docs at /docs). Needs the serve extra: pip install 'mnistlab[serve]'.")
     serve.add_argument("run", nargs="?", metavar="RUN",
-                       help=f"the run folder to serve, or an exported .onnx file (run by onnxruntime, without "
-                            f"PyTorch) (default: the newest run folder under ./{RUNS_DIR})")
+                       help=f"the run folder to serve, pretrained:NAME (`mnistlab models`), or an exported .onnx "
+                            f"file (run by onnxruntime, without PyTorch) (default: the newest run folder under "
+                            f"./{RUNS_DIR}; with none there, {PREFIX}{DEFAULT_PRETRAINED})")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on; anything but loopback exposes the server (default: 127.0.0.1)")
     serve.add_argument("--port", type=int_in(0, 65535), default=8000, metavar="N",
@@ -32,13 +35,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     serve.set_defaults(handler=cmd_serve)
 
 
-def newest_run(runs: Path = RUNS_DIR) -> Path:
-    """The run folder under `runs` whose config.json was written last."""
+def newest_run(runs: Path = RUNS_DIR) -> Path | None:
+    """The run folder under `runs` whose config.json was written last; None if there is none."""
     configs = [p for p in runs.glob("*/config.json") if p.is_file()] if runs.is_dir() else []
-    if not configs:
-        raise MnistlabError(f"no run folder under ./{runs}; train one with `mnistlab train --out {runs}/demo` "
-                            "(or `make demo`), or name one: mnistlab serve RUN")
-    return max(configs, key=lambda p: p.stat().st_mtime).parent
+    return max(configs, key=lambda p: p.stat().st_mtime).parent if configs else None
 
 
 def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -48,7 +48,14 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise MnistlabError(f"mnistlab serve needs the serve extra ({e.name} is missing): "
                             "pip install 'mnistlab[serve]'") from None
 
-    run = Path(args.run) if args.run else newest_run()
+    run = args.run or newest_run()
+    if run is None:  # nothing trained yet: the pretrained cnn, so that a newcomer can draw at once
+        from ..pretrained import describe
+
+        run = f"{PREFIX}{DEFAULT_PRETRAINED}"
+        print(f"mnistlab: no run folder under ./{RUNS_DIR}, so serving the pretrained weights {run} "
+              f"({describe(DEFAULT_PRETRAINED).test_acc:.2%} on MNIST's test set); train your own with "
+              f"`mnistlab train --out {RUNS_DIR}/demo`, or name one: mnistlab serve RUN", file=sys.stderr, flush=True)
     app = create_app(run, collect_dir=args.collect, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
     sock = bind(args.host, args.port)
     if not is_loopback(args.host):

@@ -1,0 +1,149 @@
+"""Pretrained weights shipped inside the package, named `pretrained:NAME` wherever a run folder is taken.
+
+Each model is an ordinary run folder under `mnistlab/pretrained/NAME/` (model.safetensors,
+config.json, metrics.json), made by `mnistlab train` itself: its config.json records the exact
+command line, the seed, the versions and the SHA-256 of the data it saw. Every file's SHA-256 is
+pinned below, and `resolve` checks them before a loader reads a byte of the folder, so an altered
+install refuses in one line instead of serving other weights. `make pretrained`
+(scripts/make_pretrained.py) re-creates the folders and rewrites the pins.
+
+This module imports no torch: `mnistlab models` and `serve`'s messages read it cheaply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import _io
+from .errors import PretrainedError
+from .schema import read_json
+
+PREFIX = "pretrained:"
+SHOWN_NAME_MAX = 40  # characters of an unknown name repeated in the error (a name may be any length)
+MAX_FILE_BYTES = 8 << 20  # the largest pinned file is ~0.9 MB; a bigger one is not ours, whatever its hash
+
+# The SHA-256 of every file of each model's folder. Written by `make pretrained`; do not edit by hand.
+# BEGIN PINS
+PINS: dict[str, dict[str, str]] = {
+}
+# END PINS
+
+
+@dataclass(frozen=True)
+class PretrainedInfo:
+    """What `mnistlab models` shows of one pretrained model, read off its (verified) config.json."""
+
+    name: str  # "cnn": the model is `pretrained:cnn`
+    model: str  # the registered architecture
+    test_acc: float  # recorded accuracy on the dataset's test set (0-1)
+    dataset: str
+    recipe: str | None
+    seed: int
+    command: str | None  # the `mnistlab train ...` line that made it
+
+
+def list_pretrained() -> list[str]:
+    """The names of the pretrained models, e.g. ["cnn", "cnn_small", "mlp"] (each used as `pretrained:NAME`)."""
+    return list(PINS)
+
+
+def is_pretrained_name(name_or_path: object) -> bool:
+    """Whether the argument is written as a pretrained name (`pretrained:...`), known or not.
+
+    A `Path` made from such text counts too, as library code often wraps what it was given; a folder
+    that is really named so is reached by another spelling of its path (`/abs/pretrained:x`).
+    """
+    text = os.fspath(name_or_path) if isinstance(name_or_path, str | os.PathLike) else None
+    return isinstance(text, str) and text.startswith(PREFIX)
+
+
+def resolve(name_or_path: str | os.PathLike, *, root: Path | None = None) -> Path:
+    """`pretrained:NAME` → the package's folder of that model, after checking every file against its pin.
+
+    Any other argument passes through unchanged (as a `Path`), except that a path into the package's
+    own pretrained folder is checked the same way. `root`: where the folders are (tests use a copy).
+
+    Raises:
+        PretrainedError: an unknown name (the message lists the valid ones), or a missing or altered file.
+    """
+    root = _io.PRETRAINED_DIR if root is None else Path(root)
+    if not is_pretrained_name(name_or_path):
+        path = Path(name_or_path)
+        name = _inside(path, root)
+        if name is not None:
+            _verify(name, root / name)
+        return path
+    name = os.fspath(name_or_path)[len(PREFIX):]
+    if name not in PINS:
+        shown = name if len(name) <= SHOWN_NAME_MAX else f"{name[:SHOWN_NAME_MAX]}..."
+        raise PretrainedError(f"no pretrained model named {shown!r} ({PREFIX}NAME); choose from: "
+                              f"{', '.join(PREFIX + known for known in PINS)}")
+    folder = root / name
+    _verify(name, folder)
+    return folder
+
+
+def describe(name: str, *, root: Path | None = None) -> PretrainedInfo:
+    """The recorded facts of `pretrained:NAME` (verified first)."""
+    folder = resolve(PREFIX + name, root=root)
+    config = read_json(folder / "config.json")  # pinned: its content is the one `make pretrained` wrote
+    train_config = config.get("train_config", {})
+    return PretrainedInfo(name=name, model=config["model"]["name"], test_acc=config["metrics"]["test_acc"],
+                          dataset=config["dataset"]["name"], recipe=train_config.get("recipe"),
+                          seed=train_config["seed"], command=config.get("command"))
+
+
+def outputs_folder(run: str | os.PathLike) -> Path:
+    """Where a command puts the files it writes by default for `run` (a run folder or one of its files): the
+    run's folder, but the current folder for pretrained weights, which belong to the install and are never
+    written into."""
+    if is_pretrained_name(run):
+        return Path()
+    path = Path(run)
+    try:
+        folder = path.parent if path.is_file() else path
+    except OSError:  # a name too long, say: reading the run reports it in one line
+        return path
+    return Path() if _inside(folder) is not None else folder
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _inside(path: Path, root: Path | None = None) -> str | None:
+    """The pretrained model whose folder `path` is or lies in (under `root`), else None."""
+    root = _io.PRETRAINED_DIR if root is None else root
+    for spelled in (os.path.abspath, os.path.realpath):  # as written, and with links followed: either counts
+        try:
+            relative = Path(spelled(path)).relative_to(os.path.realpath(root))
+        except (ValueError, OSError):
+            continue
+        if relative.parts and relative.parts[0] in PINS:
+            return relative.parts[0]
+    return None
+
+
+def _verify(name: str, folder: Path) -> None:
+    """Every pinned file of `pretrained:NAME` is in `folder`, a regular file, and has its pinned SHA-256."""
+    reinstall = "the installed package was altered or is incomplete; reinstall mnistlab"
+    for file_name, pinned in PINS[name].items():
+        path = folder / file_name
+        try:
+            if not path.is_file() or path.is_symlink():
+                raise PretrainedError(f"{PREFIX}{name}: {path} is missing or not a regular file ({reinstall})")
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise PretrainedError(f"{PREFIX}{name}: {path} is larger than any pretrained file ({reinstall})")
+            digest = file_sha256(path)
+        except OSError as e:
+            raise PretrainedError(f"{PREFIX}{name}: {path} cannot be read ({e.strerror or e})") from None
+        if digest != pinned:
+            raise PretrainedError(f"{PREFIX}{name}: {path} does not match its pinned SHA-256 ({reinstall})")
+
