@@ -73,6 +73,7 @@ def install(name: str, run: Path) -> dict[str, str]:
 
     TARGET.mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=TARGET, prefix=f".{name}.tmp-"))
+    staging.chmod(0o755)  # mkdtemp's folder is private; an installed package's is readable by all
     for file in SHIPPED:
         shutil.copyfile(run / file, staging / file)
     old = TARGET / name

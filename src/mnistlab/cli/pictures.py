@@ -65,7 +65,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                             "metrics.json; several runs are overlaid to compare them.")
     curves.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their metrics.json files)")
     add_output_flags(curves, "RUN/curves.png for one run, curves.png in the current folder for several "
-                                      "or for pretrained weights")
+                             "or for pretrained weights")
     curves.set_defaults(handler=cmd_plot_curves)
 
     confusion = figures.add_parser("confusion", help="the confusion matrix on the test set",
