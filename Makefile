@@ -1,18 +1,20 @@
 # mnistlab's two set-up commands (README): each creates .venv on first use.
 #   make demo   train the default model on the bundled MNIST, evaluate it, write the pictures
-#   make test   lint and run the test suite (what CI runs)
+#   make test   lint (ruff, and import-linter for the layers), build the docs site strictly and run the test suite
+#               (what CI runs)
+#   make docs   build the docs site into site/
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench pretrained
+.PHONY: install demo test docs bench pretrained
 install: $(VENV)/.installed
 
 # torch is pinned by constraints.txt (the CPU wheel); the package itself asks for torch>=2.2.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@echo "installing mnistlab and torch into $(VENV) (about a minute, once)..."
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --progress-bar on -c constraints.txt -e '.[test,serve]'
+	$(BIN)/python -m pip install --progress-bar on -c constraints.txt -e '.[test,serve,docs]'
 	touch $@
 
 # `mnistlab train` also writes runs/demo/curves.png and runs/demo/report.html (every figure).
@@ -22,7 +24,13 @@ demo: install
 
 test: install
 	$(BIN)/ruff check src tests benchmarks examples scripts
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+# mkdocs.yml: docs/ → site/; --strict turns a broken link, a missing page or a page left out of the nav into a failure.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: install
 	$(BIN)/python benchmarks/train_speed.py

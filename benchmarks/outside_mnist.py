@@ -7,7 +7,7 @@ blocks of 0-16 ink counts. Each digit is drawn as a 64×64 grey image (dark ink 
 as a scan would be; bicubic enlargement of the 8×8 grid), then classified twice:
 
 (a) naive resize: the image resized to 28×28, inverted to white on black, normalised, classified;
-(b) mnistlab: `Checkpoint.predict`, the same preprocessing as `mnistlab predict`.
+(b) mnistlab: `mnistlab.predict`, the same preprocessing as `mnistlab predict`.
 
 The 8×8 grid is coarse: strokes come out blurred and blocky, so this is a hard, real test of
 reading other people's digits, not a stand-in for sharp photos. It needs scikit-learn (the
@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 import mnistlab
+from mnistlab import predict
 from mnistlab.data import normalize
 
 SIZE = 64  # pixels of each drawn digit: a small scan
@@ -51,7 +52,7 @@ def naive_accuracy(checkpoint: mnistlab.Checkpoint, images: list[Image.Image], l
 def mnistlab_accuracy(checkpoint: mnistlab.Checkpoint, images: list[Image.Image],
                       labels: np.ndarray) -> tuple[float, int]:
     """Accuracy over every image (an image that fails counts as wrong), and how many failed."""
-    predictions = checkpoint.predict(images, batch_size=512, progress=False)
+    predictions = predict(checkpoint, images, batch_size=512, progress=False)
     right = sum(p.ok and p.label == label for p, label in zip(predictions, labels, strict=True))
     return right / len(labels), sum(not p.ok for p in predictions)
 

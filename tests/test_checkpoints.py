@@ -4,7 +4,8 @@ import shutil
 import pytest
 import torch
 
-from mnistlab.checkpoints import CheckpointError, load_checkpoint
+from mnistlab import CheckpointError
+from mnistlab.checkpoints import load_checkpoint
 from mnistlab.data import load_mnist
 from mnistlab.training import TrainConfig, evaluate, train
 

@@ -1,3 +1,4 @@
+import argparse
 import dataclasses
 import os
 import re
@@ -9,7 +10,7 @@ import time
 import pytest
 
 import mnistlab
-from mnistlab.cli import DEFAULTS, build_parser, main
+from mnistlab.cli import build_parser, main
 from mnistlab.cli.train import train_config
 from mnistlab.training import TrainConfig
 
@@ -31,9 +32,7 @@ def test_help_and_version_do_not_import_torch():
     assert "--top-k N" in result.stdout and "--save-preprocessed DIR" in result.stdout
 
 
-def test_cli_defaults_mirror_the_library_defaults():
-    library = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    assert {k: library[k] for k in DEFAULTS} == DEFAULTS
+def test_train_without_flags_runs_the_library_defaults():
     args = build_parser().parse_args(["train"])
     assert (args.epochs, args.batch_size, args.lr) == (None, None, None)  # not given: the recipe decides
     assert dataclasses.asdict(train_config(args)) == dataclasses.asdict(TrainConfig(progress=True))
@@ -156,3 +155,54 @@ def test_a_file_name_with_a_newline_or_escape_still_gives_one_line(argv, tmp_pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("mnistlab: error: ") and "\x1b" not in err
     assert "run\\nsecond line\\x1b[31m" in err
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """(argv prefix, parser) of every command and sub-command, with the dummy positionals each one requires."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, (*path, name))
+    positionals = [a for a in parser._actions if not a.option_strings and not isinstance(a, argparse._SubParsersAction)
+                   and a.nargs != "?"]
+    if not any(isinstance(a, argparse._SubParsersAction) for a in parser._actions):
+        yield [*path, *["X" for _ in positionals]], parser
+
+
+def _numeric_flags():
+    for argv, parser in _commands(build_parser()):
+        for action in parser._actions:
+            if not action.option_strings or action.type is None or action.nargs == 0:
+                continue
+            try:
+                sample = action.type("5")
+            except (argparse.ArgumentTypeError, ValueError):
+                sample = None
+            if isinstance(sample, int | float) and not isinstance(sample, bool):
+                yield pytest.param(argv, action, id=f"{' '.join(argv)} {action.option_strings[-1]}")
+
+
+NUMERIC_FLAGS = list(_numeric_flags())
+
+
+def test_the_walk_finds_the_numeric_flags_of_every_command():
+    found = {(argv[0], action.option_strings[-1]) for argv, action in (p.values for p in NUMERIC_FLAGS)}
+    assert {("train", "--epochs"), ("predict", "--batch-size"), ("serve", "--port"), ("plot", "--rows"),
+            ("report", "--test-batch-size"), ("evaluate", "--test-batch-size")} <= found
+
+
+@pytest.mark.parametrize("argv, action", NUMERIC_FLAGS)
+def test_every_numeric_flag_is_bounded_from_its_declaration(argv, action, capsys):
+    bounds = getattr(action.type, "bounds", None)
+    assert bounds is not None and bounds.low is not None and bounds.high is not None, \
+        f"{action.option_strings[-1]} has no declared bound (use _args.bounded)"
+    if action.default is not None:
+        assert bounds.contains(action.default)
+    flag = action.option_strings[-1]
+    for huge in (str(10**30), "1e308", "-" + str(10**30)):
+        with pytest.raises(SystemExit) as info:
+            main([*argv, flag, huge])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and "Traceback" not in err, err
+        errors = [line for line in err.splitlines() if ": error: " in line]  # after argparse's usage lines
+        assert len(errors) == 1 and errors[0] == err.splitlines()[-1] and f"error: argument {flag}: " in errors[0]

@@ -122,3 +122,57 @@ def test_normalize_uint8_and_unit_floats_agree():
     torch.testing.assert_close(from_uint8, expected)
     torch.testing.assert_close(from_float, expected)
     assert torch.equal(unit, pixels.float() / 255)  # the caller's tensor is left alone
+
+
+# --- an empty split is refused in one line, where the data is read, never divided by -------------------------------
+
+def test_evaluating_no_images_is_a_data_error_not_a_division_by_zero():
+    from mnistlab.data import Split
+    from mnistlab.models import create_model
+    from mnistlab.prediction import score
+    from mnistlab.training import evaluate
+
+    empty = Split(torch.zeros((0, 28, 28), dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(DataError, match="^nothing to evaluate: the split holds no images$"):
+        evaluate(create_model("mlp", hidden=8), empty)
+
+    class Uniform:  # any Classifier: score only calls `probabilities`
+        def probabilities(self, images):
+            return np.full((len(images), 10), 0.1, np.float32)
+
+    with pytest.raises(DataError, match="^nothing to score: no images given$"):
+        score(Uniform(), np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64))
+    assert score(Uniform(), np.zeros((4, 28, 28), np.uint8), np.zeros(4, np.int64)) == pytest.approx((np.log(10), 1.0))
+
+
+def test_evaluate_on_a_data_dir_with_an_empty_test_split_exits_1_in_one_line(tiny_run, tmp_path, capsys):
+    from mnistlab.cli import main
+
+    run, data = tiny_run
+    folder = make_dataset(tmp_path / "data", n_train=8, n_test=8)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", np.zeros((0, 28, 28), np.uint8))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(0, np.uint8))
+    assert main(["evaluate", str(run), "--data-dir", str(folder), "--device", "cpu"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert f"{folder / 't10k-images-idx3-ubyte.gz'}: holds no images; the test split is empty" in err
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_evaluate_on_a_labelled_folder_with_nothing_usable_exits_1_in_one_line(as_json, tiny_run, tmp_path, capsys):
+    from mnistlab.cli import main
+
+    run, _ = tiny_run
+    (tmp_path / "mine" / "3").mkdir(parents=True)
+    (tmp_path / "mine" / "3" / "a.png").write_bytes(b"not a png")
+    (tmp_path / "mine" / "5").mkdir()
+    (tmp_path / "mine" / "5" / "b.png").write_bytes(b"")
+    argv = ["evaluate", str(run), "--images", str(tmp_path / "mine"), *(["--json"] if as_json else [])]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert err == f"mnistlab: error: {tmp_path / 'mine'}: none of the 2 images could be classified; nothing to score\n"
+    assert "not an image" in out  # each file's reason is still shown
+    (tmp_path / "mine" / "3" / "a.png").unlink()
+    (tmp_path / "mine" / "5" / "b.png").rename(tmp_path / "mine" / "5" / "b.txt")  # no image file left at all
+    assert main(argv) == 1
+    assert capsys.readouterr().err.count("\n") == 1

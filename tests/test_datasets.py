@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnistlab import datasets, downloads
+from mnistlab import datasets, downloads, load_model, predict
 from mnistlab.checkpoints import load_checkpoint
-from mnistlab.classifier import load_model
 from mnistlab.cli import main
 from mnistlab.datasets import DATASETS, FASHION_MNIST, MNIST, DataError, get_dataset
 from mnistlab.limits import CLASS_NAME_MAX, MEAN_RANGE, NUM_CLASSES, STD_RANGE
@@ -361,7 +360,7 @@ def test_predict_places_images_as_the_run_s_dataset_does(fashion_run, tmp_path, 
     image.save(picture)
     checkpoint = load_checkpoint(fashion_run)
     assert checkpoint.layout == "fill" and checkpoint.classes == FASHION_MNIST.classes
-    [prediction] = checkpoint.predict([str(picture)])
+    [prediction] = predict(checkpoint, [str(picture)])
     rows = np.nonzero(prediction.image.sum(1) > 0.5)[0]
     assert rows.max() - rows.min() + 1 == 28
     assert main(["predict", str(fashion_run), str(picture), "--json"]) == 0
@@ -371,7 +370,7 @@ def test_predict_places_images_as_the_run_s_dataset_does(fashion_run, tmp_path, 
     assert main(["export", str(fashion_run), "--out", str(tmp_path / "fashion.onnx")]) == 0
     exported = load_model(tmp_path / "fashion.onnx")
     assert exported.layout == "fill" and "Fashion-MNIST" in exported.metadata["input"]["convention"]
-    [from_onnx] = exported.predict([str(picture)])
+    [from_onnx] = predict(exported, [str(picture)])
     np.testing.assert_allclose(from_onnx.image, np.round(prediction.image * 255) / 255, atol=1 / 255)
     assert from_onnx.label == prediction.label
 

@@ -22,13 +22,12 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 import mnistlab
-import mnistlab.cli.export as cli_export
-import mnistlab.export as export_module
 import mnistlab.onnx_model as onnx_model
+from mnistlab import OnnxModelError, load_onnx, predict
 from mnistlab.cli import main
 from mnistlab.data import load_mnist
 from mnistlab.export import ExportConfig, export
-from mnistlab.onnx_model import METADATA_KEY, OnnxModelError, load_onnx
+from mnistlab.records import METADATA_KEY
 
 from .conftest import serving
 
@@ -126,10 +125,6 @@ def test_export_writes_into_the_run_folder_by_default(mnist_mlp, tmp_path, capsy
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temporary file left behind
 
 
-def test_the_cli_mirrors_the_library():
-    assert cli_export.FORMATS == export_module.FORMATS and cli_export.INPUTS == tuple(export_module.INPUTS)
-
-
 @pytest.mark.parametrize("argv, message", [
     (["export", "{tmp}/no-such-run"], "no such checkpoint"),
     (["export", "{run}", "--out", "{tmp}"], "is a folder; give a file name"),
@@ -184,7 +179,7 @@ def test_the_table_names_classes_that_are_not_digits(exported, tmp_path, capsys)
     assert main(["predict", str(tmp_path / "fashion.onnx"), str(DIGITS / "scan-0.png")]) == 0
     header, row = capsys.readouterr().out.splitlines()
     assert header.split()[:4] == ["file", "label", "class", "confidence"] and row.split()[1:3] == ["0", "T-shirt/top"]
-    [answer] = load_onnx(tmp_path / "fashion.onnx").predict(DIGITS / "scan-0.png")
+    [answer] = predict(load_onnx(tmp_path / "fashion.onnx"), DIGITS / "scan-0.png")
     assert answer.to_dict()["class"] == "T-shirt/top" and answer.to_dict()["top_k"][0]["class"] == "T-shirt/top"
 
 
@@ -197,7 +192,7 @@ def test_serve_with_onnx_answers_the_api(exported, checkpoint):
     client = TestClient(create_app(exported["float"]))
     body = (DIGITS / "paint-3.png").read_bytes()
     answer = client.post("/api/predict", content=body, headers={"Content-Type": "image/png"}).json()
-    [expected] = checkpoint.predict(DIGITS / "paint-3.png")
+    [expected] = predict(checkpoint, DIGITS / "paint-3.png")
     assert answer["label"] == expected.label == 3 and answer["class"] == "3"
     np.testing.assert_allclose(answer["probabilities"], expected.probabilities, atol=1e-4)
     info = client.get("/api/model").json()
@@ -433,7 +428,7 @@ def test_a_model_with_non_finite_output_gives_errors_not_answers(tmp_path):
     model = graph_model(metadata=record())
     model.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.full((784, 10), np.nan, np.float32), "W"))
     save(model)(tmp_path / "nan.onnx")
-    [answer] = load_onnx(tmp_path / "nan.onnx").predict(DIGITS / "paint-3.png")
+    [answer] = predict(load_onnx(tmp_path / "nan.onnx"), DIGITS / "paint-3.png")
     assert not answer.ok and answer.error.startswith("the model's output is not a number")
 
 
@@ -454,3 +449,12 @@ def test_every_registered_model_exports_to_onnx_with_the_same_probabilities(name
     expected = mnistlab.load_checkpoint(run).probabilities(pixels.astype(np.float32) / 255)
     got = load_onnx(export(run)).session.run(None, {"pixels": pixels})[0]
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("config, message", [
+    (ExportConfig(format="tflite"), "format: expected one of onnx, torchscript, got 'tflite'"),
+    (ExportConfig(input="int8"), "input: expected one of uint8, float, got 'int8'"),
+])
+def test_a_bad_export_option_is_refused_at_the_call(config, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        export(tmp_path / "no-such-run", config)  # before the run is even looked for

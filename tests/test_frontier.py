@@ -17,7 +17,7 @@ from mnistlab.cli import build_parser, main
 from mnistlab.cli.train import train_config
 from mnistlab.models import create_model, list_models
 from mnistlab.recipes import CLASSIC, DEFAULT_RECIPES, RECIPES, Recipe, default_recipe, get_recipe, resolve
-from mnistlab.training import TrainConfig, train
+from mnistlab.training import TrainConfig, check_config, train
 
 MAX_PARAMS = 400_000  # "at most a few hundred thousand parameters"
 
@@ -138,20 +138,20 @@ def test_cli_flags_override_the_recipe(argv, expected):
     (["--recipe", "turbo"], "argument --recipe: invalid choice: 'turbo'"),
     (["--optimizer", "rmsprop"], "argument --optimizer: invalid choice"),
     (["--schedule", "step"], "argument --schedule: invalid choice"),
-    (["--weight-decay", "-1"], "argument --weight-decay: must be ≥ 0, got -1"),
+    (["--weight-decay", "-1"], "argument --weight-decay: must be a number ≥ 0 and < 10, got -1"),
     (["--weight-decay", "inf"], "argument --weight-decay: must be finite"),
-    (["--label-smoothing", "1"], "argument --label-smoothing: must be ≥ 0 and < 1, got 1"),
+    (["--label-smoothing", "1"], "argument --label-smoothing: must be a number ≥ 0 and < 1, got 1"),
     (["--augment", "nan"], "argument --augment: must be finite"),
-    (["--augment", "10"], "argument --augment: must be ≥ 0 and < 10"),
-    (["--elastic", "-0.5"], "argument --elastic: must be ≥ 0"),
-    (["--eval-every", "0"], "argument --eval-every: must be ≥ 1"),
+    (["--augment", "10"], "argument --augment: must be a number ≥ 0 and < 10"),
+    (["--elastic", "-0.5"], "argument --elastic: must be a number ≥ 0"),
+    (["--eval-every", "0"], "argument --eval-every: must be from 1 to 1,000,000,000, got 0"),
     (["--eval-every", "1.5"], "argument --eval-every: expected a whole number"),
     (["--stop-at", "0"], "argument --stop-at: expected an accuracy in (0, 1]"),
     (["--stop-at", "99"], "argument --stop-at: expected an accuracy in (0, 1]"),
     (["--stop-at", "101%"], "argument --stop-at: expected an accuracy"),
     (["--stop-at", "most"], "argument --stop-at: expected a number"),
     (["--stop-at", "%"], "argument --stop-at: expected a number"),
-    (["--width", "0"], "argument --width: must be ≥ 1"),
+    (["--width", "0"], "argument --width: must be from 1 to 256, got 0"),
     (["--width", "8"], "model_args: mlp takes no width"),
     (["--model", "cnn", "--hidden", "8"], "model_args: cnn takes no hidden"),
 ])
@@ -167,7 +167,7 @@ def test_bad_recipe_flags_exit_2_naming_the_flag(argv, message, capsys):
     ("recipe", "turbo", "recipe: expected one of classic, best, fast, None, got 'turbo'"),
     ("optimizer", "rmsprop", "optimizer: expected one of adam, adamw, sgd"),
     ("schedule", None, "schedule: expected one of constant, onecycle, cosine"),
-    ("weight_decay", -0.1, "weight_decay: must be a finite number ≥ 0, got -0.1"),
+    ("weight_decay", -0.1, "weight_decay: must be a number ≥ 0 and < 10, got -0.1"),
     ("weight_decay", math.inf, "weight_decay"),
     ("weight_decay", True, "weight_decay"),
     ("label_smoothing", 1.0, "label_smoothing: must be a number ≥ 0 and < 1"),
@@ -175,7 +175,7 @@ def test_bad_recipe_flags_exit_2_naming_the_flag(argv, message, capsys):
     ("augment", math.nan, "augment"),
     ("augment", 10, "augment: must be a number ≥ 0 and < 10"),
     ("elastic", -1, "elastic"),
-    ("eval_every", 0, "eval_every: must be a whole number ≥ 1 or None"),
+    ("eval_every", 0, "eval_every: must be a whole number from 1 to 1,000,000,000, or None"),
     ("eval_every", True, "eval_every"),
     ("eval_every", 2.0, "eval_every"),
     ("stop_at", 0, r"stop_at: must be an accuracy in \(0, 1\]"),
@@ -185,7 +185,7 @@ def test_bad_recipe_flags_exit_2_naming_the_flag(argv, message, capsys):
 ])
 def test_bad_recipe_fields_name_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{field: value}).validate()
+        check_config(TrainConfig(**{field: value}))
 
 
 # --- augmentation -------------------------------------------------------------------------------------------------

@@ -21,9 +21,10 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from mnistlab.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from mnistlab import CheckpointError, MetricsError
+from mnistlab.checkpoints import load_checkpoint, save_checkpoint
 from mnistlab.cli import main
-from mnistlab.report import MetricsError, load_metrics
+from mnistlab.records import MAX_METRICS_BYTES, load_metrics
 
 CONFIG, WEIGHTS, METRICS = "config.json", "model.safetensors", "metrics.json"
 
@@ -447,7 +448,9 @@ METRICS_CASES = {
     "nested-100k-deep": (raw(METRICS, '{"epochs": ' + nest(100_000) + "}"), "not valid JSON (nested too deeply)"),
     "nested-500-deep": (raw(METRICS, '{"epochs": ' + nest(500) + "}"),
                         "field 'epochs[0]' must be an object, got [[[...]]]"),
-    "huge-file": (raw(METRICS, "[" + "0," * (1 << 20) + "0]"), "too large (2,097,155 bytes; at most 1,048,576)"),
+    # metrics.json's cap is derived from the longest run the bounds allow (records.MAX_METRICS_BYTES)
+    "huge-file": (raw(METRICS, "[" + "0," * (MAX_METRICS_BYTES // 2) + "0]"),
+                  f"too large ({MAX_METRICS_BYTES // 2 * 2 + 3:,} bytes; at most {MAX_METRICS_BYTES:,})"),
     "not-utf8": (raw(METRICS, b'{"epochs": "\xc3\x28"}'),
                  "not valid JSON (not UTF-8: invalid continuation byte at byte 12)"),
     "empty-file": (raw(METRICS, b""), "not valid JSON (Expecting value: line 1 column 1 (char 0))"),

@@ -31,9 +31,12 @@ from safetensors.torch import load_file, save_file
 
 import mnistlab
 import mnistlab.prediction as prediction
+from mnistlab import predict
 from mnistlab.cli import main
+from mnistlab.decoding import IMAGE_FORMATS, load_image
+from mnistlab.errors import ImageError, NoDigitError
 from mnistlab.prediction import escape, safe_file_stem
-from mnistlab.preprocessing import IMAGE_FORMATS, ImageError, NoDigitError, load_image, preprocess
+from mnistlab.preprocessing import INVERT_CHOICES, preprocess
 
 MNISTLAB = [sys.executable, "-m", "mnistlab"]
 NOT_AN_IMAGE = "not an image (or an unsupported format)"
@@ -309,7 +312,7 @@ def trap_programs(monkeypatch) -> list[str]:
 def test_a_foreign_payload_under_any_name_is_not_an_image(payload, name, checkpoint, tmp_path, monkeypatch):
     calls = trap_programs(monkeypatch)
     (tmp_path / name).write_bytes(FOREIGN[payload])
-    results = checkpoint.predict([tmp_path / name, FOREIGN[payload], io.BytesIO(FOREIGN[payload])])
+    results = predict(checkpoint, [tmp_path / name, FOREIGN[payload], io.BytesIO(FOREIGN[payload])])
     assert [p.error for p in results] == [NOT_AN_IMAGE] * 3
     assert calls == []
 
@@ -481,7 +484,6 @@ def test_show_names_a_blank_file(tmp_path, capsys):
 GOOD = np.array(digit())
 BAD_ARRAYS = {
     "complex": (np.zeros((28, 28), complex), "expected integer or float pixel values, got dtype complex128"),
-    "bool": (np.zeros((28, 28), bool), "expected integer or float pixel values, got dtype bool"),
     "object": (np.array([[object()] * 4] * 4), "expected integer or float pixel values, got dtype object"),
     "strings": (np.array([["a"] * 4] * 4), "expected integer or float pixel values, got dtype <U1"),
     "empty": (np.zeros((0, 0)), "the image is empty (shape (0, 0))"),
@@ -504,7 +506,6 @@ BAD_ARRAYS = {
                                                                   "the limit of 64,000,000 pixels"),
     "complex tensor": (torch.zeros(28, 28, dtype=torch.complex64), "expected real pixel values, got a tensor of "
                                                                    "torch.complex64"),
-    "bool tensor": (torch.ones(28, 28, dtype=torch.bool), "expected real pixel values, got a tensor of torch.bool"),
     "meta tensor": (torch.zeros(28, 28, device="meta"), "cannot read Tensor as an image (NotImplementedError: "),
     "sparse tensor": (torch.eye(28).to_sparse(), "cannot read Tensor as an image (TypeError: "),
     "ragged list": ([[1, 2], [3]], "cannot read list as an image (ValueError: "),
@@ -516,7 +517,7 @@ BAD_ARRAYS = {
 
 @pytest.mark.parametrize("bad, error", BAD_ARRAYS.values(), ids=BAD_ARRAYS)
 def test_a_bad_in_memory_image_is_that_items_error(bad, error, checkpoint):
-    first, second, third = checkpoint.predict([GOOD, bad, torch.from_numpy(GOOD)])
+    first, second, third = predict(checkpoint, [GOOD, bad, torch.from_numpy(GOOD)])
     assert first.ok and third.ok and first.probabilities == third.probabilities
     assert second.source == "<image 1>" and not second.ok and second.image is None and second.label is None
     assert second.error.startswith(error)
@@ -532,6 +533,9 @@ GOOD_ARRAYS = {
     "bfloat16 tensor": torch.from_numpy(GOOD).to(torch.bfloat16) / 255,
     "tensor with grad": (torch.from_numpy(GOOD).float() / 255).requires_grad_(),
     "non-contiguous": np.asfortranarray(GOOD), "nested lists": GOOD.tolist(),
+    "bool (thresholded)": GOOD < 128, "bool tensor": torch.from_numpy(GOOD < 128),
+    "bool (1, H, W) tensor": torch.from_numpy(GOOD < 128)[None], "bool (H, W, 1)": (GOOD < 128)[..., None],
+    "bool, True the paper": GOOD > 127, "bool RGB": np.stack([GOOD < 128] * 3, -1),
 }
 
 
@@ -545,12 +549,12 @@ def test_every_reasonable_in_memory_image_is_read(good):
     (np.array(1.0), 1), (torch.zeros(2, 28, 28, 3), 2), (b"\x89PNG", 1), (io.BytesIO(b"GIF89a"), 1),
 ])
 def test_a_batch_of_any_shape_gives_one_prediction_per_item(batch, count, checkpoint):
-    results = checkpoint.predict(batch)
+    results = predict(checkpoint, batch)
     assert len(results) == count and all(isinstance(p, mnistlab.Prediction) for p in results)
 
 
 def test_a_path_the_system_cannot_name_is_that_items_error(checkpoint, tmp_path):
-    results = checkpoint.predict([f"{tmp_path}/a\0.png", f"{tmp_path}/{'a' * 300}.png", f"{tmp_path}/{'b/' * 3000}"])
+    results = predict(checkpoint, [f"{tmp_path}/a\0.png", f"{tmp_path}/{'a' * 300}.png", f"{tmp_path}/{'b/' * 3000}"])
     assert [p.error for p in results] == ["no such file (a file name cannot hold a NUL byte)",
                                           "cannot read (File name too long)", "cannot read (File name too long)"]
 
@@ -559,7 +563,7 @@ def test_a_file_object_and_bytes_are_named_as_given(checkpoint, tmp_path):
     content = encoded(Image.new("L", (64, 64), 255), "PNG")
     (tmp_path / "blank.png").write_bytes(content)
     with open(tmp_path / "blank.png", "rb") as file:
-        results = checkpoint.predict([file, content, io.BytesIO(content)])
+        results = predict(checkpoint, [file, content, io.BytesIO(content)])
     assert [p.source for p in results] == [str(tmp_path / "blank.png"), "<image 1>", "<image 2>"]
     assert {p.error for p in results} == {"no digit found (the image is blank or its marks are too faint)"}
     with pytest.raises(NoDigitError, match="^upload.png: no digit found"):  # a web page names its upload
@@ -580,6 +584,32 @@ def test_any_array_gives_a_clean_digit_or_an_image_error(array):
     assert torch.isfinite(out).all() and 0 <= out.min() and out.max() <= 1
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hnp.arrays(dtype=np.bool_, shape=st.sampled_from([(28, 28), (1, 28, 28), (28, 28, 1), (28, 28, 3), (40, 12),
+                                                          (1, 64, 64), (64, 64, 4), (3, 3)])),
+       st.sampled_from(["numpy", "tensor"]), st.sampled_from(INVERT_CHOICES))
+def test_a_boolean_image_reads_as_black_and_white(mask, kind, invert):
+    """False is 0 and True is 1: a boolean image gives what the same image as uint8 0/255 gives, error or digit."""
+    def outcome(image):
+        try:
+            return preprocess(torch.from_numpy(image) if kind == "tensor" else image, invert)
+        except ImageError as e:  # NoDigitError included
+            return type(e), str(e)
+
+    as_bool, as_uint8 = outcome(mask), outcome(mask.astype(np.uint8) * 255)
+    if isinstance(as_uint8, tuple):
+        assert as_bool == as_uint8 and "\n" not in as_bool[1]
+    else:
+        torch.testing.assert_close(as_bool, as_uint8, atol=0, rtol=0)
+
+
+def test_a_thresholded_drawing_reads_as_the_drawing():
+    ink = np.array(digit()) < 128  # dark ink on white paper, thresholded: True is ink
+    for image in (ink, torch.from_numpy(ink), ~ink):  # True as the paper: "auto" sees the polarity
+        torch.testing.assert_close(preprocess(image), preprocess(digit()), atol=0.05, rtol=0)
+    torch.testing.assert_close(preprocess(ink, "no"), preprocess(digit()), atol=0.05, rtol=0)
+
+
 # --- a broken model does not answer --------------------------------------------------------------
 
 def test_a_nan_model_gives_errors_not_answers(checkpoint):
@@ -587,7 +617,7 @@ def test_a_nan_model_gives_errors_not_answers(checkpoint):
                                  config=checkpoint.config, path=checkpoint.path)
     with torch.no_grad():
         broken.model[1].weight[3].fill_(float("nan"))  # one poisoned unit poisons the softmax of every image
-    results = broken.predict([GOOD, GOOD])
+    results = predict(broken, [GOOD, GOOD])
     assert [p.error for p in results] == ["the model's output is not a number (NaN or infinity): are its weights "
                                           "or normalisation broken?"] * 2
     assert all(p.label is None and p.probabilities is None for p in results)
@@ -644,3 +674,20 @@ def test_predict_onto_a_full_disk(checkpoint, tmp_path, capsys, monkeypatch):
         code = main(["predict", str(checkpoint.path), str(tmp_path)])
         err = sys.stderr.getvalue()
     assert (code, err) == (1, "mnistlab: error: cannot write the output (No space left on device)\n")
+
+
+# --- a collected drawing reads back as what was drawn ---------------------------------------------------------------
+
+@pytest.mark.parametrize("mode, format", [
+    ("L", "PNG"), ("RGBA", "PNG"), ("P", "GIF"), ("I;16", "PNG"), ("CMYK", "JPEG"), ("CMYK", "TIFF"),
+    ("YCbCr", "TIFF"), ("LAB", "TIFF"), ("I", "TIFF"), ("F", "TIFF"), ("PA", "TIFF"),
+])
+def test_every_upload_that_reads_as_a_digit_is_collected_and_reads_back_the_same(mode, format, tmp_path):
+    from mnistlab.labelled import read_labelled, save_labelled
+
+    drawing = digit((96, 96))
+    drawing = Image.fromarray(np.asarray(drawing).astype(np.uint16) * 257) if mode == "I;16" else drawing.convert(mode)
+    upload = load_image(encoded(drawing, format), name="upload")
+    saved = save_labelled(tmp_path, 7, upload)
+    assert [image.path for image in read_labelled(tmp_path)] == [saved]
+    torch.testing.assert_close(preprocess(load_image(saved)), preprocess(upload), atol=0.02, rtol=0)

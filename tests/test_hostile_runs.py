@@ -26,7 +26,7 @@ import mnistlab.training as training
 from mnistlab._io import StagedFolder, check_output_file
 from mnistlab.cli import main
 from mnistlab.errors import OutputError
-from mnistlab.training import TrainConfig
+from mnistlab.training import TrainConfig, check_config
 
 from .conftest import make_dataset, write_idx
 
@@ -454,7 +454,7 @@ def test_a_number_that_cannot_work_exits_2(flag, value, message, data, tmp_path,
 ])
 def test_the_library_refuses_the_same_numbers(field, value, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{field: value}).validate()
+        check_config(TrainConfig(**{field: value}))
 
 
 @pytest.mark.parametrize("split_file", ["train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"])
@@ -466,6 +466,40 @@ def test_an_empty_split_is_a_one_line_data_error(split_file, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{folder / split_file}: holds no images" in err
     assert not (tmp_path / "run").exists() and leftovers(tmp_path) == []
+
+
+def test_a_run_that_would_evaluate_more_often_than_metrics_json_holds_is_refused_before_training(data, tmp_path,
+                                                                                                 monkeypatch, capsys):
+    from mnistlab.limits import MAX_EVALUATIONS
+
+    monkeypatch.setattr(training, "train_one_epoch", lambda *a, **k: pytest.fail("a step was trained"))
+    # 256 images in batches of 1, 1,000 epochs, every step: 256,000 evaluations
+    assert main(train_argv(data, tmp_path / "run", "--batch-size", "1", "--epochs", "1000", "--eval-every", "1")) == 1
+    err = capsys.readouterr().err
+    assert err == (f"mnistlab: error: eval_every: evaluating every 1 of 256,000 steps makes 256,000 evaluations, "
+                   f"over the limit of {MAX_EVALUATIONS:,} (rows of metrics.json); evaluate every 3 steps or more; "
+                   "nothing was saved\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_from_and_into_folders_with_undecodable_names_is_read_back(data, tmp_path, capsys):
+    """A folder name may hold any byte; config.json and metrics.json record it as text every reader takes back."""
+    from mnistlab.checkpoints import load_checkpoint
+    from mnistlab.report import load_metrics
+
+    odd_data = Path(os.fsdecode(bytes(tmp_path) + b"/data-\xff\xe9"))
+    shutil.copytree(data, odd_data)
+    assert main(train_argv(odd_data, tmp_path / "run")) == 0
+    checkpoint, metrics = load_checkpoint(tmp_path / "run"), load_metrics(tmp_path / "run")
+    assert checkpoint.config["dataset"]["source"] == metrics["dataset"]["source"] == f"{tmp_path}/data-\\xff\\xe9"
+    assert metrics["config"]["data_dir"] == f"{tmp_path}/data-\\xff\\xe9"
+    assert main(["evaluate", str(tmp_path / "run"), "--data-dir", str(odd_data), "--device", "cpu"]) == 0
+    assert main(["report", str(tmp_path / "run"), "--data-dir", str(odd_data)]) == 0
+    odd_run = Path(os.fsdecode(bytes(tmp_path) + b"/run-\xfe"))  # the run's own name, in its report.html
+    assert main([arg for arg in train_argv(odd_data, odd_run) if arg != "--no-report"]) == 0
+    assert load_metrics(odd_run)["config"]["out"] == f"{tmp_path}/run-\\xfe"
+    assert "mnistlab run run-\\xfe" in (odd_run / "report.html").read_text()
+    assert "error" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("failure", ["nan-loss", "inf-loss", "nan-weights"])

@@ -200,7 +200,7 @@ def test_prediction_grid_random_mode(predictions, tmp_path):
     pytest.param(lambda p: prediction_grid(p, mode="random", seed=2**64), id="seed-past-torchs-range"),
 ])
 def test_grids_that_cannot_be_drawn_are_refused_in_one_line(draw, predictions):
-    with pytest.raises(PlotError, match="must be at least 1|seed must be 0 to 2"):
+    with pytest.raises(PlotError, match=r"^(rows|cols|count|seed): must be a whole number from"):
         draw(predictions)
 
 
@@ -402,13 +402,13 @@ def test_show_refuses_indices_it_cannot_use_in_one_line(index, message, tiny_dat
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["plot", "grid", "RUN", "--rows", "0"], "argument --rows: must be ≥ 1"),
+    (["plot", "grid", "RUN", "--rows", "0"], "argument --rows: must be from 1 to 400, got 0"),
     (["plot", "grid", "RUN", "--random", "--rows", "30", "--cols", "30"], "--rows × --cols must be at most 400"),
     (["plot", "grid", "RUN", "--rows", "41"], "--rows × the 10 digits must be at most 400"),
     (["plot", "grid", "RUN", "--cols", "4"], "--cols needs --random"),
-    (["plot", "grid", "RUN", "--seed", "-1"], "argument --seed: must be 0 to 2**64-1, got -1"),
-    (["plot", "grid", "RUN", "--seed", str(2**64)], "argument --seed: must be 0 to 2**64-1"),
-    (["plot", "grid", "RUN", "--seed", "1e3"], "argument --seed: invalid int value"),
+    (["plot", "grid", "RUN", "--seed", "-1"], "argument --seed: must be from 0 to 18,446,744,073,709,551,615, got -1"),
+    (["plot", "grid", "RUN", "--seed", str(2**64)], "argument --seed: must be from 0 to 18,446,744,073,709,551,615"),
+    (["plot", "grid", "RUN", "--seed", "1e3"], "argument --seed: expected a whole number"),
     (["plot", "grid", "RUN", "--out", "x.png", "--show"], "not allowed with argument"),
     (["plot", "mistakes", "RUN", "--count", "many"], "expected a whole number"),
     (["plot", "curves"], "the following arguments are required: RUN"),

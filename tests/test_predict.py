@@ -1,6 +1,5 @@
-"""`mnistlab predict` and `Checkpoint.predict`: real MNIST digits as people present them, and bad files."""
+"""`mnistlab predict` and `mnistlab.predict`: real MNIST digits as people present them, and bad files."""
 
-import inspect
 import io
 import json
 import os
@@ -12,8 +11,8 @@ from PIL import Image
 
 import mnistlab
 import mnistlab.prediction as prediction
-import mnistlab.preprocessing as preprocessing
-from mnistlab.cli import INVERT_CHOICES, PREDICT_DEFAULTS, main
+from mnistlab import predict
+from mnistlab.cli import main
 from mnistlab.data import load_mnist
 from mnistlab.prediction import Prediction, collect_images
 
@@ -179,7 +178,7 @@ def test_save_preprocessed(checkpoint, digits, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["a-2.png", "a.png"]  # nothing for the failure, no temp files
     saved = np.asarray(Image.open(out / "a.png"))
     assert saved.shape == (28, 28) and saved.dtype == np.uint8
-    expected = checkpoint.predict(a_png)[0].image
+    expected = predict(checkpoint, a_png)[0].image
     assert np.array_equal(saved, (expected * 255).round().astype(np.uint8))
 
 
@@ -187,7 +186,7 @@ def test_the_library_api(checkpoint, digits, tmp_path):
     images, _ = digits
     path = write(tmp_path, "four.png", VARIANTS["upscaled"](images[4]))
     pil, tensor = VARIANTS["inverted"](images[1]), torch.from_numpy(images[2])
-    results = checkpoint.predict([path, pil, tensor, tmp_path / "x.png"])
+    results = predict(checkpoint, [path, pil, tensor, tmp_path / "x.png"])
     assert [type(p) for p in results] == [Prediction] * 4
     assert [p.label for p in results] == [4, 1, 2, None]
     assert [p.source for p in results] == [path, "<image 1>", "<image 2>", str(tmp_path / "x.png")]
@@ -195,20 +194,33 @@ def test_the_library_api(checkpoint, digits, tmp_path):
     assert first.ok and first.image.shape == (28, 28) and len(first.probabilities) == 10
     assert first.top_k[0] == (4, first.confidence) and len(first.top_k) == 3
     assert not results[3].ok and results[3].error == "no such file" and results[3].image is None
-    assert [p.label for p in checkpoint.predict(torch.from_numpy(images))] == list(range(10))  # an (N, 28, 28) batch
-    assert [p.label for p in checkpoint.predict(path)] == [4]
-    in_twos = checkpoint.predict(torch.from_numpy(images), batch_size=2, top_k=1)
-    at_once = checkpoint.predict(torch.from_numpy(images))
+    assert [p.label for p in predict(checkpoint, torch.from_numpy(images))] == list(range(10))  # an (N, 28, 28) batch
+    assert [p.label for p in predict(checkpoint, path)] == [4]
+    in_twos = predict(checkpoint, torch.from_numpy(images), batch_size=2, top_k=1)
+    at_once = predict(checkpoint, torch.from_numpy(images))
     torch.testing.assert_close(torch.tensor([p.probabilities for p in in_twos]),
                                torch.tensor([p.probabilities for p in at_once]))
     assert mnistlab.Prediction is Prediction
 
 
+def test_thresholded_real_digits_read_as_the_same_digits(checkpoint, digits):
+    """A boolean image (False background, True ink), as `image > 127` gives, is a digit like any other."""
+    images, labels = digits
+    thresholded = images > 127
+    as_arrays = predict(checkpoint, list(thresholded))
+    as_batch = predict(checkpoint, torch.from_numpy(thresholded))  # an (N, 28, 28) bool tensor
+    channels = predict(checkpoint, [torch.from_numpy(image)[None] for image in thresholded])  # (1, H, W) each
+    for results in (as_arrays, as_batch, channels):
+        assert [p.error for p in results] == [None] * 10
+        assert [p.label for p in results] == labels
+    assert [p.label for p in predict(checkpoint, list(thresholded), invert="no")] == labels  # True is ink
+
+
 def test_a_progress_bar_only_past_a_few_hundred_images(checkpoint, digits, capsys):
     batch = torch.from_numpy(digits[0][:1]).repeat(prediction.PROGRESS_MIN_FILES + 1, 1, 1)
-    checkpoint.predict(batch[:20])
+    predict(checkpoint, batch[:20])
     assert capsys.readouterr().err == ""
-    checkpoint.predict(batch)
+    predict(checkpoint, batch)
     assert "image" in capsys.readouterr().err
 
 
@@ -224,7 +236,7 @@ def test_invert_flag(checkpoint, digits, tmp_path, capsys):
     (["--top-k", "0"], "argument --top-k: must be from 1 to 10, got 0"),
     (["--top-k", "11"], "argument --top-k: must be from 1 to 10, got 11"),
     (["--invert", "maybe"], "argument --invert: invalid choice: 'maybe'"),
-    (["--batch-size", "0"], "argument --batch-size: must be ≥ 1"),
+    (["--batch-size", "0"], "argument --batch-size: must be from 1 to 65,536, got 0"),
     (["--device", "tpu"], "argument --device"),
 ])
 def test_bad_flags_exit_2(argv, message, capsys):
@@ -238,15 +250,26 @@ def test_a_missing_checkpoint_exits_1(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"mnistlab: error: {tmp_path / 'nope'}: no such checkpoint"
 
 
-def test_cli_defaults_mirror_the_library(capsys):
+def test_predict_help_quotes_the_defaults(capsys):
     # That `predict --help` needs no torch is checked with every command's help in test_cli.py.
-    assert PREDICT_DEFAULTS["batch_size"] == prediction.BATCH_SIZE
-    defaults = inspect.signature(mnistlab.Checkpoint.predict).parameters
-    assert (defaults["batch_size"].default, defaults["top_k"].default) == (prediction.BATCH_SIZE, 3)
-    assert INVERT_CHOICES == preprocessing.INVERT_CHOICES
     with pytest.raises(SystemExit) as info:
         main(["predict", "--help"])
     assert info.value.code == 0
     help_text = capsys.readouterr().out
     assert "--top-k N" in help_text and "(default: 3)" in help_text
     assert "--save-preprocessed DIR" in help_text
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"invert": "bogus"}, r"invert: expected one of auto, yes, no, got 'bogus'"),
+    ({"top_k": 0}, "top_k: must be a whole number from 1 to 10, got 0"),
+    ({"top_k": 11}, "top_k: must be a whole number from 1 to 10"),
+    ({"batch_size": 10**30}, "batch_size: must be a whole number from 1 to 65,536"),
+    ({"batch_size": 2.5}, "batch_size: must be a whole number"),
+])
+def test_a_bad_option_is_refused_at_the_call(options, message, checkpoint, tmp_path):
+    never_read = tmp_path / "missing.png"  # the call fails before any image is read: no per-image error
+    with pytest.raises(ValueError, match=message):
+        prediction.predict(checkpoint, [never_read], **options)
+    with pytest.raises(ValueError, match=message):
+        predict(checkpoint, np.zeros((28, 28), np.uint8), **options)

@@ -334,3 +334,18 @@ def test_load_image_catches_truncation_missing_files_and_folders(tmp_path):
     (tmp_path / "small.png").write_bytes(buffer.getvalue())
     with pytest.raises(ImageError, match="over the limit of 100"):
         load_image(tmp_path / "small.png", max_pixels=100)
+
+
+def test_decoding_lives_apart_and_the_old_names_still_work():
+    """Decoding (files, formats, limits, arrays) is `mnistlab.decoding`; the pipeline imports it, never the reverse."""
+    import ast
+    import inspect
+
+    import mnistlab.decoding as decoding
+
+    assert mnistlab.load_image is decoding.load_image is preprocessing.load_image
+    assert mnistlab.ImageError is mnistlab.errors.ImageError and mnistlab.NoDigitError is mnistlab.errors.NoDigitError
+    assert preprocessing.IMAGE_SUFFIXES is decoding.IMAGE_SUFFIXES and preprocessing.MAX_PIXELS == decoding.MAX_PIXELS
+    imported = {node.module for node in ast.walk(ast.parse(inspect.getsource(decoding)))
+                if isinstance(node, ast.ImportFrom)}
+    assert "preprocessing" not in imported and "torch" not in imported

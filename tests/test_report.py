@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab.checkpoints import CheckpointError
+from mnistlab import CheckpointError, MetricsError
 from mnistlab.cli import main
-from mnistlab.report import MetricsError, load_metrics, write_report
+from mnistlab.records import load_metrics
+from mnistlab.report import write_report
 
 from .conftest import make_dataset
 
@@ -207,3 +208,60 @@ def test_missing_or_malformed_metrics_is_a_clear_error(change, message, tmp_path
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert err.startswith(f"mnistlab: error: {expected}") and err.count("\n") == 1
+
+
+# --- whatever a run writes, the readers read back ------------------------------------------------------------------
+
+def test_the_largest_metrics_a_run_may_write_is_read_back(tiny_run, tmp_path, capsys):
+    """MAX_EPOCHS epochs evaluated every step, as many steps as MAX_EVALUATIONS allows: the real writer's file,
+    with full-precision numbers (synthetic rows, not a real training), passes load_metrics, plot curves and report."""
+    import dataclasses
+
+    import mnistlab
+    from mnistlab import records, training
+    from mnistlab._io import StagedFolder
+    from mnistlab.limits import MAX_EPOCHS, MAX_EVALUATIONS
+    from mnistlab.schema import MAX_JSON_BYTES
+
+    source, data_dir = tiny_run
+    checkpoint = mnistlab.load_checkpoint(source)
+    data = mnistlab.load_mnist(data_dir)
+    steps_per_epoch = MAX_EVALUATIONS // MAX_EPOCHS
+    config = training.TrainConfig(model_args={"hidden": 16}, epochs=MAX_EPOCHS, eval_every=1, data_dir=str(data_dir),
+                                  train_limit=steps_per_epoch * 64, out=str(tmp_path / "long"), progress=False)
+    config = dataclasses.replace(config, model_args=training.full_model_args(config), mean=checkpoint.mean,
+                                 std=checkpoint.std)
+    training.check_evaluations(steps_per_epoch * MAX_EPOCHS, config.eval_every)  # the writer allows this run
+    with pytest.raises(training.TrainingError, match=f"over the limit of {MAX_EVALUATIONS:,}"):
+        training.check_evaluations(steps_per_epoch * MAX_EPOCHS + 1, config.eval_every)  # and not one step more
+    values = np.random.default_rng(0).random((MAX_EVALUATIONS, 6)).tolist()  # 17 significant digits each
+    history = [training.EpochMetrics(epoch=round(step / steps_per_epoch, 4), train_loss=2.3 * v[0], train_acc=v[1],
+                                     test_loss=2.3 * v[2], test_acc=v[3], seconds=v[4] / 1e4, step=step,
+                                     train_seconds=v[5] / 1e4 * step, eval_seconds=v[4] / 3e4)
+               for step, v in enumerate(values, start=1)]
+    run = training.Run(Path(config.out), config, checkpoint.model, history, "cpu", 1234.5678901234567)
+    with StagedFolder(run.dir) as staging:
+        training._write_run(staging, run, data.record(train_size=steps_per_epoch * 64))
+        staging.publish()
+    size = (run.dir / "metrics.json").stat().st_size
+    assert MAX_JSON_BYTES < size <= records.MAX_METRICS_BYTES  # over the cap of other records; under its own
+
+    metrics = load_metrics(run.dir)
+    assert len(metrics["epochs"]) == MAX_EVALUATIONS and metrics["epochs"][-1]["epoch"] == MAX_EPOCHS
+    assert metrics["epochs"][-1]["test_acc"] == history[-1].test_acc
+    assert main(["plot", "curves", str(run.dir), "--out", str(tmp_path / "curves.png")]) == 0
+    assert main(["report", str(run.dir), "--data-dir", str(data_dir), "--out", str(tmp_path / "report.html")]) == 0
+    assert capsys.readouterr().err == ""
+    assert f"after {MAX_EPOCHS} epochs" in (tmp_path / "report.html").read_text()
+
+
+def test_a_metrics_file_past_the_largest_a_run_writes_is_refused_from_its_size(tiny_run, tmp_path):
+    from mnistlab.records import MAX_METRICS_BYTES
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    with open(run / "metrics.json", "r+b") as file:
+        file.truncate(MAX_METRICS_BYTES + 1)  # sparse: nothing is written, and nothing should be read
+    with pytest.raises(MetricsError, match=f"too large \\({MAX_METRICS_BYTES + 1:,} bytes; at most "
+                                           f"{MAX_METRICS_BYTES:,}\\)"):
+        load_metrics(run)

@@ -23,6 +23,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed: pip ins
 from fastapi.testclient import TestClient  # noqa: E402
 
 import mnistlab  # noqa: E402
+from mnistlab import predict  # noqa: E402
 from mnistlab.cli import main  # noqa: E402
 from mnistlab.cli.serve import newest_run  # noqa: E402
 from mnistlab.labelled import LabelledError, read_labelled, save_labelled  # noqa: E402
@@ -118,7 +119,7 @@ def test_the_page_brush_gives_mnist_like_strokes(client):
 
 def test_the_api_gives_the_same_answer_as_checkpoint_predict(client, checkpoint):
     image = Image.open(io.BytesIO(drawing(ZERO)))
-    [expected] = checkpoint.predict(image)
+    [expected] = predict(checkpoint, image)
     assert post_image(client, drawing(ZERO)).json()["probabilities"] == [round(p, 6) for p in expected.probabilities]
 
 
@@ -226,7 +227,7 @@ def test_a_bad_request_gets_a_json_error_and_the_server_keeps_serving(client, se
 
 def test_an_unexpected_failure_is_a_json_500_without_a_stack_trace(checkpoint, monkeypatch):
     client = TestClient(create_app(checkpoint), raise_server_exceptions=False)
-    monkeypatch.setattr(mnistlab.Checkpoint, "predict", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(mnistlab.Checkpoint, "probabilities", lambda *a, **k: 1 / 0)
     response = post_image(client, drawing(ONE))
     assert response.status_code == 500 and response.json() == {"detail": "internal server error"}
 

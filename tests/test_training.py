@@ -1,10 +1,11 @@
+import dataclasses
 import json
 
 import pytest
 import torch
 
 import mnistlab.training as training
-from mnistlab.training import TrainConfig, train
+from mnistlab.training import TrainConfig, check_config, train
 
 
 def quick(tmp_path, data_dir, **overrides) -> TrainConfig:
@@ -84,7 +85,7 @@ def test_interrupted_training_writes_nothing(tmp_path, tiny_data, monkeypatch):
 ])
 def test_bad_config_names_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{field: value}).validate()
+        check_config(TrainConfig(**{field: value}))
 
 
 def test_written_files_get_ordinary_permissions(tmp_path, tiny_data):
@@ -96,3 +97,23 @@ def test_written_files_get_ordinary_permissions(tmp_path, tiny_data):
     finally:
         os.umask(mask)
     assert {oct(p.stat().st_mode & 0o777) for p in run.dir.iterdir()} == {"0o644"}
+
+
+def test_the_library_leaves_the_same_run_folder_as_the_command(tmp_path, tiny_data, capsys):
+    import mnistlab
+    from mnistlab.cli import main
+
+    config = TrainConfig(epochs=1, model_args={"hidden": 16}, device="cpu", data_dir=str(tiny_data), progress=False)
+    run = mnistlab.train(dataclasses.replace(config, out=str(tmp_path / "library")))
+    assert run.pictures == ["curves.png", "report.html"]
+    assert main(["train", "--epochs", "1", "--hidden", "16", "--device", "cpu", "--data-dir", str(tiny_data),
+                 "--no-progress", "--out", str(tmp_path / "command")]) == 0
+    assert f"wrote {tmp_path / 'command' / 'report.html'}" in capsys.readouterr().out
+    files = {name: sorted(p.name for p in (tmp_path / name).iterdir()) for name in ("library", "command")}
+    assert files["library"] == files["command"] and {"curves.png", "report.html"} <= set(files["library"])
+    weights = {name: (tmp_path / name / "model.safetensors").read_bytes() for name in files}
+    assert weights["library"] == weights["command"]  # the same run, seeded alike
+    bare = mnistlab.train(dataclasses.replace(config, out=str(tmp_path / "bare")), pictures=False)
+    assert bare.pictures == [] and not {"curves.png", "report.html"} & {p.name for p in bare.dir.iterdir()}
+    no_report = mnistlab.train(dataclasses.replace(config, out=str(tmp_path / "curves")), report=False)
+    assert no_report.pictures == ["curves.png"]

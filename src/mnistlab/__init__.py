@@ -1,41 +1,113 @@
 """mnistlab: handwritten-digit recognition with PyTorch.
 
-The public API is imported lazily, so `import mnistlab` (and `mnistlab --help`) stays fast and
-does not load torch until a function that needs it is used.
+The public API is the `if TYPE_CHECKING:` block below, where type checkers and IDEs read it. At run
+time each name is imported from its module on first use (`__getattr__` reads the same block), so
+`import mnistlab` and `mnistlab --help` stay fast and load no torch until a function that needs it
+is called. `docs/python-api.md` says what each name is for.
 """
 
+from __future__ import annotations
+
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-try:
-    __version__ = version("mnistlab")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+from ._version import __version__
 
-_EXPORTS = {
-    "MNIST_MEAN": "data", "MNIST_STD": "data", "DataError": "data", "load_mnist": "data",
-    "normalize": "data", "read_idx": "data",
-    "get_dataset": "datasets", "list_datasets": "datasets", "DatasetInfo": "datasets",
-    "create_model": "models", "list_models": "models", "register_model": "models",
-    "resolve_device": "device", "DeviceError": "device",
-    "Checkpoint": "checkpoints", "CheckpointError": "checkpoints", "load_checkpoint": "checkpoints",
-    "TrainConfig": "training", "Run": "training", "train": "training", "evaluate": "training",
-    "MnistlabError": "errors", "OutputError": "errors", "PretrainedError": "errors",
-    "list_pretrained": "pretrained", "TrainingError": "training",
-    "SplitPredictions": "plots", "compute_predictions": "plots", "pixel_view": "plots", "prediction_grid": "plots",
-    "training_curves": "plots", "confusion_matrix": "plots", "mistakes_gallery": "plots", "save_figure": "plots",
-    "show_figure": "plots", "load_metrics": "report", "write_report": "report",
-    "preprocess": "preprocessing", "load_image": "preprocessing", "ImageError": "preprocessing",
-    "NoDigitError": "preprocessing", "Prediction": "prediction",
-    "Classifier": "classifier", "load_model": "classifier", "OnnxModel": "onnx_model", "load_onnx": "onnx_model",
-}
-__all__ = ["__version__", *_EXPORTS]
+if TYPE_CHECKING:  # the public names, in the order of their modules (`__all__` groups them)
+    from .checkpoints import Checkpoint, load_checkpoint
+    from .classifier import Classifier
+    from .config import TrainConfig
+    from .data import MNIST_MEAN, MNIST_STD, load_mnist, normalize, read_idx
+    from .datasets import DatasetInfo, get_dataset, list_datasets
+    from .decoding import load_image
+    from .device import resolve_device
+    from .errors import (
+        ApiError,
+        CheckpointError,
+        DataError,
+        DeviceError,
+        ExportError,
+        FieldError,
+        ForeignRecordError,
+        ImageError,
+        LabelledError,
+        MetricsError,
+        MissingFileError,
+        MnistlabError,
+        ModelError,
+        NoDigitError,
+        NotRegularFileError,
+        OnnxModelError,
+        OutputError,
+        PictureError,
+        PlotError,
+        PretrainedError,
+        SchemaError,
+        ServeError,
+        TrainingError,
+    )
+    from .loading import load_model
+    from .models import create_model, list_models, register_model
+    from .onnx_model import OnnxModel, load_onnx
+    from .plots import (
+        SplitPredictions,
+        compute_predictions,
+        confusion_matrix,
+        mistakes_gallery,
+        pixel_view,
+        prediction_grid,
+        save_figure,
+        show_figure,
+        training_curves,
+    )
+    from .prediction import Prediction, predict
+    from .preprocessing import preprocess
+    from .pretrained import list_pretrained
+    from .records import load_metrics
+    from .report import write_report
+    from .runs import train
+    from .training import Run, evaluate
+
+__all__ = [
+    "__version__",
+    # data and models
+    "MNIST_MEAN", "MNIST_STD", "load_mnist", "normalize", "read_idx",
+    "DatasetInfo", "get_dataset", "list_datasets", "resolve_device",
+    "create_model", "list_models", "register_model",
+    # training
+    "TrainConfig", "Run", "train", "evaluate",
+    # loading a model and predicting with it
+    "Classifier", "load_model", "Checkpoint", "load_checkpoint", "OnnxModel", "load_onnx", "list_pretrained",
+    "predict", "Prediction", "preprocess", "load_image",
+    # pictures and the report
+    "SplitPredictions", "compute_predictions", "pixel_view", "prediction_grid", "training_curves",
+    "confusion_matrix", "mistakes_gallery", "save_figure", "show_figure", "load_metrics", "write_report",
+    # errors
+    "MnistlabError", "OutputError", "DataError", "ImageError", "NoDigitError", "LabelledError", "DeviceError",
+    "ModelError", "SchemaError", "MissingFileError", "FieldError", "ForeignRecordError", "NotRegularFileError",
+    "CheckpointError", "OnnxModelError", "MetricsError", "TrainingError", "PlotError", "PictureError",
+    "ExportError", "ServeError", "ApiError", "PretrainedError",
+]
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")
+def _public_names() -> dict[str, str]:
+    """{name: its module} as the `if TYPE_CHECKING:` block above imports them: the names are declared once."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    block = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+    return {alias.asname or alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom)
+            for alias in node.names}
+
+
+def __getattr__(name: str) -> object:
+    module = _public_names().get(name) if name in __all__ else None
+    if module is None:
+        raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next look-up finds it without calling __getattr__ (PEP 562)
+    return value
 
 
 def __dir__() -> list[str]:

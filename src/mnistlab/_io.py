@@ -13,6 +13,7 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import stat
@@ -23,26 +24,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import OutputError
+from .errors import NotRegularFileError, OutputError, escape_char
 
 TEMP_NAME_CHARS = 100  # of the target's name kept in a temporary name, so that it stays under NAME_MAX
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 RUN_FILES_HINT = "use --overwrite (overwrite=True) to replace it, or choose another folder"
 # The pretrained weights that ship in the package (`mnistlab.pretrained`): part of the install, never an output.
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-
-
-# What a path that is not a regular file is, by its `stat.S_IFMT` type, for messages.
-FILE_TYPE_NAMES = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
-                   stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
-
-
-class NotRegularFileError(OSError):
-    """`open_regular_file` met a folder, FIFO, socket or device; `file_type` is its `stat.S_IFMT` value."""
-
-    def __init__(self, file_type: int):
-        self.file_type = file_type
-        self.kind = FILE_TYPE_NAMES.get(file_type, "an unknown kind of file")  # "a FIFO"
-        super().__init__(f"not a regular file ({self.kind})")
 
 
 def open_regular_file(path: str | os.PathLike) -> BinaryIO:
@@ -222,7 +210,8 @@ def _umask() -> int:
 
 
 def json_text(obj: object) -> str:
-    """Strict, indented JSON: a float that is not finite (a diverged run's loss) becomes null, not `NaN`."""
+    """Strict, indented JSON that mnistlab's readers take back: a float that is not finite (a diverged run's
+    loss) becomes null, not `NaN`; a file name's undecodable byte becomes `\\xff` (see `finite_or_null`)."""
     return json.dumps(finite_or_null(obj), indent=2, allow_nan=False) + "\n"
 
 
@@ -233,11 +222,17 @@ def write_json(path: str | Path, obj: object) -> None:
 
 
 def finite_or_null(obj: object) -> object:
-    """`obj` (dicts, lists, numbers) with every float that is not finite as None: JSON has no NaN."""
+    """`obj` (dicts, lists, numbers, text) with every float that is not finite as None: JSON has no NaN.
+
+    Text is made valid UTF-8 as well: a lone surrogate (an undecodable byte of a path such as a data folder's,
+    as Python decodes it) is written as error lines show it (`\\xff`), since no reader takes a lone surrogate.
+    """
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
+    if isinstance(obj, str):
+        return _LONE_SURROGATE.sub(lambda match: escape_char(match.group()), obj)
     if isinstance(obj, dict):
-        return {key: finite_or_null(value) for key, value in obj.items()}
+        return {finite_or_null(key): finite_or_null(value) for key, value in obj.items()}
     if isinstance(obj, list | tuple):
         return [finite_or_null(value) for value in obj]
     return obj

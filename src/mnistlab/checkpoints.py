@@ -2,7 +2,7 @@
 judge the model). No pickle: loading a checkpoint never runs code from the file.
 
 A checkpoint may come from anyone, so `load_checkpoint` trusts nothing it has not checked: the
-config against its schema (`CONFIG_SCHEMA`, then the model's own arguments), the weights' names,
+config against its schema (`records.CHECKPOINT`, then the model's own arguments), the weights' names,
 shapes and dtypes from the safetensors header against the model built on the meta device (no
 memory), and only then reads the weights, refusing any that are not finite.
 """
@@ -10,10 +10,8 @@ memory), and only then reads the weights, refusing any that are not finite.
 from __future__ import annotations
 
 import platform
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,82 +19,18 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
-from . import __version__
 from ._io import StagedFolder, json_text
 from .classifier import Recorded
 from .data import normalize
 from .datasets import DIGIT_CLASSES, layout_of, recorded_name
 from .device import resolve_device
-from .errors import MnistlabError
+from .errors import CheckpointError, FieldError, ForeignRecordError, MissingFileError, SchemaError, one_line
 from .models import create_model, model_arguments
 from .pretrained import resolve
-from .schema import (
-    CLASSES,
-    MODEL,
-    NORMALIZATION,
-    VERSION,
-    Bool,
-    Choice,
-    FieldError,
-    Json,
-    MapOf,
-    MissingFileError,
-    Number,
-    Obj,
-    SchemaError,
-    Text,
-    check_format_version,
-    one_line,
-    open_regular_file,
-    read_json,
-)
+from .records import CHECKPOINT, CONFIG_FILE, MAX_HEADER_BYTES, WEIGHTS_FILE
+from .schema import read_json, read_prefix
 
-if TYPE_CHECKING:
-    from .prediction import Prediction, Source
-
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-FORMAT = "mnistlab.checkpoint"
-FORMAT_VERSION = 1
-MAX_HEADER_BYTES = 1 << 20  # a safetensors header lists each tensor in ~100 bytes; safetensors itself allows 100 MB
-COMMAND_MAX = 1 << 16  # the command line a run was trained with, as config.json records it
 MAX_PROBLEMS = 5  # weights that do not fit: list this many, then count the rest
-
-# The fields of config.json, and those shared with metrics.json (report.py). Each field's type and
-# range; unknown fields are dropped, so `Checkpoint.config` holds only checked values.
-DATASET_SCHEMA = Obj({
-    "name": Text(max_length=100),  # a name from mnistlab.datasets ("custom" before datasets had names: MNIST)
-    "canonical": Bool(),  # every file was the published one
-    "source": Text(max_length=4096, one_line=False),  # a folder's path may hold any character
-    "sha256": MapOf(Text(pattern="[0-9a-f]{64}", meaning="64 lowercase hex digits"), max_length=16),
-    "train_size": Number(0, 10**9, integer=True),
-    "test_size": Number(0, 10**9, integer=True),
-    "classes": CLASSES,
-})
-LOSS = Number(0, null_is_nan=True)  # a diverged run's loss is not a number: written as null, read as NaN
-ACCURACY = Number(0, 1)
-# One evaluation: after each epoch (a whole `epoch`), or every `eval_every` steps (a fractional one).
-EPOCH_SCHEMA = Obj({
-    "epoch": Number(0, 10**6, above=True),
-    "train_loss": LOSS, "train_acc": ACCURACY, "test_loss": LOSS, "test_acc": ACCURACY,
-    "seconds": Number(0), "step": Number(1, 10**12, integer=True),
-    "train_seconds": Number(0), "eval_seconds": Number(0),
-}, required=frozenset({"epoch", "train_loss", "train_acc", "test_loss", "test_acc"}))
-CONFIG_SCHEMA = Obj({
-    "format": Choice((FORMAT,)),
-    "format_version": Choice((FORMAT_VERSION,)),
-    "mnistlab_version": VERSION,
-    "torch_version": VERSION,
-    "python_version": VERSION,  # these three: since 0.1.0's pretrained weights; older folders lack them
-    "numpy_version": VERSION,
-    "command": Text(max_length=COMMAND_MAX, one_line=False),  # the `mnistlab train ...` line, shell-quoted
-    # The arguments are checked against the named model's own schema (`models.model_arguments`) next.
-    "model": MODEL,
-    "normalization": NORMALIZATION,
-    "dataset": DATASET_SCHEMA,
-    "metrics": replace(EPOCH_SCHEMA, required=frozenset()),
-    "train_config": MapOf(Json()),
-}, required=frozenset({"format", "format_version", "model", "normalization"}))
 
 # safetensors' dtype names → torch's, for the dtypes a model's parameters and buffers use.
 SAFETENSORS_DTYPES = {
@@ -105,17 +39,12 @@ SAFETENSORS_DTYPES = {
 }
 
 
-
-class CheckpointError(MnistlabError, ValueError):
-    """A checkpoint is missing, truncated, foreign, or its weights do not fit its config."""
-
-
 @dataclass
 class Checkpoint(Recorded):
     """A model rebuilt from disk, with the config it was saved with."""
 
     model: nn.Module
-    config: dict  # config.json as checked: only the fields CONFIG_SCHEMA knows, each of its type and range
+    config: dict  # config.json as checked: only the fields `records.CHECKPOINT` knows, each of its type and range
     path: Path  # the checkpoint's folder
 
     @property
@@ -154,17 +83,6 @@ class Checkpoint(Recorded):
         probabilities[~finite] = float("nan")
         return probabilities.cpu().numpy()
 
-    def predict(self, images: Source | Sequence[Source], top_k: int = 3, invert: str = "auto",
-                batch_size: int = 256, progress: bool | None = None) -> list[Prediction]:
-        """Classify image files or in-memory images; one `mnistlab.Prediction` per input, in order.
-
-        Each image is first brought to MNIST's convention (`mnistlab.preprocess`); a bad one
-        comes back with its `error` set instead of stopping the rest. See `mnistlab.prediction.predict`.
-        """
-        from .prediction import predict  # here, so that loading a checkpoint does not import scipy
-
-        return predict(self, images, top_k=top_k, invert=invert, batch_size=batch_size, progress=progress)
-
 
 def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mean: float, std: float,
                      dataset: dict, metrics: dict, train_config: dict, command: str | None = None) -> dict[str, bytes]:
@@ -174,10 +92,7 @@ def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mea
     """
     weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     config = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "mnistlab_version": __version__,
-        "torch_version": torch.__version__,
+        **CHECKPOINT.header(torch.__version__),
         "python_version": platform.python_version(),
         "numpy_version": np.__version__,
         **({"command": command} if command is not None else {}),
@@ -187,7 +102,7 @@ def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mea
         "metrics": metrics,
         "train_config": train_config,
     }
-    return {WEIGHTS_FILE: save(weights, metadata={"format": FORMAT}),
+    return {WEIGHTS_FILE: save(weights, metadata={"format": CHECKPOINT.name}),
             CONFIG_FILE: json_text(config).encode("utf-8")}
 
 
@@ -214,7 +129,7 @@ def is_checkpoint_folder(folder: Path) -> bool:
     """
     try:  # read_json opens only a regular file (a FIFO of that name would block the read for ever)
         config = read_json(folder / CONFIG_FILE)
-        if isinstance(config, dict) and config.get("format") == FORMAT:
+        if isinstance(config, dict) and config.get("format") == CHECKPOINT.name:
             return True
     except (OSError, ValueError):
         pass
@@ -222,7 +137,7 @@ def is_checkpoint_folder(folder: Path) -> bool:
         if not (folder / WEIGHTS_FILE).is_file():
             return False
         with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as weights:
-            return (weights.metadata() or {}).get("format") == FORMAT
+            return (weights.metadata() or {}).get("format") == CHECKPOINT.name
     except Exception:  # any file at all may sit there; only a readable mark counts
         return False
 
@@ -244,20 +159,12 @@ def _resolve_folder(path: Path) -> Path:
 def _read_config(path: Path) -> dict:
     """config.json, read bounded and strict, checked field by field (the model's arguments too)."""
     try:
-        raw = read_json(path)
+        config = CHECKPOINT.check(read_json(path))
     except MissingFileError:
         raise CheckpointError(f"{path.parent}: not a checkpoint (missing {CONFIG_FILE})") from None
-    except SchemaError as e:
-        raise CheckpointError(f"{path}: {e}") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an mnistlab checkpoint config (no \"format\": \"{FORMAT}\")")
-    try:
-        check_format_version(raw, FORMAT_VERSION)
-    except SchemaError as e:
-        raise CheckpointError(f"{path}: checkpoint {e}") from None
-    try:
-        config = CONFIG_SCHEMA.check(raw, "")
-    except FieldError as e:
+    except ForeignRecordError as e:  # another tool's config.json
+        raise CheckpointError(f"{path}: not an mnistlab checkpoint config ({e})") from None
+    except SchemaError as e:  # not JSON, too large, another format version, a field of the wrong type or range
         raise CheckpointError(f"{path}: {e}") from None
     try:
         arguments = model_arguments(config["model"]["name"])
@@ -273,8 +180,7 @@ def _read_config(path: Path) -> dict:
 def _read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
     """{tensor name: (shape, safetensors dtype)} from the file's header alone; no tensor is read."""
     try:
-        with open_regular_file(path) as file:
-            prefix = file.read(8)  # the header's length, little-endian u64
+        prefix = read_prefix(path, 8)  # the header's length, little-endian u64
     except MissingFileError:
         raise CheckpointError(f"{path.parent}: not a checkpoint (missing {WEIGHTS_FILE})") from None
     except SchemaError as e:
@@ -331,14 +237,13 @@ def _build(name: str, args: dict, where: Path) -> nn.Module:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild a model from a checkpoint folder (or its config.json / model.safetensors), or from the
-    pretrained weights `pretrained:NAME` (`mnistlab.pretrained`; their files are checked against their pins).
+    """Rebuild a model from a checkpoint folder (or its config.json / model.safetensors).
 
     The model comes back in eval mode on `device` ('auto' picks one). Any problem with the
     files raises `CheckpointError` with a one-line message naming the file and the field,
     before any memory is spent on weights that would not fit.
     """
-    folder = _resolve_folder(resolve(path))
+    folder = _resolve_folder(resolve(path))  # `pretrained:NAME`: the package's folder, its files checked
     config = _read_config(folder / CONFIG_FILE)
     header = _read_header(folder / WEIGHTS_FILE)
     name, args = config["model"]["name"], config["model"]["args"]

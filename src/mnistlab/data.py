@@ -19,9 +19,10 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from .datasets import BUNDLED_ROOT, MNIST_MEAN, MNIST_STD, SPLIT_FILES, DataError, DatasetInfo, get_dataset
+from .datasets import BUNDLED_ROOT, MNIST_MEAN, MNIST_STD, SPLIT_FILES, DatasetInfo, get_dataset
 from .datasets import MNIST as MNIST_INFO
-from .downloads import CACHE_ENV, file_status
+from .downloads import CACHE_ENV, fetch, file_status
+from .errors import DataError
 from .limits import IMAGE_SIZE, NUM_CLASSES
 
 __all__ = ["MNIST_MEAN", "MNIST_STD", "DataError", "IMAGE_SIZE", "MNIST", "Split", "load_mnist", "load_split",
@@ -194,8 +195,6 @@ def dataset_dir(dataset: str | DatasetInfo = "mnist", data_dir: str | Path | Non
         return folder, all(state == "ok" for state in file_status(info, folder).values())  # by the pinned MD5s
     if info.bundled:
         return BUNDLED_DIR, None
-    from .downloads import fetch
-
     return fetch(info, progress=progress), True
 
 

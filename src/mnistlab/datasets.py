@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import MnistlabError
+from .errors import DataError
 from .limits import NUM_CLASSES
 
 MNIST_MEAN = 0.1307  # mean pixel of the MNIST training set, on a 0-1 scale
@@ -30,10 +30,6 @@ DIGIT_CLASSES = tuple(str(digit) for digit in range(NUM_CLASSES))  # MNIST's cla
 # How `predict` places an image in 28×28, as the dataset's own images are placed: "digit" as MNIST
 # (a 20×20 box, centred by mass), "fill" as Fashion-MNIST (the long side spans all 28, centred by the box).
 LAYOUTS = ("digit", "fill")
-
-
-class DataError(MnistlabError, ValueError):
-    """A dataset file is missing, truncated, corrupt or inconsistent, or cannot be fetched; the message names it."""
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from .errors import MnistlabError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-
-
-class DeviceError(MnistlabError, ValueError):
-    """The requested device does not exist on this machine."""
+from .config import DEVICES as DEVICE_CHOICES
+from .errors import DeviceError
 
 
 def _mps_available() -> bool:

@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ._io import make_folders, open_regular_file, remove_folders
-from .datasets import BUNDLED_ROOT, DataError, DatasetInfo
+from .datasets import BUNDLED_ROOT, DatasetInfo
+from .errors import DataError
 
 CACHE_ENV = "MNISTLAB_DATA_DIR"
 TIMEOUT = 30.0  # seconds to connect, and seconds a server may stay silent mid-transfer, before a URL counts as failed

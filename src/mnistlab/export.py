@@ -16,38 +16,34 @@ import json
 import logging
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import __version__
 from ._io import atomic_path, check_output_file
-from .checkpoints import CONFIG_FILE, WEIGHTS_FILE, Checkpoint, load_checkpoint
+from ._version import __version__
+from .checkpoints import Checkpoint, load_checkpoint
+from .config import EXPORT_FORMATS, EXPORT_INPUTS, ExportConfig
 from .datasets import recorded_name
-from .errors import MnistlabError
+from .errors import ExportError
 from .limits import IMAGE_SIZE, NUM_CLASSES
-from .onnx_model import FORMAT, FORMAT_VERSION, INPUT_CONVENTIONS, INPUT_DTYPES, INPUT_NAME, METADATA_KEY, OUTPUT_NAME
 from .pretrained import outputs_folder
+from .records import (
+    CONFIG_FILE,
+    EXPORT,
+    INPUT_CONVENTIONS,
+    INPUT_DTYPES,
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    TORCHSCRIPT_METADATA,
+    WEIGHTS_FILE,
+)
 
-FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}  # format → its default file name in the run folder
-INPUTS = {"uint8": "uint8", "float": "float32"}  # --input → the metadata's dtype
-TORCHSCRIPT_METADATA = "mnistlab.json"  # the _extra_files entry that holds the record
+FORMATS, INPUTS = EXPORT_FORMATS, EXPORT_INPUTS  # format → its default file name; --input → the ONNX dtype
+DEFAULT_EXPORT = ExportConfig()
 ONNX_OPSET = 18  # onnxruntime ≥ 1.14 runs it
-
-
-class ExportError(MnistlabError, ValueError):
-    """The model cannot be exported: an exporter's failure, or a missing package."""
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """What `mnistlab export` writes."""
-
-    format: str = "onnx"  # "onnx" or "torchscript"
-    input: str = "uint8"  # ONNX only: "uint8" (0-255) or "float" (0-1); TorchScript takes both
-    out: str | None = None  # default: FORMATS[format] in the run folder (the current folder for pretrained weights)
 
 
 class Deployable(nn.Module):
@@ -73,15 +69,12 @@ def metadata(checkpoint: Checkpoint, dtype: str | None) -> dict:
     dtypes = [dtype] if dtype else list(INPUT_DTYPES)
     accuracy = checkpoint.metrics.get("test_acc")
     return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "mnistlab_version": __version__,
-        "torch_version": torch.__version__,
+        **EXPORT.header(torch.__version__),
         "model": checkpoint.config["model"],
         "dataset": {"name": recorded_name(checkpoint.config.get("dataset", {}))},
         "classes": list(checkpoint.classes),
         "input": {"name": INPUT_NAME, "dtype": " or ".join(dtypes), "shape": ["N", IMAGE_SIZE, IMAGE_SIZE],
-                  "scale": " or ".join(f"{INPUT_DTYPES[d][2]} ({d})" for d in dtypes),
+                  "scale": " or ".join(f"{INPUT_DTYPES[d][1]} ({d})" for d in dtypes),
                   "convention": INPUT_CONVENTIONS[checkpoint.layout], "layout": checkpoint.layout},
         "output": {"name": OUTPUT_NAME, "shape": ["N", NUM_CLASSES],
                    "meaning": "float32 probabilities of the classes, in label order (softmax applied)"},
@@ -91,19 +84,20 @@ def metadata(checkpoint: Checkpoint, dtype: str | None) -> dict:
     }
 
 
-def export(run: str | Path, config: ExportConfig = ExportConfig()) -> Path:
+def export(run: str | Path, config: ExportConfig = DEFAULT_EXPORT) -> Path:
     """Export the checkpoint in `run` as one file; return its path.
 
     The output is checked before the work and written whole or not at all.
 
     Raises:
+        ValueError: a format or input that is not one of `EXPORT_FORMATS` / `EXPORT_INPUTS` (`mnistlab.config`).
         CheckpointError: the run folder is not a usable checkpoint.
         OutputError: the output cannot be written.
         ExportError: the exporter failed, or the onnx package is missing.
     """
-    if config.format not in FORMATS or config.input not in INPUTS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)} and input one of {', '.join(INPUTS)}")
+    config.validate()  # ValueError naming the option and its choices
     checkpoint = load_checkpoint(run, device="cpu")
+    # The default: in the run folder; in the current folder for pretrained weights (part of the install).
     out = check_output_file(config.out or outputs_folder(checkpoint.path) / FORMATS[config.format])
     if out.resolve() in {(checkpoint.path / name).resolve() for name in (CONFIG_FILE, WEIGHTS_FILE)}:
         raise ExportError(f"{out}: is the checkpoint's own file; export to another name")

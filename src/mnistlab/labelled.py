@@ -17,22 +17,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._io import refuse_pretrained_dir
+from .classifier import Classifier
 from .datasets import DIGIT_CLASSES
-from .errors import MnistlabError, OutputError
+from .decoding import IMAGE_SUFFIXES
+from .errors import LabelledError, OutputError
+from .prediction import Prediction, predict
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .classifier import Classifier
     from .plots import SplitPredictions
-    from .prediction import Prediction
 
 DIGITS = tuple(range(10))
 MAX_IMAGES = 100_000  # a folder with more is refused before anything is decoded
-
-
-class LabelledError(MnistlabError, ValueError):
-    """A labelled-images folder cannot be read or written."""
+PNG_MODES = ("1", "L", "LA", "I;16", "P", "RGB", "RGBA")  # saved as they are; any other mode as gray (`png_ready`)
 
 
 @dataclass(frozen=True)
@@ -50,8 +48,6 @@ def read_labelled(folder: str | Path) -> list[LabelledImage]:
     Raises:
         LabelledError: `folder` is not a folder, holds no such images, or too many.
     """
-    from .preprocessing import IMAGE_SUFFIXES  # here: the command line imports this module without torch
-
     folder = Path(folder)
     if not folder.is_dir():
         raise LabelledError(f"{folder}: expected a folder with sub-folders 0/ … 9/ of images"
@@ -124,13 +120,14 @@ class LabelledScore:
 
     def split_predictions(self) -> SplitPredictions:
         """The classified images as a `SplitPredictions`, for `mnistlab.confusion_matrix` and friends."""
-        import torch
+        import torch  # here, with plots (matplotlib): reading and scoring a folder needs neither
 
         from .plots import SplitPredictions
 
         read = self.read
         if not read:
-            raise LabelledError("no image could be classified, so there is nothing to plot")
+            folder = f"{self.images[0].path.parent.parent}: " if self.images else ""
+            raise LabelledError(f"{folder}no image could be classified, so there is nothing to plot")
         images = torch.stack([torch.from_numpy(p.pixels()) for _, p in read])  # (N, 28, 28)
         labels = torch.tensor([i.label for i, _ in read])
         return SplitPredictions(images, labels, torch.tensor([p.probabilities for _, p in read]))
@@ -139,7 +136,7 @@ class LabelledScore:
 def score_labelled(model: Classifier, folder: str | Path, batch_size: int = 256) -> LabelledScore:
     """Classify every image of a labelled folder (`read_labelled`) with `model` (a checkpoint or an exported file)."""
     images = read_labelled(folder)
-    predictions = model.predict([str(i.path) for i in images], batch_size=batch_size)
+    predictions = predict(model, [str(i.path) for i in images], batch_size=batch_size)
     return LabelledScore(images, predictions, tuple(model.classes))
 
 
@@ -195,6 +192,23 @@ def check_collect_folder(folder: str | Path) -> Path:
     return folder
 
 
+def png_ready(image: Image.Image) -> Image.Image:
+    """`image` in a mode PNG holds: as it is, or (CMYK, YCbCr, LAB, 32-bit or float pixels) as the gray image
+    preprocessing reads from it, 16-bit where its pixels are finer than 8 bits. So every drawing an upload could
+    be read from is saved, and reads back as the same digit."""
+    if image.mode in PNG_MODES:
+        return image
+    import numpy as np
+    from PIL import Image
+
+    from .decoding import gray_mode
+
+    gray = gray_mode(image)  # "L", "LA" or "F" (0-1)
+    if gray.mode != "F":
+        return gray
+    return Image.fromarray((np.asarray(gray, dtype=np.float32) * 65535 + 0.5).astype(np.uint16))  # I;16
+
+
 def save_labelled(folder: str | Path, label: int, image: Image.Image) -> Path:
     """Save `image` as a new PNG in `folder/<label>/`, named by the time and a random suffix.
 
@@ -208,6 +222,7 @@ def save_labelled(folder: str | Path, label: int, image: Image.Image) -> Path:
     """
     if isinstance(label, bool) or not isinstance(label, int) or label not in DIGITS:
         raise LabelledError(f"label must be a digit 0-9, got {label!r}")
+    image = png_ready(image)
     folder = Path(folder)
     name = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}.png"
     temporary = f".{name}.tmp"

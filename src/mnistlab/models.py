@@ -23,27 +23,18 @@ from typing import Annotated, Literal
 
 from torch import nn
 
+from .config import Range
 from .data import IMAGE_SIZE, NUM_CLASSES
-from .errors import MnistlabError
-from .limits import MAX_HIDDEN
-from .schema import Bool, Choice, Field, FieldError, Json, Nullable, Number, Obj, Text, one_line
+from .errors import FieldError, ModelError, one_line
+from .limits import MAX_HIDDEN, MAX_WIDTH
+from .schema import Bool, Choice, Field, Json, Nullable, Number, Obj, Text
 
 ENTRY_POINT_GROUP = "mnistlab.models"  # [project.entry-points."mnistlab.models"] name = "package.module:factory"
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
-MAX_WIDTH = 256  # channels of a cnn's first layer: at 256 the cnn holds 9M weights; more is refused unbuilt
+UNBOUNDED = Range()
 
 
-class ModelError(MnistlabError, ValueError):
-    """An unknown model, an argument of the wrong type or range, or a model plugin that fails to load."""
-
-
-@dataclass(frozen=True)
-class Range:
-    """Bounds of a numeric model argument: `def wide(hidden: Annotated[int, Range(1, 4096)] = 512)`."""
-
-    low: float | None = None
-    high: float | None = None
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -76,6 +67,28 @@ def model_arguments(name: str) -> Obj:
                required=frozenset(p.name for p in params if p.default is inspect.Parameter.empty), closed=True)
 
 
+@dataclass(frozen=True)
+class ModelSummary:
+    """One row of `mnistlab models`: a model's name, size at its defaults, arguments and first docstring line."""
+
+    name: str
+    parameters: int
+    arguments: dict  # keyword → default
+    description: str
+
+
+def summarize_model(name: str) -> ModelSummary:
+    """Model `name` built at its defaults and described; `ModelError` if it cannot be (a broken plugin)."""
+    factory = _lookup(name)  # also loads a model from a plugin package
+    try:
+        parameters = sum(p.numel() for p in create_model(name).parameters())
+    except ModelError:
+        raise
+    except Exception as e:  # a plugin's model is someone else's code: whatever it raises, it cannot be built
+        raise ModelError(one_line(str(e))) from None
+    return ModelSummary(name, parameters, model_defaults(name), (inspect.getdoc(factory) or "").split("\n")[0])
+
+
 def create_model(name: str, **args) -> nn.Module:
     """Build a registered model; an unknown name or a bad argument raises `ModelError` (a `ValueError`)."""
     factory = _lookup(name)
@@ -86,7 +99,7 @@ def create_model(name: str, **args) -> nn.Module:
     return factory(**args)
 
 
-def _argument_field(hint: object, default: object, bounds: Range = Range()) -> Field:
+def _argument_field(hint: object, default: object, bounds: Range = UNBOUNDED) -> Field:
     """The field type of one model argument, from its type hint (or, without one, its default's type)."""
     if typing.get_origin(hint) is Annotated:
         hint, *extras = typing.get_args(hint)
@@ -97,7 +110,7 @@ def _argument_field(hint: object, default: object, bounds: Range = Range()) -> F
     if hint is bool:
         return Bool()
     if hint in (int, float):
-        return Number(bounds.low, bounds.high, integer=hint is int)
+        return Number(bounds.low, bounds.high, integer=hint is int, above=bounds.low_open)
     if hint is str:
         return Text()
     if typing.get_origin(hint) is Literal:

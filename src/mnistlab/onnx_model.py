@@ -1,7 +1,7 @@
 """An exported ONNX model (`mnistlab export`), run by onnxruntime: a classifier without PyTorch.
 
-The file is the contract a deployment relies on, so it is written down here, in one place, for
-both sides: `export.py` writes it and `load_onnx` reads it back. One input, `pixels`, (N, 28, 28)
+The file is the contract a deployment relies on, written down once in `records.py` for both sides:
+`export.py` writes it and `load_onnx` reads it back. One input, `pixels`, (N, 28, 28)
 with N free, either uint8 0-255 or float32 0-1, white on black and placed as the model's dataset
 places its images (`INPUT_CONVENTIONS`, by layout);
 one output, `probabilities`, float32 (N, 10), the softmax over the classes. The normalisation
@@ -10,7 +10,7 @@ METADATA_KEY, and a few of them again under readable keys.
 
 An ONNX file may come from anyone, so `load_onnx` checks it once, before it is used: a regular
 file under MAX_ONNX_BYTES, parsed by onnxruntime from memory (external data files are refused: they
-would be looked up in an empty folder), mnistlab's metadata read against `METADATA_SCHEMA`, and
+would be looked up in an empty folder), mnistlab's metadata read against `records.EXPORT`, and
 the graph's input and output against the contract. Any problem is one `OnnxModelError` line.
 Nothing here imports torch.
 """
@@ -19,84 +19,20 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .classifier import Recorded
-from .datasets import LAYOUTS
-from .errors import MnistlabError, escape
+from .errors import FieldError, ForeignRecordError, MissingFileError, OnnxModelError, SchemaError, escape, one_line
 from .limits import IMAGE_SIZE, NUM_CLASSES
-from .schema import (
-    CLASSES,
-    MODEL,
-    NORMALIZATION,
-    VERSION,
-    Choice,
-    Json,
-    MissingFileError,
-    Number,
-    Obj,
-    SchemaError,
-    Text,
-    check_format_version,
-    one_line,
-    parse_json,
-    read_bounded,
-)
+from .records import EXPORT, INPUT_DTYPES, INPUT_NAME, MAX_METADATA_BYTES, MAX_ONNX_BYTES, METADATA_KEY, OUTPUT_NAME
+from .schema import parse_json, read_bounded
 
 if TYPE_CHECKING:
     import onnxruntime
-
-    from .prediction import Prediction, Source
-
-FORMAT = "mnistlab.export"
-FORMAT_VERSION = 1
-METADATA_KEY = "mnistlab"  # metadata_props key of the JSON record; the other keys repeat parts of it readably
-MAX_ONNX_BYTES = 512 << 20  # the largest model mnistlab trains (MAX_HIDDEN wide) exports to ~100 MB
-MAX_METADATA_BYTES = 64 << 10  # the record is ~1 KB; a model's arguments are small
-INPUT_NAME = "pixels"
-OUTPUT_NAME = "probabilities"
-# What the pixels must look like, for each layout (`mnistlab.datasets.LAYOUTS`) of the model's dataset.
-INPUT_CONVENTIONS = {
-    "digit": "white ink on black, digit centred as in MNIST (20×20 box, centre of mass at the middle)",
-    "fill": "white on black, the object's long side spanning all 28 pixels, centred by its box (as Fashion-MNIST)",
-}
-# The input dtypes an export may take: its name in the metadata → (onnxruntime's type name, NumPy dtype, scale).
-INPUT_DTYPES = {
-    "uint8": ("tensor(uint8)", np.uint8, "0-255"),
-    "float32": ("tensor(float)", np.float32, "0-1"),
-}
-INPUT_SCHEMA = Obj({
-    "name": Text(max_length=100),
-    "dtype": Choice(tuple(INPUT_DTYPES)),
-    "shape": Json(max_depth=1),
-    "scale": Text(max_length=100),
-    "convention": Text(max_length=200),
-    "layout": Choice(LAYOUTS),  # absent: "digit" (an export from before layouts)
-}, required=frozenset({"dtype"}))
-METADATA_SCHEMA = Obj({
-    "format": Choice((FORMAT,)),
-    "format_version": Choice((FORMAT_VERSION,)),
-    "mnistlab_version": VERSION,
-    "torch_version": VERSION,
-    "model": replace(MODEL, required=frozenset({"name"})),
-    "dataset": Obj({"name": Text(max_length=100)}),
-    "classes": CLASSES,
-    "input": INPUT_SCHEMA,
-    "output": Obj({"name": Text(max_length=100), "shape": Json(max_depth=1), "meaning": Text(max_length=200)}),
-    # Already applied inside the graph: recorded so that a reader knows what the model expects.
-    "normalization": NORMALIZATION,
-    "parameters": Number(0, 10**12, integer=True),
-    "metrics": Obj({"test_acc": Number(0, 1), "test_loss": Number(0)}),
-}, required=frozenset({"format", "format_version", "classes", "input", "model"}))
-
-
-class OnnxModelError(MnistlabError, ValueError):
-    """An ONNX file is missing, unreadable, too large, not an ONNX model, or not one that mnistlab exported."""
 
 
 @dataclass
@@ -104,7 +40,7 @@ class OnnxModel(Recorded):
     """An exported model in an onnxruntime session, with the metadata it was exported with."""
 
     session: onnxruntime.InferenceSession
-    metadata: dict  # the METADATA_KEY record as checked: only the fields METADATA_SCHEMA knows
+    metadata: dict  # the METADATA_KEY record as checked: only the fields `records.EXPORT` knows
     path: Path
 
     @property
@@ -146,13 +82,6 @@ class OnnxModel(Recorded):
         output = output.astype(np.float32, copy=True)
         output[~np.isfinite(output).all(1)] = np.nan
         return output
-
-    def predict(self, images: Source | Sequence[Source], top_k: int = 3, invert: str = "auto",
-                batch_size: int = 256, progress: bool | None = None) -> list[Prediction]:
-        """Classify image files or in-memory images, as `Checkpoint.predict` does."""
-        from .prediction import predict
-
-        return predict(self, images, top_k=top_k, invert=invert, batch_size=batch_size, progress=progress)
 
 
 def load_onnx(path: str | os.PathLike, *, threads: int | None = None) -> OnnxModel:
@@ -218,17 +147,14 @@ def _read_metadata(session: onnxruntime.InferenceSession, path: Path) -> dict:
         record = parse_json(encoded)
     except SchemaError as e:
         raise OnnxModelError(f"{_shown(path)}: metadata {METADATA_KEY!r}: {e}") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise OnnxModelError(f"{_shown(path)}: not an mnistlab export (metadata {METADATA_KEY!r} has no "
-                             f"\"format\": \"{FORMAT}\")")
     try:
-        check_format_version(record, FORMAT_VERSION)
-    except SchemaError as e:
-        raise OnnxModelError(f"{_shown(path)}: export {e}") from None
-    try:
-        return METADATA_SCHEMA.check(record, "")
-    except SchemaError as e:  # a FieldError, naming the field
+        return EXPORT.check(record)
+    except ForeignRecordError as e:
+        raise OnnxModelError(f"{_shown(path)}: not an mnistlab export (metadata {METADATA_KEY!r} has {e})") from None
+    except FieldError as e:
         raise OnnxModelError(f"{_shown(path)}: metadata {METADATA_KEY!r}: {e}") from None
+    except SchemaError as e:  # another format version
+        raise OnnxModelError(f"{_shown(path)}: {e}") from None
 
 
 def _shown(path: Path) -> str:

@@ -32,10 +32,12 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Affine2D
 from torch import nn
 
-from ._io import atomic_path
+from ._io import atomic_path, check_output_file
+from .augment import augment
+from .config import PlotOptions, check_value
 from .data import IMAGE_SIZE, MNIST_MEAN, MNIST_STD, NUM_CLASSES, Split, normalize
 from .datasets import MNIST as MNIST_INFO
-from .errors import MnistlabError
+from .errors import PlotError
 
 # Green and red; a wrong cell also gets a bold label and a thick frame, so colour blindness loses nothing.
 RIGHT_COLOR = "#1a7f37"
@@ -45,7 +47,6 @@ PNG_COMPRESS_LEVEL = 1
 SPLIT_STYLES = {"train": "--", "test": "-"}  # line style of each split in the curves
 TITLE_HEIGHT = 0.75  # inches above a grid of digits, for its two-line title
 PIXEL_INCHES = 0.04  # one digit pixel in a grid of digits: 4 PNG pixels at DPI, so a digit is 112 px wide
-MAX_SEED = 2**64 - 1  # the largest seed torch.Generator takes
 GRID_MODES = ("class", "random")  # prediction_grid: one column per digit, or a sample of the whole split
 GRID_CELL = (34, 40)  # a prediction grid's cell (width, height) in digit pixels: the digit, its index and caption
 GRID_HEADER = 9  # digit pixels above a by-class grid, for the digit heading each column
@@ -55,8 +56,13 @@ NAME_CHAR_POINTS = 0.62  # a sans-serif character is about this many ems wide, t
 NON_INTERACTIVE_BACKENDS = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
 
 
-class PlotError(MnistlabError, ValueError):
-    """A figure cannot be drawn or shown (no display for --show, an unusable input)."""
+def _check_options(**values: object) -> None:
+    """`PlotError` (a ValueError) naming the first value outside its declared bounds (`config.PlotOptions`)."""
+    try:
+        for name, value in values.items():
+            check_value(PlotOptions, name, value)
+    except ValueError as e:
+        raise PlotError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,11 @@ def save_png(fig: Figure, file: str | Path | BinaryIO, dpi: int = DPI) -> None:
     """Write `fig` as a PNG of exactly its size × `dpi` pixels to a path or a binary file."""
     # zlib level 1: on the report's five figures, 8% larger than Pillow's default level 6 and a third quicker.
     fig.savefig(file, format="png", dpi=dpi, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
+
+
+def check_figure_path(path: str | Path) -> Path:
+    """Before any drawing: `OutputError` unless a figure can be written at `path` (see `save_figure`)."""
+    return check_output_file(path)
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
@@ -371,10 +382,7 @@ def prediction_grid(predictions: SplitPredictions, *, rows: int = 5, cols: int =
     """
     if mode not in GRID_MODES:
         raise PlotError(f"mode must be one of {', '.join(GRID_MODES)}, got {mode!r}")
-    if rows < 1 or cols < 1:
-        raise PlotError(f"rows and cols must be at least 1, got rows={rows}, cols={cols}")
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise PlotError(f"seed must be 0 to 2**64-1 (torch's generator), got {seed}")
+    _check_options(rows=rows, cols=cols, seed=seed)
     chosen = _pick_digits(predictions, rows, cols, mode, errors_only, seed)
     if not chosen:
         return _message(f"No mistakes: all {len(predictions):,} {predictions.noun}s are right")
@@ -529,8 +537,7 @@ def confident_mistakes(predictions: SplitPredictions, count: int) -> torch.Tenso
 @plain_text
 def mistakes_gallery(predictions: SplitPredictions, *, count: int = 15, cols: int = 5) -> Figure:
     """The most confident wrong predictions, each with its top-3 probabilities."""
-    if count < 1 or cols < 1:
-        raise PlotError(f"count and cols must be at least 1, got count={count}, cols={cols}")
+    _check_options(count=count, cols=cols)
     chosen = confident_mistakes(predictions, count).tolist()
     n_wrong = int(predictions.wrong.sum())
     noun = predictions.noun
@@ -573,8 +580,6 @@ def augmented_grid(image: torch.Tensor, *, strength: float = 1.0, elastic: float
         strength, elastic: as `TrainConfig.augment` and `TrainConfig.elastic`.
         seed: the generator's seed; the same seed draws the same copies.
     """
-    from .augment import augment  # here: only this figure needs it
-
     if not (rows >= 1 and cols >= 1 and rows * cols <= 400):
         raise PlotError(f"augmented_grid: rows and cols must be ≥ 1 with at most 400 cells, got {rows} × {cols}")
     if not (0 <= strength < 10 and 0 <= elastic < 10):

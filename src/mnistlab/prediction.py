@@ -19,20 +19,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
-from ._io import FILE_TYPE_NAMES, atomic_path, progress_bar, refuse_pretrained_dir
+from ._io import atomic_path, progress_bar, refuse_pretrained_dir
+from .classifier import Classifier
+from .config import PredictOptions, check_value
 from .datasets import DIGIT_CLASSES
-from .errors import MnistlabError, OutputError, escape, escape_char
-from .preprocessing import IMAGE_SUFFIXES, ImageLike, load_image, preprocess_array
+from .decoding import IMAGE_SUFFIXES, ImageLike, load_image
+from .errors import FILE_TYPE_NAMES, DataError, MnistlabError, OutputError, escape, escape_char
+from .preprocessing import preprocess_array
 
-if TYPE_CHECKING:
-    from .classifier import Classifier
-
-BATCH_SIZE = 256  # images preprocessed, then classified in one forward pass
+BATCH_SIZE = PredictOptions.batch_size  # images preprocessed, then classified in one forward pass
 PROGRESS_MIN_FILES = 300  # a progress bar only for batches larger than this
 MAX_STEM_BYTES = 100  # a saved file's name, before "-N.png": far below NAME_MAX (255) with a temporary suffix
 
@@ -126,13 +126,14 @@ def collect_images(arguments: Iterable[str | os.PathLike]) -> list[str]:
     return [path for argument in arguments for path in expand_argument(argument)[0]]
 
 
-def predict(model: Classifier, images: Source | Sequence[Source], *, top_k: int = 3, invert: str = "auto",
-            batch_size: int = BATCH_SIZE, progress: bool | None = None) -> list[Prediction]:
+def predict(model: Classifier, images: Source | Sequence[Source], *, top_k: int = PredictOptions.top_k,
+            invert: str = PredictOptions.invert, batch_size: int = BATCH_SIZE,
+            progress: bool | None = None) -> list[Prediction]:
     """Classify images: files (paths) or in-memory images, one `Prediction` per input, in order.
 
     Args:
-        model: a `Checkpoint` (`mnistlab.load_checkpoint`), an exported ONNX model
-            (`mnistlab.onnx_model.load_onnx`), or any `Classifier`; `mnistlab.load_model` loads either.
+        model: any `Classifier`: a checkpoint or an exported ONNX model, as `mnistlab.load_model` loads
+            them (or `mnistlab.load_checkpoint`, `mnistlab.load_onnx`).
         images: paths, files' bytes, binary file objects, Pillow images, (H, W) arrays or tensors;
             one of them alone; or an (N, H, W) array or tensor (a batch). Each is checked on its
             own: a bad one (unreadable, a wrong shape or dtype, NaN pixels...) comes back with its
@@ -141,11 +142,13 @@ def predict(model: Classifier, images: Source | Sequence[Source], *, top_k: int 
         invert: "auto", "yes" or "no"; see `mnistlab.preprocessing.preprocess`.
         batch_size: images preprocessed and classified together.
         progress: a progress bar on stderr; None shows one past PROGRESS_MIN_FILES inputs.
+
+    Raises:
+        ValueError: `top_k`, `invert` or `batch_size` is not what `mnistlab.config.PredictOptions` declares
+            (raised at the call, before any image is read).
     """
-    if not 1 <= top_k <= 10:
-        raise ValueError(f"top_k must be between 1 and 10, got {top_k}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    for name, value in (("top_k", top_k), ("invert", invert), ("batch_size", batch_size)):
+        check_value(PredictOptions, name, value)
     items = _as_list(images)
     show = len(items) > PROGRESS_MIN_FILES if progress is None else progress
     layout = model.layout  # read off the model's record once, not once per image
@@ -156,6 +159,27 @@ def predict(model: Classifier, images: Source | Sequence[Source], *, top_k: int 
             results += _classify(model, prepared, top_k)
             bar.update(len(batch))
     return results
+
+
+def score(model: Classifier, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` on uint8 images (N, 28, 28) already in its dataset's convention.
+
+    The test set's own images: no preprocessing, as training evaluated them. A NaN row (a model that
+    gave a non-finite output) counts as wrong, with an infinite loss.
+
+    Raises:
+        DataError: no images (the means would be 0 / 0).
+    """
+    if len(images) == 0:
+        raise DataError("nothing to score: no images given")
+    losses, correct = 0.0, 0
+    for start in range(0, len(images), batch_size):
+        p = model.probabilities(images[start:start + batch_size].astype(np.float32) / 255)
+        y = labels[start:start + batch_size]
+        picked = p[np.arange(len(y)), y]
+        losses += float(-np.log(np.maximum(np.nan_to_num(picked, nan=0.0), np.finfo(np.float32).tiny)).sum())
+        correct += int((np.nan_to_num(p, nan=-1.0).argmax(1) == y).sum())
+    return losses / len(images), correct / len(images)
 
 
 def _as_list(images: Source | Sequence[Source]) -> list[Source]:

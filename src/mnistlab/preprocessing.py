@@ -16,38 +16,38 @@ brought to that convention. `preprocess` does so in small, pure steps, each a fu
 An image that already follows the convention (a 28×28 MNIST digit) passes through unchanged.
 Fashion-MNIST and KMNIST fill their frame instead (`layout="fill"`): after `find_digit`, the
 object is scaled so that its long side spans all 28 pixels and centred by its box (`fill_frame`).
+
+Reading a file and checking an array or a tensor (formats, size limits, dtypes) happen before the
+pipeline, in `mnistlab.decoding`; past it, the pixels are trusted.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
-import os
-import stat
-import sys
-import warnings
-from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from scipy import ndimage
 
-from ._io import NotRegularFileError, open_regular_file
+from .config import INVERT_CHOICES
 from .datasets import LAYOUTS
-from .errors import MnistlabError
+from .decoding import (  # noqa: F401 (IMAGE_* and load_image: their old home)
+    IMAGE_FORMATS,
+    IMAGE_SUFFIXES,
+    MAX_PIXELS,
+    ImageLike,
+    as_pixels,
+    gray_mode,
+    load_image,
+)
+from .errors import ImageError, NoDigitError
 from .limits import IMAGE_SIZE
 
 if TYPE_CHECKING:  # torch is imported only by a caller that has tensors: an exported model predicts without it
     import torch
 
-MAX_PIXELS = 64_000_000  # width × height above which a file is refused (a 48 MP phone photo fits)
 WORKING_SIZE = 512  # larger images are first reduced to this long side: plenty for a 20-pixel digit
-INVERT_CHOICES = ("auto", "yes", "no")
-# The only decoders Pillow may use (its names); the same list as the file suffixes `predict` collects.
-IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")  # their file names
 
 DIGIT_BOX = 20  # MNIST: the digit's long side, every anti-aliased pixel included
 CENTRE = 14.0  # MNIST: where the centre of mass lands (row and column index; all 10,000 test digits round to it)
@@ -68,84 +68,6 @@ _EIGHT_CONNECTED = np.ones((3, 3), bool)
 _SAMPLE_SIDE = 128  # statistics are taken on a grid of at most 128×128 pixels
 
 
-class ImageError(MnistlabError, ValueError):
-    """An image file cannot be used: missing, unreadable, not an image, truncated or too large."""
-
-
-class NoDigitError(ImageError):
-    """The image is blank, or its marks are too faint or too small to be a digit."""
-
-
-ImageLike = Union[Image.Image, np.ndarray, "torch.Tensor"]  # noqa: UP007 (a name, not a type, for torch)
-
-
-def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXELS, *,
-               name: str | None = None) -> Image.Image:
-    """Open an image file (a path, its bytes, or a binary file object), fully decoded and upright.
-
-    Only the formats in `IMAGE_FORMATS` are decoded, whatever the file is called: the bytes never
-    choose another decoder (an EPS file named `x.png` never reaches Ghostscript). Only a regular
-    file is opened: a FIFO, socket or device is refused at once instead of blocking. An animated
-    GIF, PNG or WebP, or a multi-page TIFF, gives its first frame.
-
-    Args:
-        source: a path, the file's bytes, or a binary file object (an upload, say).
-        max_pixels: width × height above which the image is refused from its header (a bomb).
-        name: what messages call the image (default: the path, or "image").
-
-    Returns:
-        The decoded image, its `filename` set to `name` (or the path) so that `preprocess` names it too.
-
-    Raises:
-        ImageError: one line naming the file and the problem (missing, not a regular file,
-            unreadable, not an image, truncated, or over `max_pixels` pixels: a decompression bomb).
-    """
-    is_path = isinstance(source, (str, os.PathLike))
-    label = name or (os.fsdecode(source) if is_path else "image")
-    try:
-        with contextlib.ExitStack() as opened:  # closes the file we opened, and the image, on every path
-            if is_path:
-                stream = opened.enter_context(_open_regular_file(source, label))
-            else:
-                stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit, below, is lower
-                image = opened.enter_context(Image.open(stream, formats=IMAGE_FORMATS))
-            width, height = image.size
-            if width * height > max_pixels:  # checked from the header, before any pixel is decoded
-                raise ImageError(f"{label}: {width}×{height} pixels is over the limit of {max_pixels:,} "
-                                 f"(a decompression bomb?)")
-            image.load()  # decode now (the first frame), so that a truncated file fails here and not half-way
-            upright = ImageOps.exif_transpose(image)
-    except ImageError:
-        raise
-    except FileNotFoundError:
-        raise ImageError(f"{label}: no such file") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{label}: not an image (or an unsupported format)") from None
-    except Image.DecompressionBombError:  # Pillow's own limit, far above ours, met in its header check
-        raise ImageError(f"{label}: over the limit of {max_pixels:,} pixels (a decompression bomb?)") from None
-    except OSError as e:
-        if e.errno is not None:  # from the system: permission denied, a symlink loop...
-            raise ImageError(f"{label}: cannot read ({e.strerror})") from None
-        raise ImageError(f"{label}: cannot decode ({e})") from None  # Pillow: "image file is truncated"...
-    except Exception as e:  # a malformed file can make a decoder raise nearly anything
-        raise ImageError(f"{label}: cannot decode ({type(e).__name__}: {e})") from None
-    upright.filename = label  # as Pillow names an image it opened from a file
-    return upright
-
-
-def _open_regular_file(path: str | os.PathLike, label: str) -> BinaryIO:
-    """`_io.open_regular_file`, its refusals as ImageError naming `label`; other OSErrors pass on to `load_image`."""
-    try:
-        return open_regular_file(path)
-    except ValueError:  # only a path built in memory can hold one; the system cannot name such a file
-        raise ImageError(f"{label}: no such file (a file name cannot hold a NUL byte)") from None
-    except NotRegularFileError as e:
-        kind = "is a directory" if e.file_type == stat.S_IFDIR else f"not a regular file: {e.kind}"
-        raise ImageError(f"{label}: cannot read ({kind})") from None
-
-
 def preprocess(image: ImageLike, invert: str = "auto", *, name: str | None = None,
                layout: str = "digit") -> torch.Tensor:
     """`preprocess_array` as a float32 tensor (28, 28) in [0, 1], for PyTorch callers."""
@@ -160,7 +82,8 @@ def preprocess_array(image: ImageLike, invert: str = "auto", *, name: str | None
 
     Args:
         image: a Pillow image (any mode), or a (H, W), (1, H, W) or (H, W, 1|2|3|4) array or tensor:
-            integers 0-255 (uint16, or larger values: 0-65535) or finite floats 0-1 (any above 1: 0-255).
+            integers 0-255 (uint16, or larger values: 0-65535), finite floats 0-1 (any above 1: 0-255)
+            or booleans (a thresholded image: True is 1, False 0).
         invert: "auto" detects dark ink on light paper and inverts it; "yes" always inverts,
             "no" never does (the image is already white on black).
         name: what error messages call the image (default: the `filename` of a Pillow image, as
@@ -206,7 +129,7 @@ def to_grayscale(image: ImageLike) -> np.ndarray:
     if not isinstance(image, Image.Image):
         return _array_to_grayscale(image)
     try:
-        image = _to_gray_mode(image)
+        image = gray_mode(image)
         factor = _reduction(image.size)
         if factor > 1:
             image = image.reduce(factor)  # a box average: cheap, and a thin stroke fades instead of vanishing
@@ -227,101 +150,15 @@ def _reduction(size: tuple[int, int]) -> int:
     return max(1, min(math.ceil(max(size) / WORKING_SIZE), min(size) // MIN_DIGIT_PIXELS))
 
 
-def _to_gray_mode(image: Image.Image) -> Image.Image:
-    """Any Pillow mode → "L", "LA" (transparency kept) or "F" (16/32-bit pixels on a 0-1 scale), upright."""
-    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
-        image = ImageOps.exif_transpose(image)
-    if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit integer or float pixels
-        return _to_float_image(image)
-    if image.mode == "LAB":  # Pillow converts LAB only to RGB, by way of its bands; L is the lightness
-        return image.getchannel("L")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        return image.convert("LA")
-    return image if image.mode == "L" else image.convert("L")  # 1, P, RGB, RGBX, CMYK, YCbCr, HSV
-
-
-def _to_float_image(image: Image.Image) -> Image.Image:
-    """16-bit and 32-bit images as mode "F" on a 0-1 scale."""
-    pixels = np.asarray(image, dtype=np.float32)
-    if not np.isfinite(pixels).all():
-        raise ImageError("some pixels are not numbers (NaN or infinite)")
-    if image.mode.startswith("I;16"):
-        full_scale = 65535.0
-    elif image.mode == "F" and pixels.max(initial=0) <= 1:
-        full_scale = 1.0
-    else:  # mode "I" holds 16-bit PNGs in older Pillow; 8-bit values are read as such
-        full_scale = 255.0 if pixels.max(initial=0) <= 255 else 65535.0
-    return Image.fromarray(np.clip(pixels / full_scale, 0, 1, dtype=np.float32))
-
-
 def _array_to_grayscale(image: ImageLike) -> np.ndarray:
-    """An in-memory image (array, tensor, nested lists) → float32 (H, W) in [0, 1], or ImageError.
-
-    Everything about the input is checked here, the boundary: its type, shape and size (before any
-    copy, so a huge broadcast view costs nothing), dtype, and that its values are finite.
-    """
-    pixels = _as_numpy(image)
-    if pixels.ndim == 3 and pixels.shape[0] == 1:  # (1, H, W), as a tensor of one image comes
-        pixels = pixels[0]
-    if pixels.ndim == 3 and pixels.shape[-1] == 1:
-        pixels = pixels[..., 0]
-    if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[-1] in (2, 3, 4))):
-        raise ImageError(f"expected an image of shape (H, W), (1, H, W) or (H, W, 1|2|3|4), "
-                         f"got {tuple(pixels.shape)}")
-    height, width = pixels.shape[:2]
-    if height * width == 0:
-        raise ImageError(f"the image is empty (shape {tuple(pixels.shape)})")
-    if height * width > MAX_PIXELS:
-        raise ImageError(f"{width}×{height} pixels is over the limit of {MAX_PIXELS:,}")
-    values = _unit_scale(pixels)
+    """An in-memory image (array, tensor, nested lists), checked by `decoding.as_pixels` → float32 (H, W)."""
+    values = as_pixels(image)
     if values.ndim == 3:  # colour (and transparency): Pillow's conversion, the same as for an image file
-        pixels = (values * 255 + 0.5).astype(np.uint8)
-        return to_grayscale(Image.fromarray(pixels))  # (H, W, 2|3|4) uint8: LA, RGB, RGBA
+        return to_grayscale(Image.fromarray((values * 255 + 0.5).astype(np.uint8)))  # LA, RGB, RGBA
     factor = _reduction(values.shape)
     if factor > 1:
         values = np.asarray(Image.fromarray(values).reduce(factor), dtype=np.float32)
     return values
-
-
-def _as_numpy(image: object) -> np.ndarray:
-    """A tensor or array-like as a NumPy array of real numbers (no copy of a large array yet)."""
-    torch = sys.modules.get("torch")  # an object can be a tensor only once torch is imported
-    try:
-        if torch is not None and isinstance(image, torch.Tensor):
-            if image.is_complex() or image.dtype == torch.bool:
-                raise ImageError(f"expected real pixel values, got a tensor of {image.dtype}")
-            if image.numel() > 4 * MAX_PIXELS:
-                raise ImageError(f"the tensor of shape {tuple(image.shape)} is over the limit of {MAX_PIXELS:,} pixels")
-            image = image.detach().to("cpu")
-            image = image.float() if image.is_floating_point() and image.dtype != torch.float64 else image
-            return image.numpy()
-        pixels = np.asarray(image)
-    except ImageError:
-        raise
-    except Exception as e:  # a sparse or meta tensor, a ragged list, an object NumPy cannot read...
-        raise ImageError(f"cannot read {type(image).__name__} as an image ({type(e).__name__}: {e})") from None
-    if pixels.dtype == object and pixels.ndim == 0:  # None, a dict, a number...
-        raise ImageError(f"expected an image (a path, Pillow image, array or tensor), got {type(image).__name__}")
-    if pixels.dtype.kind not in "uif":
-        raise ImageError(f"expected integer or float pixel values, got dtype {pixels.dtype}")
-    return pixels
-
-
-def _unit_scale(pixels: np.ndarray) -> np.ndarray:
-    """Pixel values → float32 in [0, 1]: uint8 /255, uint16 /65535, other integers by their largest
-    value (up to 255 or up to 65535), floats as 0-1 (0-255 if any is above 1)."""
-    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes infinite, and is refused below
-        values = pixels.astype(np.float32)
-    if pixels.dtype.kind == "f":
-        if not np.isfinite(values).all():  # also a float64 beyond float32's range
-            raise ImageError("some pixel values are not finite (NaN or infinity)")
-        return np.clip(values / 255 if values.max() > 1 else values, 0, 1)
-    if pixels.dtype == np.uint16:
-        return values / 65535
-    low, high = pixels.min(), pixels.max()
-    if low < 0 or high > 65535:
-        raise ImageError(f"integer pixel values must lie in 0-255 or 0-65535, found {low} to {high}")
-    return values / (255 if high <= 255 else 65535)
 
 
 def composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import _io
 from .errors import PretrainedError
+from .records import CONFIG_FILE
 from .schema import read_json
 
 PREFIX = "pretrained:"
@@ -95,7 +96,7 @@ def resolve(name_or_path: str | os.PathLike, *, root: Path | None = None) -> Pat
 def describe(name: str, *, root: Path | None = None) -> PretrainedInfo:
     """The recorded facts of `pretrained:NAME` (verified first)."""
     folder = resolve(PREFIX + name, root=root)
-    config = read_json(folder / "config.json")  # pinned: its content is the one `make pretrained` wrote
+    config = read_json(folder / CONFIG_FILE)  # pinned: its content is the one `make pretrained` wrote
     train_config = config.get("train_config", {})
     return PretrainedInfo(name=name, model=config["model"]["name"], test_acc=config["metrics"]["test_acc"],
                           dataset=config["dataset"]["name"], recipe=train_config.get("recipe"),

@@ -11,23 +11,26 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "onecycle", "cosine")
+from .config import OPTIMIZERS, SCHEDULES, TrainConfig
+
+__all__ = ["OPTIMIZERS", "SCHEDULES", "Recipe", "CLASSIC", "RECIPES", "DEFAULT_RECIPES", "recipe_names",
+           "default_recipe", "get_recipe", "resolve"]
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """The settings a recipe fixes. The defaults are the classic recipe."""
+    """The settings a recipe fixes, each declared (with its bounds) in `TrainConfig`, whose defaults are
+    the classic recipe."""
 
-    optimizer: str = "adam"  # adam, adamw (decoupled weight decay) or sgd (Nesterov momentum 0.9)
-    lr: float = 1e-3  # the constant rate, or the peak of a one-cycle / the start of a cosine schedule
-    schedule: str = "constant"  # constant, onecycle (warm up, then anneal) or cosine, stepped per batch
-    weight_decay: float = 0.0  # on weights only: biases and norm parameters are left alone
-    label_smoothing: float = 0.0  # share of the target spread evenly over all ten classes
-    epochs: int = 5
-    batch_size: int = 64
-    augment: float = 0.0  # strength of the random affine warp (1: ±2 px, ±10°, ±10% size); 0: none
-    elastic: float = 0.0  # standard deviation (px) of the smooth elastic displacement; 0: none
+    optimizer: str = TrainConfig.optimizer  # adam, adamw (decoupled weight decay) or sgd (Nesterov momentum 0.9)
+    lr: float = TrainConfig.lr  # the constant rate, or the peak of a one-cycle / the start of a cosine schedule
+    schedule: str = TrainConfig.schedule  # constant, onecycle (warm up, then anneal) or cosine, stepped per batch
+    weight_decay: float = TrainConfig.weight_decay  # on weights only: biases and norm parameters are left alone
+    label_smoothing: float = TrainConfig.label_smoothing  # share of the target spread evenly over all classes
+    epochs: int = TrainConfig.epochs
+    batch_size: int = TrainConfig.batch_size
+    augment: float = TrainConfig.augment  # strength of the random affine warp (1: ±2 px, ±10°, ±10% size); 0: none
+    elastic: float = TrainConfig.elastic  # standard deviation (px) of the smooth elastic displacement; 0: none
 
 
 CLASSIC = Recipe()

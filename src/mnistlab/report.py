@@ -1,7 +1,7 @@
 """A run's report: one self-contained `report.html` with the config, the metrics and every figure.
 
-The figures are embedded as PNG data URIs, so the file can be mailed or attached on its own. This
-module also reads a run's `metrics.json` (`load_metrics`), which the training curves are drawn from.
+The figures are embedded as PNG data URIs, so the file can be mailed or attached on its own. The
+training curves are drawn from the run's `metrics.json` (`mnistlab.records.load_metrics`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from . import __version__
 from ._io import atomic_path
-from .checkpoints import DATASET_SCHEMA, EPOCH_SCHEMA, VERSION, load_checkpoint
+from ._version import __version__
+from .checkpoints import load_checkpoint
 from .data import load_test_split
 from .datasets import checkpoint_dataset
-from .errors import MnistlabError
+from .errors import one_line
+from .loading import locate
 from .plots import (
     DPI,
     SplitPredictions,
@@ -32,60 +33,10 @@ from .plots import (
     save_png,
     training_curves,
 )
-from .pretrained import outputs_folder, resolve
-from .schema import Json, ListOf, MapOf, MissingFileError, Nullable, Number, Obj, SchemaError, Text, read_json
-from .training import METRICS_FILE
+from .pretrained import outputs_folder
+from .records import REPORT_FILE, load_metrics
 
-REPORT_FILE = "report.html"
-CURVES_FILE = "curves.png"
 REPORT_GRID = {"rows": 5, "seed": 0}  # five test digits of each class, the same ones every time
-
-
-class MetricsError(MnistlabError, ValueError):
-    """A run's metrics.json is missing or malformed; the message names the file and the field."""
-
-
-# metrics.json, as `report` and `plot curves` render it: each field typed, unknown ones dropped.
-# A diverged run's loss is null (strict JSON has no NaN) and is read as NaN, a gap in the curves.
-METRICS_SCHEMA = Obj({
-    "epochs": ListOf(EPOCH_SCHEMA, min_length=1, what="per-epoch rows"),
-    "config": MapOf(Json(max_depth=2), max_length=100),
-    "dataset": DATASET_SCHEMA,
-    "device": Text(max_length=100),
-    "wall_seconds": Number(0),
-    "train_seconds": Number(0),
-    "eval_seconds": Number(0),
-    "time_to_target": Nullable(Number(0)),
-    "mnistlab_version": VERSION,
-    "torch_version": VERSION,
-}, required=frozenset({"epochs"}))
-
-
-def load_metrics(run: str | Path) -> dict:
-    """Read and check a run's metrics.json (given the run folder or the file itself).
-
-    The file is read bounded and strict (`mnistlab.schema.read_json`) and checked against
-    `METRICS_SCHEMA`; epochs must count up. Any problem raises `MetricsError` naming the field.
-    """
-    path = resolve(run)  # `pretrained:NAME`: the package's folder, its files checked against their pins
-    try:
-        if path.is_dir():
-            path = path / METRICS_FILE
-        metrics = METRICS_SCHEMA.check(read_json(path), "")
-    except MissingFileError:
-        if path.name == METRICS_FILE:
-            raise MetricsError(f"{path.parent}: missing {METRICS_FILE} (not a run folder?)") from None
-        raise MetricsError(f"{path}: no such run folder") from None
-    except SchemaError as e:
-        raise MetricsError(f"{path}: {e}") from None
-    except OSError as e:  # is_dir() raises for a name too long
-        raise MetricsError(f"{path}: cannot be read ({e.strerror})") from None
-    epochs = metrics["epochs"]
-    for i in range(1, len(epochs)):
-        if epochs[i]["epoch"] <= epochs[i - 1]["epoch"]:
-            raise MetricsError(f"{path}: field 'epochs[{i}].epoch' must be greater than the row before's "
-                               f"({epochs[i - 1]['epoch']:g}), got {epochs[i]['epoch']:g}")
-    return metrics
 
 
 def predictions_for_run(run: str | Path, data_dir: str | Path | None = None, device: str = "cpu",
@@ -185,7 +136,7 @@ def render_report(run_dir: Path, metrics: dict, figures: dict[str, tuple[str, st
         f'width="{round(fig.get_figwidth() * DPI)}" height="{round(fig.get_figheight() * DPI)}">'
         f"<figcaption>{html.escape(caption)}</figcaption></figure></section>"
         for key, (heading, caption, fig) in figures.items())
-    title = f"mnistlab run {run_dir.name}"
+    title = f"mnistlab run {one_line(run_dir.name)}"  # a folder's undecodable byte as \\xff: UTF-8 has no place for it
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title><link rel="icon" href="data:,"><style>{STYLE}</style></head>
@@ -195,7 +146,7 @@ def render_report(run_dir: Path, metrics: dict, figures: dict[str, tuple[str, st
 <section id="config"><h2>Configuration</h2>{_config_table(metrics)}</section>
 {sections}
 <footer>Written by mnistlab {html.escape(__version__)} on {datetime.now():%Y-%m-%d %H:%M} from
-{html.escape(str(run_dir))}. The figures are embedded: this file is the whole report.</footer>
+{html.escape(one_line(str(run_dir)))}. The figures are embedded: this file is the whole report.</footer>
 </body></html>
 """
 
@@ -211,10 +162,8 @@ def write_report(run_dir: str | Path, predictions: SplitPredictions | None = Non
             does); otherwise they are computed from the checkpoint on `device`, with the test split
             read from `data_dir` (default: the run's dataset, bundled or cached); `dataset`, when given,
             must be the run's.
-        out: the file to write (default: report.html in the run folder; in the current folder for
-            pretrained weights, `pretrained:NAME`).
     """
-    metrics = load_metrics(run_dir)
+    metrics = load_metrics(locate(run_dir))  # `pretrained:NAME`: the package's folder, its files checked
     if predictions is None:
         predictions = predictions_for_run(run_dir, data_dir, device, batch_size, dataset)
     page = render_report(Path(run_dir), metrics, report_figures(metrics, predictions))

@@ -1,4 +1,5 @@
-"""JSON from outside (a checkpoint's config.json, a run's metrics.json), read bounded and checked.
+"""The typed-field engine: JSON from outside (a checkpoint's config.json, a run's metrics.json), read
+bounded and checked. The records themselves (which fields each file holds) are in `records.py`.
 
 `read_json` reads a regular file of at most `max_bytes` (a FIFO or a folder is refused from its
 `fstat`, never waited on) and parses strict JSON: no NaN or Infinity, no number that overflows a
@@ -24,9 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
-from . import _io, errors
-from ._io import NotRegularFileError
-from .limits import CLASS_NAME_MAX, MEAN_RANGE, NUM_CLASSES, STD_RANGE
+from ._io import open_regular_file
+from .errors import FieldError, MissingFileError, NotRegularFileError, SchemaError
 
 MAX_JSON_BYTES = 1 << 20  # 1 MiB: a config.json is ~2 KB, a metrics.json ~200 bytes per epoch
 MAX_INT_DIGITS = 19  # a JSON integer must fit in 64 bits; a longer one is refused before int() reads it
@@ -36,33 +36,11 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")  # valid in JSON ("\ud800"), but no 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class SchemaError(ValueError):
-    """A file or value that is not what its schema says; the message does not name the file."""
-
-
-class MissingFileError(SchemaError):
-    """The file does not exist (callers often say more: which folder lacks it)."""
-
-
-class FieldError(SchemaError):
-    """One field is missing or of the wrong type or range."""
-
-    def __init__(self, field: str, problem: str):
-        self.field, self.problem = field, problem  # e.g. "normalization.std", "must be a finite number > 0, got 0"
-        super().__init__(f"field '{field}' {problem}" if field else problem)
-
-
 def show(value: object) -> str:
     """A short one-line repr of a value from a file, whatever its size or nesting."""
     short = reprlib.Repr()
     short.maxstring, short.maxother, short.maxlong, short.maxlevel = 40, 40, 40, 2
     return short.repr(value)
-
-
-def one_line(text: object, limit: int = 300) -> str:
-    """Text from outside (an exception's message, a tensor's name) as one printable line of at most `limit`:
-    white space folded, then escaped as every error line is (`errors.one_line`)."""
-    return errors.one_line(" ".join(str(text).split()))[:limit]
 
 
 def join(where: str, key: str | int) -> str:
@@ -78,13 +56,10 @@ def join(where: str, key: str | int) -> str:
 
 
 @contextmanager
-def open_regular_file(path: str | Path) -> Iterator[BinaryIO]:
-    """Open `path` for reading if it is a regular file; `SchemaError` otherwise, never a hang.
-
-    See `_io.open_regular_file`; here its failures become one-line SchemaErrors.
-    """
+def _opened(path: str | Path) -> Iterator[BinaryIO]:
+    """`_io.open_regular_file`, its failures as one-line SchemaErrors (a FIFO is refused, never waited on)."""
     try:
-        file = _io.open_regular_file(path)
+        file = open_regular_file(path)
     except FileNotFoundError:
         raise MissingFileError("no such file") from None
     except NotRegularFileError as e:
@@ -98,7 +73,7 @@ def open_regular_file(path: str | Path) -> Iterator[BinaryIO]:
 
 def read_bounded(path: str | Path, max_bytes: int) -> bytes:
     """The bytes of a regular file of at most `max_bytes`; `SchemaError` for anything else."""
-    with open_regular_file(path) as file:
+    with _opened(path) as file:
         size = os.fstat(file.fileno()).st_size
         if size > max_bytes:  # refused before a byte is read (a sparse file may claim terabytes)
             raise SchemaError(f"too large ({size:,} bytes; at most {max_bytes:,})")
@@ -106,6 +81,12 @@ def read_bounded(path: str | Path, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise SchemaError(f"too large (over {max_bytes:,} bytes)")
     return data
+
+
+def read_prefix(path: str | Path, size: int) -> bytes:
+    """The first `size` bytes of a regular file (fewer if it is shorter); `SchemaError` for anything else."""
+    with _opened(path) as file:
+        return file.read(size)
 
 
 def _refuse_constant(name: str) -> float:
@@ -143,14 +124,6 @@ def parse_json(data: bytes) -> object:
 def read_json(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> object:
     """Read and parse a JSON file from outside; `SchemaError` says what is wrong, not which file."""
     return parse_json(read_bounded(path, max_bytes))
-
-
-def check_format_version(record: dict, supported: int) -> None:
-    """Refuse a record of another format version before its fields are checked, so that it says "upgrade"
-    rather than naming whichever field changed. `SchemaError`: "format version N is not supported ..."."""
-    version = record.get("format_version")
-    if isinstance(version, int) and not isinstance(version, bool) and version != supported:
-        raise SchemaError(f"format version {version} is not supported (expected {supported}); upgrade mnistlab")
 
 
 # --- field types ---------------------------------------------------------------------------------------------------
@@ -364,13 +337,3 @@ class Json(Field):
         if value is None or isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
             return value
         self.fail(value, where)
-
-
-# --- fields that a checkpoint's config.json and an export's metadata share ---------------------------------
-
-VERSION = Text(max_length=100)
-MODEL = Obj({"name": Text(max_length=100), "args": MapOf(Json())}, required=frozenset({"name", "args"}))
-NORMALIZATION = Obj({"mean": Number(*MEAN_RANGE), "std": Number(STD_RANGE[0])}, required=frozenset({"mean", "std"}))
-# One name per class, in label order: shown in every figure, `predict` output and the report.
-CLASSES = ListOf(Text(max_length=CLASS_NAME_MAX), min_length=NUM_CLASSES, max_length=NUM_CLASSES,
-                 what=f"{NUM_CLASSES} class names")

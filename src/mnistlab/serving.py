@@ -8,7 +8,7 @@
     GET  /docs           OpenAPI documentation
 
 Every upload is checked once, at the edge, before any work: its size while it arrives
-(`BodyLimit`), its content type, then `preprocessing.load_image`, which decodes only the
+(`BodyLimit`), its content type, then `decoding.load_image`, which decodes only the
 image formats mnistlab reads and refuses a decompression bomb from its header. Past that,
 inference is the model's `predict`, the same code as `mnistlab predict`. Every error is a JSON
 `{"detail": "..."}` with its status; no response carries a stack trace.
@@ -51,13 +51,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._io import finite_or_null
-from .classifier import Classifier, load_model
-from .errors import MnistlabError
-from .labelled import LabelledError, check_collect_folder, save_labelled
-from .preprocessing import ImageError, load_image
+from .classifier import Classifier
+from .config import ServeOptions
+from .decoding import load_image
+from .errors import ApiError, ImageError, LabelledError, ServeError
+from .labelled import check_collect_folder, save_labelled
+from .loading import load_model
+from .prediction import predict
 
 STATIC_DIR = Path(__file__).parent / "static"
-MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # default request body limit (`--max-upload-mb 2`)
+MAX_UPLOAD_BYTES = ServeOptions().max_upload_bytes  # default request body limit (`--max-upload-mb`)
 MAX_UPLOAD_PIXELS = 12_000_000  # a 12 MP photo; larger is refused from the header (a 2 MB upload rarely holds more)
 TOP_K = 3
 # The raw-body content types /api/predict takes; the bytes decide the format (load_image), not the type.
@@ -69,18 +72,6 @@ PAGE_HEADERS = {  # the page loads nothing but its own files, and is never frame
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-
-
-class ServeError(MnistlabError, ValueError):
-    """The server cannot start: an address that cannot be bound, a bad setting."""
-
-
-class ApiError(Exception):
-    """A request the API refuses: answered as JSON `{"detail": message}` with `status`."""
-
-    def __init__(self, status: int, detail: str):
-        super().__init__(detail)
-        self.status, self.detail = status, detail
 
 
 # --- the API's documented shapes ---------------------------------------------------------------------
@@ -237,7 +228,7 @@ class Predictor:
             image = load_image(data, MAX_UPLOAD_PIXELS, name="upload")
         except ImageError as e:
             raise ApiError(400, str(e)) from None
-        [prediction] = self.model.predict(image, top_k=TOP_K)
+        [prediction] = predict(self.model, image, top_k=TOP_K)
         if not prediction.ok:  # the image decoded, so what remains is "no digit found"
             raise ApiError(422, prediction.error)
         png = io.BytesIO()
@@ -293,7 +284,7 @@ def _warm_up(predictor: Predictor) -> None:
     """Classify one drawn stroke, so that the first request finds every module imported and warm."""
     image = Image.new("L", (56, 56))
     image.paste(255, (26, 8, 31, 48))
-    predictor.model.predict(image)
+    predict(predictor.model, image)
 
 
 # --- the app -------------------------------------------------------------------------------------------

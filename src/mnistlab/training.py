@@ -28,124 +28,45 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import __version__
 from ._io import StagedFolder, json_text, progress_bar
 from .augment import augment
 from .checkpoints import checkpoint_files, is_checkpoint_folder
-from .data import MNIST_MEAN, MNIST_STD, Split, dataset_dir, load_mnist, normalize
-from .datasets import get_dataset, list_datasets
+from .config import TrainConfig
+from .data import MNIST_MEAN, MNIST_STD, DataError, Split, dataset_dir, load_mnist, normalize
+from .datasets import get_dataset
 from .device import resolve_device
-from .errors import MnistlabError
-from .limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MAX_TRAIN_LIMIT, MEAN_RANGE, MIN_LR, SEED_MAX, STD_RANGE
+from .errors import FieldError, TrainingError
+from .limits import MAX_EVALUATIONS
 from .models import create_model, list_models, model_arguments, model_defaults
-from .recipes import OPTIMIZERS, SCHEDULES, recipe_names
-from .schema import FieldError
+from .recipes import recipe_names
+from .records import METRICS_FILE, provenance
 
-METRICS_FILE = "metrics.json"
 PROGRESS_EVERY = 50  # steps between progress-bar loss updates (each one reads a value off the device)
 T = TypeVar("T")
 
 
-class TrainingError(MnistlabError, RuntimeError):
-    """Training cannot go on: the loss or the weights stopped being finite numbers."""
+def check_config(config: TrainConfig) -> None:
+    """Raise `ValueError` naming the first field of `config` that cannot work: every declared field
+    (`TrainConfig.validate`), then the model's name and arguments and the recipe's name, whose registries
+    live above the configuration's layer."""
+    config.validate()
+    if config.model not in list_models():
+        raise ValueError(f"model: unknown model {config.model!r}; choose from: {', '.join(list_models())}")
+    unknown = set(config.model_args) - set(model_defaults(config.model))
+    if unknown:
+        raise ValueError(f"model_args: {config.model} takes no {', '.join(sorted(unknown))}; "
+                         f"it takes {model_defaults(config.model)}")
+    try:  # each model declares its arguments' types and bounds (`models.model_arguments`)
+        model_arguments(config.model).check(config.model_args, "model_args")
+    except FieldError as e:
+        raise ValueError(str(e)) from None
+    if config.recipe not in [*recipe_names(), None]:
+        raise ValueError(f"recipe: expected one of {', '.join(recipe_names())}, None, got {config.recipe!r}")
 
 
-def _whole(value: object, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
-def _real(value: object, low: float, high: float) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-            and low <= value <= high)
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on. The defaults are the classic recipe."""
-
-    model: str = "mlp"  # a name from list_models()
-    model_args: dict = field(default_factory=dict)  # overrides of the model's defaults, e.g. {"hidden": 128}
-    epochs: int = 5
-    batch_size: int = 64
-    test_batch_size: int = 1000
-    lr: float = 1e-3  # learning rate (the peak of a one-cycle schedule)
-    # The rest of the recipe (mnistlab.recipes; these defaults are `classic`, the seed's settings).
-    recipe: str | None = "classic"  # the recipe the settings came from, recorded; None: set by hand
-    optimizer: str = "adam"  # adam, adamw or sgd
-    schedule: str = "constant"  # constant, onecycle or cosine, stepped after every batch
-    weight_decay: float = 0.0  # applied to weights, not to biases and norm parameters
-    label_smoothing: float = 0.0
-    augment: float = 0.0  # random affine strength (1: ±2 px, ±10°, ±10% size); 0: off
-    elastic: float = 0.0  # elastic displacement, standard deviation in pixels; 0: off
-    eval_every: int | None = None  # steps between test evaluations; None: after each epoch (and always at the end)
-    stop_at: float | None = None  # stop once the test accuracy reaches this (0-1); None: run every epoch
-    compile: bool = False  # torch.compile the model for the training steps
-    dataset: str = "mnist"  # a name from mnistlab.datasets.list_datasets()
-    mean: float | None = None  # normalisation, on a 0-1 pixel scale; None: the dataset's (MNIST: 0.1307)
-    std: float | None = None  # None: the dataset's (MNIST: 0.3081)
-    seed: int = 1  # model init and shuffling; the same seed on the same CPU gives the same weights
-    device: str = "auto"  # auto = CUDA, then MPS, then CPU
-    data_dir: str | None = None  # the four IDX files of `dataset` in a folder; None: bundled (MNIST) or downloaded
-    train_limit: int | None = None  # train on the first N training images only (quick runs)
-    out: str | None = None  # run folder; None: runs/<timestamp>-<model>
-    overwrite: bool = False  # replace an existing run at `out` (whole: its old figures go too)
-    progress: bool = True  # tqdm bar and one line per epoch
-
-    def validate(self) -> None:
-        """Raise `ValueError` naming the first field whose value cannot work (ranges: `mnistlab.limits`)."""
-        if self.model not in list_models():
-            raise ValueError(f"model: unknown model {self.model!r}; choose from: {', '.join(list_models())}")
-        unknown = set(self.model_args) - set(model_defaults(self.model))
-        if unknown:
-            raise ValueError(f"model_args: {self.model} takes no {', '.join(sorted(unknown))}; "
-                             f"it takes {model_defaults(self.model)}")
-        try:  # each model declares its arguments' types and bounds (`models.model_arguments`)
-            model_arguments(self.model).check(self.model_args, "model_args")
-        except FieldError as e:
-            raise ValueError(str(e)) from None
-        wholes = {"epochs": (1, MAX_EPOCHS), "batch_size": (1, MAX_BATCH_SIZE),
-                  "test_batch_size": (1, MAX_BATCH_SIZE), "seed": (0, SEED_MAX)}
-        if self.train_limit is not None:
-            wholes["train_limit"] = (1, MAX_TRAIN_LIMIT)
-        for name, (low, high) in wholes.items():
-            if not _whole(getattr(self, name), low, high):
-                raise ValueError(f"{name}: must be a whole number from {low} to {high:,}, got {getattr(self, name)!r}")
-        if self.dataset not in list_datasets():
-            raise ValueError(f"dataset: unknown dataset {self.dataset!r}; choose from: {', '.join(list_datasets())}")
-        if not _real(self.lr, MIN_LR, MAX_LR):
-            raise ValueError(f"lr: must be a number from {MIN_LR:g} to {MAX_LR:g}, got {self.lr!r}")
-        for name, (low, high) in (("mean", MEAN_RANGE), ("std", STD_RANGE)):
-            if getattr(self, name) is not None and not _real(getattr(self, name), low, high):
-                raise ValueError(f"{name}: must be a number from {low:g} to {high:g} (0-1 pixel scale), "
-                                 f"got {getattr(self, name)!r}")
-        check_recipe_fields(self)
-
-    def normalization(self) -> tuple[float, float]:
-        """(mean, std): the ones set, else the dataset's."""
-        info = get_dataset(self.dataset)
-        return (info.mean if self.mean is None else self.mean), (info.std if self.std is None else self.std)
-
-    def full_model_args(self) -> dict:
-        """The model's arguments with its defaults filled in, as a checkpoint records them."""
-        return {**model_defaults(self.model), **self.model_args}
-
-
-def check_recipe_fields(config: TrainConfig) -> None:
-    """Raise `ValueError` naming the first recipe, evaluation or stopping setting that cannot work."""
-    for name, choices in (("recipe", [*recipe_names(), None]), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
-        if getattr(config, name) not in choices:
-            raise ValueError(f"{name}: expected one of {', '.join(map(str, choices))}, got {getattr(config, name)!r}")
-    for name, high in (("weight_decay", math.inf), ("label_smoothing", 1), ("augment", 10), ("elastic", 10)):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < high:
-            bounds = "a finite number ≥ 0" if high == math.inf else f"a number ≥ 0 and < {high}"
-            raise ValueError(f"{name}: must be {bounds}, got {value!r}")
-    eval_every, stop_at = config.eval_every, config.stop_at
-    if eval_every is not None and (isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1):
-        raise ValueError(f"eval_every: must be a whole number ≥ 1 or None, got {config.eval_every!r}")
-    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int | float)
-                                or not 0 < stop_at <= 1):
-        raise ValueError(f"stop_at: must be an accuracy in (0, 1], e.g. 0.99, got {config.stop_at!r}")
+def full_model_args(config: TrainConfig) -> dict:
+    """The model's arguments with its defaults filled in, as a checkpoint records them."""
+    return {**model_defaults(config.model), **config.model_args}
 
 
 @dataclass
@@ -178,6 +99,7 @@ class Run:
     wall_seconds: float
     test_split: Split | None = field(default=None, repr=False)  # what it was evaluated on, for the figures
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase: data, model, training, ...
+    pictures: list[str] = field(default_factory=list)  # the figures written beside it (`mnistlab.runs.train`)
 
     @property
     def final(self) -> EpochMetrics:
@@ -250,7 +172,13 @@ def build_model(config: TrainConfig, device: torch.device) -> nn.Module:
 @torch.inference_mode()
 def evaluate(model: nn.Module, split: Split, mean: float = MNIST_MEAN, std: float = MNIST_STD,
              batch_size: int = 1000) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` on `split` (already on the model's device)."""
+    """Mean cross-entropy and accuracy of `model` on `split` (already on the model's device).
+
+    Raises:
+        DataError: the split holds no images (its mean would be 0 / 0).
+    """
+    if len(split) == 0:
+        raise DataError("nothing to evaluate: the split holds no images")
     model.eval()
     loss_sum = torch.zeros((), device=split.images.device)
     correct = torch.zeros((), dtype=torch.long, device=split.images.device)
@@ -336,6 +264,7 @@ def _train_and_evaluate(model: nn.Module, optimizer: torch.optim.Optimizer, trai
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     eval_every = config.eval_every or steps_per_epoch
+    check_evaluations(total_steps, eval_every)
     scheduler = make_scheduler(optimizer, config, total_steps)
     step_model = torch.compile(model) if config.compile else model
     generator = torch.Generator().manual_seed(config.seed)
@@ -381,6 +310,17 @@ def _train_and_evaluate(model: nn.Module, optimizer: torch.optim.Optimizer, trai
                 running = RunningMeans(device)
                 row_start = clock = time.perf_counter()
     return history
+
+
+def check_evaluations(total_steps: int, eval_every: int) -> None:
+    """Refuse, before the first step, a run that would evaluate more than MAX_EVALUATIONS times: each
+    evaluation is a row of metrics.json, and the reader accepts no more (it reads back what this writes)."""
+    evaluations = math.ceil(total_steps / eval_every)  # every eval_every steps, and after the last
+    if evaluations > MAX_EVALUATIONS:
+        raise TrainingError(f"eval_every: evaluating every {eval_every:,} of {total_steps:,} steps makes "
+                            f"{evaluations:,} evaluations, over the limit of {MAX_EVALUATIONS:,} (rows of "
+                            f"{METRICS_FILE}); evaluate every {math.ceil(total_steps / MAX_EVALUATIONS):,} steps "
+                            "or more")
 
 
 class RunningMeans:
@@ -436,9 +376,9 @@ def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | Non
         a failed write. `TrainingError`: the loss became NaN or infinite.
     """
     timer = _Timer()
-    config.validate()
+    check_config(config)
     mean, std = config.normalization()
-    config = dataclasses.replace(config, model_args=config.full_model_args(), mean=mean, std=std)
+    config = dataclasses.replace(config, model_args=full_model_args(config), mean=mean, std=std)
     device = resolve_device(config.device)
     run_dir = Path(config.out) if config.out else default_run_dir(config.model)
     with StagedFolder(run_dir, overwrite=config.overwrite, replaceable=is_checkpoint_folder) as staging:
@@ -489,8 +429,7 @@ def _write_run(staging: StagedFolder, run: Run, dataset: dict, command: str | No
                              dataset=dataset, metrics=asdict(run.final), train_config=asdict(config),
                              command=command)
     files[METRICS_FILE] = json_text({
-        "mnistlab_version": __version__,
-        "torch_version": torch.__version__,
+        **provenance(torch.__version__),
         "device": run.device,
         "wall_seconds": run.wall_seconds,
         **timing_summary(run.history, config),

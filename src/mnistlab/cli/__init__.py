@@ -16,14 +16,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from .. import __version__
+from .._version import __version__
 from ..errors import MnistlabError, one_line
-from . import data, export, pictures, predict, serve, train
-from ._args import DEFAULTS
+from . import data, evaluate, export, pictures, predict, serve, show, train
 from ._output import guard_output
-from .predict import INVERT_CHOICES, PREDICT_DEFAULTS
 
-__all__ = ["DEFAULTS", "INVERT_CHOICES", "PREDICT_DEFAULTS", "build_parser", "main"]
+__all__ = ["build_parser", "main"]
 
 # The modules of mnistlab's own dependencies → their pip names: a deployment may install mnistlab without
 # some (predicting with an exported .onnx file needs no torch), and a command that needs one says so. The
@@ -37,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mnistlab", description="Handwritten-digit recognition with PyTorch.")
     parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (train, pictures, predict, serve, export, data):
+    for group in (train, evaluate, show, pictures, predict, serve, export, data):
         group.add_commands(commands)
     return parser
 
@@ -75,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nmnistlab: interrupted{f'; {e}' if str(e) else ''}", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
     except MnistlabError as e:  # one line, whatever a file name in it holds
-        print(f"mnistlab: error: {one_line(str(e))}", file=sys.stderr)
+        print(f"mnistlab: error: {one_line(e, None, fold=False)}", file=sys.stderr)
         return 1
     except ModuleNotFoundError as e:
         module = (e.name or "").partition(".")[0]

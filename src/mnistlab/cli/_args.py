@@ -6,14 +6,8 @@ import argparse
 import math
 from collections.abc import Callable
 
+from ..config import DEVICE, Range, TrainConfig, default, rule
 from ..datasets import list_datasets
-from ..limits import MAX_BATCH_SIZE
-
-# Mirrors of the library defaults (training.TrainConfig), kept here so --help needs no torch;
-# tests/test_cli.py checks that the two agree.
-DEFAULTS = {"model": "mlp", "epochs": 5, "batch_size": 64, "test_batch_size": 1000, "lr": 1e-3,
-            "dataset": "mnist", "mean": None, "std": None, "seed": 1, "device": "auto"}
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _number(text: str, kind: type, expected: str):
@@ -27,43 +21,42 @@ def _number(text: str, kind: type, expected: str):
     return value
 
 
-def positive_int(text: str) -> int:
-    value = _number(text, int, "a whole number")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _number(text, float, "a number")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def finite_float(text: str) -> float:
-    return _number(text, float, "a number")
-
-
-def int_in(low: int, high: int) -> Callable[[str], int]:
-    """A flag type: a whole number from `low` to `high`."""
-    def parse(text: str) -> int:
-        value = _number(text, int, "a whole number")
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low} to {high:,}, got {value}")
+def number_in(bounds: Range, name: str, integer: bool = True) -> Callable[[str], int | float]:
+    """A flag type: a whole number (or, not `integer`, a finite number) within `bounds`; it carries them as
+    `.bounds`, so that a test can check that every numeric flag has one."""
+    def parse(text: str) -> int | float:
+        value = _number(text, int if integer else float, "a whole number" if integer else "a number")
+        if not bounds.contains(value):
+            raise argparse.ArgumentTypeError(f"must be {bounds.describe('' if integer else 'a number')}, "
+                                             f"got {value if integer else text}")
         return value
+
+    parse.bounds = bounds
+    parse.__name__ = name
     return parse
 
 
-def float_in(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
-    """A flag type: a finite number from `low` (excluded when `low_open`) to `high`."""
-    def parse(text: str) -> float:
-        value = _number(text, float, "a number")
-        if not (low < value if low_open else low <= value) or value > high:
-            bound = f"> {low:g} and ≤ {high:g}" if low_open else f"from {low:g} to {high:g}"
-            raise argparse.ArgumentTypeError(f"must be a number {bound}, got {text}")
-        return value
-    return parse
+def bounded(owner: type, name: str) -> Callable[[str], int | float]:
+    """The flag type of field `name` of the dataclass `owner`, from its declaration (`mnistlab.config`)."""
+    declared = rule(owner, name)
+    return number_in(declared.check, name, integer=declared.kind is int)
+
+
+def span(owner: type, name: str) -> str:
+    """The declared range of field `name` for a help text: "1 to 1,000", "> 0 and ≤ 1024"."""
+    return rule(owner, name).check.describe().removeprefix("from ")
+
+
+def accuracy(text: str) -> float:
+    """A test accuracy as a fraction (0.99) or a percentage (99%), within `TrainConfig.stop_at`'s bounds."""
+    percent = text.strip().endswith("%")
+    value = _number(text.strip().removesuffix("%"), float, "a number") / (100 if percent else 1)
+    if not accuracy.bounds.contains(value):
+        raise argparse.ArgumentTypeError(f"expected an accuracy in (0, 1] or (0%, 100%], e.g. 0.99 or 99%, got {text}")
+    return value
+
+
+accuracy.bounds = rule(TrainConfig, "stop_at").check
 
 
 def output_path(text: str) -> str:
@@ -73,19 +66,19 @@ def output_path(text: str) -> str:
 
 
 def device_name(text: str) -> str:
-    if text not in DEVICES and not (text.startswith("cuda:") and text[5:].isdigit()):
-        raise argparse.ArgumentTypeError(f"expected one of {', '.join(DEVICES)} or cuda:N, got {text!r}")
+    if not DEVICE.contains(text):
+        raise argparse.ArgumentTypeError(f"expected one of {DEVICE.describe()}, got {text!r}")
     return text
 
 
 def add_data_dir_flag(parser: argparse.ArgumentParser, run_dataset: bool = False) -> None:
     """--dataset and --data-dir. `run_dataset`: the command reads a run, whose own dataset is the default."""
-    names = ", ".join(list_datasets())
-    parser.add_argument("--dataset", choices=list_datasets(), default=None if run_dataset else DEFAULTS["dataset"],
-                        metavar="NAME",
+    names, fallback = ", ".join(list_datasets()), default(TrainConfig, "dataset")
+    parser.add_argument("--dataset", choices=list_datasets(),
+                        default=None if run_dataset else fallback, metavar="NAME",
                         help=(f"{names}; must be the run's own (default: the dataset the run was trained on)"
                               if run_dataset else f"{names}; all but mnist are downloaded on first use into "
-                              f"$MNISTLAB_DATA_DIR, else your cache folder (default: {DEFAULTS['dataset']})"))
+                              f"$MNISTLAB_DATA_DIR, else your cache folder (default: {fallback})"))
     parser.add_argument("--data-dir", metavar="DIR",
                         help="read the dataset's four IDX files, raw or .gz, from DIR as they are, no download "
                              "(default: mnist's bundled copy, or the download cache)")
@@ -93,17 +86,21 @@ def add_data_dir_flag(parser: argparse.ArgumentParser, run_dataset: bool = False
 
 def add_data_flags(parser: argparse.ArgumentParser, run_dataset: bool = True) -> None:
     add_data_dir_flag(parser, run_dataset)
-    parser.add_argument("--device", type=device_name, default=DEFAULTS["device"], metavar="NAME",
-                        help="auto, cpu, cuda, cuda:N or mps; auto = CUDA, then MPS, then CPU "
-                             f"(default: {DEFAULTS['device']})")
-    parser.add_argument("--test-batch-size", type=int_in(1, MAX_BATCH_SIZE), default=DEFAULTS["test_batch_size"],
-                        metavar="N", help=f"batch size for evaluation, at most {MAX_BATCH_SIZE:,} "
-                                          f"(default: {DEFAULTS['test_batch_size']})")
+    add_device_flag(parser, "auto = CUDA, then MPS, then CPU")
+    parser.add_argument("--test-batch-size", type=bounded(TrainConfig, "test_batch_size"),
+                        default=default(TrainConfig, "test_batch_size"), metavar="N",
+                        help=f"batch size for evaluation, {span(TrainConfig, 'test_batch_size')} "
+                             f"(default: {default(TrainConfig, 'test_batch_size')})")
 
 
-def add_output_flags(parser: argparse.ArgumentParser, default: str) -> None:
+def add_device_flag(parser: argparse.ArgumentParser, note: str) -> None:
+    parser.add_argument("--device", type=device_name, default=default(TrainConfig, "device"), metavar="NAME",
+                        help=f"auto, cpu, cuda, cuda:N or mps; {note} (default: {default(TrainConfig, 'device')})")
+
+
+def add_output_flags(parser: argparse.ArgumentParser, default_file: str) -> None:
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--out", metavar="FILE", help=f"PNG file to write (default: {default})")
+    where.add_argument("--out", metavar="FILE", help=f"PNG file to write (default: {default_file})")
     where.add_argument("--show", action="store_true", help="open the figure in a window instead (needs a display)")
 
 

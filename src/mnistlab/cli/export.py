@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import EXPORT_FORMATS, EXPORT_INPUTS, ExportConfig, default
 from ._args import output_path
-
-# Mirrors of export.FORMATS and export.INPUTS, so that --help needs no torch (tests/test_export.py checks them).
-FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
-INPUTS = ("uint8", "float")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -20,10 +17,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                     "the classes and the input convention. "
                     "ONNX needs the export extra: pip install 'mnistlab[export]'.")
     export.add_argument("run", metavar="RUN", help="the run folder to export, or pretrained:NAME (`mnistlab models`)")
-    export.add_argument("--format", choices=FORMATS, default="onnx",
-                        help="onnx (for onnxruntime, no PyTorch) or torchscript (torch.jit.load) (default: onnx)")
-    export.add_argument("--input", choices=INPUTS, default="uint8",
-                        help="ONNX input: uint8 pixels 0-255 or float 0-1; TorchScript takes both (default: uint8)")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default=default(ExportConfig, "format"),
+                        help="onnx (for onnxruntime, no PyTorch) or torchscript (torch.jit.load) "
+                             f"(default: {default(ExportConfig, 'format')})")
+    export.add_argument("--input", choices=EXPORT_INPUTS, default=default(ExportConfig, "input"),
+                        help="ONNX input: uint8 pixels 0-255 or float 0-1; TorchScript takes both "
+                             f"(default: {default(ExportConfig, 'input')})")
     export.add_argument("--out", type=output_path, metavar="FILE",
                         help="file to write (default: RUN/model.onnx or RUN/model.pt; for pretrained:NAME, that "
                              "file name in the current folder)")
@@ -31,7 +30,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..export import ExportConfig, export
+    from ..export import export
 
     out = export(args.run, ExportConfig(format=args.format, input=args.input, out=args.out))
     print(f"wrote {out}")

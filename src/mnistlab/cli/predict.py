@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._args import DEFAULTS, device_name, int_in, positive_int
-
-# Mirrors of prediction.BATCH_SIZE and preprocessing.INVERT_CHOICES (tests/test_predict.py checks them).
-PREDICT_DEFAULTS = {"top_k": 3, "batch_size": 256}
-INVERT_CHOICES = ("auto", "yes", "no")
+from ..config import INVERT_CHOICES, PredictOptions, default
+from ._args import add_device_flag, bounded, span
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -25,26 +22,27 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("images", nargs="+", metavar="IMAGE",
                          help="image files, folders (their image files) or glob patterns such as 'scans/*.jpg'; "
                               "a file named twice gets two rows")
-    predict.add_argument("--top-k", type=int_in(1, 10), default=PREDICT_DEFAULTS["top_k"], metavar="N",
-                         help=f"list the N likeliest digits (default: {PREDICT_DEFAULTS['top_k']})")
+    predict.add_argument("--top-k", type=bounded(PredictOptions, "top_k"), default=default(PredictOptions, "top_k"),
+                         metavar="N", help=f"list the N likeliest digits, {span(PredictOptions, 'top_k')} "
+                                           f"(default: {default(PredictOptions, 'top_k')})")
     predict.add_argument("--json", action="store_true",
                          help="print a JSON array, one object per file, failures with their \"error\"")
     predict.add_argument("--save-preprocessed", metavar="DIR", help="write each 28×28 model input as a PNG into DIR")
-    predict.add_argument("--invert", choices=INVERT_CHOICES, default="auto",
+    predict.add_argument("--invert", choices=INVERT_CHOICES, default=default(PredictOptions, "invert"),
                          help="dark ink on light paper: detect it (auto), always invert (yes) or never (no) "
-                              "(default: auto)")
-    predict.add_argument("--device", type=device_name, default=DEFAULTS["device"], metavar="NAME",
-                         help=f"auto, cpu, cuda, cuda:N or mps; an ONNX file runs on the CPU "
-                              f"(default: {DEFAULTS['device']})")
-    predict.add_argument("--batch-size", type=positive_int, default=PREDICT_DEFAULTS["batch_size"], metavar="N",
-                         help=f"images per forward pass (default: {PREDICT_DEFAULTS['batch_size']})")
+                              f"(default: {default(PredictOptions, 'invert')})")
+    add_device_flag(predict, "an ONNX file runs on the CPU")
+    predict.add_argument("--batch-size", type=bounded(PredictOptions, "batch_size"),
+                         default=default(PredictOptions, "batch_size"), metavar="N",
+                         help=f"images per forward pass, {span(PredictOptions, 'batch_size')} "
+                              f"(default: {default(PredictOptions, 'batch_size')})")
     predict.set_defaults(handler=cmd_predict)
 
 
 def cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..classifier import load_model
-    from ..prediction import check_output_folder, escape, expand_argument, format_json, format_table, save_preprocessed
-    from ..preprocessing import ImageError
+    from ..errors import ImageError, escape
+    from ..loading import load_model
+    from ..prediction import check_output_folder, expand_argument, format_json, format_table, predict, save_preprocessed
 
     if args.save_preprocessed:
         check_output_folder(args.save_preprocessed)
@@ -57,7 +55,7 @@ def cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             print(f"mnistlab: skipped {escape(entry)}", file=sys.stderr)
     if not paths:
         raise ImageError(f"no images found in {', '.join(empty)}")
-    predictions = model.predict(paths, top_k=args.top_k, invert=args.invert, batch_size=args.batch_size)
+    predictions = predict(model, paths, top_k=args.top_k, invert=args.invert, batch_size=args.batch_size)
     if args.save_preprocessed:
         save_preprocessed(predictions, args.save_preprocessed)
     print(format_json(predictions) if args.json else format_table(predictions))

@@ -6,13 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..config import ServeOptions, default
 from ..errors import MnistlabError
 from ..pretrained import PREFIX
-from ._args import float_in, int_in
+from ._args import bounded, span
 
 RUNS_DIR = Path("runs")
 DEFAULT_PRETRAINED = "cnn"  # served when no run is named and ./runs holds none
-MAX_UPLOAD_MB = 2.0  # mirror of serving.MAX_UPLOAD_BYTES in MiB, so that --help needs no fastapi
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -26,12 +26,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                             f"./{RUNS_DIR}; with none there, {PREFIX}{DEFAULT_PRETRAINED})")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on; anything but loopback exposes the server (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int_in(0, 65535), default=8000, metavar="N",
-                       help="port to listen on, 0 for any free one (default: 8000)")
+    port = default(ServeOptions, "port")
+    serve.add_argument("--port", type=bounded(ServeOptions, "port"), default=port, metavar="N",
+                       help=f"port to listen on, 0 for any free one (default: {port})")
     serve.add_argument("--collect", metavar="DIR",
                        help="offer 'this is a N' buttons that save the drawing as DIR/N/<new name>.png")
-    serve.add_argument("--max-upload-mb", type=float_in(0, 1024, low_open=True), default=MAX_UPLOAD_MB, metavar="MB",
-                       help=f"largest request body, in MiB (default: {MAX_UPLOAD_MB:g})")
+    serve.add_argument("--max-upload-mb", type=bounded(ServeOptions, "max_upload_mb"),
+                       default=default(ServeOptions, "max_upload_mb"), metavar="MB",
+                       help=f"largest request body, in MiB, {span(ServeOptions, 'max_upload_mb')} "
+                            f"(default: {default(ServeOptions, 'max_upload_mb'):g})")
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -56,7 +59,8 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"mnistlab: no run folder under ./{RUNS_DIR}, so serving the pretrained weights {run} "
               f"({describe(DEFAULT_PRETRAINED).test_acc:.2%} on MNIST's test set); train your own with "
               f"`mnistlab train --out {RUNS_DIR}/demo`, or name one: mnistlab serve RUN", file=sys.stderr, flush=True)
-    app = create_app(run, collect_dir=args.collect, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024))
+    limit = ServeOptions(max_upload_mb=args.max_upload_mb).max_upload_bytes
+    app = create_app(run, collect_dir=args.collect, max_upload_bytes=limit)
     sock = bind(args.host, args.port)
     if not is_loopback(args.host):
         print(f"mnistlab: warning: listening on {args.host}, not loopback: anyone who can reach this machine "

@@ -1,0 +1,267 @@
+"""Every default, bound and choice of a training run and of the commands, each declared once, next to its name.
+
+A setting is a dataclass field whose type carries its rule, as the models declare their arguments:
+`epochs: Annotated[int, Range(1, MAX_EPOCHS)] = 5`, `invert: Annotated[str, Choice(INVERT_CHOICES)] = "auto"`.
+From that one declaration come the library's check (`check_fields`, raising `ValueError` naming the
+field), the command line's flag types, and the ranges and defaults its help quotes (`cli/_args.py`).
+The numbers themselves, each with the reason for it, are in `mnistlab.limits`.
+
+This module imports no torch (nor anything above the bottom layer): `mnistlab --help` reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import numbers
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from .datasets import get_dataset, list_datasets
+from .limits import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_EVAL_EVERY,
+    MAX_GRID_CELLS,
+    MAX_LR,
+    MAX_PORT,
+    MAX_REGULARISATION,
+    MAX_TRAIN_LIMIT,
+    MAX_UPLOAD_MB,
+    MAX_WEIGHT_DECAY,
+    MEAN_RANGE,
+    MIN_LR,
+    NUM_CLASSES,
+    SEED_MAX,
+    STD_RANGE,
+)
+from .records import ONNX_FILE, TORCHSCRIPT_FILE
+
+__all__ = ["Range", "Choice", "TrainConfig", "PredictOptions", "ExportConfig", "ServeOptions", "PlotOptions",
+           "check_fields", "check_value", "rule", "default", "DEVICES", "INVERT_CHOICES", "OPTIMIZERS", "SCHEDULES",
+           "EXPORT_FORMATS", "EXPORT_INPUTS"]
+
+# --- the rules ------------------------------------------------------------------------------------------------------
+
+
+def _number_text(x: float) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds of a number: `Annotated[int, Range(1, 4096)]`. `low_open` / `high_open` exclude that end;
+    `meaning` replaces the generated description ("an accuracy in (0, 1]")."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    meaning: str | None = None
+
+    def contains(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def describe(self, noun: str = "") -> str:
+        """What a value must be, after "must be ": "a whole number from 1 to 1,000", "≥ 0 and < 1" (`noun` "")."""
+        if self.meaning:
+            return self.meaning
+        low, high = (None if x is None else _number_text(x) for x in (self.low, self.high))
+        if low is not None and high is not None and not (self.low_open or self.high_open):
+            text = f"from {low} to {high}"
+        else:
+            parts = ([f"{'>' if self.low_open else '≥'} {low}"] if low is not None else []) + \
+                    ([f"{'<' if self.high_open else '≤'} {high}"] if high is not None else [])
+            text = " and ".join(parts)
+        return f"{noun} {text}".strip()
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a few texts; `pattern` (shown as `pattern_text`) admits a family more ("cuda:N")."""
+
+    values: tuple[str, ...]
+    pattern: str | None = None
+    pattern_text: str = ""
+
+    def contains(self, value: object) -> bool:
+        if not isinstance(value, str):
+            return False
+        return value in self.values or bool(self.pattern and re.fullmatch(self.pattern, value))
+
+    def describe(self) -> str:
+        return ", ".join(self.values) + (f" or {self.pattern_text}" if self.pattern_text else "")
+
+
+# --- the facts -------------------------------------------------------------------------------------------------------
+
+DEVICES = ("auto", "cpu", "cuda", "mps")  # auto = CUDA, then Apple MPS, then CPU
+DEVICE = Choice(DEVICES, pattern=r"cuda:[0-9]+", pattern_text="cuda:N")
+INVERT_CHOICES = ("auto", "yes", "no")  # dark ink on light paper: detect it, always invert, never
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "onecycle", "cosine")
+EXPORT_FORMATS = {"onnx": ONNX_FILE, "torchscript": TORCHSCRIPT_FILE}  # format → its default file in the run folder
+EXPORT_INPUTS = {"uint8": "uint8", "float": "float32"}  # --input → the ONNX input's dtype
+SEED = Range(0, SEED_MAX)  # torch.manual_seed and torch.Generator take 0 … 2**64 - 1
+BATCH = Range(1, MAX_BATCH_SIZE)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. The defaults are the classic recipe (`mnistlab.recipes`)."""
+
+    model: str = "mlp"  # a name from list_models()
+    model_args: dict = field(default_factory=dict)  # overrides of the model's defaults, e.g. {"hidden": 128}
+    epochs: Annotated[int, Range(1, MAX_EPOCHS)] = 5
+    batch_size: Annotated[int, BATCH] = 64
+    test_batch_size: Annotated[int, BATCH] = 1000
+    lr: Annotated[float, Range(MIN_LR, MAX_LR)] = 1e-3  # learning rate (the peak of a one-cycle schedule)
+    # The rest of the recipe (mnistlab.recipes; these defaults are `classic`, the seed's settings).
+    recipe: str | None = "classic"  # the recipe the settings came from, recorded; None: set by hand
+    optimizer: Annotated[str, Choice(OPTIMIZERS)] = "adam"  # adamw: decoupled weight decay; sgd: Nesterov 0.9
+    schedule: Annotated[str, Choice(SCHEDULES)] = "constant"  # stepped after every batch
+    weight_decay: Annotated[float, Range(0, MAX_WEIGHT_DECAY, high_open=True)] = 0.0  # weights only, not biases
+    label_smoothing: Annotated[float, Range(0, 1, high_open=True)] = 0.0  # target share spread over all classes
+    augment: Annotated[float, Range(0, MAX_REGULARISATION, high_open=True)] = 0.0  # affine (1: ±2 px, ±10°, ±10%)
+    elastic: Annotated[float, Range(0, MAX_REGULARISATION, high_open=True)] = 0.0  # elastic warp, std in pixels
+    # Steps between test evaluations; None: after each epoch (and always at the end).
+    eval_every: Annotated[int | None, Range(1, MAX_EVAL_EVERY)] = None
+    # Stop once the test accuracy reaches this (0-1); None: run every epoch.
+    stop_at: Annotated[float | None, Range(0, 1, low_open=True, meaning="an accuracy in (0, 1], e.g. 0.99")] = None
+    compile: bool = False  # torch.compile the model for the training steps
+    dataset: Annotated[str, Choice(tuple(list_datasets()))] = "mnist"
+    mean: Annotated[float | None, Range(*MEAN_RANGE)] = None  # normalisation, 0-1 pixel scale; None: the dataset's
+    std: Annotated[float | None, Range(*STD_RANGE)] = None  # None: the dataset's (MNIST: 0.3081)
+    seed: Annotated[int, SEED] = 1  # model init and shuffling; the same seed on the same CPU gives the same weights
+    device: Annotated[str, DEVICE] = "auto"
+    data_dir: str | None = None  # the four IDX files of `dataset` in a folder; None: bundled (MNIST) or downloaded
+    train_limit: Annotated[int | None, Range(1, MAX_TRAIN_LIMIT)] = None  # the first N training images only
+    out: str | None = None  # run folder; None: runs/<timestamp>-<model>
+    overwrite: bool = False  # replace an existing run at `out` (whole: its old figures go too)
+    progress: bool = True  # tqdm bar and one line per epoch
+
+    def validate(self) -> None:
+        """Raise `ValueError` naming the first field whose value is not what its declaration allows.
+
+        The model's name and arguments, and the recipe's name, belong to registries above this layer:
+        `mnistlab.training.check_config` checks them too (`mnistlab.train` calls it).
+        """
+        check_fields(self)
+
+    def normalization(self) -> tuple[float, float]:
+        """(mean, std): the ones set, else the dataset's."""
+        info = get_dataset(self.dataset)
+        return (info.mean if self.mean is None else self.mean), (info.std if self.std is None else self.std)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How `predict` treats each image (`mnistlab.prediction.predict`, `mnistlab predict`)."""
+
+    top_k: Annotated[int, Range(1, NUM_CLASSES)] = 3  # how many of the likeliest classes each prediction lists
+    invert: Annotated[str, Choice(INVERT_CHOICES)] = "auto"
+    batch_size: Annotated[int, BATCH] = 256  # images preprocessed, then classified in one forward pass
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What `mnistlab export` writes."""
+
+    format: Annotated[str, Choice(tuple(EXPORT_FORMATS))] = "onnx"
+    input: Annotated[str, Choice(tuple(EXPORT_INPUTS))] = "uint8"  # ONNX only: uint8 0-255 or float 0-1
+    out: str | None = None  # default: EXPORT_FORMATS[format] in the run folder
+
+    def validate(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """`mnistlab serve`'s numbers."""
+
+    port: Annotated[int, Range(0, MAX_PORT)] = 8000  # 0: any free port
+    max_upload_mb: Annotated[float, Range(0, MAX_UPLOAD_MB, low_open=True)] = 2.0  # largest request body, MiB
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class PlotOptions:
+    """The figures' counts (`mnistlab.plots`, `mnistlab plot`)."""
+
+    rows: Annotated[int, Range(1, MAX_GRID_CELLS)] = 5  # digits per class, or rows of a random grid
+    cols: Annotated[int, Range(1, MAX_GRID_CELLS)] = 5  # columns of a random grid
+    count: Annotated[int, Range(1, MAX_GRID_CELLS)] = 15  # mistakes shown
+    seed: Annotated[int | None, SEED] = None  # a repeatable random sample; None: the first digits
+
+
+# --- reading the declarations ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A field's declared type, read off its annotation: `kind` int, float, str...; its bound or choice."""
+
+    kind: type
+    nullable: bool
+    check: Range | Choice | None
+
+
+@functools.cache
+def _rules(owner: type) -> dict[str, Rule]:
+    hints = typing.get_type_hints(owner, include_extras=True)
+    rules = {}
+    for name, hint in hints.items():
+        check = None
+        if typing.get_origin(hint) is Annotated:
+            hint, *extras = typing.get_args(hint)
+            check = next((x for x in extras if isinstance(x, Range | Choice)), None)
+        args = typing.get_args(hint)
+        nullable = type(None) in args
+        kind = next((a for a in args if a is not type(None)), hint) if nullable else hint
+        rules[name] = Rule(kind if isinstance(kind, type) else object, nullable, check)
+    return rules
+
+
+def rule(owner: type, name: str) -> Rule:
+    """The declared rule of field `name` of the dataclass `owner`."""
+    return _rules(owner)[name]
+
+
+def default(owner: type, name: str) -> object:
+    """The declared default of field `name` of the dataclass `owner`."""
+    found = next(f for f in dataclasses.fields(owner) if f.name == name)
+    return found.default_factory() if found.default is dataclasses.MISSING else found.default
+
+
+def check_value(owner: type, name: str, value: object) -> None:
+    """Raise `ValueError` ("name: must be ..., got ...") unless `value` is what field `name` of `owner` allows."""
+    declared = rule(owner, name)
+    if declared.check is None or (value is None and declared.nullable):
+        return
+    if isinstance(declared.check, Choice):
+        if not declared.check.contains(value):
+            raise ValueError(f"{name}: expected one of {declared.check.describe()}, got {value!r}")
+        return
+    integer = declared.kind is int
+    kind = numbers.Integral if integer else numbers.Real
+    ok = (not isinstance(value, bool) and isinstance(value, kind)
+          and (integer or math.isfinite(value)) and declared.check.contains(value))
+    if not ok:
+        noun = "a whole number" if integer else "a number"
+        none = ", or None" if declared.nullable and not declared.check.meaning else ""
+        raise ValueError(f"{name}: must be {declared.check.describe(noun)}{none}, got {value!r}")
+
+
+def check_fields(obj: object) -> None:
+    """Raise `ValueError` naming the first field of the dataclass `obj` whose value its declaration refuses."""
+    for name in _rules(type(obj)):
+        check_value(type(obj), name, getattr(obj, name))
+

@@ -1,0 +1,223 @@
+"""Every file mnistlab writes, in one place: its name, its format and version, the fields it holds,
+the provenance header it starts with, and how one is read back.
+
+A run folder holds a checkpoint (`config.json` + `model.safetensors`, see `checkpoints.py`),
+`metrics.json` (every evaluation of the run), `curves.png` and `report.html`. An export is one
+file: `model.onnx`, whose metadata holds the `EXPORT` record under METADATA_KEY (see
+`onnx_model.py`), or `model.pt`, which holds it as an extra file. A record that mnistlab reads back
+is checked field by field against its schema here (`schema.py` is the engine), so that past this
+point the program trusts its types. Nothing here imports torch or numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ._io import json_text
+from ._version import __version__
+from .datasets import LAYOUTS
+from .errors import ForeignRecordError, MetricsError, MissingFileError, SchemaError
+from .limits import CLASS_NAME_MAX, MAX_EVALUATIONS, MEAN_RANGE, NUM_CLASSES, STD_RANGE
+from .schema import MAX_JSON_BYTES, Bool, Choice, Json, ListOf, MapOf, Nullable, Number, Obj, Text, read_json
+
+# --- file names ----------------------------------------------------------------------------------------------------
+
+CONFIG_FILE = "config.json"  # a checkpoint's record: the model, its normalisation, dataset and metrics
+WEIGHTS_FILE = "model.safetensors"  # a checkpoint's weights (no pickle: loading runs no code from the file)
+METRICS_FILE = "metrics.json"  # a run's every evaluation, its settings and timings
+CURVES_FILE = "curves.png"  # a run's training curves
+REPORT_FILE = "report.html"  # a run's report, figures embedded
+ONNX_FILE = "model.onnx"  # `mnistlab export`'s default file in the run folder
+TORCHSCRIPT_FILE = "model.pt"  # `mnistlab export --format torchscript`'s
+ONNX_SUFFIX = ".onnx"  # a model path ending so is read as an export (what the user typed decides, not the bytes)
+METADATA_KEY = "mnistlab"  # the ONNX metadata_props key of the export's record (other keys repeat parts of it)
+TORCHSCRIPT_METADATA = "mnistlab.json"  # the TorchScript _extra_files entry that holds the export's record
+
+# --- how much of a file from outside is read ---------------------------------------------------------------------
+
+COMMAND_MAX = 1 << 16  # the command line a run was trained with, as config.json records it
+MAX_HEADER_BYTES = 1 << 20  # a safetensors header lists each tensor in ~100 bytes; safetensors itself allows 100 MB
+MAX_ONNX_BYTES = 512 << 20  # the largest model mnistlab trains (MAX_HIDDEN wide) exports to ~100 MB
+MAX_METADATA_BYTES = 64 << 10  # an export's record is ~1 KB; a model's arguments are small
+
+# --- an export's contract: one input, one output --------------------------------------------------------------------
+
+INPUT_NAME = "pixels"  # (N, 28, 28), N free, white on black
+OUTPUT_NAME = "probabilities"  # float32 (N, 10), the softmax over the classes
+# What the pixels must look like, for each layout (`mnistlab.datasets.LAYOUTS`) of the model's dataset.
+INPUT_CONVENTIONS = {
+    "digit": "white ink on black, digit centred as in MNIST (20×20 box, centre of mass at the middle)",
+    "fill": "white on black, the object's long side spanning all 28 pixels, centred by its box (as Fashion-MNIST)",
+}
+# The input dtypes an export may take: its name in the record → (onnxruntime's type name, the pixels' scale).
+INPUT_DTYPES = {
+    "uint8": ("tensor(uint8)", "0-255"),
+    "float32": ("tensor(float)", "0-1"),
+}
+
+# --- fields that several records share ------------------------------------------------------------------------------
+
+VERSION = Text(max_length=100)
+MODEL = Obj({"name": Text(max_length=100), "args": MapOf(Json())}, required=frozenset({"name", "args"}))
+NORMALIZATION = Obj({"mean": Number(*MEAN_RANGE), "std": Number(STD_RANGE[0])}, required=frozenset({"mean", "std"}))
+# One name per class, in label order: shown in every figure, `predict` output and the report.
+CLASSES = ListOf(Text(max_length=CLASS_NAME_MAX), min_length=NUM_CLASSES, max_length=NUM_CLASSES,
+                 what=f"{NUM_CLASSES} class names")
+DATASET = Obj({
+    "name": Text(max_length=100),  # a name from mnistlab.datasets ("custom" before datasets had names: MNIST)
+    "canonical": Bool(),  # every file was the published one
+    "source": Text(max_length=4096, one_line=False),  # a folder's path may hold any character
+    "sha256": MapOf(Text(pattern="[0-9a-f]{64}", meaning="64 lowercase hex digits"), max_length=16),
+    "train_size": Number(0, 10**9, integer=True),
+    "test_size": Number(0, 10**9, integer=True),
+    "classes": CLASSES,
+})
+LOSS = Number(0, null_is_nan=True)  # a diverged run's loss is not a number: written as null, read as NaN
+ACCURACY = Number(0, 1)
+# One evaluation: after each epoch (a whole `epoch`), or every `eval_every` steps (a fractional one).
+EPOCH = Obj({
+    "epoch": Number(0, 10**6, above=True),
+    "train_loss": LOSS, "train_acc": ACCURACY, "test_loss": LOSS, "test_acc": ACCURACY,
+    "seconds": Number(0), "step": Number(1, 10**12, integer=True),
+    "train_seconds": Number(0), "eval_seconds": Number(0),
+}, required=frozenset({"epoch", "train_loss", "train_acc", "test_loss", "test_acc"}))
+
+
+def provenance(torch_version: str) -> dict:
+    """Who wrote a record: the header that config.json, metrics.json and an export's record carry."""
+    return {"mnistlab_version": __version__, "torch_version": torch_version}
+
+
+# --- records with a format mark ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RecordFormat:
+    """A record that names its format and version first, so that a reader can tell it from another tool's file."""
+
+    name: str  # the "format" mark: "mnistlab.checkpoint"
+    version: int  # "format_version": a reader refuses another one ("upgrade mnistlab")
+    noun: str  # what the record is, in messages: "checkpoint format version 2 is not supported"
+    fields: Obj  # the record's other fields
+
+    @property
+    def schema(self) -> Obj:
+        """The whole record: the format mark and version, then `fields`."""
+        return replace(self.fields, fields={"format": Choice((self.name,)), "format_version": Choice((self.version,)),
+                                            **self.fields.fields},
+                       required=self.fields.required | {"format", "format_version"})
+
+    def header(self, torch_version: str) -> dict:
+        """The record's first fields, as a writer puts them: the mark, the version and `provenance`."""
+        return {"format": self.name, "format_version": self.version, **provenance(torch_version)}
+
+    def check(self, record: object) -> dict:
+        """The record as the program may trust it: only the fields the schema knows, each of its type and range.
+
+        Raises:
+            ForeignRecordError: no "format" mark of this format (another tool's JSON, or not an object).
+            SchemaError: another format version, before any field is checked, so that it says "upgrade".
+            FieldError: the first field that is missing or of the wrong type or range, by its path.
+        """
+        if not isinstance(record, dict) or record.get("format") != self.name:
+            raise ForeignRecordError(f'no "format": "{self.name}"')
+        version = record.get("format_version")
+        if isinstance(version, int) and not isinstance(version, bool) and version != self.version:
+            raise SchemaError(f"{self.noun} format version {version} is not supported (expected {self.version}); "
+                              "upgrade mnistlab")
+        return self.schema.check(record, "")
+
+
+# config.json: everything needed to rebuild and judge the model. Unknown fields are dropped, so
+# `Checkpoint.config` holds only checked values; the model's arguments are checked against the named
+# model's own schema next (`models.model_arguments`, in `checkpoints.py`).
+CHECKPOINT = RecordFormat("mnistlab.checkpoint", 1, "checkpoint", Obj({
+    "mnistlab_version": VERSION,
+    "torch_version": VERSION,
+    "python_version": VERSION,  # these three: since the pretrained weights (issue 16); older folders lack them
+    "numpy_version": VERSION,
+    "command": Text(max_length=COMMAND_MAX, one_line=False),  # the `mnistlab train ...` line, shell-quoted
+    "model": MODEL,
+    "normalization": NORMALIZATION,
+    "dataset": DATASET,
+    "metrics": replace(EPOCH, required=frozenset()),
+    "train_config": MapOf(Json()),
+}, required=frozenset({"model", "normalization"})))
+
+# An export's record (ONNX metadata, TorchScript extra file): what it takes and returns, and where it came from.
+EXPORT = RecordFormat("mnistlab.export", 1, "export", Obj({
+    "mnistlab_version": VERSION,
+    "torch_version": VERSION,
+    "model": replace(MODEL, required=frozenset({"name"})),
+    "dataset": Obj({"name": Text(max_length=100)}),
+    "classes": CLASSES,
+    "input": Obj({
+        "name": Text(max_length=100),
+        "dtype": Choice(tuple(INPUT_DTYPES)),
+        "shape": Json(max_depth=1),
+        "scale": Text(max_length=100),
+        "convention": Text(max_length=200),
+        "layout": Choice(LAYOUTS),  # absent: "digit" (an export from before layouts)
+    }, required=frozenset({"dtype"})),
+    "output": Obj({"name": Text(max_length=100), "shape": Json(max_depth=1), "meaning": Text(max_length=200)}),
+    # Already applied inside the graph: recorded so that a reader knows what the model expects.
+    "normalization": NORMALIZATION,
+    "parameters": Number(0, 10**12, integer=True),
+    "metrics": Obj({"test_acc": Number(0, 1), "test_loss": Number(0)}),
+}, required=frozenset({"classes", "input", "model"})))
+
+LONGEST_NUMBER = -2.2250738585072014e-308  # 24 characters: no float's repr is longer, nor a 64-bit integer's
+
+
+def _largest_row_bytes() -> int:
+    """The most bytes one row of metrics.json takes as training writes it (`json_text`, rows two levels deep):
+    every field present, each the longest number."""
+    row = {name: LONGEST_NUMBER for name in EPOCH.fields}
+    return len(json_text({"epochs": [row, row]})) - len(json_text({"epochs": [row]}))
+
+
+# The largest metrics.json a run can write: its rows (one per evaluation, at most MAX_EVALUATIONS), and the rest
+# (config, dataset, versions: the fields of a config.json) within the cap of any other record.
+MAX_METRICS_BYTES = MAX_JSON_BYTES + MAX_EVALUATIONS * _largest_row_bytes()
+
+# metrics.json, as `report` and `plot curves` render it: each field typed, unknown ones dropped.
+# A diverged run's loss is null (strict JSON has no NaN) and is read as NaN, a gap in the curves.
+METRICS = Obj({
+    "epochs": ListOf(EPOCH, min_length=1, max_length=MAX_EVALUATIONS, what="per-epoch rows"),
+    "config": MapOf(Json(max_depth=2), max_length=100),
+    "dataset": DATASET,
+    "device": Text(max_length=100),
+    "wall_seconds": Number(0),
+    "train_seconds": Number(0),
+    "eval_seconds": Number(0),
+    "time_to_target": Nullable(Number(0)),
+    "mnistlab_version": VERSION,
+    "torch_version": VERSION,
+}, required=frozenset({"epochs"}))
+
+
+def load_metrics(run: str | Path) -> dict:
+    """Read and check a run's metrics.json (given the run folder or the file itself).
+
+    The file is read bounded and strict (`mnistlab.schema.read_json`) and checked against
+    `METRICS`; epochs must count up. Any problem raises `MetricsError` naming the field.
+    """
+    path = Path(run)
+    try:
+        if path.is_dir():
+            path = path / METRICS_FILE
+        metrics = METRICS.check(read_json(path, MAX_METRICS_BYTES), "")
+    except MissingFileError:
+        if path.name == METRICS_FILE:
+            raise MetricsError(f"{path.parent}: missing {METRICS_FILE} (not a run folder?)") from None
+        raise MetricsError(f"{path}: no such run folder") from None
+    except SchemaError as e:
+        raise MetricsError(f"{path}: {e}") from None
+    except OSError as e:  # is_dir() raises for a name too long
+        raise MetricsError(f"{path}: cannot be read ({e.strerror})") from None
+    epochs = metrics["epochs"]
+    for i in range(1, len(epochs)):
+        if epochs[i]["epoch"] <= epochs[i - 1]["epoch"]:
+            raise MetricsError(f"{path}: field 'epochs[{i}].epoch' must be greater than the row before's "
+                               f"({epochs[i - 1]['epoch']:g}), got {epochs[i]['epoch']:g}")
+    return metrics

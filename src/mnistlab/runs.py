@@ -1,0 +1,134 @@
+"""Workflows over whole runs: what `mnistlab train` and `mnistlab evaluate` do, callable from Python.
+
+`train(config)` trains (`mnistlab.training.train`) and leaves the same run folder as the command:
+the checkpoint, metrics.json, curves.png and report.html, published together. `evaluate_model`
+scores a loaded model (a checkpoint or an exported .onnx file) on its dataset's test split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import plots
+from .classifier import Classifier
+from .config import TrainConfig, check_value
+from .data import load_test_split
+from .datasets import DATASETS, DatasetInfo, checkpoint_dataset
+from .errors import PictureError
+from .onnx_model import OnnxModel
+from .prediction import score
+from .records import CURVES_FILE, REPORT_FILE, load_metrics
+from .report import render_report, report_figures
+from .training import Run
+from .training import evaluate as evaluate_split
+from .training import train as train_loop
+
+__all__ = ["PictureError", "RunPictures", "train", "Evaluation", "evaluate_model"]
+
+
+def train(config: TrainConfig, *, pictures: bool = True, report: bool = True,
+          before_publish: Callable[[Run, Path], None] | None = None, command: str | None = None) -> Run:
+    """Train as `config` says and save the run folder, as `mnistlab train` does.
+
+    Args:
+        config: the run's settings (`mnistlab.TrainConfig`).
+        pictures: draw curves.png (and, with `report`, report.html) into the run folder.
+        report: with `pictures`, write report.html too (`mnistlab train --no-report` leaves it out).
+        before_publish: `fn(run, folder)` may write more files into the staging folder, after the
+            pictures; they are published with the run, or not at all.
+        command: the command line that asked for the run (the CLI passes its own), recorded in config.json.
+
+    Returns the `Run`; `run.pictures` lists the pictures written.
+
+    Raises:
+        ValueError: a config field that cannot work. `OutputError`, `TrainingError`: see
+        `mnistlab.training.train`. `PictureError`: a picture could not be written; the run is saved
+        without it (`error.run`).
+    """
+    drawer = RunPictures(report=report) if pictures else None
+
+    def extras(run: Run, folder: Path) -> None:
+        if drawer is not None:
+            drawer(run, folder)
+        if before_publish is not None:
+            before_publish(run, folder)
+
+    run = train_loop(config, before_publish=extras, command=command)
+    if drawer is not None:
+        run.pictures = list(drawer.written)
+        if drawer.failure:
+            name, reason = drawer.failure
+            kept = ", ".join(sorted(p.name for p in run.dir.iterdir()))
+            raise PictureError(f"{run.dir / name}: not written ({reason}); {run.dir} holds the trained run: {kept}",
+                               run)
+    return run
+
+
+class RunPictures:
+    """`training.train`'s before_publish hook: curves.png and report.html, into the staging folder.
+
+    They are drawn from the model and test split still in memory and published with the run. A
+    picture that fails (a full disk, a drawing error) must not cost the trained model: the failure is
+    kept in `failure`, the run is published without that picture, and `train` reports it after.
+    """
+
+    def __init__(self, report: bool = True):
+        self.report = report
+        self.written: list[str] = []  # file names, in the order written
+        self.failure: tuple[str, str] | None = None  # (file name, reason)
+
+    def __call__(self, run: Run, folder: Path) -> None:
+        name = CURVES_FILE
+        try:
+            # The staging folder is private until published, so the files need no temporary names.
+            plots.save_png(plots.training_curves(run.history), folder / CURVES_FILE)
+            self.written.append(name)
+            if self.report:
+                name = REPORT_FILE
+                config = run.config
+                predictions = plots.compute_predictions(run.model, run.test_split, config.mean, config.std,
+                                                        config.test_batch_size, DATASETS[config.dataset].classes)
+                metrics = load_metrics(folder)
+                page = render_report(run.dir, metrics, report_figures(metrics, predictions))
+                (folder / REPORT_FILE).write_text(page, encoding="utf-8")
+                self.written.append(name)
+        except Exception as e:  # whatever went wrong with a picture, the trained run is worth keeping
+            (folder / name).unlink(missing_ok=True)
+            self.failure = (name, e.strerror if isinstance(e, OSError) and e.strerror else str(e))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A model's scores on its dataset's test split, and where they came from."""
+
+    loss: float
+    accuracy: float
+    size: int  # test images
+    dataset: DatasetInfo
+    digests: dict[str, str]  # SHA-256 of each test file read
+    where: str  # what ran the model: a torch device, or onnxruntime
+
+    @property
+    def correct(self) -> int:
+        return round(self.accuracy * self.size)
+
+
+def evaluate_model(model: Classifier, *, dataset: str | None = None, data_dir: str | Path | None = None,
+                   batch_size: int = TrainConfig.test_batch_size) -> Evaluation:
+    """Score `model` (a checkpoint or an exported ONNX file) on the test split of the dataset it was trained on.
+
+    `dataset`, when given, must be the model's own; `data_dir` reads the four IDX files from a folder.
+    `ValueError`: a `batch_size` outside `TrainConfig.test_batch_size`'s bounds.
+    """
+    check_value(TrainConfig, "test_batch_size", batch_size)
+    info = checkpoint_dataset(model.config.get("dataset", {}), dataset, model.path)
+    test, digests = load_test_split(info, data_dir)
+    if isinstance(model, OnnxModel):  # its own input convention, on onnxruntime
+        loss, acc = score(model, test.images.numpy(), test.labels.numpy(), batch_size)
+        where = "onnxruntime (CPU)"
+    else:
+        loss, acc = evaluate_split(model.model, test.to(model.device), model.mean, model.std, batch_size)
+        where = str(model.device)
+    return Evaluation(loss, acc, len(test), info, digests, where)
