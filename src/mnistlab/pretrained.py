@@ -35,6 +35,12 @@ PINS: dict[str, dict[str, str]] = {
         "metrics.json": "8e22854e1f2264d64215c15f4215cf36b8791360d91100548bff5a4173e65166",
         "curves.png": "b8edd76c39007713a38d0a5053dade7e0985bbf7aa2fa88b6bb38750ec7cbd00",
     },
+    "mlp": {
+        "model.safetensors": "b168889752590af15686ac4c67d47befc9c55e5dfae61d0bffbf8d49fd209196",
+        "config.json": "b0ee9a31ab78ee16c80bfd19da28982f82aa5553b94cc46d7546f7ed9dcda5c7",
+        "metrics.json": "2eaaa8eabce08c2ce01899d69f9366334fa9cbb85f364a35cab23fca7715d3ef",
+        "curves.png": "1b3c9934c4ca82a94cd0c4231f81e91c2a1ce773c8f0874d89ad38d3c172f74d",
+    },
 }
 # END PINS
 
