@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test docs bench
+.PHONY: install demo test docs bench pretrained
 install: $(VENV)/.installed
 
 # torch is pinned by constraints.txt (the CPU wheel); the package itself asks for torch>=2.2.
@@ -23,7 +23,7 @@ demo: install
 	$(BIN)/mnistlab evaluate runs/demo
 
 test: install
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples scripts
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
@@ -35,3 +35,8 @@ docs: install
 bench: install
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/robustness.py
+
+# Re-train the pretrained weights in src/mnistlab/pretrained/ with `mnistlab train` and rewrite their pins
+# (docs/pretrained.md; ~10 minutes on 2 quiet cores).
+pretrained: install
+	$(BIN)/python scripts/make_pretrained.py

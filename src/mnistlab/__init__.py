@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the public names, in the order of their modules (`__all__` 
         OutputError,
         PictureError,
         PlotError,
+        PretrainedError,
         SchemaError,
         ServeError,
         TrainingError,
@@ -62,6 +63,7 @@ if TYPE_CHECKING:  # the public names, in the order of their modules (`__all__` 
     )
     from .prediction import Prediction, predict
     from .preprocessing import preprocess
+    from .pretrained import list_pretrained
     from .records import load_metrics
     from .report import write_report
     from .runs import train
@@ -76,7 +78,7 @@ __all__ = [
     # training
     "TrainConfig", "Run", "train", "evaluate",
     # loading a model and predicting with it
-    "Classifier", "load_model", "Checkpoint", "load_checkpoint", "OnnxModel", "load_onnx",
+    "Classifier", "load_model", "Checkpoint", "load_checkpoint", "OnnxModel", "load_onnx", "list_pretrained",
     "predict", "Prediction", "preprocess", "load_image",
     # pictures and the report
     "SplitPredictions", "compute_predictions", "pixel_view", "prediction_grid", "training_curves",
@@ -85,7 +87,7 @@ __all__ = [
     "MnistlabError", "OutputError", "DataError", "ImageError", "NoDigitError", "LabelledError", "DeviceError",
     "ModelError", "SchemaError", "MissingFileError", "FieldError", "ForeignRecordError", "NotRegularFileError",
     "CheckpointError", "OnnxModelError", "MetricsError", "TrainingError", "PlotError", "PictureError",
-    "ExportError", "FinetuneError", "ServeError", "ApiError",
+    "ExportError", "FinetuneError", "ServeError", "ApiError", "PretrainedError",
 ]
 
 

@@ -29,6 +29,8 @@ from .errors import NotRegularFileError, OutputError, escape_char
 TEMP_NAME_CHARS = 100  # of the target's name kept in a temporary name, so that it stays under NAME_MAX
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 RUN_FILES_HINT = "use --overwrite (overwrite=True) to replace it, or choose another folder"
+# The pretrained weights that ship in the package (`mnistlab.pretrained`): part of the install, never an output.
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
 
 def open_regular_file(path: str | os.PathLike, *, follow_symlinks: bool = True) -> BinaryIO:
@@ -96,6 +98,18 @@ def _check_name(path: Path, folder: Path) -> None:
                           f"the limit is {_name_max(folder)})")
 
 
+def refuse_pretrained_dir(path: Path) -> None:
+    """`OutputError` if `path` is in the package's pretrained folder: a command never writes into the install."""
+    try:  # as written, and with links followed: either counts
+        inside = any(Path(spelled(path)).is_relative_to(os.path.realpath(PRETRAINED_DIR))
+                     for spelled in (os.path.abspath, os.path.realpath))
+    except (OSError, ValueError):
+        return
+    if inside:
+        raise OutputError(f"{path}: is inside mnistlab's pretrained weights ({PRETRAINED_DIR}), which are part of "
+                          "the installed package; write elsewhere")
+
+
 def make_folders(folder: Path) -> list[Path]:
     """Create `folder` and its missing parents; return the ones this call made, outermost first.
 
@@ -140,6 +154,7 @@ def check_output_file(path: str | Path) -> Path:
     Raises `OutputError` naming the path; creates nothing that stays.
     """
     path = Path(path)
+    refuse_pretrained_dir(path)
     folder = _existing_folder(path.parent, path)
     _check_name(path, folder)
     try:
@@ -169,6 +184,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     A failure to write (full disk, no permission) raises `OutputError` naming `path`.
     """
     path = Path(path)
+    refuse_pretrained_dir(path)
     tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -315,6 +331,7 @@ class StagedFolder:
     def _target_kind(self, overwrite: bool, replaceable: Callable[[Path], bool]) -> bool:
         """True when the target is an old run to replace, False when it is new or empty; else raise."""
         target = self.target
+        refuse_pretrained_dir(target)
         folder = _existing_folder(target.parent, target)
         _check_name(target, folder)
         if target.is_symlink():

@@ -9,6 +9,7 @@ memory), and only then reads the weights, refusing any that are not finite.
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from .datasets import DIGIT_CLASSES, layout_of, recorded_name
 from .device import resolve_device
 from .errors import CheckpointError, FieldError, ForeignRecordError, MissingFileError, SchemaError, one_line
 from .models import create_model, model_arguments
+from .pretrained import resolve
 from .records import CHECKPOINT, CONFIG_FILE, MAX_HEADER_BYTES, WEIGHTS_FILE
 from .schema import read_json, read_prefix
 
@@ -83,15 +85,19 @@ class Checkpoint(Recorded):
 
 
 def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mean: float, std: float,
-                     dataset: dict, metrics: dict, train_config: dict,
+                     dataset: dict, metrics: dict, train_config: dict, command: str | None = None,
                      finetune: dict | None = None) -> dict[str, bytes]:
     """A checkpoint's two files as bytes: {WEIGHTS_FILE: the weights, CONFIG_FILE: the config that vouches for them}.
 
+    `command`: the command line that made it (shell-quoted), recorded when given.
     `finetune`: the record of `mnistlab finetune` (`records.FINETUNE`), for a model adapted to someone's handwriting.
     """
     weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     config = {
         **CHECKPOINT.header(torch.__version__),
+        "python_version": platform.python_version(),
+        "numpy_version": np.__version__,
+        **({"command": command} if command is not None else {}),
         "model": {"name": model_name, "args": model_args},
         "normalization": {"mean": mean, "std": std},
         "dataset": dataset,
@@ -240,7 +246,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     files raises `CheckpointError` with a one-line message naming the file and the field,
     before any memory is spent on weights that would not fit.
     """
-    folder = _resolve_folder(Path(path))
+    folder = _resolve_folder(resolve(path))  # `pretrained:NAME`: the package's folder, its files checked
     config = _read_config(folder / CONFIG_FILE)
     header = _read_header(folder / WEIGHTS_FILE)
     name, args = config["model"]["name"], config["model"]["args"]

@@ -87,6 +87,10 @@ class OnnxModelError(MnistlabError, ValueError):
     """An ONNX file is missing, unreadable, too large, not an ONNX model, or not one that mnistlab exported."""
 
 
+class PretrainedError(MnistlabError, ValueError):
+    """An unknown `pretrained:` name, or a pretrained folder whose files are not the pinned ones."""
+
+
 class MetricsError(MnistlabError, ValueError):
     """A run's metrics.json is missing or malformed; the message names the file and the field."""
 

@@ -28,6 +28,7 @@ from .config import EXPORT_FORMATS, EXPORT_INPUTS, ExportConfig
 from .datasets import recorded_name
 from .errors import ExportError
 from .limits import IMAGE_SIZE, NUM_CLASSES
+from .pretrained import outputs_folder
 from .records import (
     CONFIG_FILE,
     EXPORT,
@@ -96,7 +97,8 @@ def export(run: str | Path, config: ExportConfig = DEFAULT_EXPORT) -> Path:
     """
     config.validate()  # ValueError naming the option and its choices
     checkpoint = load_checkpoint(run, device="cpu")
-    out = check_output_file(config.out or checkpoint.path / FORMATS[config.format])
+    # The default: in the run folder; in the current folder for pretrained weights (part of the install).
+    out = check_output_file(config.out or outputs_folder(checkpoint.path) / FORMATS[config.format])
     if out.resolve() in {(checkpoint.path / name).resolve() for name in (CONFIG_FILE, WEIGHTS_FILE)}:
         raise ExportError(f"{out}: is the checkpoint's own file; export to another name")
     wrapper = Deployable(checkpoint.model, checkpoint.mean, checkpoint.std).eval()

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._io import refuse_pretrained_dir
 from .classifier import Classifier
 from .datasets import DIGIT_CLASSES
 from .decoding import IMAGE_SUFFIXES
-from .errors import LabelledError
+from .errors import LabelledError, OutputError
 from .prediction import Prediction, predict
 
 if TYPE_CHECKING:
@@ -175,6 +176,10 @@ def check_collect_folder(folder: str | Path) -> Path:
         LabelledError: `folder` is a file or a device, or cannot be created or written in.
     """
     folder = Path(folder)
+    try:
+        refuse_pretrained_dir(folder)
+    except OutputError as e:
+        raise LabelledError(str(e)) from None
     probe = folder / f".probe-{secrets.token_hex(4)}"
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
 """`load_model`: whatever a model name means, loaded as a `Classifier`.
 
-A name is a run folder (or its config.json / model.safetensors), or an exported `.onnx` file;
-`_locate` is the one place that turns a name into a path, so that a new kind of name (issue 16's
-`pretrained:NAME`) is one branch there. The kind of file then picks the loader.
+A name is a run folder (or its config.json / model.safetensors), an exported `.onnx` file, or
+pretrained weights (`pretrained:NAME`, `mnistlab.pretrained`); `locate` is the one place that turns
+a name into a path. The kind of file then picks the loader.
 """
 
 from __future__ import annotations
@@ -12,21 +12,24 @@ from pathlib import Path
 
 from .classifier import Classifier
 from .onnx_model import load_onnx
+from .pretrained import resolve
 from .records import ONNX_SUFFIX
 
 
 def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None) -> Classifier:
-    """A checkpoint (run folder, config.json or model.safetensors) or an exported `.onnx` file.
+    """A checkpoint (run folder, config.json or model.safetensors), pretrained weights (`pretrained:cnn`), or
+    an exported `.onnx` file.
 
     Args:
-        name_or_path: the run folder or file; a name ending in `.onnx` is read as an exported model.
+        name_or_path: the run folder or file, or `pretrained:NAME`; a name ending in `.onnx` is read as an
+            exported model.
         device: where a checkpoint's model runs ('auto' picks one); an ONNX file runs on the CPU.
         threads: an ONNX model's threads per inference (default: the CPU cores this process may use).
 
     Raises:
-        CheckpointError, OnnxModelError: one line naming the file and what is wrong with it.
+        CheckpointError, OnnxModelError, PretrainedError: one line naming the file (or name) and what is wrong.
     """
-    path = _locate(name_or_path)
+    path = locate(name_or_path)
     if is_onnx_path(path):
         return load_onnx(path, threads=threads)
     # Imported here, not above: serving an ONNX file must not load PyTorch (checkpoints imports torch).
@@ -35,9 +38,10 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu", threads:
     return load_checkpoint(path, device=device)
 
 
-def _locate(name_or_path: str | os.PathLike) -> str | os.PathLike:
-    """The file or folder a model name stands for: for now, the path as given."""
-    return name_or_path
+def locate(name_or_path: str | os.PathLike) -> Path:
+    """The file or folder a model name stands for: `pretrained:NAME`'s folder in the package, its files checked
+    against their pins (`PretrainedError` otherwise); any other name as the path it is."""
+    return resolve(name_or_path)
 
 
 def is_onnx_path(path: str | os.PathLike) -> bool:

@@ -24,7 +24,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from ._io import atomic_path, progress_bar
+from ._io import atomic_path, progress_bar, refuse_pretrained_dir
 from .classifier import Classifier
 from .config import PredictOptions, check_value
 from .datasets import DIGIT_CLASSES
@@ -247,6 +247,7 @@ def check_output_folder(folder: str | os.PathLike) -> Path:
         OutputError: it is a file (or other non-folder), or neither it nor its parent can be written.
     """
     folder = Path(folder)
+    refuse_pretrained_dir(folder)
     shown = escape(str(folder))
     existing = folder
     while not os.path.lexists(existing) and existing != existing.parent:

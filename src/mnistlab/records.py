@@ -36,6 +36,7 @@ TORCHSCRIPT_METADATA = "mnistlab.json"  # the TorchScript _extra_files entry tha
 
 # --- how much of a file from outside is read ---------------------------------------------------------------------
 
+COMMAND_MAX = 1 << 16  # the command line a run was trained with, as config.json records it
 MAX_HEADER_BYTES = 1 << 20  # a safetensors header lists each tensor in ~100 bytes; safetensors itself allows 100 MB
 MAX_ONNX_BYTES = 512 << 20  # the largest model mnistlab trains (MAX_HIDDEN wide) exports to ~100 MB
 MAX_METADATA_BYTES = 64 << 10  # an export's record is ~1 KB; a model's arguments are small
@@ -157,6 +158,9 @@ FINETUNE = Obj({
 CHECKPOINT = RecordFormat("mnistlab.checkpoint", 1, "checkpoint", Obj({
     "mnistlab_version": VERSION,
     "torch_version": VERSION,
+    "python_version": VERSION,  # these three: since the pretrained weights (issue 16); older folders lack them
+    "numpy_version": VERSION,
+    "command": Text(max_length=COMMAND_MAX, one_line=False),  # the `mnistlab train ...` line, shell-quoted
     "model": MODEL,
     "normalization": NORMALIZATION,
     "dataset": DATASET,

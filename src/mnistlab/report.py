@@ -21,6 +21,7 @@ from .checkpoints import load_checkpoint
 from .data import load_test_split
 from .datasets import checkpoint_dataset
 from .errors import one_line
+from .loading import locate
 from .plots import (
     DPI,
     SplitPredictions,
@@ -32,6 +33,7 @@ from .plots import (
     save_png,
     training_curves,
 )
+from .pretrained import outputs_folder
 from .records import REPORT_FILE, load_metrics
 
 REPORT_GRID = {"rows": 5, "seed": 0}  # five test digits of each class, the same ones every time
@@ -161,12 +163,11 @@ def write_report(run_dir: str | Path, predictions: SplitPredictions | None = Non
             read from `data_dir` (default: the run's dataset, bundled or cached); `dataset`, when given,
             must be the run's.
     """
-    run_dir = Path(run_dir)
-    metrics = load_metrics(run_dir)
+    metrics = load_metrics(locate(run_dir))  # `pretrained:NAME`: the package's folder, its files checked
     if predictions is None:
         predictions = predictions_for_run(run_dir, data_dir, device, batch_size, dataset)
-    page = render_report(run_dir, metrics, report_figures(metrics, predictions))
-    path = Path(out) if out else run_dir / REPORT_FILE
+    page = render_report(Path(run_dir), metrics, report_figures(metrics, predictions))
+    path = Path(out) if out else outputs_folder(run_dir) / REPORT_FILE
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path

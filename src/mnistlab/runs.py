@@ -29,7 +29,7 @@ __all__ = ["PictureError", "RunPictures", "train", "Evaluation", "evaluate_model
 
 
 def train(config: TrainConfig, *, pictures: bool = True, report: bool = True,
-          before_publish: Callable[[Run, Path], None] | None = None) -> Run:
+          before_publish: Callable[[Run, Path], None] | None = None, command: str | None = None) -> Run:
     """Train as `config` says and save the run folder, as `mnistlab train` does.
 
     Args:
@@ -38,6 +38,7 @@ def train(config: TrainConfig, *, pictures: bool = True, report: bool = True,
         report: with `pictures`, write report.html too (`mnistlab train --no-report` leaves it out).
         before_publish: `fn(run, folder)` may write more files into the staging folder, after the
             pictures; they are published with the run, or not at all.
+        command: the command line that asked for the run (the CLI passes its own), recorded in config.json.
 
     Returns the `Run`; `run.pictures` lists the pictures written.
 
@@ -54,7 +55,7 @@ def train(config: TrainConfig, *, pictures: bool = True, report: bool = True,
         if before_publish is not None:
             before_publish(run, folder)
 
-    run = train_loop(config, before_publish=extras)
+    run = train_loop(config, before_publish=extras, command=command)
     if drawer is not None:
         run.pictures = list(drawer.written)
         if drawer.failure:

@@ -360,14 +360,16 @@ def default_run_dir(model_name: str) -> Path:
     return path
 
 
-def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | None = None) -> Run:
+def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | None = None,
+          command: str | None = None) -> Run:
     """Train `config.model` on `config.dataset`, evaluate after every epoch, and save the run folder whole.
 
     The output folder is checked before anything else (see `mnistlab._io.StagedFolder`), then the
     run is written into a temporary sibling folder that is renamed into place at the end: an
     error or interrupt at any point leaves nothing new behind (and an old run it was to replace
     untouched). `before_publish(run, folder)` may write more files into that folder (the command
-    line draws the pictures there); they are published with the run, or not at all.
+    line draws the pictures there); they are published with the run, or not at all. `command`, the
+    command line that asked for the run (the CLI passes its own), is recorded in config.json.
 
     Raises:
         ValueError: a config field that cannot work. `mnistlab.OutputError`: a bad output folder or
@@ -405,7 +407,7 @@ def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | Non
             raise TrainingError(f"{e}; {staging.nothing_new()}") from None
         run = Run(run_dir, config, model, history, str(device), wall_seconds, test_split, timer.seconds)
         with timer("writing"):
-            _write_run(staging, run, dataset)
+            _write_run(staging, run, dataset, command)
         if before_publish is not None:
             with timer("extras"):
                 before_publish(run, staging.path)
@@ -420,11 +422,12 @@ def _check_finite_weights(model: nn.Module) -> None:
             raise TrainingError(f"weight {name} holds NaN or infinite values: training diverged")
 
 
-def _write_run(staging: StagedFolder, run: Run, dataset: dict) -> None:
+def _write_run(staging: StagedFolder, run: Run, dataset: dict, command: str | None) -> None:
     """The checkpoint (weights, config.json) and metrics.json, into the staging folder."""
     config = run.config
     files = checkpoint_files(run.model, config.model, config.model_args, mean=config.mean, std=config.std,
-                             dataset=dataset, metrics=asdict(run.final), train_config=asdict(config))
+                             dataset=dataset, metrics=asdict(run.final), train_config=asdict(config),
+                             command=command)
     files[METRICS_FILE] = json_text({
         **provenance(torch.__version__),
         "device": run.device,

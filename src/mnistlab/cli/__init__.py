@@ -65,6 +65,7 @@ def sigterm_interrupts() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `train` records as its command line
     try:
         with sigterm_interrupts():
             return args.handler(args, parser)

@@ -106,6 +106,8 @@ def add_output_flags(parser: argparse.ArgumentParser, default_file: str) -> None
 
 
 def add_run_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", metavar="RUN", help="a run folder (with its checkpoint and metrics.json)")
+    parser.add_argument("run", metavar="RUN",
+                        help="a run folder (with its checkpoint and metrics.json), or pretrained:NAME "
+                             "(`mnistlab models`)")
 
 

@@ -17,8 +17,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                                "on the test set of the dataset it was trained on; compare with "
                                                "the recorded accuracy.")
     evaluate.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT",
-                          help="a run folder, or its config.json or model.safetensors, or a file that "
-                               "`mnistlab export` wrote (.onnx, run on onnxruntime)")
+                          help="a run folder, or its config.json or model.safetensors, pretrained:NAME (pretrained "
+                               "weights, see `mnistlab models`), or a file that `mnistlab export` wrote (.onnx, run "
+                               "on onnxruntime)")
     evaluate.add_argument("--images", metavar="DIR",
                           help="score on your own images instead: DIR/0/ … DIR/9/ hold image files of each digit")
     evaluate.add_argument("--json", action="store_true", help="with --images: print the scores as JSON")
@@ -88,4 +89,24 @@ def cmd_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for name, n_params, arguments, description in rows:
         print(f"{name:<{widths[0]}}  {n_params:>{widths[1]}}  {arguments:<{widths[2]}}  {description}".rstrip())
+    print_pretrained()
     return 0
+
+
+def print_pretrained() -> None:
+    """`models`, after the table: the models with pretrained weights, each with its recorded test accuracy."""
+    from ..datasets import get_dataset
+    from ..errors import MnistlabError
+    from ..pretrained import PREFIX, describe, list_pretrained
+
+    print("pretrained weights, used as RUN wherever a run folder is taken (`mnistlab evaluate pretrained:cnn`):")
+    width = max((len(PREFIX + name) for name in list_pretrained()), default=0)
+    for name in list_pretrained():
+        try:
+            info = describe(name)
+            recipe = f"{info.recipe} recipe" if info.recipe else "own settings"
+            title = get_dataset(info.dataset).title
+            print(f"  {PREFIX + name:<{width}}  {info.model}, {info.test_acc:.2%} on {title}'s test set "
+                  f"({recipe}, seed {info.seed})")
+        except MnistlabError as e:  # an altered install: say so on its row, and list the others
+            print(f"  {PREFIX + name:<{width}}  unusable: {' '.join(str(e).split())[:200]}")

@@ -16,7 +16,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                     "probabilities (N, 10): the normalisation and the softmax are inside. Its metadata names "
                     "the classes and the input convention. "
                     "ONNX needs the export extra: pip install 'mnistlab[export]'.")
-    export.add_argument("run", metavar="RUN", help="the run folder to export")
+    export.add_argument("run", metavar="RUN", help="the run folder to export, or pretrained:NAME (`mnistlab models`)")
     export.add_argument("--format", choices=EXPORT_FORMATS, default=default(ExportConfig, "format"),
                         help="onnx (for onnxruntime, no PyTorch) or torchscript (torch.jit.load) "
                              f"(default: {default(ExportConfig, 'format')})")
@@ -24,7 +24,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                         help="ONNX input: uint8 pixels 0-255 or float 0-1; TorchScript takes both "
                              f"(default: {default(ExportConfig, 'input')})")
     export.add_argument("--out", type=output_path, metavar="FILE",
-                        help="file to write (default: RUN/model.onnx or RUN/model.pt)")
+                        help="file to write (default: RUN/model.onnx or RUN/model.pt; for pretrained:NAME, that "
+                             "file name in the current folder)")
     export.set_defaults(handler=cmd_export)
 
 

@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # annotations only: matplotlib is imported when a command run
     from matplotlib.figure import Figure
 
 GRID_ROWS, GRID_COLS = PlotOptions.rows, PlotOptions.cols  # the declared defaults
+# The pretrained weights are part of the installed package: what a command writes for them goes elsewhere.
+IN_CURRENT_FOLDER = "for pretrained:NAME, that file name in the current folder"
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -37,14 +39,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     grid.add_argument("--seed", type=bounded(PlotOptions, "seed"), metavar="S",
                       help="draw a repeatable random sample with this seed (default: the first test digits)")
     add_data_flags(grid)
-    add_output_flags(grid, "RUN/predictions.png, or RUN/predictions-errors.png with --errors-only")
+    add_output_flags(grid, "RUN/predictions.png, or RUN/predictions-errors.png with --errors-only; "
+                           f"{IN_CURRENT_FOLDER}")
     grid.set_defaults(handler=cmd_plot_grid)
 
     curves = figures.add_parser("curves", help="loss and accuracy per epoch of one run or several",
                                 description="Loss and accuracy per epoch, train and test, from each run's "
                                             "metrics.json; several runs are overlaid to compare them.")
     curves.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their metrics.json files)")
-    add_output_flags(curves, "RUN/curves.png for one run, curves.png in the current folder for several")
+    add_output_flags(curves, "RUN/curves.png for one run, curves.png in the current folder for several "
+                             "or for pretrained weights")
     curves.set_defaults(handler=cmd_plot_curves)
 
     confusion = figures.add_parser("confusion", help="the confusion matrix on the test set",
@@ -54,7 +58,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     confusion.add_argument("--images", metavar="DIR",
                            help="on your own images instead: DIR/0/ … DIR/9/ hold image files of each digit")
     add_data_flags(confusion)
-    add_output_flags(confusion, "RUN/confusion.png, or RUN/confusion-images.png with --images")
+    add_output_flags(confusion, "RUN/confusion.png, or RUN/confusion-images.png with --images; "
+                                f"{IN_CURRENT_FOLDER}")
     confusion.set_defaults(handler=cmd_plot_confusion)
 
     mistakes = figures.add_parser("mistakes", help="the most confident wrong predictions",
@@ -65,14 +70,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                           metavar="N", help=f"how many mistakes to show, at most {MAX_GRID_CELLS} "
                                             f"(default: {PlotOptions.count})")
     add_data_flags(mistakes)
-    add_output_flags(mistakes, "RUN/mistakes.png")
+    add_output_flags(mistakes, f"RUN/mistakes.png; {IN_CURRENT_FOLDER}")
     mistakes.set_defaults(handler=cmd_plot_mistakes)
 
     report = commands.add_parser("report", help="write a run's report.html with every figure",
                                  description="Write one self-contained report.html (figures embedded) with the "
                                              "run's config, metrics table and all its figures.")
     add_run_argument(report)
-    report.add_argument("--out", metavar="FILE", help="HTML file to write (default: RUN/report.html)")
+    report.add_argument("--out", metavar="FILE",
+                        help=f"HTML file to write (default: RUN/report.html; {IN_CURRENT_FOLDER})")
     add_data_flags(report)
     report.set_defaults(handler=cmd_report)
 
@@ -97,7 +103,17 @@ def write_or_show(fig: Figure, args: argparse.Namespace, default_path: Path) -> 
 
 def run_folder(path: str) -> Path:
     """A run given as its folder or as one of its files → the folder."""
-    return Path(path).parent if Path(path).is_file() else Path(path)
+    try:
+        return Path(path).parent if Path(path).is_file() else Path(path)
+    except OSError:  # a name too long, say: reading the run reports it in one line
+        return Path(path)
+
+
+def outputs_folder(run: str) -> Path:
+    """Where a figure of `run` goes by default: the run folder; the current folder for `pretrained:NAME`."""
+    from ..pretrained import outputs_folder
+
+    return outputs_folder(run)
 
 
 def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -111,7 +127,7 @@ def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if args.rows * cols > MAX_GRID_CELLS:
         parser.error(f"--rows × {'--cols' if args.random else 'the 10 digits'} must be at most {MAX_GRID_CELLS}, "
                      f"got {args.rows * cols}")
-    default = run_folder(args.run) / ("predictions-errors.png" if args.errors_only else "predictions.png")
+    default = outputs_folder(args.run) / ("predictions-errors.png" if args.errors_only else "predictions.png")
     check_output(args, default)
     predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size, args.dataset)
     fig = prediction_grid(predictions, rows=args.rows, cols=cols, mode="random" if args.random else "class",
@@ -121,15 +137,17 @@ def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 
 def cmd_plot_curves(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..loading import locate
     from ..plots import training_curves
     from ..records import CURVES_FILE, load_metrics
 
     names = [run_folder(path).resolve().name for path in args.runs]
     if len(set(names)) < len(names):  # two runs/x folders: tell them apart by the paths as given
         names = list(args.runs)
-    default = run_folder(args.runs[0]) / CURVES_FILE if len(args.runs) == 1 else Path(CURVES_FILE)
+    default = outputs_folder(args.runs[0]) / CURVES_FILE if len(args.runs) == 1 else Path(CURVES_FILE)
     check_output(args, default)
-    fig = training_curves({name: load_metrics(path)["epochs"] for name, path in zip(names, args.runs, strict=True)})
+    fig = training_curves({name: load_metrics(locate(path))["epochs"]
+                           for name, path in zip(names, args.runs, strict=True)})
     write_or_show(fig, args, default)
     return 0
 
@@ -142,16 +160,16 @@ def cmd_plot_confusion(args: argparse.Namespace, parser: argparse.ArgumentParser
         from ..checkpoints import load_checkpoint
         from ..labelled import score_labelled
 
-        default = run_folder(args.run) / "confusion-images.png"
+        default = outputs_folder(args.run) / "confusion-images.png"
         check_output(args, default)
         checkpoint = load_checkpoint(args.run, device=args.device)
         score = score_labelled(checkpoint, args.images)
         predictions = dataclasses.replace(score.split_predictions(), classes=checkpoint.classes)
         write_or_show(confusion_matrix(predictions), args, default)
         return 0
-    check_output(args, run_folder(args.run) / "confusion.png")
+    check_output(args, outputs_folder(args.run) / "confusion.png")
     predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size, args.dataset)
-    write_or_show(confusion_matrix(predictions), args, run_folder(args.run) / "confusion.png")
+    write_or_show(confusion_matrix(predictions), args, outputs_folder(args.run) / "confusion.png")
     return 0
 
 
@@ -159,9 +177,9 @@ def cmd_plot_mistakes(args: argparse.Namespace, parser: argparse.ArgumentParser)
     from ..plots import mistakes_gallery
     from ..report import predictions_for_run
 
-    check_output(args, run_folder(args.run) / "mistakes.png")
+    check_output(args, outputs_folder(args.run) / "mistakes.png")
     predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size, args.dataset)
-    write_or_show(mistakes_gallery(predictions, count=args.count), args, run_folder(args.run) / "mistakes.png")
+    write_or_show(mistakes_gallery(predictions, count=args.count), args, outputs_folder(args.run) / "mistakes.png")
     return 0
 
 
@@ -169,8 +187,8 @@ def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     from ..records import REPORT_FILE
     from ..report import write_report
 
-    check_output(args, run_folder(args.run) / REPORT_FILE)
-    path = write_report(run_folder(args.run), data_dir=args.data_dir, device=args.device,
+    check_output(args, outputs_folder(args.run) / REPORT_FILE)
+    path = write_report(args.run, data_dir=args.data_dir, device=args.device,
                         batch_size=args.test_batch_size, out=args.out, dataset=args.dataset)
     print(f"wrote {path}")
     return 0

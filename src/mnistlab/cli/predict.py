@@ -17,7 +17,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                     "first brought to MNIST's convention: white on black, scaled to a 20×20 box, centred by "
                     "mass in 28×28. A file that fails gets its own error row; the exit code is then 1.")
     predict.add_argument("checkpoint", metavar="MODEL",
-                         help="a run folder (or its config.json or model.safetensors), or an exported .onnx file")
+                         help="a run folder (or its config.json or model.safetensors), pretrained:NAME (pretrained "
+                              "weights, see `mnistlab models`), or an exported .onnx file")
     predict.add_argument("images", nargs="+", metavar="IMAGE",
                          help="image files, folders (their image files) or glob patterns such as 'scans/*.jpg'; "
                               "a file named twice gets two rows")

@@ -10,9 +10,11 @@ from pathlib import Path
 
 from ..config import ServeOptions, default
 from ..errors import MnistlabError
+from ..pretrained import PREFIX
 from ._args import bounded, span
 
 RUNS_DIR = Path("runs")
+DEFAULT_PRETRAINED = "cnn"  # served when no run is named and ./runs holds none
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -21,8 +23,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         description="Serve a web page to draw a digit on and watch the model read it, and a JSON API "
                     "(POST /api/predict; docs at /docs). Needs the serve extra: pip install 'mnistlab[serve]'.")
     serve.add_argument("run", nargs="?", metavar="RUN",
-                       help=f"the run folder to serve, or an exported .onnx file (run by onnxruntime, without "
-                            f"PyTorch) (default: the newest run folder under ./{RUNS_DIR})")
+                       help=f"the run folder to serve, pretrained:NAME (`mnistlab models`), or an exported .onnx "
+                            f"file (run by onnxruntime, without PyTorch) (default: the newest run folder under "
+                            f"./{RUNS_DIR}; with none there, {PREFIX}{DEFAULT_PRETRAINED})")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on; anything but loopback exposes the server (default: 127.0.0.1)")
     port = default(ServeOptions, "port")
@@ -65,13 +68,10 @@ def origin(text: str) -> str:
                                      f"or *, got {text!r}")
 
 
-def newest_run(runs: Path = RUNS_DIR) -> Path:
-    """The run folder under `runs` whose config.json was written last."""
+def newest_run(runs: Path = RUNS_DIR) -> Path | None:
+    """The run folder under `runs` whose config.json was written last; None if there is none."""
     configs = [p for p in runs.glob("*/config.json") if p.is_file()] if runs.is_dir() else []
-    if not configs:
-        raise MnistlabError(f"no run folder under ./{runs}; train one with `mnistlab train --out {runs}/demo` "
-                            "(or `make demo`), or name one: mnistlab serve RUN")
-    return max(configs, key=lambda p: p.stat().st_mtime).parent
+    return max(configs, key=lambda p: p.stat().st_mtime).parent if configs else None
 
 
 def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -81,7 +81,14 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         raise MnistlabError(f"mnistlab serve needs the serve extra ({e.name} is missing): "
                             "pip install 'mnistlab[serve]'") from None
 
-    run = Path(args.run) if args.run else newest_run()
+    run = args.run or newest_run()
+    if run is None:  # nothing trained yet: the pretrained cnn, so that a newcomer can draw at once
+        from ..pretrained import describe
+
+        run = f"{PREFIX}{DEFAULT_PRETRAINED}"
+        print(f"mnistlab: no run folder under ./{RUNS_DIR}, so serving the pretrained weights {run} "
+              f"({describe(DEFAULT_PRETRAINED).test_acc:.2%} on MNIST's test set); train your own with "
+              f"`mnistlab train --out {RUNS_DIR}/demo`, or name one: mnistlab serve RUN", file=sys.stderr, flush=True)
     cores = len(os.sched_getaffinity(0))
     settings = {"collect_dir": args.collect, "max_upload_bytes": ServeOptions(max_upload_mb=args.max_upload_mb)
                 .max_upload_bytes, "threads": max(1, cores // args.workers), "allowed_hosts": args.allowed_host,

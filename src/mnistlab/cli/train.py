@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -129,7 +130,7 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     target, before = Path(config.out), _identity(Path(config.out))
     try:
         try:
-            run = train(config, report=not args.no_report)
+            run = train(config, report=not args.no_report, command=shlex.join(["mnistlab", *args.argv]))
         except PictureError as e:  # the run is saved: say so first, then the picture's error (exit 1)
             print_run(e.run, args.verbose, imported - started, started)
             raise
