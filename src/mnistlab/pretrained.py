@@ -29,6 +29,12 @@ MAX_FILE_BYTES = 8 << 20  # the largest pinned file is ~0.9 MB; a bigger one is 
 # The SHA-256 of every file of each model's folder. Written by `make pretrained`; do not edit by hand.
 # BEGIN PINS
 PINS: dict[str, dict[str, str]] = {
+    "cnn": {
+        "model.safetensors": "0359cd12fbb871d806766a114f3320ccec5eb723e4f143f46302433aef549991",
+        "config.json": "63a0af0b19b701fc1ef77299ccb9efa479d67d36bf9334413bc668ded40a7774",
+        "metrics.json": "924a9a51fadbf202795575d091ed7f20b5ca67b88c6b432762ad63e08394e66f",
+        "curves.png": "2a5b3214c037fbf3485f7bbff625dea338211bc2b7d8bb5ed8593a28c233b1f8",
+    },
     "cnn_small": {
         "model.safetensors": "c7f8ef73ede9522f3c86e80e10e83d49249c53edaa075fae19a6adaa212563af",
         "config.json": "6e5806516d774ceca279af90a9fd664363a02ac4f504396ce29665c86b2c1965",
