@@ -241,7 +241,7 @@ def test_the_largest_metrics_a_run_may_write_is_read_back(tiny_run, tmp_path, ca
                for step, v in enumerate(values, start=1)]
     run = training.Run(Path(config.out), config, checkpoint.model, history, "cpu", 1234.5678901234567)
     with StagedFolder(run.dir) as staging:
-        training._write_run(staging, run, data.record(train_size=steps_per_epoch * 64))
+        training._write_run(staging, run, data.record(train_size=steps_per_epoch * 64), None)
         staging.publish()
     size = (run.dir / "metrics.json").stat().st_size
     assert MAX_JSON_BYTES < size <= records.MAX_METRICS_BYTES  # over the cap of other records; under its own

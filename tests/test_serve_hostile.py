@@ -140,8 +140,10 @@ MALFORMED = [
     ("post-page", request("POST", "/"), 405, "Method Not Allowed"),
     ("put-predict", request("PUT", "/api/predict"), 405, "Method Not Allowed"),
     ("unknown-path", request("GET", "/nothing"), 404, "Not Found"),
-    ("over-limit", request("POST", "/api/predict", {"Content-Type": "image/png"}, b"\0" * 3_000_000), 413,
-     "over the limit"),
+    # A declared 3 MB body is refused from its Content-Length before a byte of it is read; only the first
+    # 64 KB are sent, since the server closes at once and a client still sending then meets a reset.
+    ("over-limit", request("POST", "/api/predict", {"Content-Type": "image/png"}, b"\0" * 3_000_000)[:-2_936_000],
+     413, "over the limit"),
 ]
 
 
