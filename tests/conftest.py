@@ -15,6 +15,14 @@ import numpy as np
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Python's own Ctrl-C handler, whatever this process inherited: a shell that starts a job in the
+    background hands it SIGINT ignored, and an ignored signal stays ignored in every child, so the
+    tests of Ctrl-C (in-process, and of the commands they start, where exec resets a handled signal
+    to the default) would test nothing there."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """Encode a uint8 array in the IDX format."""
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
