@@ -7,6 +7,9 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageDraw
 
 import mnistlab
@@ -349,3 +352,53 @@ def test_decoding_lives_apart_and_the_old_names_still_work():
     imported = {node.module for node in ast.walk(ast.parse(inspect.getsource(decoding)))
                 if isinstance(node, ast.ImportFrom)}
     assert "preprocessing" not in imported and "torch" not in imported
+
+
+# --- the fast statistics, against their references ------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(values=hnp.arrays(np.float32, st.integers(1, 300), elements=st.floats(0, 1, width=32)),
+       fractions=st.lists(st.floats(0, 1), min_size=1, max_size=3))
+def test_quantiles_agree_with_numpy(values, fractions):
+    expected = np.quantile(values, fractions)
+    assert np.allclose(preprocessing._quantiles(values, *fractions), expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_stroke_width_counts_the_boundary_as_binary_erosion_does(seed):
+    from scipy import ndimage
+
+    ink = np.asarray(draw(width=3 + 4 * seed), np.float32) / 255
+    ink[np.random.default_rng(seed).random(ink.shape) < 0.01] = 1.0  # specks, and ink at the image's edge
+    core = ink > preprocessing.CORE_THRESHOLD
+    boundary = np.count_nonzero(core & ~ndimage.binary_erosion(core))
+    assert stroke_width(ink) == pytest.approx(2 * np.count_nonzero(core) / boundary)
+
+
+# --- marks too small to be a digit (what the drawing page refuses) ---------------------------------
+
+@pytest.mark.parametrize("mark", ["dot", "dash"])
+def test_a_dot_or_a_dash_is_refused_only_when_asked(mark):
+    image = Image.new("L", (280, 280), 255)
+    if mark == "dot":
+        ImageDraw.Draw(image).ellipse([130, 130, 150, 150], fill=0)
+    else:
+        ImageDraw.Draw(image).line([(100, 140), (180, 140)], fill=0, width=18)
+    with pytest.raises(NoDigitError, match="^draw it larger"):
+        preprocessing.preprocess_array(image, refuse_small_marks=True)
+    assert preprocessing.preprocess_array(image).shape == (28, 28)  # predict reads whatever is there
+
+
+def test_real_digits_of_any_size_are_not_too_small():
+    for size, width in [(40, 4), (120, 12), (260, 18)]:
+        image = draw(size=(280, 280), box=(10, 10, 10 + size, 10 + size), width=width)
+        assert preprocessing.preprocess_array(image, refuse_small_marks=True).max() > 0.9
+
+
+def test_an_opaque_rgba_drawing_reads_as_its_gray_and_a_transparent_one_is_composited():
+    gray = draw(ink=0, paper=255)
+    opaque = gray.convert("RGBA")
+    assert np.array_equal(preprocessing.preprocess_array(opaque), preprocessing.preprocess_array(gray))
+    transparent = Image.new("RGBA", gray.size, (0, 0, 0, 0))
+    transparent.putalpha(Image.eval(gray, lambda v: 255 - v))  # black ink on a transparent canvas
+    assert np.abs(preprocessing.preprocess_array(transparent) - preprocessing.preprocess_array(gray)).max() < 0.05

@@ -72,20 +72,21 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
     if is_path and "\0" in os.fsdecode(source):  # only a path built in memory can hold one; no file has it
         raise ImageError(f"{label}: no such file (a file name cannot hold a NUL byte)")
     try:
-        with contextlib.ExitStack() as opened:  # closes the file we opened, and the image, on every path
+        with contextlib.ExitStack() as opened:  # closes the file we opened on every path
             if is_path:
                 stream = opened.enter_context(open_regular_file(source))
             else:
                 stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit, below, is lower
-                image = opened.enter_context(Image.open(stream, formats=IMAGE_FORMATS))
+                # Not closed with the file: closing frees the pixels, and keeping them would cost a copy.
+                image = Image.open(stream, formats=IMAGE_FORMATS)
             width, height = image.size
             if width * height > max_pixels:  # checked from the header, before any pixel is decoded
                 raise ImageError(f"{label}: {width}×{height} pixels is over the limit of {max_pixels:,} "
                                  f"(a decompression bomb?)")
             image.load()  # decode now (the first frame), so that a truncated file fails here and not half-way
-            upright = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)
     except ImageError:
         raise
     except FileNotFoundError:
@@ -103,8 +104,8 @@ def load_image(source: str | Path | bytes | BinaryIO, max_pixels: int = MAX_PIXE
         raise ImageError(f"{label}: cannot decode ({e})") from None  # Pillow: "image file is truncated"...
     except Exception as e:  # a malformed file can make a decoder raise nearly anything
         raise ImageError(f"{label}: cannot decode ({type(e).__name__}: {e})") from None
-    upright.filename = label  # as Pillow names an image it opened from a file
-    return upright
+    image.filename = label  # as Pillow names an image it opened from a file
+    return image
 
 
 
@@ -123,6 +124,8 @@ def gray_mode(image: Image.Image) -> Image.Image:
         return _to_float_image(image)
     if image.mode == "LAB":  # Pillow converts LAB only to RGB, by way of its bands; L is the lightness
         return image.getchannel("L")
+    if image.mode in ("RGBA", "LA") and image.getchannel("A").getextrema()[0] == 255:  # opaque: nothing to keep
+        return image.convert("L")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         return image.convert("LA")
     return image if image.mode == "L" else image.convert("L")  # 1, P, RGB, RGBX, CMYK, YCbCr, HSV

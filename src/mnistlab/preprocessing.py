@@ -64,6 +64,12 @@ SPECK_FRACTION = 0.1  # a blob under this fraction of the largest one's area is 
 MAX_LONE_SPECKS = 2  # more specks than this is noise: all are dropped, not only the stray ones
 MIN_DIGIT_FRACTION = 0.05  # a digit's largest blob spans at least this fraction of the image's long side ...
 MIN_DIGIT_PIXELS = 4  # ... and at least this many pixels
+# "Draw it larger": a digit is taller than 2.4 of its own stroke widths. Measured (docs/serving.md, "Too
+# small to be a digit"): MNIST's training digits at 28×28 measure 2.2 at the very least (0.01th percentile
+# 2.3, 0.1th 2.8), drawn onto a 280×280 canvas at any size 3.9 or more; a tap of the pad's brush 1.7, a
+# blob or a faint smudge 1.8-2.2, a horizontal dash 1.2-2.1. The rule is scale-free: a photo's small digit stays.
+MIN_HEIGHT_IN_STROKES = 2.4
+TOO_SMALL = "draw it larger: the mark is too small or too faint to be a digit"
 _EIGHT_CONNECTED = np.ones((3, 3), bool)
 _SAMPLE_SIDE = 128  # statistics are taken on a grid of at most 128×128 pixels
 
@@ -77,7 +83,7 @@ def preprocess(image: ImageLike, invert: str = "auto", *, name: str | None = Non
 
 
 def preprocess_array(image: ImageLike, invert: str = "auto", *, name: str | None = None,
-                     layout: str = "digit") -> np.ndarray:
+                     layout: str = "digit", refuse_small_marks: bool = False) -> np.ndarray:
     """Bring a picture of one digit to MNIST's convention.
 
     Args:
@@ -87,22 +93,26 @@ def preprocess_array(image: ImageLike, invert: str = "auto", *, name: str | None
         invert: "auto" detects dark ink on light paper and inverts it; "yes" always inverts,
             "no" never does (the image is already white on black).
         name: what error messages call the image (default: the `filename` of a Pillow image, as
-            `load_image` sets it; else nothing).
+            `load_image` sets it; else nothing; "": nothing).
         layout: "digit" (MNIST: 20×20 box, centred by mass) or "fill" (Fashion-MNIST, KMNIST: the
             long side spans the whole 28 pixels, centred by the box); a model's dataset decides.
+        refuse_small_marks: for the "digit" layout, refuse a mark shorter than MIN_HEIGHT_IN_STROKES
+            of its own stroke widths (a dot, a blob, a dash): what a drawing pad wants, where such a
+            mark is a stroke just begun, not a digit.
 
     Returns:
         float32 array (28, 28) in [0, 1]: a white digit on black, 20×20 box, centred by mass.
 
     Raises:
-        NoDigitError: the image is blank or near-blank ("no digit found").
+        NoDigitError: the image is blank or near-blank ("no digit found"), or with `refuse_small_marks`,
+            the mark is too small (TOO_SMALL).
         ImageError: the image cannot be read as one: a bad shape, dtype or value, an unknown mode.
     """
     if invert not in INVERT_CHOICES:
         raise ValueError(f"invert must be one of {', '.join(INVERT_CHOICES)}, got {invert!r}")
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    label = name or (getattr(image, "filename", None) if isinstance(image, Image.Image) else None)
+    label = getattr(image, "filename", None) if name is None and isinstance(image, Image.Image) else name
     try:
         gray = to_grayscale(image)
         if min(gray.shape) < MIN_DIGIT_PIXELS:
@@ -111,7 +121,13 @@ def preprocess_array(image: ImageLike, invert: str = "auto", *, name: str | None
         ink = level_background(1.0 - gray if dark_ink else gray)
         ink = stretch_contrast(ink)
         ink, box = find_digit(ink)
-        return fill_frame(ink, box) if layout == "fill" else centre_by_mass(fit_box(ink, box))
+        if layout == "fill":
+            return fill_frame(ink, box)
+        top, left, bottom, right = box
+        width = stroke_width(ink[top:bottom, left:right])
+        if refuse_small_marks and width > 0 and (bottom - top) / width < MIN_HEIGHT_IN_STROKES:
+            raise NoDigitError(TOO_SMALL)
+        return centre_by_mass(fit_box(ink, box, stroke=width))
     except ImageError as e:
         if not label:
             raise
@@ -193,10 +209,25 @@ def _border(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x[:ring].ravel(), x[-ring:].ravel(), x[:, :ring].ravel(), x[:, -ring:].ravel()])
 
 
+def _quantiles(values: np.ndarray, *fractions: float) -> list[float]:
+    """`np.quantile(values, fractions)` (linear interpolation) from one partial sort: for the small
+    samples taken here, np.percentile's own overhead was most of a drawing's preprocessing time."""
+    flat = values.ravel()
+    last = flat.size - 1
+    positions = [fraction * last for fraction in fractions]
+    kth = sorted({int(p) for p in positions} | {min(int(p) + 1, last) for p in positions})
+    part = np.partition(flat, kth)
+    found = []
+    for position in positions:
+        below, above = float(part[int(position)]), float(part[min(int(position) + 1, last)])
+        found.append(below + (above - below) * (position - int(position)))
+    return found
+
+
 def ink_is_dark(gray: np.ndarray) -> bool:
     """True for dark ink on light paper: the border (paper) is nearer the light extreme."""
-    paper = float(np.median(_border(gray)))
-    darkest, lightest = np.percentile(_sample(gray), [0.1, 99.9])
+    (paper,) = _quantiles(_border(gray), 0.5)
+    darkest, lightest = _quantiles(_sample(gray), 0.001, 0.999)
     return paper - darkest > lightest - paper
 
 
@@ -207,8 +238,8 @@ def level_background(ink: np.ndarray) -> np.ndarray:
     noise deviations above the last fit, which leaves out the ink however much of the image it
     covers. An image with an even border is left as it is.
     """
-    border = _border(ink)
-    if np.percentile(border, 95) - np.percentile(border, 5) < MIN_CONTRAST:  # evenly lit: nothing to do
+    low, high = _quantiles(_border(ink), 0.05, 0.95)
+    if high - low < MIN_CONTRAST:  # evenly lit: nothing to do
         return ink
     h, w = ink.shape
     step = max(1, math.ceil(max(h, w) / 32))
@@ -220,11 +251,12 @@ def level_background(ink: np.ndarray) -> np.ndarray:
     width = max(1, round(0.05 * min(values.shape)))
     ring[:width], ring[-width:], ring[:, :width], ring[:, -width:] = True, True, True, True
     values, ring = values.ravel(), ring.ravel()
-    keep = ring & (values <= np.median(values[ring]))  # the darker half of the border: paper, even in a tight crop
+    (middle,) = _quantiles(values[ring], 0.5)
+    keep = ring & (values <= middle)  # the darker half of the border: paper, even in a tight crop
     for _ in range(3):
         coef = _least_squares(terms[keep], values[keep])
         residual = values - terms @ coef
-        noise = 1.4826 * np.median(np.abs(residual[keep]))
+        noise = 1.4826 * _quantiles(np.abs(residual[keep]), 0.5)[0]
         keep = residual <= max(3 * noise, MIN_CONTRAST / 2)
     u, v = np.linspace(0, 1, h)[:, None], np.linspace(0, 1, w)[None, :]
     surface = coef[0] + coef[1] * u + coef[2] * v + coef[3] * u * u + coef[4] * u * v + coef[5] * v * v
@@ -254,22 +286,25 @@ def stretch_contrast(ink: np.ndarray) -> np.ndarray:
         NoDigitError: the ink is too faint against the paper or its noise.
     """
     sample = _sample(ink)
-    paper = min(float(np.median(sample)), float(np.median(_border(ink))))
-    level = ink_level(sample, paper)
+    middle, brightest = _quantiles(sample, 0.5, 0.999)
+    paper = min(middle, _quantiles(_border(ink), 0.5)[0])
+    level = ink_level(sample, paper, brightest)
     paper_side = sample[sample <= (paper + level) / 2]
-    noise = 1.4826 * float(np.median(np.abs(paper_side - paper)))  # MAD → standard deviation
+    noise = 1.4826 * _quantiles(np.abs(paper_side - paper), 0.5)[0]  # MAD → standard deviation
     if level - paper < max(MIN_CONTRAST, MIN_SNR * noise):
         raise NoDigitError("no digit found (the image is blank or its marks are too faint)")
     floor = paper + 3 * noise
     return np.clip((ink - floor) / (level - floor), 0, 1, dtype=np.float32)
 
 
-def ink_level(values: np.ndarray, paper: float = 0.0) -> float:
+def ink_level(values: np.ndarray, paper: float = 0.0, brightest: float | None = None) -> float:
     """The ink's level: the 90th percentile of the pixels past half-way from the paper to the
-    brightest ones (99.9th percentile), so that a few saturated pixels or salt noise do not set it."""
-    brightest = float(np.percentile(values, 99.9))
+    brightest ones (99.9th percentile, when the caller has not taken it already), so that a few
+    saturated pixels or salt noise do not set it."""
+    if brightest is None:
+        (brightest,) = _quantiles(values, 0.999)
     strong = values[values > (paper + brightest) / 2]
-    return float(np.percentile(strong, 90)) if strong.size else brightest
+    return _quantiles(strong, 0.9)[0] if strong.size else brightest
 
 
 # --- 3. the digit's extent -----------------------------------------------------------------------
@@ -297,7 +332,7 @@ def find_digit(ink: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     box = _union([extents[i] for i in np.flatnonzero(large)])
     specks = np.flatnonzero(~large) + 1
     noisy = len(specks) > MAX_LONE_SPECKS
-    if not noisy:
+    if 0 < len(specks) <= MAX_LONE_SPECKS:
         top, left, bottom, right = box
         specks = specks[~np.isin(specks, labels[top:bottom, left:right])]
     if len(specks):
@@ -320,16 +355,24 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def stroke_width(ink: np.ndarray) -> float:
-    """Mean stroke width in pixels: 2 × area / boundary of the strokes' core (exact for long strokes)."""
-    core = ink > CORE_THRESHOLD
-    boundary = np.count_nonzero(core & ~ndimage.binary_erosion(core))
-    return 2 * np.count_nonzero(core) / boundary if boundary else 0.0
+    """Mean stroke width in pixels: 2 × area / boundary of the strokes' core (exact for long strokes).
+
+    The boundary is the core's pixels with a 4-neighbour outside it (the image's edge counts as outside).
+    """
+    core = np.pad(ink > CORE_THRESHOLD, 1)
+    inner = core[1:-1, 1:-1]
+    interior = inner & core[:-2, 1:-1] & core[2:, 1:-1] & core[1:-1, :-2] & core[1:-1, 2:]
+    area = np.count_nonzero(inner)
+    boundary = area - np.count_nonzero(interior)
+    return 2 * area / boundary if boundary else 0.0
 
 
 # --- 4. scale and centre -------------------------------------------------------------------------
 
-def fit_box(ink: np.ndarray, box: tuple[int, int, int, int], size: int = DIGIT_BOX) -> np.ndarray:
-    """The digit in `box`, scaled so that its long side is `size`, with a one-pixel margin.
+def fit_box(ink: np.ndarray, box: tuple[int, int, int, int], size: int = DIGIT_BOX, *,
+            stroke: float | None = None) -> np.ndarray:
+    """The digit in `box`, scaled so that its long side is `size`, with a one-pixel margin; `stroke` is
+    the stroke width of the ink in `box` when the caller has measured it.
 
     Strokes that would come out thinner than MNIST's thinnest are first redrawn with its median
     width; thicker than its thickest, trimmed to that (see `restroke`). Trimming goes no further
@@ -341,7 +384,7 @@ def fit_box(ink: np.ndarray, box: tuple[int, int, int, int], size: int = DIGIT_B
     crop = np.zeros((bottom - top + 2 * pad, right - left + 2 * pad), np.float32)
     paste(ink, crop, pad - top, pad - left)
     box = (pad, pad, pad + bottom - top, pad + right - left)
-    width = stroke_width(crop) * scale
+    width = (stroke_width(crop) if stroke is None else stroke) * scale
     if not MIN_STROKE <= width <= MAX_STROKE:
         redrawn = restroke(crop, scale, TARGET_STROKE if width < MIN_STROKE else MAX_STROKE)
         if (redrawn > INK_THRESHOLD).any():

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import hashlib
 import io
 import ipaddress
@@ -70,22 +71,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._io import finite_or_null
 from .classifier import Classifier
 from .config import ServeOptions
-from .decoding import IMAGE_SUFFIXES, load_image
+from .decoding import IMAGE_SUFFIXES, gray_mode, load_image
 from .errors import ApiError, ImageError, LabelledError, NoDigitError, ServeError
 from .labelled import DIGITS, check_collect_folder, save_labelled
 from .loading import load_model
-from .preprocessing import (
-    WORKING_SIZE,
-    centre_by_mass,
-    fill_frame,
-    find_digit,
-    fit_box,
-    ink_is_dark,
-    level_background,
-    stretch_contrast,
-    stroke_width,
-    to_grayscale,
-)
+from .preprocessing import WORKING_SIZE, preprocess_array
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = ServeOptions().max_upload_bytes  # default request body limit (`--max-upload-mb`)
@@ -113,12 +103,6 @@ class HttpLimits:
     max_connections: int = 512  # open connections per server process; one more is answered 503 and closed
 
 
-# "Draw it larger": a digit is taller than 2.4 of its own stroke widths. Measured (docs/serving.md, "Too
-# small to be a digit"): MNIST's training digits at 28×28 measure 2.2 at the very least (0.01th percentile
-# 2.3, 0.1th 2.8), drawn onto a 280×280 canvas at any size 3.9 or more; a tap of the pad's brush 1.7, a
-# blob or a faint smudge 1.8-2.2, a horizontal dash 1.2-2.1. The rule is scale-free: a photo's small digit stays.
-MIN_HEIGHT_IN_STROKES = 2.4
-TOO_SMALL = "draw it larger: the mark is too small or too faint to be a digit"
 # A small image (a drawing, a scanned digit: up to WORKING_SIZE on its long side) is box-averaged to about
 # SERVE_SIZE before preprocessing: a 280×280 drawing costs 1.7 ms there instead of 3.0, still 7× the 20-px
 # digit box, and reads the same (98-99% the same labels, the same accuracy; docs/serving.md, "Throughput").
@@ -534,43 +518,17 @@ async def _send_json(send: Send, status: int, detail: str) -> None:
 
 # --- from an upload to 28×28 -------------------------------------------------------------------------
 
-def digit_pixels(image: Image.Image, layout: str = "digit") -> np.ndarray:
-    """`preprocessing.preprocess_array`'s steps (invert "auto"), with one more check: a mark too small to be a digit.
-
-    Raises:
-        NoDigitError: blank, too faint, or (for the "digit" layout) a mark shorter than
-            MIN_HEIGHT_IN_STROKES of its own stroke widths: a dot, a blob, a smudge, a dash.
-    """
-    gray = to_grayscale(image)
-    if min(gray.shape) < 4:
-        raise NoDigitError(f"no digit found (the image is only {gray.shape[1]}×{gray.shape[0]} pixels)")
-    ink = level_background(1.0 - gray if ink_is_dark(gray) else gray)
-    ink, box = find_digit(stretch_contrast(ink))
-    if layout == "fill":  # a garment is a filled shape: no stroke to measure
-        return fill_frame(ink, box)
-    if too_small(ink, box):
-        raise NoDigitError(TOO_SMALL)
-    return centre_by_mass(fit_box(ink, box))
-
-
 def serving_size(image: Image.Image) -> Image.Image:
     """`image` box-averaged by the whole factor that brings a small image's long side to SERVE_SIZE or under."""
     long = max(image.size)
     factor = math.ceil(long / SERVE_SIZE)
     if factor < 2 or long > WORKING_SIZE or min(image.size) // factor < 28:
         return image
-    if image.mode in ("RGB", "RGBA"):  # to gray first, as `to_grayscale` would: a quarter of the pixels to average
-        image = image.convert("L" if image.mode == "RGB" else "LA")
-    elif image.mode not in ("L", "LA"):  # reduce() takes 8-bit bands; other modes go as they are
+    if image.mode in ("RGB", "RGBA", "LA"):  # to gray first, as `to_grayscale` would: fewer bands to average
+        image = gray_mode(image)
+    if image.mode not in ("L", "LA"):  # reduce() takes 8-bit bands; other modes go as they are
         return image
     return image.reduce(factor)
-
-
-def too_small(ink: np.ndarray, box: tuple[int, int, int, int]) -> bool:
-    """Whether the mark in `box` is too short for its own stroke width to be a digit."""
-    top, left, bottom, right = box
-    width = stroke_width(ink[top:bottom, left:right])
-    return width > 0 and (bottom - top) / width < MIN_HEIGHT_IN_STROKES
 
 
 # --- inference -----------------------------------------------------------------------------------------
@@ -676,11 +634,16 @@ class Predictor:
         except ImageError as e:
             raise ApiError(400, str(e)) from None
         try:
-            return image, digit_pixels(serving_size(image), self.layout)
+            return image, self.pixels(image)
         except NoDigitError as e:
             raise ApiError(422, str(e)) from None
         except ImageError as e:  # pixels Pillow decoded but that cannot be read as gray
             raise ApiError(400, f"upload: {e}") from None
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """An upload's 28×28 float32 pixels, as `mnistlab predict` finds them, with marks too small to be a digit
+        refused: on the drawing page they are a stroke just begun ("draw it larger")."""
+        return preprocess_array(serving_size(image), name="", layout=self.layout, refuse_small_marks=True)
 
     def respond(self, pixels: np.ndarray, probabilities: np.ndarray, preprocessed: bool) -> dict:
         """The API's answer, as `mnistlab predict --json` gives it (less the file name), and the model."""
@@ -793,7 +756,7 @@ def _warm_up(predictor: Predictor) -> None:
     """Classify one drawn stroke, so that the first request finds every module imported and warm."""
     image = Image.new("L", (56, 56))
     image.paste(255, (26, 8, 31, 48))
-    predictor.model.probabilities(digit_pixels(image, predictor.layout)[None])
+    predictor.model.probabilities(predictor.pixels(image)[None])
 
 
 # --- the app -------------------------------------------------------------------------------------------
@@ -962,6 +925,9 @@ def serve(app: FastAPI, sock: socket.socket, limits: HttpLimits = HttpLimits()) 
 
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
+    # The model, torch and the app are hundreds of thousands of objects that live as long as the server: out
+    # of the collector's sight, its full collections stop scanning them (a pause in every hundredth request).
+    gc.freeze()
     uvicorn.Server(server_config(app, limits)).run(sockets=[sock])
 
 
