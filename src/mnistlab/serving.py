@@ -104,7 +104,7 @@ class HttpLimits:
 
 
 # A small image (a drawing, a scanned digit: up to WORKING_SIZE on its long side) is box-averaged to about
-# SERVE_SIZE before preprocessing: a 280×280 drawing costs 1.7 ms there instead of 3.0, still 7× the 20-px
+# SERVE_SIZE before preprocessing: a 280×280 drawing to 140×140, half the preprocessing time, still 7× the 20-px
 # digit box, and reads the same (98-99% the same labels, the same accuracy; docs/serving.md, "Throughput").
 # A larger image (a photo, where the digit may be small) is taken at the library's own working size.
 SERVE_SIZE = 160
