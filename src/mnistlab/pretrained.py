@@ -30,10 +30,10 @@ MAX_FILE_BYTES = 8 << 20  # the largest pinned file is ~0.9 MB; a bigger one is 
 # BEGIN PINS
 PINS: dict[str, dict[str, str]] = {
     "cnn": {
-        "model.safetensors": "0359cd12fbb871d806766a114f3320ccec5eb723e4f143f46302433aef549991",
-        "config.json": "63a0af0b19b701fc1ef77299ccb9efa479d67d36bf9334413bc668ded40a7774",
-        "metrics.json": "924a9a51fadbf202795575d091ed7f20b5ca67b88c6b432762ad63e08394e66f",
-        "curves.png": "2a5b3214c037fbf3485f7bbff625dea338211bc2b7d8bb5ed8593a28c233b1f8",
+        "model.safetensors": "d5b92efeca273dce6b6af406ddb9b2e5f1e55f95ad237fdd3ca6b04951146b0a",
+        "config.json": "544404b61f97a559480e147f7f08892968d7fdcf203ac6ac6fa1ff3030a60026",
+        "metrics.json": "f6ac01e3be1ee5137efd54c810edec112f7777b17e5099842c1d2e3c56855029",
+        "curves.png": "62b274a9b514af5cf6f7e0509ab8d6ca6b9a9daaefaaa56dcfe285762a2861f0",
     },
     "cnn_small": {
         "model.safetensors": "c7f8ef73ede9522f3c86e80e10e83d49249c53edaa075fae19a6adaa212563af",

@@ -42,7 +42,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
         "mlp": Recipe(optimizer="adamw", lr=5e-3, schedule="onecycle", weight_decay=0.05, label_smoothing=0.1,
                       epochs=30, batch_size=256, augment=0.6),
         "*": Recipe(optimizer="adamw", lr=4e-3, schedule="onecycle", weight_decay=0.05, label_smoothing=0.1,
-                    epochs=6, batch_size=128, augment=1.0),
+                    epochs=12, batch_size=128, augment=1.0),
     },
     "fast": {"*": Recipe(optimizer="adamw", lr=1e-2, schedule="onecycle", weight_decay=0.01, epochs=1,
                          batch_size=128)},
