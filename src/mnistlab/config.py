@@ -219,7 +219,7 @@ class FinetuneConfig:
     epochs: Annotated[int | None, Range(1, MAX_EPOCHS)] = None
     lr: Annotated[float, Range(MIN_LR, MAX_LR)] = 3e-4  # Adam's, decayed to 0 along a cosine
     batch_size: Annotated[int, BATCH] = 8  # the person's images per step
-    mix: Annotated[int, Range(0, MAX_MIX)] = 8  # images of the base's dataset per image of the person's, each step
+    mix: Annotated[int, Range(0, MAX_MIX)] = 6  # images of the base's dataset per image of the person's, each step
     augment: Annotated[float, Range(0, MAX_REGULARISATION, high_open=True)] = 1.0  # warp of the person's images
     holdout: Annotated[float, Range(0, MAX_HOLDOUT)] = 0.3  # share of each digit's images held out to measure on
     seed: Annotated[int, Range(0, SEED_MAX)] = 1  # the split, the shuffling, the warps, the dataset images drawn
