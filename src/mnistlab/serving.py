@@ -24,7 +24,7 @@ Every error is a JSON `{"detail": "..."}` with its status; no response carries a
 
 Inference: the image is decoded and brought to 28×28 in a pool of one thread per CPU core
 (`Predictor.pool`), then requests that are ready together are classified in one forward pass
-(`Batcher`, on a thread of its own); the torch (or onnxruntime) intra-op threads are set to 1, so that 16 clients keep
+(`Batcher`); the torch (or onnxruntime) intra-op threads are set to 1, so that 16 clients keep
 the cores busy without oversubscribing them. The threads share the model without a lock: in
 eval mode under `torch.inference_mode` a forward pass only reads the weights.
 
@@ -556,15 +556,13 @@ def without_local_paths(value: Any) -> Any:
 class Batcher:
     """Classify 28×28 images that become ready together in one forward pass.
 
-    While one batch runs on the batcher's thread, the images that arrive wait, and go as the next batch: under
+    While one batch runs in the pool, the images that arrive wait, and go as the next batch: under
     load the batches grow by themselves, and a lone request waits for nobody. Each event loop has
     its own queue (a server has one; a test client may run one per thread).
     """
 
-    def __init__(self, model: Classifier):
-        self.model = model
-        # Its own thread: a batch waits behind no queue of decodes, so an answer's wait stays short and even.
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="mnistlab-batch")
+    def __init__(self, model: Classifier, pool: ThreadPoolExecutor):
+        self.model, self.pool = model, pool
         self.queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue] = weakref.WeakKeyDictionary()
 
     async def classify(self, pixels: np.ndarray) -> np.ndarray:
@@ -614,7 +612,7 @@ class Predictor:
     batcher: Batcher = field(init=False)
 
     def __post_init__(self) -> None:
-        self.batcher = Batcher(self.model)
+        self.batcher = Batcher(self.model, self.pool)
         self.classes = tuple(self.model.classes)
         self.layout = self.model.layout
 
