@@ -248,9 +248,11 @@ def test_a_model_of_another_dataset_shows_its_class_names(browser, mnist_mlp, tm
         sync_api.expect(page.locator("#bars li .digit").nth(9)).to_have_text("Ankle boot")
         draw(page, ONE)
         sync_api.expect(page.locator("#result")).to_contain_text("The model reads ")
+        # The answer updates while the stroke is drawn: wait until the last one has reached the text and the bars.
+        page.wait_for_function("() => document.querySelector('#result strong')?.textContent === "
+                               "document.querySelector('#bars li.winner .digit')?.textContent", timeout=5000)
         name = page.locator("#result strong").inner_text()
         assert name in FASHION_MNIST.classes
-        sync_api.expect(page.locator("#bars li.winner .digit")).to_have_text(name)
         assert page.get_by_role("button", name="This is Trouser: save the drawing under Trouser (class 1)").count() == 1
         page.screenshot(path=tmp_path / "fashion.png")
         page.close()
