@@ -645,3 +645,13 @@ def test_make_folders_removes_what_it_made_when_a_deeper_one_fails(tmp_path, mon
     assert error.value.filename == str(tmp_path / "a" / "b" / "c")
     assert list(tmp_path.iterdir()) == []  # a/ and b/ were made, then removed again
     assert io_module.make_folders(tmp_path) == []  # an existing folder: nothing made
+
+
+def test_a_run_under_a_name_that_is_not_utf8_is_read_back(data, tmp_path, capsys):
+    """safetensors opens only UTF-8 paths; a byte like 0xff in a folder name must not lock the run out."""
+    run = tmp_path / os.fsdecode(b"run-\xff")
+    make_run(data, run)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data-dir", str(data)]) == 0
+    assert "reproduced exactly" in capsys.readouterr().out
+    assert main(["export", str(run)]) == 0 and (run / "model.onnx").is_file()

@@ -64,6 +64,19 @@ def open_regular_file(path: str | os.PathLike, *, follow_symlinks: bool = True) 
         raise
 
 
+@contextmanager
+def native_path(path: str | os.PathLike) -> Iterator[str]:
+    """`path` spelled so that a library in Rust or C (safetensors) can open it: the path itself, or, for a
+    name with a byte that is not UTF-8 (Python keeps it as a lone surrogate, which has no UTF-8
+    spelling), /dev/fd/N of the file opened here. What mnistlab writes under such a name it reads back."""
+    text = os.fspath(path)
+    if not _LONE_SURROGATE.search(text):
+        yield text
+        return
+    with open_regular_file(path) as file:
+        yield f"/dev/fd/{file.fileno()}"
+
+
 def _cannot_write(path: Path, error: OSError) -> OutputError:
     return OutputError(f"{path}: cannot write ({error.strerror or error})")
 

@@ -19,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
-from ._io import StagedFolder, json_text
+from ._io import StagedFolder, json_text, native_path
 from .classifier import Recorded
 from .data import normalize
 from .datasets import DIGIT_CLASSES, layout_of, recorded_name
@@ -139,7 +139,7 @@ def is_checkpoint_folder(folder: Path) -> bool:
     try:
         if not (folder / WEIGHTS_FILE).is_file():
             return False
-        with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as weights:
+        with native_path(folder / WEIGHTS_FILE) as name, safe_open(name, framework="pt") as weights:
             return (weights.metadata() or {}).get("format") == CHECKPOINT.name
     except Exception:  # any file at all may sit there; only a readable mark counts
         return False
@@ -193,7 +193,7 @@ def _read_header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
                               f"(at most {MAX_HEADER_BYTES:,})")
     try:
         # safetensors checks the header (valid JSON, offsets that tile the file exactly) before mapping a byte.
-        with safe_open(str(path), framework="pt") as file:
+        with native_path(path) as name, safe_open(name, framework="pt") as file:
             return {name: (tuple(file.get_slice(name).get_shape()), file.get_slice(name).get_dtype())
                     for name in file.keys()}
     except (SafetensorError, OSError, ValueError) as e:
@@ -221,7 +221,8 @@ def _check_fit(expected: dict[str, torch.Tensor], header: dict[str, tuple[tuple[
 def _read_weights(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The tensors, each in its parameter's dtype (F16, BF16, F64 become F32 for an F32 model), all finite."""
     try:
-        weights = load_file(str(path))
+        with native_path(path) as name:
+            weights = load_file(name)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({one_line(e)})") from None
     for name, stored in weights.items():
