@@ -41,8 +41,8 @@ def run_one(dataset: str, key: str, seed: int, train_limit: int | None, device: 
     model, recipe = RECIPES[key]
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        run = train(TrainConfig(model=model, **resolve(model, recipe), dataset=dataset, seed=seed, device=device,
-                                train_limit=train_limit, data_dir=str(data_dir) if data_dir else None,
+        run = train(TrainConfig(model=model, **resolve(model, recipe, dataset=dataset), dataset=dataset, seed=seed,
+                                device=device, train_limit=train_limit, data_dir=str(data_dir) if data_dir else None,
                                 out=f"{tmp}/run", progress=False))
         source = json.loads((run.dir / "config.json").read_text())["dataset"]["source"]
     return {"dataset": dataset, "recipe": key, "seed": seed, "test_acc": run.final.test_acc,

@@ -15,6 +15,7 @@ import mnistlab.training as training
 from mnistlab.augment import AffineRange, affine_grid, augment, elastic_field
 from mnistlab.cli import build_parser, main
 from mnistlab.cli.train import train_config
+from mnistlab.datasets import list_datasets
 from mnistlab.models import create_model, list_models
 from mnistlab.recipes import CLASSIC, DEFAULT_RECIPES, RECIPES, Recipe, default_recipe, get_recipe, resolve
 from mnistlab.training import TrainConfig, check_config, train
@@ -89,10 +90,20 @@ def test_each_model_has_a_default_recipe(model, recipe):
 def test_every_recipe_resolves_for_every_model_to_a_valid_config():
     for name in RECIPES:
         for model in list_models():
-            TrainConfig(model=model, **resolve(model, name)).validate()
+            for dataset in list_datasets():
+                TrainConfig(model=model, **resolve(model, name, dataset=dataset), dataset=dataset).validate()
     assert set(DEFAULT_RECIPES) <= set(list_models())
     assert get_recipe("best", "mlp") != get_recipe("best", "cnn")  # tuned per model
     assert get_recipe("best", "some_plugin_model") == get_recipe("best", "cnn")
+
+
+def test_the_best_recipe_warps_clothes_half_as_much_and_leaves_the_rest_as_for_digits():
+    digits, clothes = get_recipe("best", "cnn"), get_recipe("best", "cnn", "fashion-mnist")
+    assert clothes.augment == digits.augment / 2
+    assert dataclasses.replace(clothes, augment=digits.augment) == digits
+    assert get_recipe("best", "cnn", "kmnist") == digits  # no entry of its own: the digits' settings
+    assert get_recipe("best", "mlp", "fashion-mnist") == get_recipe("best", "mlp")  # the model's own entry first
+    assert get_recipe("classic", "cnn", "fashion-mnist") == CLASSIC
 
 
 def test_overrides_win_and_none_means_not_given():
@@ -127,6 +138,8 @@ def parse(*argv: str):
     (["--eval-every", "50", "--stop-at", "0.99", "--compile"], {"eval_every": 50, "stop_at": 0.99, "compile": True}),
     (["--stop-at", "98.5%"], {"stop_at": 0.985}),
     (["--model", "cnn", "--width", "8"], {"model_args": {"width": 8}}),
+    (["--model", "cnn", "--dataset", "fashion-mnist"], {"recipe": "best", "augment": 0.5, "epochs": 12}),
+    (["--model", "cnn", "--dataset", "fashion-mnist", "--augment", "1"], {"recipe": "best", "augment": 1.0}),
 ])
 def test_cli_flags_override_the_recipe(argv, expected):
     config = parse(*argv)
