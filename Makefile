@@ -37,6 +37,6 @@ bench: install
 	$(BIN)/python benchmarks/robustness.py
 
 # Re-train the pretrained weights in src/mnistlab/pretrained/ with `mnistlab train` and rewrite their pins
-# (docs/pretrained.md; ~10 minutes on 2 quiet cores).
+# (docs/pretrained.md; ~11 minutes on 2 quiet cores: the cnn alone 9.6).
 pretrained: install
 	$(BIN)/python scripts/make_pretrained.py

@@ -5,7 +5,7 @@ config.json records that line, the seed, the versions and the data's SHA-256), t
 ship are copied into the package, each folder replaced whole, and the pins in
 src/mnistlab/pretrained.py are rewritten to the new files' digests. `make pretrained` runs this.
 
-    python scripts/make_pretrained.py                       # train all three (~10 min on 2 quiet cores)
+    python scripts/make_pretrained.py                       # train all three (~11 min on 2 quiet cores)
     python scripts/make_pretrained.py cnn_small mlp         # some of them
     python scripts/make_pretrained.py --from runs/pretrained  # install runs already trained by these commands
 
