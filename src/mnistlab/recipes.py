@@ -2,9 +2,9 @@
 
 `classic` is the seed script's recipe and the default for the `mlp`; `best` is the most accurate
 recipe measured for each model (and, where it differs, for each dataset); `fast` reaches 99% on
-`cnn_small` in the fewest seconds. A recipe
-only fills in settings: every field can still be set on its own (`mnistlab train --recipe best
---epochs 3`), and a run's config records the recipe's name beside the values it ran with.
+`cnn_small` in the fewest seconds. A recipe only fills in settings: every field can still be set on
+its own (`mnistlab train --recipe best --epochs 3`), and a run's config records the recipe's name
+beside the values it ran with.
 This module imports no torch, so the command line can list the recipes at once.
 """
 
@@ -47,7 +47,8 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                       epochs=30, batch_size=256, augment=0.6),
         "*": BEST_CNN,
         # Clothes are photographed upright and centred: half the warp (±1 px, ±5°, ±5%) reads them better
-        # (the cnn, seed 1: 93.53% against 92.34% at strength 1; docs/benchmarks.md, "Datasets").
+        # (the cnn, seeds 1 and 2: 93.53% and 93.26%, against 92.34% for seed 1 at strength 1;
+        # docs/benchmarks.md, "Datasets").
         "*/fashion-mnist": replace(BEST_CNN, augment=0.5),
     },
     "fast": {"*": Recipe(optimizer="adamw", lr=1e-2, schedule="onecycle", weight_decay=0.01, epochs=1,
