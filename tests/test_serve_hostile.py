@@ -4,10 +4,12 @@ wrong site or in the wrong protocol. The server runs in a thread with the CLI's 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import socket
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -312,28 +314,89 @@ def test_healthz_stays_fast_while_another_client_sends_a_32_mb_header(port):
 
 # --- --workers ------------------------------------------------------------------------------------------------
 
-def test_workers_share_the_port_and_collect_into_one_folder(tiny_run, tmp_path):
-    """`--workers 2`: two processes answer on one port; concurrent collects all land, each under its own name."""
-    from concurrent.futures import ThreadPoolExecutor
-
+@pytest.fixture(scope="module")
+def two_workers(tiny_run, tmp_path_factory):
+    """`serve --workers 2 --collect DIR`, once both processes answer: (port, the server's processes, DIR)."""
     from tests.conftest import mnistlab_command, serving
 
-    collect = tmp_path / "mine"
+    collect = tmp_path_factory.mktemp("workers") / "mine"
     command = mnistlab_command("serve", str(tiny_run[0]), "--port", "0", "--workers", "2", "--collect", str(collect))
     with serving(command) as (url, process):
         port = int(url.rsplit(":", 1)[1].strip("/"))
-        body = drawing(ONE)
         deadline = time.monotonic() + 60
         while len(process_tree(process.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert len(process_tree(process.pid)) >= 2
-        with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda _: exchange(port, _collect({})), range(24)))
-        assert [status for status, _, _ in answers] == [201] * 24
-        predicted = [exchange(port, request("POST", "/api/predict", {"Content-Type": "image/png"}, body))[0]
-                     for _ in range(8)]
-        assert predicted == [200] * 8
+        processes = [p for p in process_tree(process.pid) if b"resource_tracker" not in Path(f"/proc/{p}/cmdline")
+                     .read_bytes()]  # spawn's helper process, which serves nothing
+        assert len(processes) == 2
+        # the second process serves once it has loaded its model: until then the first takes every connection
+        while time.monotonic() < deadline:
+            with answered(port) as probe:
+                if holder(probe, processes) != process.pid:
+                    break
+            time.sleep(0.2)
+        yield port, processes, collect
+
+
+def test_workers_share_the_port_and_collect_into_one_folder(two_workers):
+    """`--workers 2`: two processes answer on one port; concurrent collects all land, each under its own name."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    port, _, collect = two_workers
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: exchange(port, _collect({})), range(24)))
+    assert [status for status, _, _ in answers] == [201] * 24
+    body = drawing(ONE)
+    predicted = [exchange(port, request("POST", "/api/predict", {"Content-Type": "image/png"}, body))[0]
+                 for _ in range(8)]
+    assert predicted == [200] * 8
     assert len(list((collect / "1").iterdir())) == 24
+
+
+def test_workers_take_turns_at_new_connections(two_workers):
+    """A new connection goes to the process that holds fewer: 16 keep-alive clients that connect at once end up
+    spread evenly. (Left to the kernel, the process that wakes first takes every connection waiting.)"""
+    port, processes, _ = two_workers
+    connections = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(16)]
+    for connection in connections:
+        connection.sendall(KEPT_ALIVE_HEALTHZ)
+    for connection in connections:
+        assert connection.recv(4096).startswith(b"HTTP/1.1 200 ")
+    held = Counter(holder(connection, processes) for connection in connections)
+    assert len(held) == 2 and max(held.values()) <= 10, held  # 8 each, give or take a stalled process
+    for connection in connections:
+        connection.close()
+
+
+KEPT_ALIVE_HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def answered(port: int) -> socket.socket:
+    """A keep-alive connection that has had its answer (so a server process has taken it)."""
+    connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+    connection.sendall(KEPT_ALIVE_HEALTHZ)
+    assert connection.recv(4096).startswith(b"HTTP/1.1 200 ")
+    return connection
+
+
+def holder(connection: socket.socket, processes: list[int]) -> int:
+    """The process, of `processes`, that holds the server's end of `connection` (from /proc)."""
+    client_port, server_port = connection.getsockname()[1], connection.getpeername()[1]
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, inode = (fields := line.split())[1], fields[2], fields[9]
+        if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
+            inodes.add(f"socket:[{inode}]")
+    owners = {pid for pid in processes for fd in Path(f"/proc/{pid}/fd").iterdir() if _link(fd) in inodes}
+    assert len(owners) == 1, (owners, inodes)
+    return owners.pop()
+
+
+def _link(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:  # the descriptor closed meanwhile
+        return ""
 
 
 def process_tree(pid: int) -> list[int]:

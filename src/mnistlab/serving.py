@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import gc
 import hashlib
 import io
@@ -917,10 +918,12 @@ def url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def serve(app: FastAPI, sock: socket.socket, limits: HttpLimits = HttpLimits()) -> None:
-    """Run `app` on a bound socket until Ctrl-C, with `bounded_protocol`'s limits. One torch thread per
-    inference: the app already runs one inference per core at a time, and more threads would only fight
-    for the same cores. (An ONNX model's session was made with one thread; torch is then not loaded.)"""
+def serve(app: FastAPI, sock: socket.socket, limits: HttpLimits = HttpLimits(),
+          share: ConnectionShare | None = None) -> None:
+    """Run `app` on a bound socket until Ctrl-C, with `bounded_protocol`'s limits; with a `share`, as one of the
+    processes of `serve_workers`. One torch thread per inference: the app already runs one inference per core at
+    a time, and more threads would only fight for the same cores. (An ONNX model's session was made with one
+    thread; torch is then not loaded.)"""
     import uvicorn
 
     if "torch" in sys.modules:
@@ -929,7 +932,11 @@ def serve(app: FastAPI, sock: socket.socket, limits: HttpLimits = HttpLimits()) 
     # of the collector's sight, its full collections do not scan them again. (The load benchmark showed no
     # difference beyond its noise; it costs nothing.)
     gc.freeze()
-    uvicorn.Server(server_config(app, limits)).run(sockets=[sock])
+    config = server_config(app, limits)
+    if share is None:
+        uvicorn.Server(config).run(sockets=[sock])
+    else:
+        balanced_server(config, sock, share).run()
 
 
 def server_config(app: FastAPI, limits: HttpLimits = HttpLimits()) -> Any:
@@ -941,20 +948,109 @@ def server_config(app: FastAPI, limits: HttpLimits = HttpLimits()) -> Any:
                           timeout_graceful_shutdown=3)
 
 
+# A process of `serve_workers` that holds more connections than another leaves a new one to it, for at most
+# this long (the other may be busy with a batch), checking again every ACCEPT_RECHECK seconds.
+ACCEPT_PATIENCE, ACCEPT_RECHECK = 0.005, 0.001
+NOT_SERVING = 2**31 - 1  # a process's count until it serves: no other process waits for it
+
+
+@dataclass(frozen=True)
+class ConnectionShare:
+    """How many connections each process of `serve_workers` holds, in memory they share: so that a process takes
+    a new connection off the common socket only when no other holds fewer.
+
+    Left to the kernel, the process that is awake takes every connection waiting: in the load benchmark
+    one of two held 14 of 16 keep-alive connections, and their answers waited twice as long.
+    """
+
+    counts: Any  # a multiprocessing RawArray("i"), one slot a process
+    slot: int  # this process's
+
+    @classmethod
+    def create(cls, processes: int) -> list[ConnectionShare]:
+        counts = multiprocessing.get_context("spawn").RawArray("i", [NOT_SERVING] * processes)
+        return [cls(counts, slot) for slot in range(processes)]
+
+    def publish(self, connections: int) -> None:
+        self.counts[self.slot] = connections
+
+    def fewer_elsewhere(self, connections: int) -> bool:
+        """True when another process that is serving holds fewer than `connections`."""
+        return any(count < connections for slot, count in enumerate(self.counts) if slot != self.slot)
+
+
+def balanced_server(config: Any, sock: socket.socket, share: ConnectionShare) -> Any:
+    """A uvicorn.Server that accepts the connections of `sock` itself, as `share` says (`ConnectionShare`)."""
+    import uvicorn
+
+    class BalancedServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=[])  # the app's lifespan, and no listener: `_accept` takes the connections
+            loop = asyncio.get_running_loop()
+            self._protocol = functools.partial(self.config.http_protocol_class, config=self.config,
+                                               server_state=self.server_state, app_state=self.lifespan.state)
+            self._waiting_since = self._waited_at = -math.inf  # when this process began to leave a connection
+            self._connecting: set[asyncio.Task] = set()  # accepted, not yet among the server's connections
+            sock.setblocking(False)
+            loop.add_reader(sock.fileno(), self._accept)
+            share.publish(0)
+
+        def _accept(self) -> None:
+            loop = asyncio.get_running_loop()
+            mine, now = len(self.server_state.connections) + len(self._connecting), loop.time()
+            share.publish(mine)
+            if now - self._waited_at > ACCEPT_PATIENCE:  # not the connection it left a moment ago: a new wait
+                self._waiting_since = now
+            if share.fewer_elsewhere(mine) and now - self._waiting_since < ACCEPT_PATIENCE:
+                self._waited_at = now
+                self._pause(ACCEPT_RECHECK)
+                return
+            try:
+                connection, _ = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):  # another process took it
+                return
+            except OSError:  # out of file descriptors or buffers: let the backlog wait, as asyncio does
+                self._pause(1.0)
+                return
+            share.publish(mine + 1)
+            task = loop.create_task(loop.connect_accepted_socket(self._protocol, connection))
+            self._connecting.add(task)
+            task.add_done_callback(self._connected)
+
+        def _connected(self, task: asyncio.Task) -> None:
+            self._connecting.discard(task)
+            if not task.cancelled():
+                task.exception()  # a client gone before its transport was made: nothing to serve, nothing to log
+
+        def _pause(self, seconds: float) -> None:
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(sock.fileno())
+            loop.call_later(seconds, lambda: self.should_exit or loop.add_reader(sock.fileno(), self._accept))
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+            share.publish(NOT_SERVING)
+            await super().shutdown(sockets)
+
+    return BalancedServer(config)
+
+
 def serve_workers(app: FastAPI, sock: socket.socket, workers: int, run: str | os.PathLike, settings: dict) -> None:
-    """Serve `app` here and in `workers - 1` more processes, all on `sock` (the kernel spreads the connections).
+    """Serve `app` here and in `workers - 1` more processes, all on `sock`, each taking new connections as
+    `ConnectionShare` says.
 
     Each worker loads the model itself (`create_app(run, **settings)`) and keeps no state between
     requests but the collect folder, where every file has a new, unique name. Ctrl-C (or SIGTERM to this
     process) stops them all.
     """
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch threads copied by fork
-    others = [context.Process(target=_worker, args=(sock, os.fspath(run), settings), name=f"mnistlab-serve-{i}")
-              for i in range(1, workers)]
+    shares = ConnectionShare.create(workers)
+    others = [context.Process(target=_worker, args=(sock, os.fspath(run), settings, shares[i]),
+                              name=f"mnistlab-serve-{i}") for i in range(1, workers)]
     for process in others:
         process.start()
     try:
-        serve(app, sock)
+        serve(app, sock, share=shares[0])
     finally:
         for process in others:
             if process.is_alive():
@@ -963,8 +1059,8 @@ def serve_workers(app: FastAPI, sock: socket.socket, workers: int, run: str | os
             process.join(10)
 
 
-def _worker(sock: socket.socket, run: str, settings: dict) -> None:
+def _worker(sock: socket.socket, run: str, settings: dict, share: ConnectionShare) -> None:
     try:
-        serve(create_app(run, **settings), sock)
+        serve(create_app(run, **settings), sock, share=share)
     except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal's group: the parent reports it
         pass
