@@ -4,8 +4,10 @@ It starts `mnistlab serve RUN --port 0` in a subprocess on 127.0.0.1 and measure
 
 1. start-up: seconds from starting the command to the first answered POST /api/predict;
 2. latency of one 280×280 PNG drawing at a time (no concurrency): p50 and p99;
-3. drawings only over 16 connections: the server's CPU time per prediction (the primary figure:
-   it holds on a shared machine, where throughput does not), predictions/s, p50/p99 latency;
+3. drawings only over 16 connections, in rounds (default 3: a shared machine's neighbours change
+   any one): the server's CPU time per prediction (the primary figure: it holds on a shared
+   machine, where throughput does not), predictions/s, p50/p99 latency, and the fastest and
+   slowest connection's median latency (far apart when one process holds most connections);
 4. a bounded mixed run (default 3,000 requests, 16 concurrent connections; it stops by itself):
    80% good 280×280 PNG drawings, 20% every kind of bad request (not an image, truncated, a
    decompression bomb, empty, a wrong content type, a blank drawing, bodies over the limit with
@@ -182,24 +184,24 @@ class Connection:
         self.reader = self.writer = None
 
 
-async def run_load(port: int, cases: list[Case], concurrency: int) -> tuple[float, list[tuple[Case, int, float]]]:
-    """Send `cases` over `concurrency` connections; (wall seconds, [(case, status, seconds)])."""
+async def run_load(port: int, cases: list[Case], concurrency: int) -> tuple[float, list[tuple[Case, int, float, int]]]:
+    """Send `cases` over `concurrency` connections; (wall seconds, [(case, status, seconds, connection number)])."""
     queue: asyncio.Queue[Case] = asyncio.Queue()
     for case in cases:
         queue.put_nowait(case)
-    results: list[tuple[Case, int, float]] = []
+    results: list[tuple[Case, int, float, int]] = []
 
-    async def worker() -> None:
+    async def worker(number: int) -> None:
         connection = Connection(port)
         while not queue.empty():
             case = queue.get_nowait()
             start = time.perf_counter()
             status = await connection.send(case)
-            results.append((case, status, time.perf_counter() - start))
+            results.append((case, status, time.perf_counter() - start, number))
         connection.close()
 
     start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(number) for number in range(concurrency)))
     return time.perf_counter() - start, results
 
 
@@ -249,6 +251,35 @@ def percentiles(seconds: list[float]) -> str:
     return f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
 
 
+@dataclass(frozen=True)
+class Round:
+    """One drawings-only run over --concurrency connections."""
+
+    cpu_ms: float  # server CPU per prediction
+    rate: float  # predictions/s
+    p50: float
+    p99: float
+    answered: int
+    connection_medians: tuple[float, float]  # the fastest and slowest connection's median latency, ms: the balance
+
+    def line(self) -> str:
+        fastest, slowest = self.connection_medians
+        return (f"SERVER CPU PER PREDICTION {self.cpu_ms:.2f} ms | {self.rate:.0f} predictions/s | p50 {self.p50:.1f} "
+                f"ms, p99 {self.p99:.1f} ms | connections' median latency {fastest:.1f}-{slowest:.1f} ms")
+
+
+def drawings_round(server: subprocess.Popen, port: int, goods: list[bytes], n: int, concurrency: int) -> Round:
+    cpu_start = cpu_seconds(server.pid)
+    wall, drawn = asyncio.run(run_load(port, [Case("good", 200, body=goods[i % len(goods)]) for i in range(n)],
+                                       concurrency))
+    cpu_ms = (cpu_seconds(server.pid) - cpu_start) / n * 1000
+    answered = [(s, number) for _, status, s, number in drawn if status == 200]
+    p50, p99 = np.percentile(np.array([s for s, _ in answered]) * 1000, [50, 99])
+    medians = [np.median([s for s, number in answered if number == k]) * 1000 for k in range(concurrency)
+               if any(number == k for _, number in answered)]
+    return Round(cpu_ms, len(answered) / wall, p50, p99, len(answered), (min(medians), max(medians)))
+
+
 def start_server(run: Path, workers: int = 1) -> tuple[subprocess.Popen, int, float]:
     """`mnistlab serve RUN --port 0`: (process, port, seconds to the first answered prediction)."""
     started = time.perf_counter()
@@ -284,6 +315,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the request mix (default: 0)")
     parser.add_argument("--drawings", type=int, default=2000,
                         help="requests in the drawings-only run over --concurrency connections (default: 2000)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="drawings-only runs, one after another; the one of median p99 is the result (default: 3)")
     parser.add_argument("--workers", type=int, default=1, help="`mnistlab serve --workers N` (default: 1)")
     parser.add_argument("--good-share", type=float, default=GOOD_SHARE,
                         help=f"share of good drawings in the mixed run; 1 = drawings only (default: {GOOD_SHARE})")
@@ -307,12 +340,8 @@ def main() -> None:
                                                     for i in range(args.single)], concurrency=1))
             cpu_single = (cpu_seconds(server.pid) - cpu_start) / args.single
             print(f"one 280×280 PNG at a time ({args.single} requests): "
-                  f"{percentiles([s for _, _, s in single])}; server CPU {cpu_single * 1000:.2f} ms per request")
-            cpu_start = cpu_seconds(server.pid)
-            only = [Case("good", 200, body=goods[i % len(goods)]) for i in range(args.drawings)]
-            wall_only, drawn = asyncio.run(run_load(port, only, args.concurrency))
-            cpu_only = (cpu_seconds(server.pid) - cpu_start) / args.drawings
-            answered = [s for _, status, s in drawn if status == 200]
+                  f"{percentiles([s for _, _, s, _ in single])}; server CPU {cpu_single * 1000:.2f} ms per request")
+            rounds = [drawings_round(server, port, goods, args.drawings, args.concurrency) for _ in range(args.rounds)]
             before, cpu_start = rss_mb(server.pid), cpu_seconds(server.pid)
             mix = request_mix(args.requests, goods, args.seed, args.good_share)
             wall, results = asyncio.run(run_load(port, mix, args.concurrency))
@@ -322,9 +351,9 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=10)
 
-    good = [s for case, status, s in results if case.kind == "good" and status == 200]
-    wrong = Counter((case.kind, case.expected, status) for case, status, _ in results if status != case.expected)
-    kinds = Counter(case.kind for case, _, _ in results)
+    good = [s for case, status, s, _ in results if case.kind == "good" and status == 200]
+    wrong = Counter((case.kind, case.expected, status) for case, status, _, _ in results if status != case.expected)
+    kinds = Counter(case.kind for case, _, _, _ in results)
     print(f"mixed run: {len(results):,} requests, {args.concurrency} concurrent, {wall:.1f} s: "
           f"{len(results) / wall:.0f} requests/s, {len(good) / wall:.0f} predictions/s")
     print(f"  good drawings ({len(good):,}): {percentiles(good)}")
@@ -336,10 +365,11 @@ def main() -> None:
           + "".join(f"\n    {kind}: expected {expected}, got {status} ×{n}" for (kind, expected, status), n in
                     sorted(wrong.items())))
     print(f"  server still running at the end: {'yes' if alive else 'NO'}")
-    print(f"drawings only, {args.concurrency} connections ({args.drawings} 280×280 PNGs, "
-          f"{len(answered)} answered 200): {load_average()}")
-    print(f"  SERVER CPU PER PREDICTION {cpu_only * 1000:.2f} ms | {len(answered) / wall_only:.0f} predictions/s | "
-          f"{percentiles(answered)}")
+    print(f"drawings only, {args.concurrency} connections, {args.rounds} round(s) of {args.drawings} 280×280 PNGs "
+          f"({', '.join(str(r.answered) for r in rounds)} answered 200): {load_average()}")
+    for number, one in enumerate(rounds, 1):
+        print(f"  round {number}: {one.line()}")
+    print(f"  the round of median p99: {sorted(rounds, key=lambda r: r.p99)[len(rounds) // 2].line()}")
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ import shlex
 import socket
 import sys
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +102,7 @@ class HttpLimits:
     body_timeout: float = 30.0  # seconds for the whole body, once the headers are in (2 MB at 0.5 Mbit/s)
     keep_alive_timeout: int = 5  # seconds an idle keep-alive connection stays open
     max_connections: int = 512  # open connections per server process; one more is answered 503 and closed
+    linger: float = 2.0  # seconds a client refused while still sending may go on, so that it reads the answer
 
 
 # A small image (a drawing, a scanned digit: up to WORKING_SIZE on its long side) is box-averaged to about
@@ -228,7 +229,7 @@ def bounded_protocol(limits: HttpLimits) -> type:
         """
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            super().connection_made(LingeringTransport(transport, self._still_sending, limits.linger))
             self._head = 0  # bytes of the current request's line and headers so far
             self._in_head = True
             self._header_count = 0
@@ -259,6 +260,10 @@ def bounded_protocol(limits: HttpLimits) -> type:
             else:
                 self._refuse(400, "malformed HTTP request (bad request line, header or Content-Length; "
                                   "TLS to a plain-HTTP port?)")
+
+        def _still_sending(self) -> bool:
+            """The client may still be sending this request: its headers, or its body, are not all in."""
+            return (self._in_head and self._head > 0) or (self.cycle is not None and self.cycle.more_body)
 
         def _refused_by_callback(self) -> Any:
             error = getattr(self, "_last_refusal", None)
@@ -325,6 +330,37 @@ def bounded_protocol(limits: HttpLimits) -> type:
                 self.transport.close()
 
     return BoundedHttpProtocol
+
+
+class LingeringTransport:
+    """A connection's transport whose close() lets a client that is still sending read its answer first.
+
+    Closed with unread data in it, a socket answers the client with a reset, which can reach it before
+    the 413 or 431 it was sent. So when the client may still be sending, the answer goes out and the
+    write side is shut (FIN), and what still arrives is read and dropped until the client closes, for at
+    most `seconds` (nginx's lingering close).
+    """
+
+    def __init__(self, transport: asyncio.Transport, still_sending: Callable[[], bool], seconds: float):
+        self._transport, self._still_sending, self._seconds = transport, still_sending, seconds
+        self.lingering = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        if self.lingering:
+            return
+        if self._transport.is_closing() or not self._still_sending() or not self._transport.can_write_eof():
+            self._transport.close()
+            return
+        self.lingering = True
+        self._transport.write_eof()
+        self._transport.resume_reading()
+        asyncio.get_running_loop().call_later(self._seconds, self._transport.close)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self._transport.is_closing()
 
 
 # --- ring 2: host, origin, HEAD, security headers ----------------------------------------------------
