@@ -496,7 +496,10 @@ def test_a_run_from_and_into_folders_with_undecodable_names_is_read_back(data, t
     assert main(["evaluate", str(tmp_path / "run"), "--data-dir", str(odd_data), "--device", "cpu"]) == 0
     assert main(["report", str(tmp_path / "run"), "--data-dir", str(odd_data)]) == 0
     odd_run = Path(os.fsdecode(bytes(tmp_path) + b"/run-\xfe"))  # the run's own name, in its report.html
+    capsys.readouterr()
     assert main([arg for arg in train_argv(odd_data, odd_run) if arg != "--no-report"]) == 0
+    out = capsys.readouterr().out  # the name as error lines show it, not as Python holds it (\udcfe)
+    assert f"saved {tmp_path}/run-\\xfe " in out and f"wrote {tmp_path}/run-\\xfe/report.html" in out, out
     assert load_metrics(odd_run)["config"]["out"] == f"{tmp_path}/run-\\xfe"
     assert "mnistlab run run-\\xfe" in (odd_run / "report.html").read_text()
     assert "error" not in capsys.readouterr().err

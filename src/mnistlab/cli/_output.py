@@ -14,11 +14,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import TextIO
 
+from ..errors import escape_char
+
 SIGPIPE_EXIT = 128 + 13  # what a shell reports for a command ended by SIGPIPE (signal 13)
+_UNDECODABLE_BYTE = re.compile("[\udc80-\udcff]")  # how Python holds a byte of a name that is not UTF-8
 
 
 def guard_output(main: Callable[..., int]) -> Callable[..., int]:
@@ -29,7 +33,7 @@ def guard_output(main: Callable[..., int]) -> Callable[..., int]:
         real_stdout = sys.stdout
         guard = None if real_stdout is None else _GuardedOutput(real_stdout)
         if guard is not None:
-            if hasattr(real_stdout, "reconfigure"):  # a name that is not UTF-8 shows as \udcff, never a crash
+            if hasattr(real_stdout, "reconfigure"):  # a character the terminal cannot show is escaped, not a crash
                 real_stdout.reconfigure(errors="backslashreplace")
             sys.stdout = guard
         failure: OSError | None = None
@@ -74,6 +78,8 @@ class _GuardedOutput:
         self.failure: OSError | None = None
 
     def write(self, text: str) -> int:
+        if not text.isascii():  # an undecodable byte of a file name, shown as error lines show it: \xff
+            text = _UNDECODABLE_BYTE.sub(lambda byte: escape_char(byte.group()), text)
         return self._guard(self._stream.write, text)
 
     def flush(self) -> None:
