@@ -13,7 +13,8 @@ Every request is checked at the edge, before any work, in three rings:
 1. `BoundedHttpProtocol` (the HTTP parser's connection): the request line, the header block and
    the number of headers are capped (431/414 JSON), headers and bodies must arrive in time (408),
    idle keep-alive connections close, and a connection over the cap is answered 503 at
-   once. A malformed request (a bad Content-Length, TLS bytes) gets a JSON 400, not text.
+   once. A malformed request (a bad Content-Length, TLS bytes) gets a JSON 400, not text, and
+   a client refused while still sending reads its answer before the connection closes.
 2. `Guard` (ASGI): the Host header must name this server (DNS rebinding), a request that changes
    state must come from this server's own page (Origin, Sec-Fetch-Site), HEAD is answered wherever
    GET is, and every response carries `nosniff` and a Content-Security-Policy.
@@ -27,6 +28,9 @@ Inference: the image is decoded and brought to 28×28 in a pool of one thread pe
 (`Batcher`); the torch (or onnxruntime) intra-op threads are set to 1, so that 16 clients keep
 the cores busy without oversubscribing them. The threads share the model without a lock: in
 eval mode under `torch.inference_mode` a forward pass only reads the weights.
+
+With `--workers N` (`serve_workers`), N processes serve one socket, each taking a new connection
+only when no other holds fewer (`ConnectionShare`).
 
 The model is a checkpoint (PyTorch) or an exported ONNX file (onnxruntime; `mnistlab.classifier`):
 this module does not import torch, so serving an ONNX file runs without it.
