@@ -1072,7 +1072,11 @@ def balanced_server(config: Any, sock: socket.socket, share: ConnectionShare) ->
         def _pause(self, seconds: float) -> None:
             loop = asyncio.get_running_loop()
             loop.remove_reader(sock.fileno())
-            loop.call_later(seconds, lambda: self.should_exit or loop.add_reader(sock.fileno(), self._accept))
+            loop.call_later(seconds, self._resume)
+
+        def _resume(self) -> None:
+            if not self.should_exit:
+                asyncio.get_running_loop().add_reader(sock.fileno(), self._accept)
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             asyncio.get_running_loop().remove_reader(sock.fileno())
