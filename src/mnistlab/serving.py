@@ -973,7 +973,7 @@ def serve(app: FastAPI, sock: socket.socket, limits: HttpLimits = HttpLimits(),
     # difference beyond its noise; it costs nothing.)
     gc.freeze()
     config = server_config(app, limits)
-    if share is None:
+    if share is None or sys.platform == "win32":  # Windows' Proactor loop has no add_reader for `_accept`
         uvicorn.Server(config).run(sockets=[sock])
     else:
         balanced_server(config, sock, share).run()
