@@ -337,19 +337,24 @@ def two_workers(tiny_run, tmp_path_factory):
     command = mnistlab_command("serve", str(tiny_run[0]), "--port", "0", "--workers", "2", "--collect", str(collect))
     with serving(command) as (url, process):
         port = int(url.rsplit(":", 1)[1].strip("/"))
-        deadline = time.monotonic() + 60
-        while len(process_tree(process.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        processes = [p for p in process_tree(process.pid) if b"resource_tracker" not in Path(f"/proc/{p}/cmdline")
-                     .read_bytes()]  # spawn's helper process, which serves nothing
-        assert len(processes) == 2
-        # the second process serves once it has loaded its model: until then the first takes every connection
-        while time.monotonic() < deadline:
+        worker = serving_worker(port, process.pid)
+        yield port, [process.pid, worker], collect
+
+
+def serving_worker(port: int, parent: int, not_this: int | None = None) -> int:
+    """The process id of a worker of `parent` (other than `not_this`), once it answers: until a worker has
+    loaded its model, the parent takes every connection."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        workers = [p for p in process_tree(parent)
+                   if p not in (parent, not_this) and b"resource_tracker" not in _cmdline(p)]  # spawn's helper
+        if workers:
             with answered(port) as probe:
-                if holder(probe, processes) != process.pid:
-                    break
-            time.sleep(0.2)
-        yield port, processes, collect
+                pid = holder(probe, [parent, *workers])
+            if pid != parent:
+                return pid
+        time.sleep(0.2)
+    raise AssertionError("no worker process answered within 60 s")
 
 
 def test_workers_share_the_port_and_collect_into_one_folder(two_workers):
@@ -385,6 +390,52 @@ def test_workers_take_turns_at_new_connections(two_workers):
         time.sleep(0.1)
 
 
+def test_a_worker_that_dies_is_replaced(tiny_run):
+    """A worker killed (as a crash in native code would end it) is replaced by a new one that serves, and the
+    server still stops cleanly with Ctrl-C."""
+    import signal
+
+    from tests.conftest import mnistlab_command, serving
+
+    with serving(mnistlab_command("serve", str(tiny_run[0]), "--port", "0", "--workers", "2")) as (url, process):
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        worker = serving_worker(port, process.pid)
+        os.kill(worker, signal.SIGKILL)
+        assert serving_worker(port, process.pid, not_this=worker) != worker
+    assert f"server process {worker} ended (exit code -9); starting another" in process.errors
+
+
+def test_a_worker_that_fails_before_serving_is_not_restarted(capsys):
+    """Replacing a worker that never served would only fail again, every half second: the others go on."""
+    from types import SimpleNamespace
+
+    from mnistlab.serving import ConnectionShare, _replace_dead_workers
+
+    shares = ConnectionShare.create(4)
+    shares[1].publish(3)  # slot 1 served, then was killed; slot 2 never served; slot 3 ended cleanly
+    workers = {1: SimpleNamespace(pid=101, exitcode=-9, is_alive=lambda: False),
+               2: SimpleNamespace(pid=102, exitcode=1, is_alive=lambda: False),
+               3: SimpleNamespace(pid=103, exitcode=0, is_alive=lambda: False)}
+    started = []
+
+    class OnePass:  # `stopping`: one round of checks, then stop
+        rounds = 0
+
+        def wait(self, seconds: float) -> bool:
+            self.rounds += 1
+            return self.rounds > 1
+
+        def is_set(self) -> bool:
+            return False
+
+    _replace_dead_workers(workers, lambda slot: started.append(slot) or f"new {slot}", shares, OnePass())
+    assert started == [1] and workers == {1: "new 1", 3: workers[3]}
+    assert not shares[1].serving  # until the new process serves
+    err = capsys.readouterr().err
+    assert "process 101 ended (exit code -9); starting another" in err
+    assert "process 102 failed to start (exit code 1); serving with one process fewer" in err
+
+
 KEPT_ALIVE_HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
@@ -404,9 +455,24 @@ def holder(connection: socket.socket, processes: list[int]) -> int:
         local, remote, inode = (fields := line.split())[1], fields[2], fields[9]
         if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
             inodes.add(f"socket:[{inode}]")
-    owners = {pid for pid in processes for fd in Path(f"/proc/{pid}/fd").iterdir() if _link(fd) in inodes}
+    owners = {pid for pid in processes for link in _descriptors(pid) if link in inodes}
     assert len(owners) == 1, (owners, inodes)
     return owners.pop()
+
+
+def _descriptors(pid: int) -> list[str]:
+    """What the open file descriptors of `pid` point at (none once it has ended)."""
+    try:
+        return [_link(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+    except OSError:
+        return []
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _link(path: Path) -> str:
@@ -421,5 +487,4 @@ def process_tree(pid: int) -> list[int]:
     for children in Path(f"/proc/{pid}/task").glob("*/children"):
         for child in children.read_text().split():
             found += process_tree(int(child))
-    return [p for p in found if "mnistlab" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
-            or "multiprocessing" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
+    return [p for p in found if b"mnistlab" in _cmdline(p) or b"multiprocessing" in _cmdline(p)]

@@ -53,6 +53,7 @@ import re
 import shlex
 import socket
 import sys
+import threading
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -1015,6 +1016,11 @@ class ConnectionShare:
     def publish(self, connections: int) -> None:
         self.counts[self.slot] = connections
 
+    @property
+    def serving(self) -> bool:
+        """Whether this slot's process has served (and not ended cleanly) since it was started."""
+        return self.counts[self.slot] != NOT_SERVING
+
     def fewer_elsewhere(self, connections: int) -> bool:
         """True when another process that is serving holds fewer than `connections`."""
         return any(count < connections for slot, count in enumerate(self.counts) if slot != self.slot)
@@ -1107,23 +1113,55 @@ def serve_workers(app: FastAPI, sock: socket.socket, workers: int, run: str | os
     `ConnectionShare` says.
 
     Each worker loads the model itself (`create_app(run, **settings)`) and keeps no state between
-    requests but the collect folder, where every file has a new, unique name. Ctrl-C (or SIGTERM to this
-    process) stops them all.
+    requests but the collect folder, where every file has a new, unique name. A worker that dies (killed,
+    or crashed in native code) is replaced; one that ends cleanly (SIGTERM) is not. Ctrl-C (or SIGTERM to
+    this process) stops them all.
     """
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch threads copied by fork
     shares = ConnectionShare.create(workers)
-    others = [context.Process(target=_worker, args=(sock, os.fspath(run), settings, shares[i]),
-                              name=f"mnistlab-serve-{i}") for i in range(1, workers)]
-    for process in others:
+
+    def start(slot: int) -> multiprocessing.process.BaseProcess:
+        process = context.Process(target=_worker, args=(sock, os.fspath(run), settings, shares[slot]),
+                                  name=f"mnistlab-serve-{slot}")
         process.start()
+        return process
+
+    others = {slot: start(slot) for slot in range(1, workers)}
+    stopping = threading.Event()
+    keeper = threading.Thread(target=_replace_dead_workers, args=(others, start, shares, stopping), daemon=True)
+    keeper.start()
     try:
         serve(app, sock, share=shares[0])
     finally:
-        for process in others:
+        stopping.set()
+        keeper.join()
+        for process in others.values():
             if process.is_alive():
                 process.terminate()  # SIGTERM: uvicorn finishes the requests under way, then exits
-        for process in others:
+        for process in others.values():
             process.join(10)
+
+
+WORKER_CHECK_SECONDS = 0.5  # how often `serve_workers` looks for a worker that died
+
+
+def _replace_dead_workers(workers: dict[int, Any], start: Callable[[int], Any], shares: list[ConnectionShare],
+                          stopping: threading.Event) -> None:
+    """Until `stopping`, start a new worker in the place of one that ended with an error or a signal."""
+    while not stopping.wait(WORKER_CHECK_SECONDS):
+        for slot, process in list(workers.items()):
+            if process.is_alive() or process.exitcode == 0 or stopping.is_set():
+                continue
+            served = shares[slot].serving
+            shares[slot].publish(NOT_SERVING)  # its connections went with it
+            if not served:  # it failed before it served, and would again: the others go on without it
+                print(f"mnistlab: warning: server process {process.pid} failed to start (exit code "
+                      f"{process.exitcode}); serving with one process fewer", file=sys.stderr, flush=True)
+                del workers[slot]
+                continue
+            print(f"mnistlab: warning: server process {process.pid} ended (exit code {process.exitcode}); "
+                  "starting another", file=sys.stderr, flush=True)
+            workers[slot] = start(slot)
 
 
 def _worker(sock: socket.socket, run: str, settings: dict, share: ConnectionShare) -> None:
