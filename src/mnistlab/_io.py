@@ -13,7 +13,6 @@ import errno
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import stat
@@ -24,10 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import NotRegularFileError, OutputError, escape_char
+from .errors import NotRegularFileError, OutputError, escape_surrogates
 
 TEMP_NAME_CHARS = 100  # of the target's name kept in a temporary name, so that it stays under NAME_MAX
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 RUN_FILES_HINT = "use --overwrite (overwrite=True) to replace it, or choose another folder"
 # The pretrained weights that ship in the package (`mnistlab.pretrained`): part of the install, never an output.
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
@@ -70,7 +68,7 @@ def native_path(path: str | os.PathLike) -> Iterator[str]:
     name with a byte that is not UTF-8 (Python keeps it as a lone surrogate, which has no UTF-8
     spelling), /dev/fd/N of the file opened here. What mnistlab writes under such a name it reads back."""
     text = os.fspath(path)
-    if not _LONE_SURROGATE.search(text):
+    if escape_surrogates(text) == text:
         yield text
         return
     with open_regular_file(path) as file:
@@ -247,7 +245,7 @@ def finite_or_null(obj: object) -> object:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, str):
-        return _LONE_SURROGATE.sub(lambda match: escape_char(match.group()), obj)
+        return escape_surrogates(obj)
     if isinstance(obj, dict):
         return {finite_or_null(key): finite_or_null(value) for key, value in obj.items()}
     if isinstance(obj, list | tuple):

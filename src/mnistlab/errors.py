@@ -2,10 +2,11 @@
 one error line.
 
 `MnistlabError` is the base of every problem reported to a user as one line, without a traceback; its
-subclasses say which part of mnistlab met it. This module imports only `stat`, so the command line can
-catch them all without importing torch.
+subclasses say which part of mnistlab met it. This module imports only `re` and `stat`, so the command
+line can catch them all without importing torch.
 """
 
+import re
 import stat
 
 # What a path that is not a regular file is, by its `stat.S_IFMT` type, for messages.
@@ -169,3 +170,12 @@ def escape_char(c: str) -> str:
     if "\udc80" <= c <= "\udcff":  # an undecodable byte of a file name (Python's surrogateescape)
         return f"\\x{ord(c) - 0xDC00:02x}"
     return repr(c)[1:-1]  # \n, \t, \x1b, \u202e...
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def escape_surrogates(text: str) -> str:
+    """`text` with each lone surrogate (how Python holds a byte of a file name that is not UTF-8) written as
+    `escape` writes it (`\\xff`), the rest as it is: no UTF-8 file, JSON reader or terminal takes a lone surrogate."""
+    return _LONE_SURROGATE.sub(lambda match: escape_char(match.group()), text)

@@ -35,7 +35,7 @@ from .checkpoints import Checkpoint, checkpoint_files, is_checkpoint_folder
 from .config import FinetuneConfig
 from .data import Split, load_mnist, normalize
 from .datasets import SPLIT_FILES, checkpoint_dataset
-from .errors import FinetuneError, SchemaError, escape
+from .errors import FinetuneError, SchemaError, escape, escape_surrogates
 from .labelled import DIGITS, LabelledImage, read_labelled
 from .limits import FINETUNE_STEPS as STEPS
 from .loading import load_model
@@ -147,7 +147,7 @@ def _check_class_folders(folder: Path) -> None:
 def recorded_name(name: str) -> str:
     """A file or folder name as a record holds it: bytes that are not UTF-8 become the text `\\xff`, since
     the records' reader refuses a lone surrogate (JSON can escape one, but no UTF-8 text holds it)."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return escape_surrogates(name)
 
 
 def check_counts(person: PersonImages, folder: str | Path, holdout: float) -> None:

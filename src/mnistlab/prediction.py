@@ -29,7 +29,7 @@ from .classifier import Classifier
 from .config import PredictOptions, check_value
 from .datasets import DIGIT_CLASSES
 from .decoding import IMAGE_SUFFIXES, ImageLike, load_image
-from .errors import FILE_TYPE_NAMES, DataError, MnistlabError, OutputError, escape, escape_char
+from .errors import FILE_TYPE_NAMES, DataError, MnistlabError, OutputError, escape, escape_surrogates
 from .preprocessing import preprocess_array
 
 BATCH_SIZE = PredictOptions.batch_size  # images preprocessed, then classified in one forward pass
@@ -74,9 +74,9 @@ class Prediction:
         Strings hold no lone surrogates (a file name's undecodable bytes become the text `\\xff`),
         so any strict JSON encoder takes it.
         """
-        source = _json_text(self.source)
+        source = escape_surrogates(self.source)
         if not self.ok:
-            return {"file": source, "error": _json_text(self.error)}
+            return {"file": source, "error": escape_surrogates(self.error)}
         names = self.classes or DIGIT_CLASSES
         return {"file": source, "label": self.label, "class": names[self.label],
                 "confidence": round(self.confidence, 6),
@@ -298,11 +298,6 @@ def safe_file_stem(source: str, max_bytes: int = MAX_STEM_BYTES) -> str:
     kept = "".join(c if c.isprintable() and c not in '<>:"|?*' and not c.isspace() else "-" for c in stem)
     kept = kept.lstrip(".-")
     return kept.encode("utf-8")[:max_bytes].decode("utf-8", "ignore") or "image"
-
-
-def _json_text(text: str) -> str:
-    """`text` without lone surrogates, which strict JSON parsers reject: each is escaped as `escape` does."""
-    return "".join(escape_char(c) if "\ud800" <= c <= "\udfff" else c for c in text)
 
 
 def format_table(predictions: Sequence[Prediction]) -> str:

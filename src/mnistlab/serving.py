@@ -1061,10 +1061,10 @@ def balanced_server(config: Any, sock: socket.socket, share: ConnectionShare) ->
             except OSError:  # out of file descriptors or buffers: let the backlog wait, as asyncio does
                 self._pause(1.0)
                 return
-            share.publish(mine + 1)
             task = loop.create_task(loop.connect_accepted_socket(self._protocol, connection))
             self._connecting.add(task)
             task.add_done_callback(self._connected)
+            share.publish(self._held())
 
         def _connected(self, task: asyncio.Task) -> None:
             self._connecting.discard(task)

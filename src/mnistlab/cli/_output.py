@@ -14,15 +14,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from ..errors import escape_char
+from ..errors import escape_surrogates
 
 SIGPIPE_EXIT = 128 + 13  # what a shell reports for a command ended by SIGPIPE (signal 13)
-_UNDECODABLE_BYTE = re.compile("[\udc80-\udcff]")  # how Python holds a byte of a name that is not UTF-8
 
 
 def guard_output(main: Callable[..., int]) -> Callable[..., int]:
@@ -79,7 +77,7 @@ class _GuardedOutput:
 
     def write(self, text: str) -> int:
         if not text.isascii():  # an undecodable byte of a file name, shown as error lines show it: \xff
-            text = _UNDECODABLE_BYTE.sub(lambda byte: escape_char(byte.group()), text)
+            text = escape_surrogates(text)
         return self._guard(self._stream.write, text)
 
     def flush(self) -> None:
