@@ -188,7 +188,7 @@ def test_serve_with_onnx_answers_the_api(exported, checkpoint):
     from fastapi.testclient import TestClient
     from PIL import Image
 
-    from mnistlab.serving import create_app, serving_size
+    from mnistlab.serve import create_app, serving_size
 
     client = TestClient(create_app(exported["float"]), base_url="http://localhost")  # a name the server answers to
     body = (DIGITS / "paint-3.png").read_bytes()

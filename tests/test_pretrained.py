@@ -233,18 +233,20 @@ def test_models_lists_the_pretrained_weights_with_their_accuracy(capsys):
 def test_serve_without_any_run_serves_the_pretrained_cnn_and_says_so(tiny_run, tmp_path, monkeypatch, capsys):
     pytest.importorskip("fastapi")
     served = []
-    monkeypatch.setattr("mnistlab.serving.serve", lambda app, sock: (served.append(app), sock.close()))
+    monkeypatch.setattr("mnistlab.serve.serve", lambda app, sock: (served.append(app), sock.close()))
     monkeypatch.chdir(tmp_path)
-    assert main(["serve", "--port", "0"]) == 0
+    for runs in ([], ["mine"]):  # with no run folder, and with one of one's own: served only when named
+        for name in runs:
+            shutil.copytree(tiny_run[0], tmp_path / "runs" / name)
+        assert main(["serve", "--port", "0"]) == 0
+        out, err = capsys.readouterr()
+        assert out.startswith("serving pretrained:cnn at http://127.0.0.1:")
+        assert err.count("\n") == 1
+        assert "serving the pretrained weights pretrained:cnn" in err and "mnistlab serve runs/NAME" in err
+        assert f"{describe('cnn').test_acc:.2%}" in err
+    assert main(["serve", str(tiny_run[0]), "--port", "0"]) == 0
     out, err = capsys.readouterr()
-    assert out.startswith("serving pretrained:cnn at http://127.0.0.1:")
-    assert err.count("\n") == 1
-    assert "no run folder under ./runs, so serving the pretrained weights pretrained:cnn" in err
-    assert f"{describe('cnn').test_acc:.2%}" in err
-    shutil.copytree(tiny_run[0], tmp_path / "runs" / "mine")  # a run of one's own: served as before
-    assert main(["serve", "--port", "0"]) == 0
-    out, err = capsys.readouterr()
-    assert out.startswith(f"serving {Path('runs/mine')} at") and err == ""
+    assert out.startswith(f"serving {tiny_run[0]} at") and err == ""
 
 
 def test_serve_answers_its_first_prediction_soon_after_starting(digits, tmp_path):

@@ -8,7 +8,6 @@ import dataclasses
 import io
 import json
 import math
-import os
 import re
 import struct
 import zlib
@@ -25,12 +24,11 @@ from fastapi.testclient import TestClient  # noqa: E402
 import mnistlab  # noqa: E402
 from mnistlab import predict  # noqa: E402
 from mnistlab.cli import main  # noqa: E402
-from mnistlab.cli.serve import newest_run  # noqa: E402
+from mnistlab.errors import ServeError  # noqa: E402
 from mnistlab.labelled import LabelledError, read_labelled, save_labelled  # noqa: E402
-from mnistlab.serving import (  # noqa: E402
+from mnistlab.serve import (  # noqa: E402
     MAX_UPLOAD_PIXELS,
     BodyLimit,
-    ServeError,
     bind,
     create_app,
     is_loopback,
@@ -227,8 +225,8 @@ BAD_REQUESTS = [
     ("delete-model", lambda c: c.delete("/api/model"), 405, "Method Not Allowed"),
     ("post-page", lambda c: c.post("/", content=b"x"), 405, "Method Not Allowed"),
     ("unknown-path", lambda c: c.get("/api/nothing"), 404, "Not Found"),
-    ("static-escape", lambda c: c.get("/static/../serving.py"), 404, "Not Found"),
-    ("static-encoded-escape", lambda c: c.get("/static/%2e%2e/serving.py"), 404, "Not Found"),
+    ("static-escape", lambda c: c.get("/static/../__init__.py"), 404, "Not Found"),
+    ("static-encoded-escape", lambda c: c.get("/static/%2e%2e/__init__.py"), 404, "Not Found"),
     ("collect-when-not-collecting", lambda c: post_image(c, drawing(ONE), path="/api/collect?label=1"), 404, ""),
 ]
 
@@ -453,17 +451,6 @@ def test_images_flags_refuse_bad_input_in_one_line(mnist_mlp, tmp_path, capsys, 
 
 # --- the command ---------------------------------------------------------------------------------------
 
-def test_serve_without_a_run_picks_the_newest(tiny_run, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    assert newest_run() is None  # then `serve` serves pretrained:cnn (tests/test_pretrained.py)
-    for name, written in [("old", 1000), ("new", 3000), ("older", 500)]:
-        (tmp_path / "runs" / name).mkdir(parents=True)
-        (tmp_path / "runs" / name / "config.json").write_text("{}")
-        os.utime(tmp_path / "runs" / name / "config.json", (written, written))
-    (tmp_path / "runs" / "no-config").mkdir()
-    assert newest_run() == Path("runs/new")
-
-
 @pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)], ids=["loopback", "all-interfaces"])
 def test_serve_prints_its_url_and_warns_off_loopback(mnist_mlp, monkeypatch, capsys, host, warned):
     served = []
@@ -472,7 +459,7 @@ def test_serve_prints_its_url_and_warns_off_loopback(mnist_mlp, monkeypatch, cap
         served.append(sock.getsockname()[1])
         sock.close()
 
-    monkeypatch.setattr("mnistlab.serving.serve", serve)
+    monkeypatch.setattr("mnistlab.serve.serve", serve)
     assert main(["serve", str(mnist_mlp), "--host", host, "--port", "0"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith(f"serving {mnist_mlp} at http://{host}:{served[0]}/")
@@ -492,8 +479,11 @@ def test_a_busy_port_or_a_bad_host_is_a_one_line_error(mnist_mlp, capsys):
         port = taken.getsockname()[1]
         with pytest.raises(ServeError, match=f"cannot listen on 127.0.0.1:{port}"):
             bind("127.0.0.1", port)
-        assert main(["serve", str(mnist_mlp), "--port", str(port)]) == 1
-        assert capsys.readouterr().err.startswith(f"mnistlab: error: cannot listen on 127.0.0.1:{port}")
+        assert main(["serve", str(mnist_mlp), "--port", str(port)]) == 2  # a usage error, as a bad flag is
+        err = capsys.readouterr().err
+        assert err.startswith(f"mnistlab: error: cannot listen on 127.0.0.1:{port}")
+        assert err == (f"mnistlab: error: cannot listen on 127.0.0.1:{port}: the port is in use; "
+                       "pass --port 0 for a free port, or another --port\n")
     finally:
         taken.close()
     with pytest.raises(ServeError, match="cannot listen on no.such.host.invalid:80"):
@@ -580,3 +570,15 @@ def test_collected_counts_each_class_and_names_the_commands(checkpoint, tmp_path
     assert info["counts"] == [0, 2, 0, 0, 0, 0, 0, 1, 0, 0] and info["total"] == 3
     assert info["commands"] == [f"mnistlab finetune runs/demo --images {folder} --out runs/demo-mine",
                                 f"mnistlab evaluate runs/demo --images {folder}"]
+
+
+@pytest.mark.parametrize("run_name, mine", [("pretrained:cnn", "cnn-mine"), ("runs/demo", "demo-mine"),
+                                            ("runs/demo/model.onnx", "model-mine"), ("my run's", "my-run-s-mine"),
+                                            ("pretrained:", "model-mine")])
+def test_the_suggested_run_name_is_a_plain_folder_name(checkpoint, tmp_path, run_name, mine):
+    """Never `runs/pretrained:cnn-mine`, which `mnistlab evaluate pretrained:cnn-mine` would read as a shipped model."""
+    folder = tmp_path / "mine"
+    client = local_client(create_app(checkpoint, collect_dir=folder, run_name=run_name))
+    finetune = client.get("/api/collected").json()["commands"][0]
+    assert finetune.endswith(f" --out runs/{mine}")
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", mine) and "pretrained:" not in finetune.partition(" --out ")[2]

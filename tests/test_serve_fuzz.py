@@ -15,7 +15,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from mnistlab.serving import create_app  # noqa: E402
+from mnistlab.serve import create_app  # noqa: E402
 
 CHECKS = [schemathesis.checks.not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]

@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'mnistlab[serve]'")
 uvicorn = pytest.importorskip("uvicorn")
 
-from mnistlab.serving import HttpLimits, bind, create_app, server_config  # noqa: E402
+from mnistlab.serve import HttpLimits, bind, create_app, server_config  # noqa: E402
 from tests.test_serve import ONE, drawing  # noqa: E402
 
 LIMITS = HttpLimits(header_timeout=0.6, body_timeout=0.6, keep_alive_timeout=1, max_connections=24)
@@ -409,7 +409,7 @@ def test_a_worker_that_fails_before_serving_is_not_restarted(capsys):
     """Replacing a worker that never served would only fail again, every half second: the others go on."""
     from types import SimpleNamespace
 
-    from mnistlab.serving import ConnectionShare, _replace_dead_workers
+    from mnistlab.serve.workers import ConnectionShare, replace_dead_workers
 
     shares = ConnectionShare.create(4)
     shares[1].publish(3)  # slot 1 served, then was killed; slot 2 never served; slot 3 ended cleanly
@@ -428,7 +428,7 @@ def test_a_worker_that_fails_before_serving_is_not_restarted(capsys):
         def is_set(self) -> bool:
             return False
 
-    _replace_dead_workers(workers, lambda slot: started.append(slot) or f"new {slot}", shares, OnePass())
+    replace_dead_workers(workers, lambda slot: started.append(slot) or f"new {slot}", shares, OnePass())
     assert started == [1] and workers == {1: "new 1", 3: workers[3]}
     assert not shares[1].serving  # until the new process serves
     err = capsys.readouterr().err
@@ -488,3 +488,22 @@ def process_tree(pid: int) -> list[int]:
         for child in children.read_text().split():
             found += process_tree(int(child))
     return [p for p in found if b"mnistlab" in _cmdline(p) or b"multiprocessing" in _cmdline(p)]
+
+
+@pytest.mark.parametrize("version", ["0.56.0", "0.54.2", "1.0", "unknown"])
+def test_an_unknown_uvicorn_is_refused_loudly(tiny_run, monkeypatch, capsys, version):
+    """The protocol builds on uvicorn's internals: on a release it was not checked against it does not start."""
+    from mnistlab.cli import main
+    from mnistlab.errors import ServeError
+    from mnistlab.serve import check_uvicorn
+    from mnistlab.serve.protocol import bounded_protocol
+
+    check_uvicorn()  # the installed one is known
+    monkeypatch.setattr(uvicorn, "__version__", version)
+    with pytest.raises(ServeError, match=f"checked against uvicorn 0.55.x, and uvicorn {version} is installed"):
+        bounded_protocol(LIMITS)
+    with pytest.raises(ServeError, match="checked against uvicorn"):
+        server_config(create_app(tiny_run[0]))
+    assert main(["serve", str(tiny_run[0]), "--port", "0"]) == 1  # before the model is loaded or a port taken
+    err = capsys.readouterr().err
+    assert err.startswith("mnistlab: error: mnistlab serve builds on uvicorn's internals") and err.count("\n") == 1

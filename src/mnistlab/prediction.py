@@ -34,6 +34,7 @@ from .preprocessing import preprocess_array
 
 BATCH_SIZE = PredictOptions.batch_size  # images preprocessed, then classified in one forward pass
 PROGRESS_MIN_FILES = 300  # a progress bar only for batches larger than this
+NOT_A_NUMBER = "the model's output is not a number (NaN or infinity): are its weights or normalisation broken?"
 MAX_STEM_BYTES = 100  # a saved file's name, before "-N.png": far below NAME_MAX (255) with a temporary suffix
 
 Source = str | os.PathLike | bytes | BinaryIO | ImageLike
@@ -67,6 +68,17 @@ class Prediction:
     def pixels(self) -> np.ndarray:
         """The preprocessed input as uint8 (28, 28) pixels 0-255, as saved and shown."""
         return (np.clip(self.image, 0, 1) * 255).round().astype(np.uint8)
+
+    def set_output(self, probabilities: np.ndarray, classes: Sequence[str], top_k: int) -> Prediction:
+        """Fill in label, probabilities and top-k from the model's output for this input, (classes,);
+        an output that is not finite (NaN weights, a zero std) sets `error` instead. Returns self."""
+        if not np.isfinite(probabilities).all():
+            self.error = NOT_A_NUMBER
+            return self
+        best = np.argsort(-probabilities, kind="stable")[:top_k]  # likeliest first
+        self.label, self.probabilities, self.classes = int(best[0]), probabilities.tolist(), tuple(classes)
+        self.top_k = [(int(k), float(probabilities[k])) for k in best]
+        return self
 
     def to_dict(self) -> dict:
         """A JSON-ready dict: file and either the prediction or the error.
@@ -228,15 +240,10 @@ def _classify(model: Classifier, prepared: list[Prediction], top_k: int) -> list
     ready = [p for p in prepared if p.ok]
     if not ready:
         return prepared
-    probabilities = model.probabilities(np.stack([p.image for p in ready]))  # (B, 10)
-    best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]  # (B, k), likeliest first
+    probabilities = model.probabilities(np.stack([p.image for p in ready]))  # (B, classes)
     classes = tuple(model.classes)
-    for p, probs, ks in zip(ready, probabilities, best, strict=True):
-        if np.isfinite(probs).all():
-            p.label, p.probabilities, p.classes = int(ks[0]), probs.tolist(), classes
-            p.top_k = [(int(k), float(probs[k])) for k in ks]
-        else:
-            p.error = "the model's output is not a number (NaN or infinity): are its weights or normalisation broken?"
+    for p, row in zip(ready, probabilities, strict=True):
+        p.set_output(row, classes, top_k)
     return prepared
 
 

@@ -6,15 +6,13 @@ import argparse
 import os
 import re
 import sys
-from pathlib import Path
 
 from ..config import ServeOptions, default
 from ..errors import MnistlabError
 from ..pretrained import PREFIX
 from ._args import bounded, span
 
-RUNS_DIR = Path("runs")
-DEFAULT_PRETRAINED = "cnn"  # served when no run is named and ./runs holds none
+DEFAULT_PRETRAINED = "cnn"  # served when no run is named: the best model, with nothing to train first
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -24,8 +22,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                     "(POST /api/predict; docs at /docs). Needs the serve extra: pip install 'mnistlab[serve]'.")
     serve.add_argument("run", nargs="?", metavar="RUN",
                        help=f"the run folder to serve, pretrained:NAME (`mnistlab models`), or an exported .onnx "
-                            f"file (run by onnxruntime, without PyTorch) (default: the newest run folder under "
-                            f"./{RUNS_DIR}; with none there, {PREFIX}{DEFAULT_PRETRAINED})")
+                            f"file (run by onnxruntime, without PyTorch) (default: {PREFIX}{DEFAULT_PRETRAINED})")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on; anything but loopback exposes the server (default: 127.0.0.1)")
     port = default(ServeOptions, "port")
@@ -68,33 +65,33 @@ def origin(text: str) -> str:
                                      f"or *, got {text!r}")
 
 
-def newest_run(runs: Path = RUNS_DIR) -> Path | None:
-    """The run folder under `runs` whose config.json was written last; None if there is none."""
-    configs = [p for p in runs.glob("*/config.json") if p.is_file()] if runs.is_dir() else []
-    return max(configs, key=lambda p: p.stat().st_mtime).parent if configs else None
-
-
 def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
-        from ..serving import bind, create_app, is_loopback, serve, serve_workers, url
+        from ..serve import PortInUseError, bind, check_uvicorn, create_app, is_loopback, serve, serve_workers, url
+
+        check_uvicorn()
     except ImportError as e:
         raise MnistlabError(f"mnistlab serve needs the serve extra ({e.name} is missing): "
                             "pip install 'mnistlab[serve]'") from None
 
-    run = args.run or newest_run()
-    if run is None:  # nothing trained yet: the pretrained cnn, so that a newcomer can draw at once
+    run = args.run
+    if run is None:  # the shipped cnn, so that a newcomer draws on the best model at once
         from ..pretrained import describe
 
         run = f"{PREFIX}{DEFAULT_PRETRAINED}"
-        print(f"mnistlab: no run folder under ./{RUNS_DIR}, so serving the pretrained weights {run} "
-              f"({describe(DEFAULT_PRETRAINED).test_acc:.2%} on MNIST's test set); train your own with "
-              f"`mnistlab train --out {RUNS_DIR}/demo`, or name one: mnistlab serve RUN", file=sys.stderr, flush=True)
+        print(f"mnistlab: serving the pretrained weights {run} ({describe(DEFAULT_PRETRAINED).test_acc:.2%} on "
+              f"MNIST's test set); to serve a run of your own, name it: mnistlab serve runs/NAME",
+              file=sys.stderr, flush=True)
     cores = len(os.sched_getaffinity(0))
     settings = {"collect_dir": args.collect, "max_upload_bytes": ServeOptions(max_upload_mb=args.max_upload_mb)
                 .max_upload_bytes, "threads": max(1, cores // args.workers), "allowed_hosts": args.allowed_host,
                 "allow_origins": args.allow_origin, "listen": args.host, "run_name": os.fspath(run)}
     app = create_app(run, **settings)
-    sock = bind(args.host, args.port)
+    try:
+        sock = bind(args.host, args.port)
+    except PortInUseError as e:  # a usage error: the flag names a port that another program holds
+        print(f"mnistlab: error: {e}; pass --port 0 for a free port, or another --port", file=sys.stderr)
+        return 2
     if not is_loopback(args.host):
         print(f"mnistlab: warning: listening on {args.host}, not loopback: anyone who can reach this machine "
               "can use the server" + (" and write into the --collect folder" if args.collect else ""),

@@ -1,0 +1,81 @@
+"""The API's documented shapes: what each route answers, and the errors it may give (the OpenAPI at /docs)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from .inference import TOP_K
+from .uploads import IMAGE_TYPES
+
+
+class TopK(BaseModel):
+    label: int = Field(ge=0, le=9)
+    class_name: str = Field(alias="class", description="the class's name")
+    probability: float
+
+
+class ModelSummary(BaseModel):
+    name: str = Field(description="the run folder's name")
+    architecture: str = Field(description="the registered model name, e.g. mlp")
+    test_accuracy: float | None = Field(description="accuracy on the test set recorded at training")
+
+
+class PredictResponse(BaseModel):
+    label: int = Field(ge=0, le=9, description="the predicted class's index (for MNIST, the digit)")
+    class_name: str = Field(alias="class", description="the predicted class's name (\"7\", \"Trouser\")")
+    confidence: float = Field(description="its probability")
+    probabilities: list[float] = Field(min_length=10, max_length=10, description="softmax over the classes")
+    top_k: list[TopK] = Field(description=f"the {TOP_K} likeliest classes, best first")
+    preprocessed: str | None = Field(
+        description="the 28×28 image the model was given, PNG, base64: with `?preprocessed=true`, else null")
+    model: ModelSummary
+
+
+class ModelInfo(ModelSummary):
+    parameters: int
+    classes: list[str] = Field(description="the name of each class, in label order")
+    config: dict = Field(description="the checkpoint's config.json, or the exported file's metadata "
+                                     "(local absolute paths reduced to their last name)")
+    collect: bool = Field(description="whether POST /api/collect saves labelled drawings")
+    max_upload_bytes: int
+
+
+class CollectResponse(BaseModel):
+    label: int
+    file: str = Field(description="the saved file, relative to the collect folder")
+
+
+class CollectedResponse(BaseModel):
+    counts: list[int] = Field(description="drawings saved under each class, in label order")
+    total: int
+    commands: list[str] = Field(description="the commands that use the folder: finetune, evaluate")
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what was wrong, in one line")
+
+
+def error(description: str) -> dict:
+    """An error's entry in a route's `responses`."""
+    return {"model": ErrorResponse, "description": description}
+
+
+EDGE_ERRORS = {
+    400: error("a Host header that does not name this server, or a malformed request"),
+    403: error("a request from another site's page that this server does not take"),
+}
+UPLOAD_ERRORS = {
+    **EDGE_ERRORS,
+    400: error("not an image, an unsupported format, truncated, empty, a decompression bomb (refused from "
+               "its header), a malformed multipart body, or a Host header that does not name this server"),
+    413: error("the body is over the upload limit (refused as it arrives)"),
+    415: error("a content type other than an image or multipart/form-data"),
+    422: error("no digit found: the image is blank, or its mark too small or faint to be a digit (\"draw it "
+               "larger\")"),
+}
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+UPLOAD_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+    **{kind: _BINARY for kind in IMAGE_TYPES},
+}}}
