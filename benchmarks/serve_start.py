@@ -1,7 +1,7 @@
 """How soon does `mnistlab serve` answer its first prediction with the pretrained model?
 
-The issue's target: within 3 s of starting. In an empty folder (no ./runs), `mnistlab serve
---port 0` serves `pretrained:cnn`; the clock runs from starting the command to the first answered
+The target: within 3 s of starting. With no run named, `mnistlab serve --port 0` serves
+`pretrained:cnn`; the clock runs from starting the command to the first answered
 POST /api/predict of a drawing (an MNIST test digit as a canvas sends it: dark on white,
 280×280 PNG). Each try is a fresh process. For a noisy machine, the same run also times a
 baseline: a bare `python -c "import torch"`, and prints the load average.
@@ -70,7 +70,7 @@ def import_torch_seconds() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tries", type=int, default=3, help="fresh server processes to time (default: 3)")
-    parser.add_argument("--run", help="what to serve (default: nothing named, in a folder without ./runs: "
+    parser.add_argument("--run", help="what to serve (default: nothing named: "
                                       "mnistlab's own choice, pretrained:cnn)")
     args = parser.parse_args()
     body = drawing()

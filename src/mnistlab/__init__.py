@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the public names, in the order of their modules (`__all__` 
         OutputError,
         PictureError,
         PlotError,
+        PortInUseError,
         PretrainedError,
         SchemaError,
         ServeError,
@@ -87,7 +88,8 @@ __all__ = [
     "MnistlabError", "OutputError", "DataError", "ImageError", "NoDigitError", "LabelledError", "DeviceError",
     "ModelError", "SchemaError", "MissingFileError", "FieldError", "ForeignRecordError", "NotRegularFileError",
     "CheckpointError", "OnnxModelError", "MetricsError", "TrainingError", "PlotError", "PictureError",
-    "ExportError", "FinetuneError", "ServeError", "ApiError", "PretrainedError",
+    "ExportError", "FinetuneError", "ServeError", "PortInUseError", "ApiError",
+    "PretrainedError",
 ]
 
 

@@ -126,6 +126,10 @@ class ServeError(MnistlabError, ValueError):
     """The server cannot start: an address that cannot be bound, a bad setting."""
 
 
+class PortInUseError(ServeError):
+    """The port the server is to listen on is taken by another program."""
+
+
 class ApiError(Exception):
     """A request the API refuses: answered as JSON `{"detail": message}` with `status`."""
 

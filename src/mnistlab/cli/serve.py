@@ -8,7 +8,7 @@ import re
 import sys
 
 from ..config import ServeOptions, default
-from ..errors import MnistlabError
+from ..errors import MnistlabError, PortInUseError
 from ..pretrained import PREFIX
 from ._args import bounded, span
 
@@ -67,7 +67,7 @@ def origin(text: str) -> str:
 
 def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
-        from ..serve import PortInUseError, bind, check_uvicorn, create_app, is_loopback, serve, serve_workers, url
+        from ..serve import bind, check_uvicorn, create_app, is_loopback, serve, serve_workers, url
 
         check_uvicorn()
     except ImportError as e:

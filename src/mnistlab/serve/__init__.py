@@ -29,12 +29,12 @@ from .app import STATIC_DIR, create_app, without_local_paths
 from .inference import MAX_UPLOAD_PIXELS, Batcher, Predictor, serving_size
 from .policy import Policy, PolicyMiddleware
 from .protocol import HttpLimits, check_uvicorn
-from .server import PortInUseError, bind, is_loopback, serve, server_config, url
+from .server import bind, is_loopback, serve, server_config, url
 from .uploads import MAX_UPLOAD_BYTES, BodyLimit
 from .workers import ConnectionShare, serve_workers
 
 __all__ = [
     "MAX_UPLOAD_BYTES", "MAX_UPLOAD_PIXELS", "STATIC_DIR", "Batcher", "BodyLimit", "ConnectionShare", "HttpLimits",
-    "Policy", "PolicyMiddleware", "PortInUseError", "Predictor", "bind", "check_uvicorn", "create_app", "is_loopback",
+    "Policy", "PolicyMiddleware", "Predictor", "bind", "check_uvicorn", "create_app", "is_loopback",
     "serve", "serve_workers", "server_config", "serving_size", "url", "without_local_paths",
 ]

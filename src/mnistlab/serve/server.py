@@ -9,14 +9,10 @@ import socket
 import sys
 from typing import Any
 
-from ..errors import ServeError
+from ..errors import PortInUseError, ServeError
 from .protocol import ConnectionCounts, HttpLimits, balanced_server, bounded_protocol
 
 DEFAULT_LIMITS = HttpLimits()
-
-
-class PortInUseError(ServeError):
-    """The port asked for is taken by another program."""
 
 
 def is_loopback(host: str) -> bool:
