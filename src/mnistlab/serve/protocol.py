@@ -9,9 +9,10 @@ This is the one module that builds on uvicorn's internals (everything else uses 
 Why not uvicorn's public settings: `timeout_keep_alive` gives the same guarantee and is used
 (`HttpLimits.keep_alive_timeout`). The others do not: `h11_max_incomplete_event_size` bounds only
 the h11 parser's header block and answers a plain-text 400, not a JSON 431/414; `limit_concurrency`
-answers a plain-text 503 and counts requests, not open connections; nothing public times out a
-request whose headers or body trickle in (slowloris), or lets a refused client read its answer
-before the connection closes.
+answers a plain-text 503 (past the app's security headers) only once a request's headers are in,
+so a connection that sends nothing still holds its place; nothing public times out a request whose
+headers or body trickle in (slowloris), or lets a refused client read its answer before the
+connection closes.
 
 uvicorn is imported inside the functions, so that the app alone runs under any ASGI server.
 """
