@@ -27,8 +27,7 @@ from .device import resolve_device
 from .errors import CheckpointError, FieldError, ForeignRecordError, MissingFileError, SchemaError, one_line
 from .models import create_model, model_arguments
 from .pretrained import resolve
-from .records import CHECKPOINT, CONFIG_FILE, MAX_HEADER_BYTES, WEIGHTS_FILE
-from .schema import read_json, read_prefix
+from .records import CHECKPOINT, CONFIG_FILE, MAX_HEADER_BYTES, WEIGHTS_FILE, read_json, read_prefix
 
 MAX_PROBLEMS = 5  # weights that do not fit: list this many, then count the rest
 
