@@ -22,7 +22,7 @@ from torch import nn
 from ._io import StagedFolder, json_text, native_path
 from .classifier import Recorded
 from .data import normalize
-from .datasets import DIGIT_CLASSES, layout_of, recorded_name
+from .datasets import DIGIT_CLASSES, layout_of, recorded_dataset
 from .device import resolve_device
 from .errors import CheckpointError, FieldError, ForeignRecordError, MissingFileError, SchemaError, one_line
 from .models import create_model, model_arguments
@@ -62,7 +62,7 @@ class Checkpoint(Recorded):
     @property
     def layout(self) -> str:
         """How `predict` places an image in 28×28: as its dataset's images are ("digit" or "fill")."""
-        return layout_of(recorded_name(self.config.get("dataset", {})))
+        return layout_of(recorded_dataset(self.config.get("dataset", {})))
 
     @property
     def device(self) -> torch.device:
