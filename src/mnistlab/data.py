@@ -35,7 +35,7 @@ __all__ = ["MNIST_MEAN", "MNIST_STD", "DataError", "IMAGE_SIZE", "DatasetSplits"
            "load_split", "load_test_split", "normalize", "read_idx", "resolve_data_dir"]
 
 
-DATA_DIR_ENV = CACHE_ENV  # the download cache's root (it used to name a folder of MNIST files)
+DATA_DIR_ENV = CACHE_ENV  # the download cache's root
 BUNDLED_DIR = BUNDLED_ROOT / "mnist"
 
 # SHA-256 of the decompressed canonical files (see bundled/mnist/README.md).

@@ -236,11 +236,6 @@ class Nullable(Field):
     def expects(self, python: bool = False) -> str:
         return f"{self.inner.expects(python)}, or {'None' if python else 'null'}"
 
-    def problem(self, value: object, python: bool = False) -> str:
-        if isinstance(self.inner, Choice) and python:
-            return f"expected {self.inner.expects(True)} or None, got {show(value)}"
-        return super().problem(value, python)
-
     def check(self, value: object, where: str, python: bool = False) -> object:
         if value is None:
             return None
