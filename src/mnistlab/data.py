@@ -27,7 +27,7 @@ import torch
 
 from ._io import NotRegularFileError, open_regular_file
 from .datasets import BUNDLED_ROOT, DATASETS, MNIST_MEAN, MNIST_STD, SPLIT_FILES, DatasetInfo, get_dataset
-from .downloads import CACHE_ENV, fetch, file_status, source_kind, system_dataset, system_folder
+from .downloads import fetch, file_status, source_kind, system_dataset, system_folder
 from .errors import DataError
 from .limits import IMAGE_SIZE, NUM_CLASSES
 
@@ -35,7 +35,6 @@ __all__ = ["MNIST_MEAN", "MNIST_STD", "DataError", "IMAGE_SIZE", "DatasetSplits"
            "load_split", "load_test_split", "normalize", "read_idx", "resolve_data_dir"]
 
 
-DATA_DIR_ENV = CACHE_ENV  # the download cache's root
 BUNDLED_DIR = BUNDLED_ROOT / "mnist"
 
 # SHA-256 of the decompressed canonical files (see bundled/mnist/README.md).
