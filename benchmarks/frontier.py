@@ -38,7 +38,7 @@ from torch import nn
 
 import mnistlab
 from mnistlab.data import MNIST_MEAN, MNIST_STD, load_mnist, normalize
-from mnistlab.recipes import resolve
+from mnistlab.recipes import recipe_settings
 from mnistlab.training import TrainConfig, evaluate, time_to_accuracy, train
 
 TARGET = 0.99
@@ -81,7 +81,7 @@ HEADER = ["model / recipe", "settings", "parameters", "seeds", "test accuracy (m
 
 def mnistlab_row(model: str, recipe: str, seeds: list[int], eval_every: int | None, train_limit: int | None,
                  **overrides) -> Row:
-    settings = resolve(model, recipe, **overrides)
+    settings = recipe_settings(model, recipe, **overrides)
     what = (f"{settings['optimizer']} lr {settings['lr']:g} {settings['schedule']}, wd {settings['weight_decay']:g}, "
             f"ls {settings['label_smoothing']:g}, {settings['epochs']} ep × batch {settings['batch_size']}, "
             f"augment {settings['augment']:g}" + (f" + elastic {settings['elastic']:g}" if settings["elastic"] else "")

@@ -6,7 +6,6 @@ import torch
 
 from mnistlab.data import (
     BUNDLED_DIR,
-    DATA_DIR_ENV,
     MNIST_MEAN,
     MNIST_STD,
     DataError,
@@ -15,6 +14,7 @@ from mnistlab.data import (
     read_idx,
     resolve_data_dir,
 )
+from mnistlab.downloads import CACHE_ENV
 
 from .conftest import idx_bytes, make_dataset, write_idx
 
@@ -95,7 +95,7 @@ def test_wrong_image_size_and_label_range(tmp_path):
 def test_raw_files_in_a_data_dir_and_the_variable_names_the_cache(tmp_path, monkeypatch):
     folder = make_dataset(tmp_path / "raw", n_train=20, n_test=10, gz=False)
     # $MNISTLAB_DATA_DIR is the download cache's root now, not a folder of MNIST files: MNIST stays the bundled copy.
-    monkeypatch.setenv(DATA_DIR_ENV, str(folder))
+    monkeypatch.setenv(CACHE_ENV, str(folder))
     assert resolve_data_dir() == BUNDLED_DIR
     data = load_mnist(folder)
     assert (len(data.train), len(data.test)) == (20, 10)
@@ -105,7 +105,7 @@ def test_raw_files_in_a_data_dir_and_the_variable_names_the_cache(tmp_path, monk
 
 
 def test_bundled_data_is_the_canonical_mnist(monkeypatch):
-    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    monkeypatch.delenv(CACHE_ENV, raising=False)
     data = load_mnist()
     assert data.name == "mnist" and data.is_canonical
     assert tuple(data.train.images.shape) == (60000, 28, 28) and tuple(data.test.images.shape) == (10000, 28, 28)

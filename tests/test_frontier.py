@@ -17,7 +17,7 @@ from mnistlab.cli import build_parser, main
 from mnistlab.cli.train import train_config
 from mnistlab.datasets import list_datasets
 from mnistlab.models import create_model, list_models
-from mnistlab.recipes import CLASSIC, DEFAULT_RECIPES, RECIPES, Recipe, default_recipe, get_recipe, resolve
+from mnistlab.recipes import CLASSIC, DEFAULT_RECIPES, RECIPES, Recipe, default_recipe, get_recipe, recipe_settings
 from mnistlab.training import TrainConfig, check_config, train
 
 MAX_PARAMS = 400_000  # "at most a few hundred thousand parameters"
@@ -84,14 +84,14 @@ def test_classic_is_the_seed_recipe_and_the_train_config_defaults():
 @pytest.mark.parametrize("model, recipe", [("mlp", "classic"), ("cnn", "best"), ("cnn_small", "fast")])
 def test_each_model_has_a_default_recipe(model, recipe):
     assert default_recipe(model) == recipe
-    assert resolve(model) == {"recipe": recipe, **dataclasses.asdict(get_recipe(recipe, model))}
+    assert recipe_settings(model) == {"recipe": recipe, **dataclasses.asdict(get_recipe(recipe, model))}
 
 
 def test_every_recipe_resolves_for_every_model_to_a_valid_config():
     for name in RECIPES:
         for model in list_models():
             for dataset in list_datasets():
-                TrainConfig(model=model, **resolve(model, name, dataset=dataset), dataset=dataset).validate()
+                TrainConfig(model=model, **recipe_settings(model, name, dataset=dataset), dataset=dataset).validate()
     assert set(DEFAULT_RECIPES) <= set(list_models())
     assert get_recipe("best", "mlp") != get_recipe("best", "cnn")  # tuned per model
     assert get_recipe("best", "some_plugin_model") == get_recipe("best", "cnn")
@@ -107,14 +107,14 @@ def test_the_best_recipe_warps_clothes_half_as_much_and_leaves_the_rest_as_for_d
 
 
 def test_overrides_win_and_none_means_not_given():
-    settings = resolve("cnn", "best", epochs=2, lr=None, augment=0.0)
+    settings = recipe_settings("cnn", "best", epochs=2, lr=None, augment=0.0)
     assert settings["epochs"] == 2 and settings["augment"] == 0.0
     assert settings["lr"] == get_recipe("best", "cnn").lr and settings["recipe"] == "best"
 
 
 @pytest.mark.parametrize("call, message", [
     (lambda: get_recipe("turbo", "cnn"), "recipe: unknown recipe 'turbo'; choose from: classic, best, fast"),
-    (lambda: resolve("cnn", "best", momentum=0.9), "recipe: no setting named momentum"),
+    (lambda: recipe_settings("cnn", "best", momentum=0.9), "recipe: no setting named momentum"),
 ])
 def test_unknown_recipes_and_settings_are_clear_errors(call, message):
     with pytest.raises(ValueError, match=message):
@@ -448,7 +448,7 @@ def test_show_augmented_draws_one_digit_and_its_warped_copies(tmp_path, capsys):
 # --- real MNIST -----------------------------------------------------------------------------------------------------
 
 def test_cnn_small_reaches_95_percent_on_real_mnist_in_a_few_hundred_steps(tmp_path):
-    run = train(TrainConfig(model="cnn_small", **resolve("cnn_small"), train_limit=19_200, device="cpu",
+    run = train(TrainConfig(model="cnn_small", **recipe_settings("cnn_small"), train_limit=19_200, device="cpu",
                             out=str(tmp_path / "r"), progress=False))  # 150 steps of 128
     assert run.final.step == 150
     assert run.final.test_acc >= 0.95

@@ -221,7 +221,7 @@ def test_the_largest_metrics_a_run_may_write_is_read_back(tiny_run, tmp_path, ca
     from mnistlab import records, training
     from mnistlab._io import StagedFolder
     from mnistlab.limits import MAX_EPOCHS, MAX_EVALUATIONS
-    from mnistlab.schema import MAX_JSON_BYTES
+    from mnistlab.records import MAX_JSON_BYTES
 
     source, data_dir = tiny_run
     checkpoint = mnistlab.load_checkpoint(source)

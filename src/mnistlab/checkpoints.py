@@ -22,13 +22,12 @@ from torch import nn
 from ._io import StagedFolder, json_text, native_path
 from .classifier import Recorded
 from .data import normalize
-from .datasets import DIGIT_CLASSES, layout_of, recorded_name
+from .datasets import DIGIT_CLASSES, layout_of, recorded_dataset
 from .device import resolve_device
 from .errors import CheckpointError, FieldError, ForeignRecordError, MissingFileError, SchemaError, one_line
 from .models import create_model, model_arguments
 from .pretrained import resolve
-from .records import CHECKPOINT, CONFIG_FILE, MAX_HEADER_BYTES, WEIGHTS_FILE
-from .schema import read_json, read_prefix
+from .records import CHECKPOINT, CONFIG_FILE, MAX_HEADER_BYTES, WEIGHTS_FILE, read_json, read_prefix
 
 MAX_PROBLEMS = 5  # weights that do not fit: list this many, then count the rest
 
@@ -63,7 +62,7 @@ class Checkpoint(Recorded):
     @property
     def layout(self) -> str:
         """How `predict` places an image in 28×28: as its dataset's images are ("digit" or "fill")."""
-        return layout_of(recorded_name(self.config.get("dataset", {})))
+        return layout_of(recorded_dataset(self.config.get("dataset", {})))
 
     @property
     def device(self) -> torch.device:

@@ -2,9 +2,11 @@
 
 A setting is a dataclass field whose type carries its rule, as the models declare their arguments:
 `epochs: Annotated[int, Range(1, MAX_EPOCHS)] = 5`, `invert: Annotated[str, Choice(INVERT_CHOICES)] = "auto"`.
-From that one declaration come the library's check (`check_fields`, raising `ValueError` naming the
-field), the command line's flag types, and the ranges and defaults its help quotes (`cli/_args.py`).
-The numbers themselves, each with the reason for it, are in `mnistlab.limits`.
+`Range` and `Choice` are the field types of `mnistlab.schema`, the one validation engine: from that
+one declaration come the library's check of every field's type and range (`check_fields`, raising
+`ValueError` naming the field), the command line's flag types and the ranges and defaults its help
+quotes (`cli/_args.py`), and the JSON schema of a set of settings (`json_schema`). The numbers
+themselves, each with the reason for it, are in `mnistlab.limits`.
 
 This module imports no torch (nor anything above the bottom layer): `mnistlab --help` reads it.
 """
@@ -13,14 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-import numbers
-import re
 import typing
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from .datasets import get_dataset, list_datasets
+from .errors import FieldError
 from .limits import (
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
@@ -41,64 +41,11 @@ from .limits import (
     STD_RANGE,
 )
 from .records import ONNX_FILE, TORCHSCRIPT_FILE
+from .schema import Choice, Field, Nullable, Range, field_for
 
 __all__ = ["Range", "Choice", "TrainConfig", "FinetuneConfig", "PredictOptions", "ExportConfig", "ServeOptions",
-           "PlotOptions", "check_fields", "check_value", "rule", "default", "DEVICES", "INVERT_CHOICES", "OPTIMIZERS",
-           "SCHEDULES", "EXPORT_FORMATS", "EXPORT_INPUTS"]
-
-# --- the rules ------------------------------------------------------------------------------------------------------
-
-
-def _number_text(x: float) -> str:
-    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
-
-
-@dataclass(frozen=True)
-class Range:
-    """Bounds of a number: `Annotated[int, Range(1, 4096)]`. `low_open` / `high_open` exclude that end;
-    `meaning` replaces the generated description ("an accuracy in (0, 1]")."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    meaning: str | None = None
-
-    def contains(self, value: float) -> bool:
-        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
-        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
-        return above and below
-
-    def describe(self, noun: str = "") -> str:
-        """What a value must be, after "must be ": "a whole number from 1 to 1,000", "≥ 0 and < 1" (`noun` "")."""
-        if self.meaning:
-            return self.meaning
-        low, high = (None if x is None else _number_text(x) for x in (self.low, self.high))
-        if low is not None and high is not None and not (self.low_open or self.high_open):
-            text = f"from {low} to {high}"
-        else:
-            parts = ([f"{'>' if self.low_open else '≥'} {low}"] if low is not None else []) + \
-                    ([f"{'<' if self.high_open else '≤'} {high}"] if high is not None else [])
-            text = " and ".join(parts)
-        return f"{noun} {text}".strip()
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One of a few texts; `pattern` (shown as `pattern_text`) admits a family more ("cuda:N")."""
-
-    values: tuple[str, ...]
-    pattern: str | None = None
-    pattern_text: str = ""
-
-    def contains(self, value: object) -> bool:
-        if not isinstance(value, str):
-            return False
-        return value in self.values or bool(self.pattern and re.fullmatch(self.pattern, value))
-
-    def describe(self) -> str:
-        return ", ".join(self.values) + (f" or {self.pattern_text}" if self.pattern_text else "")
-
+           "PlotOptions", "check_fields", "check_value", "rule", "bounds", "default", "json_schema", "DEVICES",
+           "INVERT_CHOICES", "OPTIMIZERS", "SCHEDULES", "EXPORT_FORMATS", "EXPORT_INPUTS"]
 
 # --- the facts -------------------------------------------------------------------------------------------------------
 
@@ -169,6 +116,9 @@ class PredictOptions:
     invert: Annotated[str, Choice(INVERT_CHOICES)] = "auto"
     batch_size: Annotated[int, BATCH] = 256  # images preprocessed, then classified in one forward pass
 
+    def validate(self) -> None:
+        check_fields(self)
+
 
 @dataclass(frozen=True)
 class ExportConfig:
@@ -190,6 +140,9 @@ class ServeOptions:
     max_upload_mb: Annotated[float, Range(0, MAX_UPLOAD_MB, low_open=True)] = 2.0  # largest request body, MiB
     workers: Annotated[int, Range(1, 64)] = 1  # server processes on the one port (`mnistlab serve --workers`)
 
+    def validate(self) -> None:
+        check_fields(self)
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
@@ -204,8 +157,8 @@ class PlotOptions:
     count: Annotated[int, Range(1, MAX_GRID_CELLS)] = 15  # mistakes shown
     seed: Annotated[int | None, SEED] = None  # a repeatable random sample; None: the first digits
 
-
-# --- reading the declarations ------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        check_fields(self)
 
 
 @dataclass
@@ -234,34 +187,24 @@ class FinetuneConfig:
         check_fields(self)
 
 
-@dataclass(frozen=True)
-class Rule:
-    """A field's declared type, read off its annotation: `kind` int, float, str...; its bound or choice."""
-
-    kind: type
-    nullable: bool
-    check: Range | Choice | None
+# --- reading the declarations ------------------------------------------------------------------------------------
 
 
 @functools.cache
-def _rules(owner: type) -> dict[str, Rule]:
+def _fields(owner: type) -> dict[str, Field]:
     hints = typing.get_type_hints(owner, include_extras=True)
-    rules = {}
-    for name, hint in hints.items():
-        check = None
-        if typing.get_origin(hint) is Annotated:
-            hint, *extras = typing.get_args(hint)
-            check = next((x for x in extras if isinstance(x, Range | Choice)), None)
-        args = typing.get_args(hint)
-        nullable = type(None) in args
-        kind = next((a for a in args if a is not type(None)), hint) if nullable else hint
-        rules[name] = Rule(kind if isinstance(kind, type) else object, nullable, check)
-    return rules
+    return {f.name: field_for(hints[f.name]) for f in dataclasses.fields(owner)}
 
 
-def rule(owner: type, name: str) -> Rule:
-    """The declared rule of field `name` of the dataclass `owner`."""
-    return _rules(owner)[name]
+def rule(owner: type, name: str) -> Field:
+    """The field type of setting `name` of the dataclass `owner`: its type, bounds or choices, None or not."""
+    return _fields(owner)[name]
+
+
+def bounds(owner: type, name: str) -> Range:
+    """The `Range` of the numeric setting `name` of `owner` (None allowed or not)."""
+    declared = rule(owner, name)
+    return declared.inner if isinstance(declared, Nullable) else declared
 
 
 def default(owner: type, name: str) -> object:
@@ -272,25 +215,26 @@ def default(owner: type, name: str) -> object:
 
 def check_value(owner: type, name: str, value: object) -> None:
     """Raise `ValueError` ("name: must be ..., got ...") unless `value` is what field `name` of `owner` allows."""
-    declared = rule(owner, name)
-    if declared.check is None or (value is None and declared.nullable):
-        return
-    if isinstance(declared.check, Choice):
-        if not declared.check.contains(value):
-            raise ValueError(f"{name}: expected one of {declared.check.describe()}, got {value!r}")
-        return
-    integer = declared.kind is int
-    kind = numbers.Integral if integer else numbers.Real
-    ok = (not isinstance(value, bool) and isinstance(value, kind)
-          and (integer or math.isfinite(value)) and declared.check.contains(value))
-    if not ok:
-        noun = "a whole number" if integer else "a number"
-        none = ", or None" if declared.nullable and not declared.check.meaning else ""
-        raise ValueError(f"{name}: must be {declared.check.describe(noun)}{none}, got {value!r}")
+    try:
+        rule(owner, name).check(value, name, python=True)
+    except FieldError as e:
+        raise ValueError(f"{e.field}: {e.problem}") from None
 
 
 def check_fields(obj: object) -> None:
     """Raise `ValueError` naming the first field of the dataclass `obj` whose value its declaration refuses."""
-    for name in _rules(type(obj)):
+    for name in _fields(type(obj)):
         check_value(type(obj), name, getattr(obj, name))
 
+
+def json_schema(owner: type) -> dict:
+    """The JSON schema of the dataclass `owner`'s settings: each field's type, bounds and default (for OpenAPI)."""
+    properties = {}
+    for f in dataclasses.fields(owner):
+        schema = rule(owner, f.name).json_schema()
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+            schema = {**schema, "default": default(owner, f.name)}
+        properties[f.name] = schema
+    required = [f.name for f in dataclasses.fields(owner)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    return {"type": "object", "properties": properties, **({"required": required} if required else {})}

@@ -1,4 +1,4 @@
-"""MNIST-format datasets on disk and in memory: a strict IDX reader, loading, and normalisation.
+"""Loading MNIST-format datasets: a strict IDX reader, the splits in memory (`DatasetSplits`), normalisation.
 
 MNIST itself ships with mnistlab; Fashion-MNIST is read from Debian's dataset-fashion-mnist
 folder when it is installed, each file refused unless its content has the pinned SHA-256 (computed
@@ -6,7 +6,8 @@ as the file is read, so checking costs no extra pass); the other datasets (`mnis
 read from the download cache, where `mnistlab.downloads` keeps only files whose pinned hash matched. A whole
 dataset is small (47 MB of uint8 pixels), so it lives in memory as two uint8 tensors per split;
 batches are gathered and normalised on the fly by `normalize`, the one place that turns pixels
-into model input (training, evaluation and prediction all call it).
+into model input (training, evaluation and prediction all call it). The facts about each dataset
+(classes, statistics, pinned hashes) are in `mnistlab.datasets`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import stat
+import warnings
 import zlib
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -24,21 +26,19 @@ import numpy as np
 import torch
 
 from ._io import NotRegularFileError, open_regular_file
-from .datasets import BUNDLED_ROOT, MNIST_MEAN, MNIST_STD, SPLIT_FILES, DatasetInfo, get_dataset
-from .datasets import MNIST as MNIST_INFO
-from .downloads import CACHE_ENV, fetch, file_status, source_kind, system_dataset, system_folder
+from .datasets import BUNDLED_ROOT, DATASETS, MNIST_MEAN, MNIST_STD, SPLIT_FILES, DatasetInfo, get_dataset
+from .downloads import fetch, file_status, source_kind, system_dataset, system_folder
 from .errors import DataError
 from .limits import IMAGE_SIZE, NUM_CLASSES
 
-__all__ = ["MNIST_MEAN", "MNIST_STD", "DataError", "IMAGE_SIZE", "MNIST", "Split", "load_mnist", "load_split",
-           "load_test_split", "normalize", "read_idx", "resolve_data_dir"]
+__all__ = ["MNIST_MEAN", "MNIST_STD", "DataError", "IMAGE_SIZE", "DatasetSplits", "Split", "load_mnist",
+           "load_split", "load_test_split", "normalize", "read_idx", "resolve_data_dir"]
 
 
-DATA_DIR_ENV = CACHE_ENV  # the download cache's root (it used to name a folder of MNIST files)
-BUNDLED_DIR = BUNDLED_ROOT / MNIST_INFO.name
+BUNDLED_DIR = BUNDLED_ROOT / "mnist"
 
 # SHA-256 of the decompressed canonical files (see bundled/mnist/README.md).
-MNIST_SHA256 = MNIST_INFO.content_sha256
+MNIST_SHA256 = DATASETS["mnist"].content_sha256
 
 _IDX_UINT8 = 0x08  # the only element type MNIST uses
 
@@ -125,7 +125,7 @@ class Split:
 
 
 @dataclass(frozen=True)
-class MNIST:
+class DatasetSplits:
     """One MNIST-format dataset in memory: its splits, where they were read from, and the SHA-256 of each file."""
 
     train: Split
@@ -247,7 +247,7 @@ def load_test_split(dataset: str | DatasetInfo = "mnist", data_dir: str | Path |
     return load_split(folder, "test")
 
 
-def load_mnist(data_dir: str | Path | None = None, dataset: str = "mnist", progress: bool = True) -> MNIST:
+def load_mnist(data_dir: str | Path | None = None, dataset: str = "mnist", progress: bool = True) -> DatasetSplits:
     """Load both splits of `dataset` (a name from `mnistlab.datasets`) into memory.
 
     Read from `data_dir` when given (no download), else MNIST's bundled copy, else the folder of the
@@ -258,7 +258,7 @@ def load_mnist(data_dir: str | Path | None = None, dataset: str = "mnist", progr
     folder, canonical = dataset_dir(info, data_dir, progress)
     train, train_digests = load_split(folder, "train")
     test, test_digests = load_split(folder, "test")
-    return MNIST(train, test, str(folder), {**train_digests, **test_digests}, info.name, canonical)
+    return DatasetSplits(train, test, str(folder), {**train_digests, **test_digests}, info.name, canonical)
 
 
 def normalize(images: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> torch.Tensor:
@@ -273,3 +273,10 @@ def normalize(images: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST
     else:
         x = (images.to(torch.float32) - mean) / std
     return x.reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
+
+
+def __getattr__(name: str) -> object:
+    if name == "MNIST":  # its old name, which `mnistlab.datasets.MNIST` (MNIST's facts) also bears
+        warnings.warn("mnistlab.data.MNIST is now mnistlab.data.DatasetSplits", DeprecationWarning, stacklevel=2)
+        return DatasetSplits
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -155,7 +155,7 @@ def get_dataset(name: str) -> DatasetInfo:
         raise ValueError(f"unknown dataset {name!r}; choose from: {', '.join(DATASETS)}") from None
 
 
-def recorded_name(dataset: dict) -> str:
+def recorded_dataset(dataset: dict) -> str:
     """The dataset name a config.json "dataset" field records, "mnist" for a checkpoint from before names."""
     name = dataset.get("name", "mnist")
     return LEGACY_NAMES.get(name, name)
@@ -173,7 +173,7 @@ def trained_on(dataset: dict) -> str:
     A checkpoint from before datasets had names records "mnist" or "custom" (or nothing): MNIST.
     Raises `DataError` for a name mnistlab does not know.
     """
-    name = recorded_name(dataset)
+    name = recorded_dataset(dataset)
     if name not in DATASETS:
         raise DataError(f"dataset {name!r} of the checkpoint is not one mnistlab knows ({', '.join(DATASETS)})")
     return name

@@ -25,7 +25,7 @@ from ._io import atomic_path, check_output_file
 from ._version import __version__
 from .checkpoints import Checkpoint, load_checkpoint
 from .config import EXPORT_FORMATS, EXPORT_INPUTS, ExportConfig
-from .datasets import recorded_name
+from .datasets import recorded_dataset
 from .errors import ExportError
 from .limits import IMAGE_SIZE, NUM_CLASSES
 from .pretrained import outputs_folder
@@ -71,7 +71,7 @@ def metadata(checkpoint: Checkpoint, dtype: str | None) -> dict:
     return {
         **EXPORT.header(torch.__version__),
         "model": checkpoint.config["model"],
-        "dataset": {"name": recorded_name(checkpoint.config.get("dataset", {}))},
+        "dataset": {"name": recorded_dataset(checkpoint.config.get("dataset", {}))},
         "classes": list(checkpoint.classes),
         "input": {"name": INPUT_NAME, "dtype": " or ".join(dtypes), "shape": ["N", IMAGE_SIZE, IMAGE_SIZE],
                   "scale": " or ".join(f"{INPUT_DTYPES[d][1]} ({d})" for d in dtypes),

@@ -40,8 +40,7 @@ from .labelled import DIGITS, LabelledImage, read_labelled
 from .limits import FINETUNE_STEPS as STEPS
 from .loading import load_model
 from .prediction import predict
-from .records import METRICS_FILE, WEIGHTS_FILE
-from .schema import read_bounded
+from .records import METRICS_FILE, WEIGHTS_FILE, read_bounded
 from .training import evaluate, uses_conv
 
 MAX_IMAGES = 5_000  # one person's drawings: far more than anyone collects, few enough to preprocess in seconds

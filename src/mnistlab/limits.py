@@ -6,7 +6,7 @@ imports nothing (the command's help must not wait for torch). Each bound says wh
 
 MAX_EPOCHS = 1_000  # ~1 s each on a laptop CPU: more is a typo, not a plan
 # Test evaluations in one run, each a row of metrics.json (~300 bytes): 1,000 epochs of 100 steps evaluated every
-# step, or 106 full MNIST epochs at the default batch; the reader's size cap is derived from it (report.py).
+# step, or 106 full MNIST epochs at the default batch; metrics.json's size cap is derived from it (records.py).
 MAX_EVALUATIONS = 100_000
 MAX_BATCH_SIZE = 65_536  # larger than the whole training set; a 65,536 × 784 float32 batch is already 205 MB
 MAX_TRAIN_LIMIT = 10_000_000  # ten million 28×28 images are 7.8 GB of pixels

@@ -19,22 +19,17 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
 from torch import nn
 
-from .config import Range
-from .data import IMAGE_SIZE, NUM_CLASSES
 from .errors import FieldError, ModelError, one_line
-from .limits import MAX_HIDDEN, MAX_WIDTH
-from .schema import Bool, Choice, Field, Json, Nullable, Number, Obj, Text
+from .limits import IMAGE_SIZE, MAX_HIDDEN, MAX_WIDTH, NUM_CLASSES
+from .schema import Obj, Range, Text, field_for
 
 ENTRY_POINT_GROUP = "mnistlab.models"  # [project.entry-points."mnistlab.models"] name = "package.module:factory"
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
-UNBOUNDED = Range()
-
-
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -63,7 +58,8 @@ def model_arguments(name: str) -> Obj:
         hints = {}
     params = [p for p in inspect.signature(factory).parameters.values()
               if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    return Obj({p.name: _argument_field(hints.get(p.name), p.default) for p in params},
+    # A text argument is recorded in config.json and shown in messages: one short line.
+    return Obj({p.name: field_for(hints.get(p.name), p.default, text=Text()) for p in params},
                required=frozenset(p.name for p in params if p.default is inspect.Parameter.empty), closed=True)
 
 
@@ -97,27 +93,6 @@ def create_model(name: str, **args) -> nn.Module:
     except FieldError as e:
         raise ModelError(f"model {name!r}: argument '{e.field}' {e.problem}") from None
     return factory(**args)
-
-
-def _argument_field(hint: object, default: object, bounds: Range = UNBOUNDED) -> Field:
-    """The field type of one model argument, from its type hint (or, without one, its default's type)."""
-    if typing.get_origin(hint) is Annotated:
-        hint, *extras = typing.get_args(hint)
-        bounds = next((x for x in extras if isinstance(x, Range)), bounds)
-    if hint is None and default is not inspect.Parameter.empty and default is not None:
-        hint = type(default)
-    args = typing.get_args(hint)
-    if hint is bool:
-        return Bool()
-    if hint in (int, float):
-        return Number(bounds.low, bounds.high, integer=hint is int, above=bounds.low_open)
-    if hint is str:
-        return Text()
-    if typing.get_origin(hint) is Literal:
-        return Choice(args)
-    if type(None) in args and len(args) == 2:  # Optional[X], X | None
-        return Nullable(_argument_field(next(a for a in args if a is not type(None)), inspect.Parameter.empty, bounds))
-    return Json(max_depth=2)
 
 
 def _plugin_entry_points() -> list[importlib.metadata.EntryPoint]:

@@ -28,8 +28,17 @@ import numpy as np
 from .classifier import Recorded
 from .errors import FieldError, ForeignRecordError, MissingFileError, OnnxModelError, SchemaError, escape, one_line
 from .limits import IMAGE_SIZE, NUM_CLASSES
-from .records import EXPORT, INPUT_DTYPES, INPUT_NAME, MAX_METADATA_BYTES, MAX_ONNX_BYTES, METADATA_KEY, OUTPUT_NAME
-from .schema import parse_json, read_bounded
+from .records import (
+    EXPORT,
+    INPUT_DTYPES,
+    INPUT_NAME,
+    MAX_METADATA_BYTES,
+    MAX_ONNX_BYTES,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    parse_json,
+    read_bounded,
+)
 
 if TYPE_CHECKING:
     import onnxruntime

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from . import _io
 from .errors import PretrainedError
-from .records import CONFIG_FILE
-from .schema import read_json
+from .records import CONFIG_FILE, read_json
 
 PREFIX = "pretrained:"
 SHOWN_NAME_MAX = 40  # characters of an unknown name repeated in the error (a name may be any length)

@@ -10,12 +10,13 @@ This module imports no torch, so the command line can list the recipes at once.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, replace
 
 from .config import OPTIMIZERS, SCHEDULES, TrainConfig
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "Recipe", "CLASSIC", "RECIPES", "DEFAULT_RECIPES", "recipe_names",
-           "default_recipe", "get_recipe", "resolve"]
+           "default_recipe", "get_recipe", "recipe_settings"]
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,7 @@ RECIPES: dict[str, dict[str, Recipe]] = {
                       epochs=30, batch_size=256, augment=0.6),
         "*": BEST_CNN,
         # Clothes are photographed upright and centred: half the warp (±1 px, ±5°, ±5%) reads them better
-        # (the cnn, seeds 1-3: 93.53%, 93.26%, 93.34%, against 92.34% for seed 1 at strength 1;
-        # docs/benchmarks.md, "Datasets").
+        # (docs/benchmarks.md, "Datasets").
         "*/fashion-mnist": replace(BEST_CNN, augment=0.5),
     },
     "fast": {"*": Recipe(optimizer="adamw", lr=1e-2, schedule="onecycle", weight_decay=0.01, epochs=1,
@@ -76,7 +76,7 @@ def get_recipe(name: str, model: str, dataset: str = "mnist") -> Recipe:
     return next(variants[key] for key in (f"{model}/{dataset}", model, f"*/{dataset}", "*") if key in variants)
 
 
-def resolve(model: str, recipe: str | None = None, *, dataset: str = "mnist", **overrides) -> dict:
+def recipe_settings(model: str, recipe: str | None = None, *, dataset: str = "mnist", **overrides) -> dict:
     """TrainConfig settings for `model` on `dataset`: the recipe's values (the model's default recipe when
     `recipe` is None), then every override that is not None, and `recipe` set to the recipe's name."""
     name = recipe or default_recipe(model)
@@ -87,3 +87,9 @@ def resolve(model: str, recipe: str | None = None, *, dataset: str = "mnist", **
                          f"a recipe sets {', '.join(settings)}")
     settings.update({key: value for key, value in overrides.items() if value is not None})
     return {"recipe": name, **settings}
+
+
+def resolve(model: str, recipe: str | None = None, *, dataset: str = "mnist", **overrides) -> dict:
+    """Deprecated: `recipe_settings` (`resolve` also names finding a device, a data folder or a pretrained model)."""
+    warnings.warn("mnistlab.recipes.resolve is now mnistlab.recipes.recipe_settings", DeprecationWarning, stacklevel=2)
+    return recipe_settings(model, recipe, dataset=dataset, **overrides)

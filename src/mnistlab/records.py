@@ -5,21 +5,29 @@ A run folder holds a checkpoint (`config.json` + `model.safetensors`, see `check
 `metrics.json` (every evaluation of the run), `curves.png` and `report.html`. An export is one
 file: `model.onnx`, whose metadata holds the `EXPORT` record under METADATA_KEY (see
 `onnx_model.py`), or `model.pt`, which holds it as an extra file. A record that mnistlab reads back
-is checked field by field against its schema here (`schema.py` is the engine), so that past this
-point the program trusts its types. Nothing here imports torch or numpy.
+is read bounded and strict (`read_json`), then checked field by field against its schema here
+(`schema.py` is the engine), so that past this point the program trusts its types. Nothing here
+imports torch or numpy.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
-from ._io import json_text
+from ._io import json_text, open_regular_file
 from ._version import __version__
 from .datasets import LAYOUTS
-from .errors import ForeignRecordError, MetricsError, MissingFileError, SchemaError
-from .limits import CLASS_NAME_MAX, MAX_EVALUATIONS, MEAN_RANGE, NUM_CLASSES, STD_RANGE
-from .schema import MAX_JSON_BYTES, Bool, Choice, Json, ListOf, MapOf, Nullable, Number, Obj, Text, read_json
+from .errors import ForeignRecordError, MetricsError, MissingFileError, NotRegularFileError, SchemaError
+from .limits import CLASS_NAME_MAX, MAX_EVALUATIONS, MEAN_RANGE, NUM_CLASSES, SEED_MAX, STD_RANGE
+from .schema import Bool, Choice, Json, ListOf, MapOf, Nullable, Obj, Range, Text, show
 
 # --- file names ----------------------------------------------------------------------------------------------------
 
@@ -40,6 +48,83 @@ COMMAND_MAX = 1 << 16  # the command line a run was trained with, as config.json
 MAX_HEADER_BYTES = 1 << 20  # a safetensors header lists each tensor in ~100 bytes; safetensors itself allows 100 MB
 MAX_ONNX_BYTES = 512 << 20  # the largest model mnistlab trains (MAX_HIDDEN wide) exports to ~100 MB
 MAX_METADATA_BYTES = 64 << 10  # an export's record is ~1 KB; a model's arguments are small
+MAX_JSON_BYTES = 1 << 20  # 1 MiB: a config.json is ~2 KB, a metrics.json ~200 bytes per epoch
+MAX_INT_DIGITS = 19  # a JSON integer must fit in 64 bits; a longer one is refused before int() reads it
+
+
+# --- reading a file from outside: bounded, strict --------------------------------------------------------------------
+
+@contextmanager
+def _opened(path: str | Path) -> Iterator[BinaryIO]:
+    """`_io.open_regular_file`, its failures as one-line SchemaErrors (a FIFO is refused, never waited on)."""
+    try:
+        file = open_regular_file(path)
+    except FileNotFoundError:
+        raise MissingFileError("no such file") from None
+    except NotRegularFileError as e:
+        kind = e.kind if e.file_type in (stat.S_IFDIR, stat.S_IFIFO) else "a device or socket"
+        raise SchemaError(f"not a regular file ({kind})") from None
+    except OSError as e:
+        raise SchemaError(f"cannot be read ({e.strerror})") from None
+    with file:
+        yield file
+
+
+def read_bounded(path: str | Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`; `SchemaError` for anything else."""
+    with _opened(path) as file:
+        size = os.fstat(file.fileno()).st_size
+        if size > max_bytes:  # refused before a byte is read (a sparse file may claim terabytes)
+            raise SchemaError(f"too large ({size:,} bytes; at most {max_bytes:,})")
+        data = file.read(max_bytes + 1)  # size can lie (a /proc file) or change: read one byte past the limit
+    if len(data) > max_bytes:
+        raise SchemaError(f"too large (over {max_bytes:,} bytes)")
+    return data
+
+
+def read_prefix(path: str | Path, size: int) -> bytes:
+    """The first `size` bytes of a regular file (fewer if it is shorter); `SchemaError` for anything else."""
+    with _opened(path) as file:
+        return file.read(size)
+
+
+def _refuse_constant(name: str) -> float:
+    raise SchemaError(f"not valid JSON ({name} is not a JSON number)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise SchemaError(f"not valid JSON (number {text[:40]} overflows a float)")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise SchemaError(f"not valid JSON (integer {show(text)[1:-1]} has over {MAX_INT_DIGITS} digits)")
+    return int(text)
+
+
+def parse_json(data: bytes) -> object:
+    """Strict JSON from bytes (UTF-8, a BOM allowed): no NaN or Infinity, no number that overflows a float
+    or a 64-bit integer, no nesting deeper than Python can recurse; `SchemaError` with a one-line reason."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SchemaError(f"not valid JSON (not UTF-8: {e.reason} at byte {e.start})") from None
+    try:
+        return json.loads(text.removeprefix("\ufeff"), parse_constant=_refuse_constant,
+                          parse_float=_finite_float, parse_int=_bounded_int)
+    except json.JSONDecodeError as e:
+        raise SchemaError(f"not valid JSON ({e})") from None
+    except RecursionError:
+        raise SchemaError("not valid JSON (nested too deeply)") from None
+
+
+def read_json(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> object:
+    """Read and parse a JSON file from outside; `SchemaError` says what is wrong, not which file."""
+    return parse_json(read_bounded(path, max_bytes))
+
 
 # --- an export's contract: one input, one output --------------------------------------------------------------------
 
@@ -60,27 +145,27 @@ INPUT_DTYPES = {
 
 VERSION = Text(max_length=100)
 MODEL = Obj({"name": Text(max_length=100), "args": MapOf(Json())}, required=frozenset({"name", "args"}))
-NORMALIZATION = Obj({"mean": Number(*MEAN_RANGE), "std": Number(STD_RANGE[0])}, required=frozenset({"mean", "std"}))
+NORMALIZATION = Obj({"mean": Range(*MEAN_RANGE), "std": Range(STD_RANGE[0])}, required=frozenset({"mean", "std"}))
 # One name per class, in label order: shown in every figure, `predict` output and the report.
 CLASSES = ListOf(Text(max_length=CLASS_NAME_MAX), min_length=NUM_CLASSES, max_length=NUM_CLASSES,
                  what=f"{NUM_CLASSES} class names")
 DATASET = Obj({
     "name": Text(max_length=100),  # a name from mnistlab.datasets ("custom" before datasets had names: MNIST)
     "canonical": Bool(),  # every file was the published one
-    "source": Text(max_length=4096, one_line=False),  # a folder's path may hold any character
+    "source": Text(max_length=4096, characters="text"),  # a folder's path may hold any character
     "sha256": MapOf(Text(pattern="[0-9a-f]{64}", meaning="64 lowercase hex digits"), max_length=16),
-    "train_size": Number(0, 10**9, integer=True),
-    "test_size": Number(0, 10**9, integer=True),
+    "train_size": Range(0, 10**9, integer=True),
+    "test_size": Range(0, 10**9, integer=True),
     "classes": CLASSES,
 })
-LOSS = Number(0, null_is_nan=True)  # a diverged run's loss is not a number: written as null, read as NaN
-ACCURACY = Number(0, 1)
+LOSS = Range(0, null_is_nan=True)  # a diverged run's loss is not a number: written as null, read as NaN
+ACCURACY = Range(0, 1)
 # One evaluation: after each epoch (a whole `epoch`), or every `eval_every` steps (a fractional one).
 EPOCH = Obj({
-    "epoch": Number(0, 10**6, above=True),
+    "epoch": Range(0, 10**6, low_open=True),
     "train_loss": LOSS, "train_acc": ACCURACY, "test_loss": LOSS, "test_acc": ACCURACY,
-    "seconds": Number(0), "step": Number(1, 10**12, integer=True),
-    "train_seconds": Number(0), "eval_seconds": Number(0),
+    "seconds": Range(0), "step": Range(1, 10**12, integer=True),
+    "train_seconds": Range(0), "eval_seconds": Range(0),
 }, required=frozenset({"epoch", "train_loss", "train_acc", "test_loss", "test_acc"}))
 
 
@@ -133,21 +218,21 @@ FINETUNE_ACCURACIES = Obj({"held_out_acc": Nullable(ACCURACY), "test_acc": ACCUR
 # config.json's "finetune": a model that `mnistlab finetune` adapted to a person's handwriting, its base, the
 # images it learnt from and the split it was measured on. Names that are not UTF-8 are recorded as `\xff` text.
 FINETUNE = Obj({
-    "base": Text(max_length=4096, one_line=False),  # a run folder's path as given, or pretrained:NAME
+    "base": Text(max_length=4096, characters="text"),  # a run folder's path as given, or pretrained:NAME
     "base_sha256": SHA256,  # of the base's model.safetensors
-    "images": Text(max_length=4096, one_line=False),
+    "images": Text(max_length=4096, characters="text"),
     "images_sha256": SHA256,  # of the digit, name and bytes of each image read
-    "trained_images": Number(0, 10**6, integer=True),
-    "held_out_images": Number(0, 10**6, integer=True),
-    "unreadable_images": Number(0, 10**6, integer=True),
-    "epochs": Number(1, 10**6, integer=True),
-    "lr": Number(0, above=True),
-    "batch_size": Number(1, 10**6, integer=True),
-    "mix": Number(0, 10**6, integer=True),
-    "augment": Number(0),
-    "holdout": Number(0, 1),
-    "seed": Number(0, 2**64 - 1, integer=True),
-    "held_out": MapOf(ListOf(Text(max_length=1024, one_line=False), what="file names"), max_length=NUM_CLASSES),
+    "trained_images": Range(0, 10**6, integer=True),
+    "held_out_images": Range(0, 10**6, integer=True),
+    "unreadable_images": Range(0, 10**6, integer=True),
+    "epochs": Range(1, 10**6, integer=True),
+    "lr": Range(0, low_open=True),
+    "batch_size": Range(1, 10**6, integer=True),
+    "mix": Range(0, 10**6, integer=True),
+    "augment": Range(0),
+    "holdout": Range(0, 1),
+    "seed": Range(0, SEED_MAX, integer=True),
+    "held_out": MapOf(ListOf(Text(max_length=1024, characters="text"), what="file names"), max_length=NUM_CLASSES),
     "before": FINETUNE_ACCURACIES,
     "after": FINETUNE_ACCURACIES,
 })
@@ -158,9 +243,9 @@ FINETUNE = Obj({
 CHECKPOINT = RecordFormat("mnistlab.checkpoint", 1, "checkpoint", Obj({
     "mnistlab_version": VERSION,
     "torch_version": VERSION,
-    "python_version": VERSION,  # these three: since the pretrained weights (issue 16); older folders lack them
+    "python_version": VERSION,  # these three: older folders lack them
     "numpy_version": VERSION,
-    "command": Text(max_length=COMMAND_MAX, one_line=False),  # the `mnistlab train ...` line, shell-quoted
+    "command": Text(max_length=COMMAND_MAX, characters="text"),  # the `mnistlab train ...` line, shell-quoted
     "model": MODEL,
     "normalization": NORMALIZATION,
     "dataset": DATASET,
@@ -187,8 +272,8 @@ EXPORT = RecordFormat("mnistlab.export", 1, "export", Obj({
     "output": Obj({"name": Text(max_length=100), "shape": Json(max_depth=1), "meaning": Text(max_length=200)}),
     # Already applied inside the graph: recorded so that a reader knows what the model expects.
     "normalization": NORMALIZATION,
-    "parameters": Number(0, 10**12, integer=True),
-    "metrics": Obj({"test_acc": Number(0, 1), "test_loss": Number(0)}),
+    "parameters": Range(0, 10**12, integer=True),
+    "metrics": Obj({"test_acc": Range(0, 1), "test_loss": Range(0)}),
 }, required=frozenset({"classes", "input", "model"})))
 
 LONGEST_NUMBER = -2.2250738585072014e-308  # 24 characters: no float's repr is longer, nor a 64-bit integer's
@@ -212,10 +297,10 @@ METRICS = Obj({
     "config": MapOf(Json(max_depth=2), max_length=100),
     "dataset": DATASET,
     "device": Text(max_length=100),
-    "wall_seconds": Number(0),
-    "train_seconds": Number(0),
-    "eval_seconds": Number(0),
-    "time_to_target": Nullable(Number(0)),
+    "wall_seconds": Range(0),
+    "train_seconds": Range(0),
+    "eval_seconds": Range(0),
+    "time_to_target": Nullable(Range(0)),
     "mnistlab_version": VERSION,
     "torch_version": VERSION,
 }, required=frozenset({"epochs"}))
@@ -224,7 +309,7 @@ METRICS = Obj({
 def load_metrics(run: str | Path) -> dict:
     """Read and check a run's metrics.json (given the run folder or the file itself).
 
-    The file is read bounded and strict (`mnistlab.schema.read_json`) and checked against
+    The file is read bounded and strict (`read_json`) and checked against
     `METRICS`; epochs must count up. Any problem raises `MetricsError` naming the field.
     """
     path = Path(run)

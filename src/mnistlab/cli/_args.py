@@ -1,4 +1,5 @@
-"""Flag types and flags shared by several commands. Nothing here imports torch."""
+"""Flag types and flags shared by several commands, read from the settings' declarations (`mnistlab.config`):
+a numeric flag's type checks the field's `Range`, and its help quotes the same bounds. Nothing here imports torch."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-from ..config import DEVICE, Range, TrainConfig, default, rule
+from ..config import DEVICE, Range, TrainConfig, bounds, default
 from ..datasets import list_datasets
 
 
@@ -21,30 +22,30 @@ def _number(text: str, kind: type, expected: str):
     return value
 
 
-def number_in(bounds: Range, name: str, integer: bool = True) -> Callable[[str], int | float]:
-    """A flag type: a whole number (or, not `integer`, a finite number) within `bounds`; it carries them as
-    `.bounds`, so that a test can check that every numeric flag has one."""
+def number_in(allowed: Range, name: str, integer: bool = True) -> Callable[[str], int | float]:
+    """A flag type: a whole number (or, not `integer`, a finite number) within `allowed`; it carries the range
+    as `.bounds`, so that a test can check that every numeric flag has one."""
     def parse(text: str) -> int | float:
         value = _number(text, int if integer else float, "a whole number" if integer else "a number")
-        if not bounds.contains(value):
-            raise argparse.ArgumentTypeError(f"must be {bounds.describe('' if integer else 'a number')}, "
+        if not allowed.contains(value):
+            raise argparse.ArgumentTypeError(f"must be {allowed.describe('' if integer else 'a number')}, "
                                              f"got {value if integer else text}")
         return value
 
-    parse.bounds = bounds
+    parse.bounds = allowed
     parse.__name__ = name
     return parse
 
 
 def bounded(owner: type, name: str) -> Callable[[str], int | float]:
     """The flag type of field `name` of the dataclass `owner`, from its declaration (`mnistlab.config`)."""
-    declared = rule(owner, name)
-    return number_in(declared.check, name, integer=declared.kind is int)
+    declared = bounds(owner, name)
+    return number_in(declared, name, integer=declared.integer)
 
 
 def span(owner: type, name: str) -> str:
     """The declared range of field `name` for a help text: "1 to 1,000", "> 0 and ≤ 1024"."""
-    return rule(owner, name).check.describe().removeprefix("from ")
+    return bounds(owner, name).describe().removeprefix("from ")
 
 
 def accuracy(text: str) -> float:
@@ -56,7 +57,7 @@ def accuracy(text: str) -> float:
     return value
 
 
-accuracy.bounds = rule(TrainConfig, "stop_at").check
+accuracy.bounds = bounds(TrainConfig, "stop_at")
 
 
 def output_path(text: str) -> str:

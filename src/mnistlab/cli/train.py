@@ -101,12 +101,13 @@ def add_recipe_flags(train: argparse.ArgumentParser) -> None:
 
 def train_config(args: argparse.Namespace, default_out: str | None = None) -> TrainConfig:
     """The TrainConfig `mnistlab train` runs: the recipe's settings, then every flag that was given."""
-    from ..recipes import resolve
+    from ..recipes import recipe_settings
 
     model_args = {name: value for name, value in (("hidden", args.hidden), ("width", args.width)) if value is not None}
-    settings = resolve(args.model, args.recipe, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
-                       lr=args.lr, optimizer=args.optimizer, schedule=args.schedule, weight_decay=args.weight_decay,
-                       label_smoothing=args.label_smoothing, augment=args.augment, elastic=args.elastic)
+    settings = recipe_settings(args.model, args.recipe, dataset=args.dataset, epochs=args.epochs,
+                               batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+                               schedule=args.schedule, weight_decay=args.weight_decay,
+                               label_smoothing=args.label_smoothing, augment=args.augment, elastic=args.elastic)
     return TrainConfig(model=args.model, model_args=model_args, **settings, test_batch_size=args.test_batch_size,
                        dataset=args.dataset, mean=args.mean, std=args.std, seed=args.seed, device=args.device,
                        data_dir=args.data_dir,
