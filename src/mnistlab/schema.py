@@ -134,10 +134,11 @@ class Range(Field):
 
     def json_schema(self) -> dict:
         schema: dict = {"type": "integer" if self.integer else "number"}
+        as_json = int if self.integer else float  # a whole-number field's bounds read 9, not 9.0
         if self.low is not None:
-            schema["exclusiveMinimum" if self.low_open else "minimum"] = self.low
+            schema["exclusiveMinimum" if self.low_open else "minimum"] = as_json(self.low)
         if self.high is not None:
-            schema["exclusiveMaximum" if self.high_open else "maximum"] = self.high
+            schema["exclusiveMaximum" if self.high_open else "maximum"] = as_json(self.high)
         if self.meaning:
             schema["description"] = self.meaning
         return {"anyOf": [schema, {"type": "null"}]} if self.null_is_nan else schema

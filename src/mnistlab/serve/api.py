@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated
 
+from pydantic import BaseModel, Field, WithJsonSchema
+
+from ..limits import NUM_CLASSES
+from ..schema import Range
 from .inference import TOP_K
 from .uploads import IMAGE_TYPES
 
+# A class index: the same declaration that checks labels elsewhere describes it in the OpenAPI schema.
+ClassIndex = Annotated[int, WithJsonSchema(Range(0, NUM_CLASSES - 1, integer=True).json_schema())]
+
 
 class TopK(BaseModel):
-    label: int = Field(ge=0, le=9)
+    label: ClassIndex
     class_name: str = Field(alias="class", description="the class's name")
     probability: float
 
@@ -21,10 +28,11 @@ class ModelSummary(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    label: int = Field(ge=0, le=9, description="the predicted class's index (for MNIST, the digit)")
+    label: ClassIndex = Field(description="the predicted class's index (for MNIST, the digit)")
     class_name: str = Field(alias="class", description="the predicted class's name (\"7\", \"Trouser\")")
     confidence: float = Field(description="its probability")
-    probabilities: list[float] = Field(min_length=10, max_length=10, description="softmax over the classes")
+    probabilities: list[float] = Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES,
+                                       description="softmax over the classes")
     top_k: list[TopK] = Field(description=f"the {TOP_K} likeliest classes, best first")
     preprocessed: str | None = Field(
         description="the 28×28 image the model was given, PNG, base64: with `?preprocessed=true`, else null")
@@ -41,7 +49,7 @@ class ModelInfo(ModelSummary):
 
 
 class CollectResponse(BaseModel):
-    label: int
+    label: ClassIndex
     file: str = Field(description="the saved file, relative to the collect folder")
 
 

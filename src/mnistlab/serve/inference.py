@@ -20,13 +20,14 @@ import numpy as np
 from PIL import Image
 
 from ..classifier import Classifier
+from ..config import PredictOptions, default
 from ..decoding import gray_mode, load_image
 from ..errors import ApiError, ImageError, NoDigitError
 from ..prediction import Prediction
 from ..preprocessing import WORKING_SIZE, preprocess_array
 
 MAX_UPLOAD_PIXELS = 12_000_000  # a 12 MP photo; larger is refused from the header (a 2 MB upload rarely holds more)
-TOP_K = 3  # the likeliest classes each answer lists
+TOP_K = default(PredictOptions, "top_k")  # the likeliest classes each answer lists, as `predict` lists them
 # A small image (a drawing, a scanned digit: up to WORKING_SIZE on its long side) is box-averaged to about this
 # size before preprocessing: half the work for a 280-px drawing, still 7× the 20-px digit box, and it reads the
 # same (docs/serving.md, "Throughput"). A larger image (a photo, where the digit may be small) keeps its size.
