@@ -69,7 +69,8 @@ def test_a_config_error_names_the_flag_not_the_python_field(capsys):
     finetune = build_parser().parse_args(["finetune", "b", "--images", "i", "--out", "o"]).command_parser
     with pytest.raises(SystemExit):
         finetune.config_error(ValueError("base: expected a string, got None"))
-    assert capsys.readouterr().err.splitlines()[0] == "mnistlab finetune: error: argument BASE: expected a string, got None"
+    assert capsys.readouterr().err.splitlines()[0] == \
+        "mnistlab finetune: error: argument BASE: expected a string, got None"
 
 
 # --- what a command says ------------------------------------------------------------------------------------------

@@ -51,10 +51,9 @@ def existed(path: str | os.PathLike) -> bool:
         return False
 
 
-def wrote(path: str | os.PathLike, *, replaced: bool = False, what: str = "") -> None:
+def wrote(path: str | os.PathLike, *, replaced: bool = False) -> None:
     """`wrote PATH` on stdout; a default file that was already there says so, as it is gone."""
-    note = " (replacing the one that was there)" if replaced else ""
-    print(f"wrote {Path(path)}{f' ({what})' if what else ''}{note}")
+    print(f"wrote {Path(path)}{' (replacing the one that was there)' if replaced else ''}")
 
 
 def guard_output(main: Callable[..., int]) -> Callable[..., int]:
