@@ -101,6 +101,14 @@ def test_a_missing_run_points_to_the_shipped_models(tmp_path, capsys, monkeypatc
         assert "pretrained:cnn" in err and "`mnistlab models`" in err
 
 
+def test_a_mistyped_shipped_model_gets_its_correction(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "pretrained:cnnn"]) == 1
+    assert capsys.readouterr().err == ("mnistlab: error: no pretrained model named 'cnnn' (pretrained:NAME); did you "
+                                       "mean pretrained:cnn? choose from: pretrained:cnn, pretrained:cnn_small, "
+                                       "pretrained:mlp\n")
+
+
 # --- where commands write -----------------------------------------------------------------------------------------
 
 def test_figures_get_their_own_names_and_a_replaced_file_is_said(tiny_run, tmp_path, capsys):

@@ -12,6 +12,7 @@ This module imports no torch: `mnistlab models` and `serve`'s messages read it c
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -99,7 +100,9 @@ def resolve(name_or_path: str | os.PathLike, *, root: Path | None = None) -> Pat
     name = os.fspath(name_or_path)[len(PREFIX):]
     if name not in PINS:
         shown = name if len(name) <= SHOWN_NAME_MAX else f"{name[:SHOWN_NAME_MAX]}..."
-        raise PretrainedError(f"no pretrained model named {shown!r} ({PREFIX}NAME); choose from: "
+        close = difflib.get_close_matches(name, list(PINS), n=1) if len(name) <= SHOWN_NAME_MAX else []
+        guess = f"did you mean {PREFIX}{close[0]}? " if close else ""
+        raise PretrainedError(f"no pretrained model named {shown!r} ({PREFIX}NAME); {guess}choose from: "
                               f"{', '.join(PREFIX + known for known in PINS)}")
     folder = root / name
     _verify(name, folder)
