@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..config import PlotOptions
 from ..limits import MAX_GRID_CELLS
+from ..pretrained import RUNS_DIR
 from ._args import add_data_flags, add_output_flags, add_run_argument, bounded
 from ._output import existed, say, wrote
 
@@ -147,7 +148,6 @@ def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 def cmd_plot_curves(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..loading import locate
     from ..plots import training_curves
-    from ..pretrained import RUNS_DIR
     from ..records import CURVES_FILE, load_metrics
 
     names = [run_folder(path).resolve().name for path in args.runs]
