@@ -42,11 +42,11 @@ def test_the_tour_runs_in_order_after_make_demo_without_the_long_line(tmp_path, 
     monkeypatch.setenv("MNISTLAB_DATA_DIR", str(tmp_path / "cache"))  # not the user's own cache
     for line in make_demo_commands():  # `make demo`, with test_readme's short training
         assert run_line(line, monkeypatch) == 0, line
-    started = time.perf_counter()
+    started, timings = time.perf_counter(), []
     for line in tour_lines():
         if TAKES_MINUTES.search(line):
             continue
-        words = shlex.split(line, comments=True)
+        words, line_started = shlex.split(line, comments=True), time.perf_counter()
         expected = EXIT_CODE.search(line)
         if words[:2] == ["mnistlab", "serve"]:  # blocks until Ctrl-C: test_readme starts it on a free port
             code = run_line(line, monkeypatch)
@@ -58,5 +58,7 @@ def test_the_tour_runs_in_order_after_make_demo_without_the_long_line(tmp_path, 
         output = capsys.readouterr()
         assert code == (int(expected.group(1)) if expected else 0), f"{line}\n{output.out}{output.err}"
         assert "no such checkpoint" not in output.err, line
-    print(f"the tour took {time.perf_counter() - started:.1f}s after make demo")
+        timings.append(f"{time.perf_counter() - line_started:6.1f}s  {line}")
+    with capsys.disabled():  # with -s: each line's seconds, for a look at where the tour's minute goes
+        print("", *timings, f"the tour took {time.perf_counter() - started:.1f}s after make demo", sep="\n")
     assert {path.name for path in tmp_path.iterdir()} <= {"examples", "runs", "cache"}  # nothing in the root
