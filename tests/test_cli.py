@@ -58,7 +58,9 @@ def test_bad_flags_exit_2_with_a_clear_message(argv, message, capsys):
 
 def test_bad_files_and_devices_are_one_line_errors(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "missing")]) == 1
-    assert capsys.readouterr().err.strip() == f"mnistlab: error: {tmp_path / 'missing'}: no such checkpoint"
+    assert capsys.readouterr().err.strip() == (f"mnistlab: error: {tmp_path / 'missing'}: no such checkpoint; the "
+                                               "shipped models need no training: pretrained:cnn, pretrained:cnn_small, "
+                                               "pretrained:mlp (`mnistlab models`)")
     assert main(["train", "--data-dir", str(tmp_path), "--no-progress", "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "missing train-images-idx3-ubyte.gz" in err
@@ -204,5 +206,6 @@ def test_every_numeric_flag_is_bounded_from_its_declaration(argv, action, capsys
             main([*argv, flag, huge])
         err = capsys.readouterr().err
         assert info.value.code == 2 and "Traceback" not in err, err
-        errors = [line for line in err.splitlines() if ": error: " in line]  # after argparse's usage lines
-        assert len(errors) == 1 and errors[0] == err.splitlines()[-1] and f"error: argument {flag}: " in errors[0]
+        errors = [line for line in err.splitlines() if ": error: " in line]  # first, then one hint
+        assert len(errors) == 1 and errors[0] == err.splitlines()[0] and f"error: argument {flag}: " in errors[0]
+        assert len(err.splitlines()) == 2

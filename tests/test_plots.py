@@ -331,8 +331,8 @@ def test_show_writes_a_digit_by_index(tiny_run, tmp_path, capsys, monkeypatch):
     _, data_dir = tiny_run
     monkeypatch.chdir(tmp_path)
     assert main(["show", "3", "--split", "test", "--data-dir", str(data_dir)]) == 0
-    assert capsys.readouterr().out.strip() == "wrote test-3.png"
-    assert Image.open(tmp_path / "test-3.png").size == (1000, 1060)
+    assert capsys.readouterr().out.strip() == "wrote runs/show/test-3.png"
+    assert Image.open(tmp_path / "runs" / "show" / "test-3.png").size == (1000, 1060)
     assert main(["show", "0", "--normalized", "--data-dir", str(data_dir), "--out", "n.png"]) == 0
     assert (tmp_path / "n.png").is_file()
     assert main(["show", "128", "--split", "test", "--data-dir", str(data_dir)]) == 1
@@ -381,7 +381,7 @@ def test_plot_grid_flags_and_curves_of_several_runs(tiny_run, tmp_path, capsys, 
     other = shutil.copytree(run, tmp_path / "b" / run.name)  # the same folder name: told apart by path
     monkeypatch.chdir(tmp_path)
     assert main(["plot", "curves", str(run), str(other)]) == 0
-    assert capsys.readouterr().out.strip().endswith("wrote curves.png")
+    assert capsys.readouterr().out.strip().endswith("wrote runs/curves.png")
 
 
 @pytest.mark.parametrize("index, message", [
@@ -424,7 +424,9 @@ def test_bad_picture_flags_exit_2(argv, message, capsys):
 
 def test_missing_checkpoint_and_no_display_are_one_line_errors(tmp_path, tiny_run, capsys, monkeypatch):
     assert main(["plot", "confusion", str(tmp_path / "nothing")]) == 1
-    assert capsys.readouterr().err.strip() == f"mnistlab: error: {tmp_path / 'nothing'}: no such checkpoint"
+    assert capsys.readouterr().err.strip() == (f"mnistlab: error: {tmp_path / 'nothing'}: no such checkpoint; the "
+                                               "shipped models need no training: pretrained:cnn, pretrained:cnn_small, "
+                                               "pretrained:mlp (`mnistlab models`)")
     import matplotlib.pyplot as plt
 
     monkeypatch.setattr(plt, "get_backend", lambda: "agg")  # what matplotlib falls back to without a display

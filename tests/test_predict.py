@@ -247,7 +247,9 @@ def test_bad_flags_exit_2(argv, message, capsys):
 
 def test_a_missing_checkpoint_exits_1(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "nope"), str(tmp_path)]) == 1
-    assert capsys.readouterr().err.strip() == f"mnistlab: error: {tmp_path / 'nope'}: no such checkpoint"
+    assert capsys.readouterr().err.strip() == (f"mnistlab: error: {tmp_path / 'nope'}: no such checkpoint; the "
+                                               "shipped models need no training: pretrained:cnn, pretrained:cnn_small, "
+                                               "pretrained:mlp (`mnistlab models`)")
 
 
 def test_predict_help_quotes_the_defaults(capsys):

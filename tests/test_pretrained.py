@@ -184,7 +184,8 @@ def test_predict_and_evaluate_images_take_the_name(digits, tmp_path, capsys):
     assert score["checkpoint"] == str(folder("cnn")) and score["accuracy"] >= 0.9
 
 
-def test_figures_report_and_export_of_pretrained_weights_go_to_the_current_folder(tmp_path, monkeypatch, capsys):
+def test_figures_report_and_export_of_pretrained_weights_go_to_a_runs_folder_of_their_own(tmp_path, monkeypatch,
+                                                                                            capsys):
     monkeypatch.chdir(tmp_path)
     before = listing()
     for argv, written in [(["plot", "curves", "pretrained:mlp"], "curves.png"),
@@ -194,10 +195,11 @@ def test_figures_report_and_export_of_pretrained_weights_go_to_the_current_folde
                           (["report", "pretrained:mlp"], "report.html"),
                           (["export", "pretrained:mlp", "--format", "torchscript"], "model.pt")]:
         assert main(argv) == 0, argv
-        assert capsys.readouterr().out.strip() == f"wrote {written}"
-        assert (tmp_path / written).stat().st_size > 0
+        assert capsys.readouterr().out.strip() == f"wrote {Path('runs/pretrained-mlp') / written}"
+        assert (tmp_path / "runs" / "pretrained-mlp" / written).stat().st_size > 0
     assert listing() == before
-    assert outputs_folder("pretrained:cnn") == outputs_folder(folder("cnn") / "config.json") == Path()
+    assert outputs_folder("pretrained:cnn") == outputs_folder(folder("cnn") / "config.json") \
+        == Path("runs/pretrained-cnn")
     assert outputs_folder(tmp_path) == tmp_path
 
 

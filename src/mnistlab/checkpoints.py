@@ -26,7 +26,7 @@ from .datasets import DIGIT_CLASSES, layout_of, recorded_dataset
 from .device import resolve_device
 from .errors import CheckpointError, FieldError, ForeignRecordError, MissingFileError, SchemaError, one_line
 from .models import create_model, model_arguments
-from .pretrained import resolve
+from .pretrained import PREFIX, list_pretrained, resolve
 from .records import CHECKPOINT, CONFIG_FILE, MAX_HEADER_BYTES, WEIGHTS_FILE, read_json, read_prefix
 
 MAX_PROBLEMS = 5  # weights that do not fit: list this many, then count the rest
@@ -155,7 +155,8 @@ def _resolve_folder(path: Path) -> Path:
         raise CheckpointError(f"{path}: cannot be read ({e.strerror})") from None
     if exists:
         raise CheckpointError(f"{path}: expected a checkpoint folder (with {CONFIG_FILE} and {WEIGHTS_FILE})")
-    raise CheckpointError(f"{path}: no such checkpoint")
+    raise CheckpointError(f"{path}: no such checkpoint; the shipped models need no training: "
+                          f"{', '.join(PREFIX + name for name in list_pretrained())} (`mnistlab models`)")
 
 
 def _read_config(path: Path) -> dict:

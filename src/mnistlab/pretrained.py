@@ -12,6 +12,7 @@ This module imports no torch: `mnistlab models` and `serve`'s messages read it c
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from .records import CONFIG_FILE, read_json
 
 PREFIX = "pretrained:"
 SHOWN_NAME_MAX = 40  # characters of an unknown name repeated in the error (a name may be any length)
+RUNS_DIR = Path("runs")  # where a command writes what it makes of pretrained weights, as `train` writes its runs
 MAX_FILE_BYTES = 8 << 20  # the largest pinned file is ~0.9 MB; a bigger one is not ours, whatever its hash
 
 # The SHA-256 of every file of each model's folder. Written by `make pretrained`; do not edit by hand.
@@ -97,7 +99,9 @@ def resolve(name_or_path: str | os.PathLike, *, root: Path | None = None) -> Pat
     name = os.fspath(name_or_path)[len(PREFIX):]
     if name not in PINS:
         shown = name if len(name) <= SHOWN_NAME_MAX else f"{name[:SHOWN_NAME_MAX]}..."
-        raise PretrainedError(f"no pretrained model named {shown!r} ({PREFIX}NAME); choose from: "
+        close = difflib.get_close_matches(name, list(PINS), n=1) if len(name) <= SHOWN_NAME_MAX else []
+        guess = f"did you mean {PREFIX}{close[0]}? " if close else ""
+        raise PretrainedError(f"no pretrained model named {shown!r} ({PREFIX}NAME); {guess}choose from: "
                               f"{', '.join(PREFIX + known for known in PINS)}")
     folder = root / name
     _verify(name, folder)
@@ -116,16 +120,17 @@ def describe(name: str, *, root: Path | None = None) -> PretrainedInfo:
 
 def outputs_folder(run: str | os.PathLike) -> Path:
     """Where a command puts the files it writes by default for `run` (a run folder or one of its files): the
-    run's folder, but the current folder for pretrained weights, which belong to the install and are never
-    written into."""
+    run's folder; for pretrained weights, which belong to the install and are never written into,
+    `runs/pretrained-NAME/` in the current folder, beside the runs one trains."""
     if is_pretrained_name(run):
-        return Path()
+        return RUNS_DIR / f"pretrained-{resolve(run).name}"  # an unknown name fails here, before it names a path
     path = Path(run)
     try:
         folder = path.parent if path.is_file() else path
     except OSError:  # a name too long, say: reading the run reports it in one line
         return path
-    return Path() if _inside(folder) is not None else folder
+    name = _inside(folder)
+    return folder if name is None else RUNS_DIR / f"pretrained-{name}"
 
 
 def file_sha256(path: Path) -> str:

@@ -1,7 +1,8 @@
 """The `mnistlab` command: a thin layer that parses flags and calls the library.
 
 torch is imported only inside the command handlers, so `mnistlab --help` answers at once.
-Bad flags exit with code 2 (argparse's convention); bad files and devices with code 1; a closed
+Bad flags exit with code 2 (argparse's convention), in two lines: the error, then a hint (the
+closest valid name, or the command's --help); bad files and devices with code 1; a closed
 pipe on stdout with 141, quietly (see `_output`). Ctrl-C exits with 130 and SIGTERM with 143
 (the shell's 128 + signal number), after the same clean-up.
 """
@@ -20,6 +21,7 @@ from .._version import __version__
 from ..errors import MnistlabError, one_line
 from . import data, evaluate, export, finetune, pictures, predict, serve, show, train
 from ._output import guard_output
+from ._parser import CommandParser
 
 __all__ = ["build_parser", "main"]
 
@@ -31,13 +33,25 @@ PIP_NAMES = {"torch": "torch", "safetensors": "safetensors", "matplotlib": "matp
              "scipy": "scipy", "tqdm": "tqdm"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mnistlab", description="Handwritten-digit recognition with PyTorch.")
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog="mnistlab", description="Handwritten-digit recognition with PyTorch.")
     parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in (train, evaluate, finetune, show, pictures, predict, serve, export, data):
         group.add_commands(commands)
+    for command in _commands(parser):  # a handler's usage errors speak for its own command, not the top level
+        command.set_defaults(command_parser=command)
     return parser
+
+
+def _commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every command that runs a handler (`train`, `plot grid`, ...), sub-commands included."""
+    groups = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    if not groups:
+        yield parser
+    for group in groups:
+        for command in dict.fromkeys(group.choices.values()):
+            yield from _commands(command)
 
 
 class Terminated(KeyboardInterrupt):
@@ -68,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what `train` records as its command line
     try:
         with sigterm_interrupts():
-            return args.handler(args, parser)
+            return args.handler(args, args.command_parser)
     except KeyboardInterrupt as e:  # a command that writes re-raises it with what is on disk as its message
         print(f"\nmnistlab: interrupted{f'; {e}' if str(e) else ''}", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130

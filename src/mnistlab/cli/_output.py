@@ -7,6 +7,9 @@ wraps the CLI's `main` so that, for every command:
 - a closed pipe (on stdout or stderr) ends the command with exit code 141, as a Unix tool killed
   by SIGPIPE does (`yes | head -1` exits 141 too), and nothing on stderr;
 - stdout that cannot be written is one line, `mnistlab: error: cannot write the output (...)`, exit 1.
+
+`say` tells a person at a terminal what a command is doing before a wait of seconds, and
+`wrote` reports each file a command wrote, saying so when it replaced one the user did not name.
 """
 
 from __future__ import annotations
@@ -16,11 +19,41 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
-from ..errors import escape_surrogates
+from ..errors import escape, escape_surrogates
+from ..pretrained import is_pretrained_name
 
 SIGPIPE_EXIT = 128 + 13  # what a shell reports for a command ended by SIGPIPE (signal 13)
+
+
+def say(text: str) -> None:
+    """Print `text` ("evaluating pretrained:cnn on its test set...") on stderr, before the work it names.
+
+    Only on a terminal: piped output and logs stay exactly what the command produces.
+    """
+    stream = sys.stderr
+    if stream is not None and stream.isatty():
+        print(escape(text), file=stream, flush=True)
+
+
+def model_shown(argument: str, path: object) -> str:
+    """How a header names a model: a shipped one by its `pretrained:` name, not the folder it is installed in."""
+    return argument if is_pretrained_name(argument) else str(path)
+
+
+def existed(path: str | os.PathLike) -> bool:
+    """Whether a file is at `path` now, before a command writes it (so that `wrote` can say it was replaced)."""
+    try:
+        return os.path.isfile(path)
+    except (OSError, ValueError):  # a name too long or with a NUL: the write reports it
+        return False
+
+
+def wrote(path: str | os.PathLike, *, replaced: bool = False) -> None:
+    """`wrote PATH` on stdout; a default file that was already there says so, as it is gone."""
+    print(f"wrote {Path(path)}{' (replacing the one that was there)' if replaced else ''}")
 
 
 def guard_output(main: Callable[..., int]) -> Callable[..., int]:

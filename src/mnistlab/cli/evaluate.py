@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ._args import add_data_flags
+from ._output import model_shown, say
 
 if TYPE_CHECKING:
     from ..classifier import Classifier
@@ -35,15 +36,18 @@ def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
     if args.json and not args.images:
         parser.error("--json goes with --images")
+    where = f"your images in {args.images}" if args.images else "the test set of its dataset"
+    say(f"evaluating {args.checkpoint} on {where}...")
     model = load_model(args.checkpoint, device=args.device)
+    name = model_shown(args.checkpoint, model.path)
     if args.images:  # an exported file's path imports no torch
-        return evaluate_images(model, args.images, args.json)
+        return evaluate_images(model, name, args.images, args.json)
     from ..downloads import describe_source
     from ..runs import evaluate_model
 
     result = evaluate_model(model, dataset=args.dataset, data_dir=args.data_dir, batch_size=args.test_batch_size)
     info = result.dataset
-    print(f"{model.path}: {model.model_name} ({model.parameter_count:,} parameters) on {result.where}")
+    print(f"{name}: {model.model_name} ({model.parameter_count:,} parameters) on {result.where}")
     print(f"{info.title} test set, from {describe_source(info, args.data_dir)}")
     print(f"test loss {result.loss:.4f}  test accuracy {result.accuracy:.2%} ({result.correct}/{result.size})")
     recorded = model.metrics.get("test_acc")
@@ -57,7 +61,7 @@ def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     return 0
 
 
-def evaluate_images(model: Classifier, folder: str, as_json: bool) -> int:
+def evaluate_images(model: Classifier, name: str, folder: str, as_json: bool) -> int:
     """`evaluate --images DIR`: accuracy on a folder of labelled images (DIR/0/ … DIR/9/)."""
     import json
 
@@ -67,7 +71,7 @@ def evaluate_images(model: Classifier, folder: str, as_json: bool) -> int:
     if as_json:
         print(json.dumps({"checkpoint": str(model.path), "folder": folder, **score.to_dict()}, indent=2))
     else:
-        print(f"{model.path}: {model.model_name} on {folder} ({len(score.images)} images)")
+        print(f"{name}: {model.model_name} on {folder} ({len(score.images)} images)")
         print(format_score(score))
     if score.accuracy is None:  # the reasons are printed above; an accuracy of 0 of 0 is no result
         raise LabelledError(f"{folder}: none of the {len(score.images)} images could be classified; nothing to score")

@@ -6,6 +6,7 @@ import argparse
 
 from ..config import EXPORT_FORMATS, EXPORT_INPUTS, ExportConfig, default
 from ._args import output_path
+from ._output import existed, say, wrote
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -24,14 +25,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                         help="ONNX input: uint8 pixels 0-255 or float 0-1; TorchScript takes both "
                              f"(default: {default(ExportConfig, 'input')})")
     export.add_argument("--out", type=output_path, metavar="FILE",
-                        help="file to write (default: RUN/model.onnx or RUN/model.pt; for pretrained:NAME, that "
-                             "file name in the current folder)")
+                        help="file to write (default: RUN/model.onnx or RUN/model.pt; for pretrained:NAME, "
+                             "runs/pretrained-NAME/model.onnx or .pt)")
     export.set_defaults(handler=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..export import export
+    from ..pretrained import outputs_folder
 
+    default = outputs_folder(args.run) / EXPORT_FORMATS[args.format]
+    replaced = args.out is None and existed(default)
+    say(f"exporting {args.run} as {args.format}...")
     out = export(args.run, ExportConfig(format=args.format, input=args.input, out=args.out))
-    print(f"wrote {out}")
+    wrote(out, replaced=replaced)
     return 0

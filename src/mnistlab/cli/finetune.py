@@ -8,6 +8,8 @@ import sys
 from ..config import FinetuneConfig, default
 from ..limits import FINETUNE_STEPS
 from ._args import bounded, device_name, output_path, span
+from ._output import say
+from ._parser import CommandParser
 
 
 def _default(name: str) -> object:
@@ -54,7 +56,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     finetune.set_defaults(handler=cmd_finetune)
 
 
-def cmd_finetune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def cmd_finetune(args: argparse.Namespace, parser: CommandParser) -> int:
     from ..errors import escape
     from ..finetune import finetune
 
@@ -62,6 +64,11 @@ def cmd_finetune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
                             batch_size=args.batch_size, mix=args.mix, holdout=args.holdout, seed=args.seed,
                             device=args.device, data_dir=args.data_dir, overwrite=args.overwrite,
                             progress=not args.no_progress)
+    try:
+        config.validate()
+    except ValueError as e:
+        parser.config_error(e)
+    say(f"finetuning {args.base} on your images in {args.images}...")
 
     def skipped(image, why: str) -> None:
         print(f"mnistlab: could not read {escape(str(image.path))}: {why}", file=sys.stderr)

@@ -9,14 +9,16 @@ from typing import TYPE_CHECKING
 
 from ..config import PlotOptions
 from ..limits import MAX_GRID_CELLS
+from ..pretrained import RUNS_DIR
 from ._args import add_data_flags, add_output_flags, add_run_argument, bounded
+from ._output import existed, say, wrote
 
 if TYPE_CHECKING:  # annotations only: matplotlib is imported when a command runs
     from matplotlib.figure import Figure
 
 GRID_ROWS, GRID_COLS = PlotOptions.rows, PlotOptions.cols  # the declared defaults
 # The pretrained weights are part of the installed package: what a command writes for them goes elsewhere.
-IN_CURRENT_FOLDER = "for pretrained:NAME, that file name in the current folder"
+FOR_PRETRAINED = "for pretrained:NAME, in runs/pretrained-NAME/"
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -39,16 +41,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     grid.add_argument("--seed", type=bounded(PlotOptions, "seed"), metavar="S",
                       help="draw a repeatable random sample with this seed (default: the first test digits)")
     add_data_flags(grid)
-    add_output_flags(grid, "RUN/predictions.png, or RUN/predictions-errors.png with --errors-only; "
-                           f"{IN_CURRENT_FOLDER}")
+    add_output_flags(grid, "RUN/predictions.png, RUN/predictions-random.png with --random, -errors before .png "
+                           f"with --errors-only; {FOR_PRETRAINED}")
     grid.set_defaults(handler=cmd_plot_grid)
 
     curves = figures.add_parser("curves", help="loss and accuracy per epoch of one run or several",
                                 description="Loss and accuracy per epoch, train and test, from each run's "
                                             "metrics.json; several runs are overlaid to compare them.")
     curves.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or their metrics.json files)")
-    add_output_flags(curves, "RUN/curves.png for one run, curves.png in the current folder for several "
-                             "or for pretrained weights")
+    add_output_flags(curves, f"RUN/curves.png for one run ({FOR_PRETRAINED}), runs/curves.png for several")
     curves.set_defaults(handler=cmd_plot_curves)
 
     confusion = figures.add_parser("confusion", help="the confusion matrix on the test set",
@@ -59,7 +60,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                            help="on your own images instead: DIR/0/ … DIR/9/ hold image files of each digit")
     add_data_flags(confusion)
     add_output_flags(confusion, "RUN/confusion.png, or RUN/confusion-images.png with --images; "
-                                f"{IN_CURRENT_FOLDER}")
+                                f"{FOR_PRETRAINED}")
     confusion.set_defaults(handler=cmd_plot_confusion)
 
     mistakes = figures.add_parser("mistakes", help="the most confident wrong predictions",
@@ -70,7 +71,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                           metavar="N", help=f"how many mistakes to show, at most {MAX_GRID_CELLS} "
                                             f"(default: {PlotOptions.count})")
     add_data_flags(mistakes)
-    add_output_flags(mistakes, f"RUN/mistakes.png; {IN_CURRENT_FOLDER}")
+    add_output_flags(mistakes, f"RUN/mistakes.png; {FOR_PRETRAINED}")
     mistakes.set_defaults(handler=cmd_plot_mistakes)
 
     report = commands.add_parser("report", help="write a run's report.html with every figure",
@@ -78,7 +79,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                              "run's config, metrics table and all its figures.")
     add_run_argument(report)
     report.add_argument("--out", metavar="FILE",
-                        help=f"HTML file to write (default: RUN/report.html; {IN_CURRENT_FOLDER})")
+                        help=f"HTML file to write (default: RUN/report.html; {FOR_PRETRAINED})")
     add_data_flags(report)
     report.set_defaults(handler=cmd_report)
 
@@ -92,13 +93,19 @@ def check_output(args: argparse.Namespace, default_path: Path) -> None:
 
 
 def write_or_show(fig: Figure, args: argparse.Namespace, default_path: Path) -> None:
-    """Save `fig` to --out (else `default_path`), or open it in a window with --show."""
+    """Save `fig` to --out (else `default_path`, saying so if it replaces a file), or open it in a window with
+    --show."""
     from ..plots import save_figure, show_figure
 
     if args.show:
         show_figure(fig)
     else:
-        print(f"wrote {save_figure(fig, args.out or default_path)}")
+        replaced = args.out is None and existed(default_path)
+        wrote(save_figure(fig, args.out or default_path), replaced=replaced)
+
+
+def say_running(run: str, figure: str) -> None:
+    say(f"running {run} over its test set to draw {figure}...")
 
 
 def run_folder(path: str) -> Path:
@@ -110,7 +117,7 @@ def run_folder(path: str) -> Path:
 
 
 def outputs_folder(run: str) -> Path:
-    """Where a figure of `run` goes by default: the run folder; the current folder for `pretrained:NAME`."""
+    """Where a figure of `run` goes by default: the run folder; `runs/pretrained-NAME/` for `pretrained:NAME`."""
     from ..pretrained import outputs_folder
 
     return outputs_folder(run)
@@ -127,8 +134,10 @@ def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     if args.rows * cols > MAX_GRID_CELLS:
         parser.error(f"--rows × {'--cols' if args.random else 'the 10 digits'} must be at most {MAX_GRID_CELLS}, "
                      f"got {args.rows * cols}")
-    default = outputs_folder(args.run) / ("predictions-errors.png" if args.errors_only else "predictions.png")
+    name = f"predictions{'-random' if args.random else ''}{'-errors' if args.errors_only else ''}.png"
+    default = outputs_folder(args.run) / name
     check_output(args, default)
+    say_running(args.run, "the grid")
     predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size, args.dataset)
     fig = prediction_grid(predictions, rows=args.rows, cols=cols, mode="random" if args.random else "class",
                           errors_only=args.errors_only, seed=args.seed)
@@ -144,7 +153,7 @@ def cmd_plot_curves(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     names = [run_folder(path).resolve().name for path in args.runs]
     if len(set(names)) < len(names):  # two runs/x folders: tell them apart by the paths as given
         names = list(args.runs)
-    default = outputs_folder(args.runs[0]) / CURVES_FILE if len(args.runs) == 1 else Path(CURVES_FILE)
+    default = outputs_folder(args.runs[0]) / CURVES_FILE if len(args.runs) == 1 else RUNS_DIR / CURVES_FILE
     check_output(args, default)
     fig = training_curves({name: load_metrics(locate(path))["epochs"]
                            for name, path in zip(names, args.runs, strict=True)})
@@ -162,12 +171,14 @@ def cmd_plot_confusion(args: argparse.Namespace, parser: argparse.ArgumentParser
 
         default = outputs_folder(args.run) / "confusion-images.png"
         check_output(args, default)
+        say(f"running {args.run} over your images in {args.images} to draw the confusion matrix...")
         checkpoint = load_checkpoint(args.run, device=args.device)
         score = score_labelled(checkpoint, args.images)
         predictions = dataclasses.replace(score.split_predictions(), classes=checkpoint.classes)
         write_or_show(confusion_matrix(predictions), args, default)
         return 0
     check_output(args, outputs_folder(args.run) / "confusion.png")
+    say_running(args.run, "the confusion matrix")
     predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size, args.dataset)
     write_or_show(confusion_matrix(predictions), args, outputs_folder(args.run) / "confusion.png")
     return 0
@@ -178,6 +189,7 @@ def cmd_plot_mistakes(args: argparse.Namespace, parser: argparse.ArgumentParser)
     from ..report import predictions_for_run
 
     check_output(args, outputs_folder(args.run) / "mistakes.png")
+    say_running(args.run, "its mistakes")
     predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size, args.dataset)
     write_or_show(mistakes_gallery(predictions, count=args.count), args, outputs_folder(args.run) / "mistakes.png")
     return 0
@@ -187,10 +199,13 @@ def cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     from ..records import REPORT_FILE
     from ..report import write_report
 
-    check_output(args, outputs_folder(args.run) / REPORT_FILE)
+    default = outputs_folder(args.run) / REPORT_FILE
+    check_output(args, default)
+    replaced = args.out is None and existed(default)
+    say_running(args.run, "the report's figures")
     path = write_report(args.run, data_dir=args.data_dir, device=args.device,
                         batch_size=args.test_batch_size, out=args.out, dataset=args.dataset)
-    print(f"wrote {path}")
+    wrote(path, replaced=replaced)
     return 0
 
 

@@ -7,6 +7,7 @@ import sys
 
 from ..config import INVERT_CHOICES, PredictOptions, default
 from ._args import add_device_flag, bounded, span
+from ._output import say
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -46,6 +47,7 @@ def cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
     if args.save_preprocessed:
         check_output_folder(args.save_preprocessed)
+    say(f"predicting with {args.checkpoint}...")
     model = load_model(args.checkpoint, device=args.device)
     expanded = [(argument, *expand_argument(argument)) for argument in args.images]
     paths = [path for _, found, _ in expanded for path in found]  # every occurrence: repeats are not merged
@@ -56,9 +58,12 @@ def cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     if not paths:
         raise ImageError(f"no images found in {', '.join(empty)}")
     predictions = predict(model, paths, top_k=args.top_k, invert=args.invert, batch_size=args.batch_size)
-    if args.save_preprocessed:
-        save_preprocessed(predictions, args.save_preprocessed)
+    saved = save_preprocessed(predictions, args.save_preprocessed) if args.save_preprocessed else []
     print(format_json(predictions) if args.json else format_table(predictions))
+    if saved:  # on stderr: stdout is the table or the JSON
+        count = sum(path is not None for path in saved)
+        print(f"mnistlab: wrote {count} model input{'s' if count != 1 else ''} (28×28 PNG) into "
+              f"{escape(args.save_preprocessed)}", file=sys.stderr)
     for argument in empty:
         print(f"mnistlab: no images found in {argument}", file=sys.stderr)
     failed = sum(not p.ok for p in predictions)

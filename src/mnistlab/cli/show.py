@@ -9,8 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import INVERT_CHOICES, PredictOptions, default
+from ..pretrained import RUNS_DIR
 from ._args import add_data_dir_flag, add_output_flags
 from .pictures import check_output, write_or_show
+
+# show reads no run, so its pictures get a folder of their own among the runs: not the current folder's clutter.
+SHOW_DIR = RUNS_DIR / "show"
 
 if TYPE_CHECKING:  # annotations only: matplotlib is imported when a command runs
     from matplotlib.figure import Figure
@@ -31,7 +35,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     show.add_argument("--augmented", action="store_true",
                       help="draw the digit with 23 augmented copies, as the cnn's best recipe warps it in training")
     add_data_dir_flag(show)
-    add_output_flags(show, "SPLIT-INDEX.png, or IMAGE-pixels.png, in the current folder")
+    add_output_flags(show, f"{SHOW_DIR}/SPLIT-INDEX.png, or {SHOW_DIR}/IMAGE-pixels.png")
     show.set_defaults(handler=cmd_show)
 
 
@@ -59,7 +63,7 @@ def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--augmented draws pixels on the 0-255 scale; leave out --normalized")
     draw = augmented_view if args.augmented else pixel_view
     index = dataset_index(args.digit)
-    default = Path(f"{args.split}-{index}.png" if index is not None else f"{Path(args.digit).stem}-pixels.png")
+    default = SHOW_DIR / (f"{args.split}-{index}.png" if index is not None else f"{Path(args.digit).stem}-pixels.png")
     if args.augmented:
         default = default.with_name(f"{default.stem}-augmented.png")
     check_output(args, default)

@@ -14,6 +14,7 @@ from ..datasets import DATASETS
 from ..limits import MAX_HIDDEN, MAX_WIDTH
 from ..recipes import CLASSIC, OPTIMIZERS, SCHEDULES, recipe_names
 from ._args import accuracy, add_data_flags, bounded, number_in, output_path, span
+from ._parser import CommandParser, closest
 
 if TYPE_CHECKING:
     from ..training import Run
@@ -116,18 +117,19 @@ def train_config(args: argparse.Namespace, default_out: str | None = None) -> Tr
                        compile=args.compile)
 
 
-def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def cmd_train(args: argparse.Namespace, parser: CommandParser) -> int:
     started = time.perf_counter()
     from ..checkpoints import is_checkpoint_folder
     from ..runs import PictureError, train
     from ..training import check_config, default_run_dir
 
     imported = time.perf_counter()
+    check_model_flags(args, parser)
     try:
         config = train_config(args, default_out=str(default_run_dir(args.model)))
         check_config(config)
     except ValueError as e:
-        parser.error(str(e))
+        parser.config_error(e)
     target, before = Path(config.out), _identity(Path(config.out))
     try:
         try:
@@ -139,6 +141,21 @@ def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except KeyboardInterrupt as e:  # re-raised with what is on disk; main() prints it (SIGTERM keeps its class)
         raise type(e)(_on_disk(target, before, is_checkpoint_folder)) from None
     return 0
+
+
+def check_model_flags(args: argparse.Namespace, parser: CommandParser) -> None:
+    """--model names a registered model, and --hidden and --width go with a model that has them (exit 2)."""
+    from ..models import list_models, model_defaults
+
+    models = list_models()
+    if args.model not in models:
+        match = closest(args.model, models)
+        parser.usage_error(f"argument --model: unknown model {args.model!r}; choose from: {', '.join(models)} "
+                           "(`mnistlab models`)", did_you_mean=f"--model {match}" if match else None)
+    for name in ("hidden", "width"):
+        if getattr(args, name) is not None and name not in model_defaults(args.model):
+            takers = [model for model in models if name in model_defaults(model)]
+            parser.usage_error(f"argument --{name}: {args.model} takes no --{name} (only {' and '.join(takers)})")
 
 
 def print_run(run: Run, verbose: bool, import_seconds: float, started: float) -> None:
