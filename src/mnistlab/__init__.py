@@ -47,12 +47,11 @@ if TYPE_CHECKING:  # the public names, in the order of their modules (`__all__` 
         ServeError,
         TrainingError,
     )
+    from .evaluation import SplitPredictions, compute_predictions, evaluate
     from .loading import load_model
     from .models import create_model, list_models, register_model
     from .onnx_model import OnnxModel, load_onnx
     from .plots import (
-        SplitPredictions,
-        compute_predictions,
         confusion_matrix,
         mistakes_gallery,
         pixel_view,
@@ -67,7 +66,7 @@ if TYPE_CHECKING:  # the public names, in the order of their modules (`__all__` 
     from .records import load_metrics
     from .report import write_report
     from .runs import train
-    from .training import Run, evaluate
+    from .training import Run
 
 __all__ = [
     "__version__",

@@ -12,7 +12,6 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,14 +29,13 @@ from matplotlib.patches import Rectangle
 from matplotlib.textpath import TextPath
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Affine2D
-from torch import nn
 
-from ._io import atomic_path, check_output_file
+from ._outputs import atomic_path, check_output_file
 from .augment import augment
 from .config import PlotOptions, check_value
-from .data import IMAGE_SIZE, MNIST_MEAN, MNIST_STD, NUM_CLASSES, Split, normalize
-from .datasets import MNIST as MNIST_INFO
+from .data import IMAGE_SIZE, MNIST_MEAN, MNIST_STD, NUM_CLASSES, normalize
 from .errors import PlotError
+from .evaluation import SplitPredictions
 
 # Green and red; a wrong cell also gets a bold label and a thick frame, so colour blindness loses nothing.
 RIGHT_COLOR = "#1a7f37"
@@ -51,7 +49,6 @@ GRID_MODES = ("class", "random")  # prediction_grid: one column per digit, or a 
 GRID_CELL = (34, 40)  # a prediction grid's cell (width, height) in digit pixels: the digit, its index and caption
 GRID_HEADER = 9  # digit pixels above a by-class grid, for the digit heading each column
 MIN_GRID_WIDTH = 5.0  # inches: room for that title over a narrow grid
-SHORT_NAME = 1  # class names this long (the digits) fit where a digit's layout puts them; longer ones get room
 NAME_CHAR_POINTS = 0.62  # a sans-serif character is about this many ems wide, to size cells and margins by
 NON_INTERACTIVE_BACKENDS = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
 
@@ -63,61 +60,6 @@ def _check_options(**values: object) -> None:
             check_value(PlotOptions, name, value)
     except ValueError as e:
         raise PlotError(str(e)) from None
-
-
-@dataclass(frozen=True)
-class SplitPredictions:
-    """A model's answers on one split, computed once and shared by every figure that needs them."""
-
-    images: torch.Tensor  # uint8 (N, 28, 28), on the CPU
-    labels: torch.Tensor  # int64 (N,)
-    probs: torch.Tensor  # float32 (N, 10), softmax of the logits
-    classes: tuple[str, ...] = MNIST_INFO.classes  # the name of each label, shown in every figure
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    # Computed once: every figure asks for them, and an argmax over 10,000 rows is not free.
-    @cached_property
-    def preds(self) -> torch.Tensor:
-        return self.probs.argmax(1)
-
-    @cached_property
-    def wrong(self) -> torch.Tensor:
-        """Boolean (N,): True where the prediction is wrong."""
-        return self.preds != self.labels
-
-    @property
-    def accuracy(self) -> float:
-        return int((~self.wrong).sum()) / len(self)
-
-    @property
-    def named(self) -> bool:
-        """Whether the classes have names longer than a digit (Fashion's "T-shirt/top", KMNIST's "tsu")."""
-        return max(len(name) for name in self.classes) > SHORT_NAME
-
-    @property
-    def noun(self) -> str:
-        """What one example is called in titles: a digit for MNIST's classes, an image otherwise."""
-        return "digit" if self.classes == MNIST_INFO.classes else "image"
-
-    @property
-    def label_noun(self) -> str:
-        """What a label is called on an axis or a column: the digit for MNIST's classes, the class otherwise."""
-        return "digit" if self.noun == "digit" else "class"
-
-
-@torch.inference_mode()
-def compute_predictions(model: nn.Module, split: Split, mean: float = MNIST_MEAN, std: float = MNIST_STD,
-                        batch_size: int = 1000, classes: Sequence[str] = MNIST_INFO.classes) -> SplitPredictions:
-    """Class probabilities of `model` on `split` (already on the model's device), gathered on the CPU.
-
-    `classes` names each label in the figures (`Checkpoint.classes`).
-    """
-    model.eval()
-    probs = [model(normalize(split.images[start:start + batch_size], mean, std)).softmax(1).float().cpu()
-             for start in range(0, len(split), batch_size)]
-    return SplitPredictions(split.images.cpu(), split.labels.cpu(), torch.cat(probs), tuple(classes))
 
 
 def plain_text(figure_function):

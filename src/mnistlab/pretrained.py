@@ -12,12 +12,12 @@ This module imports no torch: `mnistlab models` and `serve`'s messages read it c
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import _io
+from ._io import file_sha256
 from .errors import PretrainedError
 from .records import CONFIG_FILE
 from .schema import read_json
@@ -127,14 +127,6 @@ def outputs_folder(run: str | os.PathLike) -> Path:
     except OSError:  # a name too long, say: reading the run reports it in one line
         return path
     return Path() if _inside(folder) is not None else folder
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _inside(path: Path, root: Path | None = None) -> str | None:

@@ -55,6 +55,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .._outputs import RunExistsError
     from ..errors import escape
     from ..finetune import finetune
 
@@ -66,7 +67,10 @@ def cmd_finetune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     def skipped(image, why: str) -> None:
         print(f"mnistlab: could not read {escape(str(image.path))}: {why}", file=sys.stderr)
 
-    result = finetune(config, on_unreadable=skipped)
+    try:
+        result = finetune(config, on_unreadable=skipped)
+    except RunExistsError as e:  # the library names its argument; the command line names its flag
+        raise e.for_flag("--overwrite") from None
     before, after = result.before, result.after
     print(f"{result.checkpoint.model_name} from {escape(args.base)}: {result.trained} of your images trained on, "
           f"{result.held_out} held out, {result.steps} steps in {result.seconds:.1f}s")
