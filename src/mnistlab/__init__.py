@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # the public names, in the order of their modules (`__all__` 
         PictureError,
         PlotError,
         PretrainedError,
+        RunExistsError,
         SchemaError,
         ServeError,
         TrainingError,
@@ -86,7 +87,7 @@ __all__ = [
     "MnistlabError", "OutputError", "DataError", "ImageError", "NoDigitError", "LabelledError", "DeviceError",
     "ModelError", "SchemaError", "MissingFileError", "FieldError", "ForeignRecordError", "NotRegularFileError",
     "CheckpointError", "OnnxModelError", "MetricsError", "TrainingError", "PlotError", "PictureError",
-    "ExportError", "FinetuneError", "ServeError", "ApiError", "PretrainedError",
+    "ExportError", "FinetuneError", "ServeError", "ApiError", "PretrainedError", "RunExistsError",
 ]
 
 

@@ -18,25 +18,9 @@ from pathlib import Path
 
 from ._io import PRETRAINED_DIR
 from ._signals import signals_deferred
-from .errors import OutputError
+from .errors import OutputError, RunExistsError
 
 TEMP_NAME_CHARS = 100  # of the target's name kept in a temporary name, so that it stays under NAME_MAX
-
-
-class RunExistsError(OutputError):
-    """The output folder already holds a run and replacing it was not asked for.
-
-    The message names the library's argument (`overwrite=True`); the command line rewords it for its flag
-    (`for_flag("--overwrite")`), so that each interface speaks its own language.
-    """
-
-    def __init__(self, target: Path, argument: str = "overwrite=True"):
-        self.target = target
-        super().__init__(f"{target}: already holds a run; pass {argument} to replace it, or choose another folder")
-
-    def for_flag(self, flag: str) -> OutputError:
-        """The same error, as the command line says it."""
-        return OutputError(f"{self.target}: already holds a run; use {flag} to replace it, or choose another folder")
 
 
 def _cannot_write(path: Path, error: OSError) -> OutputError:

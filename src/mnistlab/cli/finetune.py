@@ -55,8 +55,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .._outputs import RunExistsError
-    from ..errors import escape
+    from ..errors import RunExistsError, escape
     from ..finetune import finetune
 
     config = FinetuneConfig(base=args.base, images=args.images, out=args.out, epochs=args.epochs, lr=args.lr,

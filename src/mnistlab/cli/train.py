@@ -117,8 +117,8 @@ def train_config(args: argparse.Namespace, default_out: str | None = None) -> Tr
 
 def cmd_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     started = time.perf_counter()
-    from .._outputs import RunExistsError
     from ..checkpoints import is_checkpoint_folder
+    from ..errors import RunExistsError
     from ..runs import PictureError, train
     from ..training import check_config, default_run_dir
 
