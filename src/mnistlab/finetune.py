@@ -134,8 +134,8 @@ def evaluate_finetune(model: torch.nn.Module, held_out: Split | None, test: Spli
 def evaluate_base(base: Checkpoint, held_out: Split | None, test: Split, digests: dict[str, str],
                   batch_size: int) -> FinetuneEvaluation:
     """The base's accuracies. Its test accuracy is its record's when that was measured on these very test files
-    (`mnistlab evaluate` reproduces it exactly), which saves evaluating a `cnn` on 10,000 images: half the CPU
-    time of a fine-tune. A record of other files, or none, is measured again."""
+    (`mnistlab evaluate` reproduces it exactly), which saves a pass over the whole test set, a large share of a
+    fine-tune's time. A record of other files, or none, is measured again."""
     recorded, files = base.metrics, base.config.get("dataset", {}).get("sha256", {})
     if "test_acc" in recorded and "test_loss" in recorded and all(
             files.get(stem) is not None and files.get(stem) == digests.get(stem) for stem in SPLIT_FILES["test"]):

@@ -78,7 +78,7 @@ def plain_text(figure_function):
 
 def save_png(fig: Figure, file: str | Path | BinaryIO, dpi: int = DPI) -> None:
     """Write `fig` as a PNG of exactly its size × `dpi` pixels to a path or a binary file."""
-    # zlib level 1: on the report's five figures, 8% larger than Pillow's default level 6 and a third quicker.
+    # zlib level 1: figures of flat colours compress almost as well as at Pillow's default level, in far less time.
     fig.savefig(file, format="png", dpi=dpi, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
 
 
