@@ -158,6 +158,17 @@ assert "torch._dynamo" in sys.modules  # so the guards were there to skip
     assert done.returncode == 0, done.stderr
 
 
+def test_the_train_command_imports_nothing_heavy_before_it_is_needed():
+    import subprocess
+    import sys
+
+    script = ("import sys, mnistlab.cli.train, mnistlab.runs, mnistlab.training; "
+              "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'scipy', 'PIL', 'sympy'}), "
+              "'torch._dynamo' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["[]", "False"]  # matplotlib comes with the pictures, the rest never
+
+
 def test_one_pass_over_the_test_set_serves_the_metrics_and_the_report(tmp_path, tiny_data, monkeypatch):
     import mnistlab
     import mnistlab.evaluation as evaluation

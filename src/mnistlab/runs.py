@@ -18,7 +18,6 @@ from .datasets import DatasetInfo, checkpoint_dataset
 from .errors import PictureError
 from .evaluation import evaluate
 from .onnx_model import OnnxModel
-from .prediction import evaluate_arrays
 from .records import CURVES_FILE, REPORT_FILE, load_metrics
 from .training import Run
 from .training import train as train_loop
@@ -53,7 +52,8 @@ def train(config: TrainConfig, *, pictures: bool = True, report: bool = True,
         if before_publish is not None:
             before_publish(run, folder)
 
-    run = train_loop(config, before_publish=extras, command=command)
+    run = train_loop(config, before_publish=extras, command=command,
+                     prepare=drawer.prepare if drawer is not None else None)
     if drawer is not None:
         run.pictures = list(drawer.written)
         if drawer.failure:
@@ -79,8 +79,13 @@ class RunPictures:
         self.written: list[str] = []  # file names, in the order written
         self.failure: tuple[str, str] | None = None  # (file name, reason)
 
+    @staticmethod
+    def prepare() -> None:
+        """Import matplotlib and the figures: `train` calls this while the data loads, in parallel with it."""
+        from . import plots, report  # noqa: F401
+
     def __call__(self, run: Run, folder: Path) -> None:
-        # Imported here, when the training is done: matplotlib is not needed before, nor for a run without pictures.
+        # Imported here, not with this module: matplotlib is needed only once a run is trained with pictures.
         from . import plots
         from .report import render_report, report_figures
 
@@ -128,6 +133,10 @@ def evaluate_test_set(model: Classifier, *, dataset: str | None = None, data_dir
     info = checkpoint_dataset(model.config.get("dataset", {}), dataset, model.path)
     test, digests = load_test_split(info, data_dir)
     if isinstance(model, OnnxModel):  # its own input convention, on onnxruntime
+        # Imported here: prediction brings image preprocessing (scipy), which neither a checkpoint's evaluation
+        # nor `mnistlab train` needs.
+        from .prediction import evaluate_arrays
+
         loss, acc = evaluate_arrays(model, test.images.numpy(), test.labels.numpy(), batch_size, progress=progress)
         where = "onnxruntime (CPU)"
     else:

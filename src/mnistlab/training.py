@@ -322,7 +322,7 @@ def eval_copy(model: nn.Module) -> nn.Module:
 
 
 def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | None = None,
-          command: str | None = None) -> Run:
+          command: str | None = None, prepare: Callable[[], None] | None = None) -> Run:
     """Train `config.model` on `config.dataset`, evaluate after every epoch, and save the run folder whole.
 
     The inputs are checked first (the config, a `data_dir`), then the output folder (see
@@ -331,6 +331,7 @@ def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | Non
     the end: an error or interrupt at any point leaves nothing new behind (and an old run it was to
     replace untouched). `before_publish(run, folder)` may write more files into that folder (the
     command line draws the pictures there); they are published with the run, or not at all.
+    `prepare()` runs while the data loads in another thread (the pictures import matplotlib there).
     `command`, the command line that asked for the run (the CLI passes its own), is recorded in
     config.json.
 
@@ -360,6 +361,9 @@ def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | Non
             with timer("model"):
                 model = build_model(config, device)
                 optimizer = make_optimizer(model, config)
+            if prepare is not None:
+                with timer("extras"):
+                    prepare()
             data = loading.result()
         train_split = data.train if config.train_limit is None else data.train.subset(config.train_limit)
         train_split, test_split = train_split.to(device), data.test.to(device)
