@@ -107,7 +107,7 @@ class RunPictures:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """A model's scores on its dataset's test split, and where they came from."""
+    """A model's loss and accuracy on its dataset's test split, and where they came from."""
 
     loss: float
     accuracy: float

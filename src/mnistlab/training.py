@@ -37,16 +37,14 @@ from .datasets import get_dataset
 from .device import resolve_device
 from .downloads import source_kind
 from .errors import FieldError, TrainingError
-from .evaluation import SplitEvaluation, SplitPredictions, evaluate, evaluate_split
+from .evaluation import SplitEvaluation, SplitPredictions, evaluate_split
+from .evaluation import evaluate as evaluate  # where it was defined first: `from mnistlab.training import evaluate`
 from .limits import MAX_EVALUATIONS
 from .models import create_model, list_models, model_arguments, model_defaults
 from .optim import make_optimizer, make_scheduler
 from .recipes import recipe_names
 from .records import METRICS_FILE
 from .run_folder import check_run_name, default_run_dir, write_run
-
-__all__ = ["check_config", "full_model_args", "EpochMetrics", "Run", "train", "evaluate", "time_to_accuracy",
-           "default_run_dir", "uses_conv", "channels_last"]
 
 PROGRESS_EVERY = 50  # steps between progress-bar loss updates (each one reads a value off the device)
 T = TypeVar("T")
@@ -116,6 +114,8 @@ class Run:
     @property
     def test_predictions(self) -> SplitPredictions:
         """The model's answers on the test split, from the evaluation that gave `final` (no second pass)."""
+        if self.final_evaluation is None:
+            raise ValueError("this run holds no evaluation of its test split (it was not made by `train`)")
         return self.final_evaluation.predictions(self.test_split, get_dataset(self.config.dataset).classes)
 
     @property
