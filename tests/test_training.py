@@ -150,7 +150,7 @@ def run(kind_of):
 ours = run(make_optimizer)
 assert "torch._dynamo" not in sys.modules, "the compiler was imported"
 import mnistlab.optim
-mnistlab.optim.eager = lambda kind: kind  # torch's own classes, guards and all
+mnistlab.optim.eager = lambda kind, params, **options: kind(params, **options)  # guards and all
 assert all(torch.equal(a, b) for a, b in zip(ours, run(make_optimizer), strict=True)), "the steps differ"
 assert "torch._dynamo" in sys.modules  # so the guards were there to skip
 """

@@ -1,7 +1,7 @@
 """`mnistlab finetune`: adapt a trained model to one person's handwriting.
 
 The person's images come as a labelled folder (`DIR/0/ … DIR/9/`, what `serve --collect` saves and
-`evaluate --images` scores), read by `mnistlab.labelled` and preprocessed by the same pipeline as
+`evaluate --images` evaluates), read by `mnistlab.labelled` and preprocessed by the same pipeline as
 `predict`, so the model learns from exactly what it will be shown. A stratified, seeded share of them
 is held out to measure the model before and after. Each training step mixes a few of the person's
 images, randomly warped (`mnistlab.augment`), with several times as many training images of the base
@@ -153,7 +153,7 @@ def adapt(model: torch.nn.Module, pixels: torch.Tensor, labels: torch.Tensor, wo
     """
     generator = torch.Generator().manual_seed(config.seed)  # on the CPU: a seed draws alike on every device
     device = pixels.device
-    optimizer = eager(torch.optim.Adam)(model.parameters(), lr=config.lr)
+    optimizer = eager(torch.optim.Adam, model.parameters(), lr=config.lr)
     steps_per_epoch = math.ceil(len(labels) / config.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps_per_epoch * config.epochs)
     model.train()

@@ -2,7 +2,8 @@
 
 This is how a user measures a model on their own handwriting: `mnistlab serve --collect DIR` saves
 drawings into such a folder (`save_labelled`), `mnistlab evaluate RUN --images DIR` evaluates a model
-on one (`read_labelled`, `evaluate_folder`). The folder may come from anywhere, so it is read as
+on one (`read_labelled`, `evaluate_folder`), and `mnistlab finetune` learns from one (`read_pixels`,
+the images as the model sees them). The folder may come from anywhere, so it is read as
 hostile: only regular files in the ten digit folders count (no symlinks, no sub-folders, no other
 names), and writing never follows a symlink out of it.
 """

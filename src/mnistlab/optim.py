@@ -1,17 +1,19 @@
 """The optimizer and learning-rate schedule a config asks for, for training and fine-tuning alike.
 
 torch's optimizers wrap `step`, `zero_grad` and `add_param_group` in guards that keep its compiler
-(torch._dynamo) out of them, and those guards import the compiler on first use: about a second, more
-than anything else a short run does besides training. Nothing here is compiled, so `eager` calls the
-methods inside the guards, the very same code and kernels; the compiler is imported only when asked
-for (`TrainConfig.compile`).
+(torch._dynamo) out of them, and those guards import the compiler on first use: a large share of what
+a short run costs besides its training. Nothing here is compiled, so `eager` calls the
+functions inside the guards, the very same code and kernels; the compiler is imported only when
+asked for (`TrainConfig.compile`).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from types import MethodType
 
 import torch
 from torch import nn
@@ -21,28 +23,28 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler
 from .config import TrainConfig
 
 
-def _unguarded(method: Callable) -> Callable:
-    """The function inside torch's compiler guard (functools.wraps keeps it); the method itself if unguarded."""
-    return getattr(method, "__wrapped__", method)
+def eager(kind: type[Optimizer], params: Iterable, **options: object) -> Optimizer:
+    """`kind(params, **options)` (torch.optim.Adam, say), its methods called inside the compiler's guards.
+
+    The object is of `kind` itself; the unguarded methods are set on it before `__init__`, which already
+    adds the parameter groups. Its steps are bit for bit those of torch's own (the same functions).
+    """
+    optimizer = kind.__new__(kind)
+    optimizer.add_param_group = MethodType(inspect.unwrap(Optimizer.add_param_group), optimizer)
+    optimizer.zero_grad = MethodType(inspect.unwrap(Optimizer.zero_grad), optimizer)
+    optimizer.step = MethodType(_unguarded_step(kind), optimizer)
+    kind.__init__(optimizer, params, **options)
+    return optimizer
 
 
-@functools.cache
-def eager(kind: type[Optimizer]) -> type[Optimizer]:
-    """`kind` (torch.optim.Adam, say) whose methods skip the compiler's guards; results are bit for bit the same."""
+def _unguarded_step(kind: type[Optimizer]) -> Callable:
+    step = inspect.unwrap(kind.step)
 
-    class Eager(kind):
-        def add_param_group(self, param_group: dict) -> None:
-            _unguarded(Optimizer.add_param_group)(self, param_group)
+    def unguarded(self: Optimizer, closure: Callable[[], float] | None = None) -> float | None:
+        with torch.no_grad():  # what the guard did besides keeping the compiler out
+            return step(self, closure)
 
-        def zero_grad(self, set_to_none: bool = True) -> None:
-            _unguarded(Optimizer.zero_grad)(self, set_to_none)
-
-        def step(self, closure: Callable[[], float] | None = None) -> float | None:
-            with torch.no_grad():  # what the guard did besides keeping the compiler out
-                return _unguarded(kind.step)(self, closure)
-
-    Eager.__name__ = Eager.__qualname__ = kind.__name__
-    return Eager
+    return unguarded
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> Optimizer:
@@ -55,13 +57,13 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> Optimizer:
         params = [{"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
     if config.optimizer == "sgd":
-        return eager(torch.optim.SGD)(params, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=0.0,
-                                      foreach=True)
-    kind = eager(torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam)
+        return eager(torch.optim.SGD, params, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=0.0,
+                     foreach=True)
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     try:
-        return kind(params, lr=config.lr, weight_decay=0.0, fused=True)
+        return eager(kind, params, lr=config.lr, weight_decay=0.0, fused=True)
     except (RuntimeError, ValueError):
-        return kind(params, lr=config.lr, weight_decay=0.0, foreach=True)
+        return eager(kind, params, lr=config.lr, weight_decay=0.0, foreach=True)
 
 
 def make_scheduler(optimizer: Optimizer, config: TrainConfig, total_steps: int) -> LRScheduler | None:
