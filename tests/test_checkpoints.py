@@ -106,3 +106,25 @@ def test_bad_model_fields(copy):
 
 def test_saving_leaves_no_temporary_files(trained):
     assert not [p for p in trained[0].dir.iterdir() if p.name.startswith(".")]
+
+
+def test_evaluating_a_test_set_shows_progress_on_stderr(tiny_run, capsys):
+    import numpy as np
+
+    from mnistlab.prediction import evaluate_arrays
+    from mnistlab.runs import evaluate_test_set
+
+    run, data = tiny_run
+    checkpoint = load_checkpoint(run)
+    quiet = evaluate_test_set(checkpoint, data_dir=data)  # stderr is not a terminal here: no bar
+    assert capsys.readouterr().err == ""
+    shown = evaluate_test_set(checkpoint, data_dir=data, progress=True)
+    assert "evaluating" in capsys.readouterr().err and shown == quiet
+    assert shown.accuracy == checkpoint.metrics["test_acc"]
+
+    class Uniform:  # any Classifier: an exported model goes this way
+        def probabilities(self, images):
+            return np.full((len(images), 10), 0.1, np.float32)
+
+    evaluate_arrays(Uniform(), np.zeros((4, 28, 28), np.uint8), np.zeros(4, np.int64), progress=True)
+    assert "evaluating" in capsys.readouterr().err

@@ -129,20 +129,21 @@ def test_normalize_uint8_and_unit_floats_agree():
 def test_evaluating_no_images_is_a_data_error_not_a_division_by_zero():
     from mnistlab.data import Split
     from mnistlab.models import create_model
-    from mnistlab.prediction import score
+    from mnistlab.prediction import evaluate_arrays
     from mnistlab.training import evaluate
 
     empty = Split(torch.zeros((0, 28, 28), dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
     with pytest.raises(DataError, match="^nothing to evaluate: the split holds no images$"):
         evaluate(create_model("mlp", hidden=8), empty)
 
-    class Uniform:  # any Classifier: score only calls `probabilities`
+    class Uniform:  # any Classifier: evaluate_arrays only calls `probabilities`
         def probabilities(self, images):
             return np.full((len(images), 10), 0.1, np.float32)
 
     with pytest.raises(DataError, match="^nothing to score: no images given$"):
-        score(Uniform(), np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64))
-    assert score(Uniform(), np.zeros((4, 28, 28), np.uint8), np.zeros(4, np.int64)) == pytest.approx((np.log(10), 1.0))
+        evaluate_arrays(Uniform(), np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64))
+    four = evaluate_arrays(Uniform(), np.zeros((4, 28, 28), np.uint8), np.zeros(4, np.int64))
+    assert four == pytest.approx((np.log(10), 1.0))
 
 
 def test_evaluate_on_a_data_dir_with_an_empty_test_split_exits_1_in_one_line(tiny_run, tmp_path, capsys):

@@ -245,3 +245,44 @@ def test_names_that_are_not_utf8_are_recorded_so_that_the_run_loads(tiny_run, tm
     record = load_checkpoint(tmp_path / "out").config["finetune"]
     assert record["images"].endswith("mine\\xff")
     assert record["held_out"]["5"] in (["\\xfe.png"], ["d5-1.png"])
+
+
+# --- the first error names what the user got wrong, in the language of the interface ------------------------------
+
+def test_a_missing_images_folder_is_named_before_an_existing_run(tiny_run, tmp_path, capsys):
+    run, data = tiny_run
+    out = tmp_path / "runs" / "mine"
+    shutil.copytree(run, out)  # an earlier run in the way, and no my-digits/ at all
+    assert finetune(run, data, tmp_path / "my-digits", out) == 1
+    err = capsys.readouterr().err
+    assert "my-digits: expected a folder with sub-folders 0/ … 9/" in err and "already holds a run" not in err
+    assert finetune(run, tmp_path / "no-data", person_folder(tmp_path, per_digit=2), out) == 1
+    err = capsys.readouterr().err
+    assert "no-data: data directory not found" in err and "already holds a run" not in err
+
+
+def test_an_existing_run_is_named_as_a_flag_on_the_command_line_and_an_argument_in_python(tiny_run, tmp_path,
+                                                                                         capsys):
+    from mnistlab import OutputError
+    from mnistlab.config import FinetuneConfig
+    from mnistlab.finetune import finetune as finetune_in_python
+
+    run, data = tiny_run
+    images, out = person_folder(tmp_path, per_digit=2), tmp_path / "runs" / "mine"
+    shutil.copytree(run, out)
+    assert finetune(run, data, images, out) == 1
+    err = capsys.readouterr().err
+    assert f"{out}: already holds a run; use --overwrite to replace it, or choose another folder" in err
+    assert "overwrite=True" not in err
+    config = FinetuneConfig(base=str(run), images=str(images), out=str(out), data_dir=str(data), progress=False)
+    with pytest.raises(OutputError, match=r"already holds a run; pass overwrite=True to replace it") as error:
+        finetune_in_python(config)
+    assert "--overwrite" not in str(error.value)
+
+
+def test_a_fine_tuned_run_may_not_be_named_like_a_shipped_model(tiny_run, tmp_path, capsys, monkeypatch):
+    run, data = tiny_run
+    monkeypatch.chdir(tmp_path)
+    assert finetune(run, data, person_folder(tmp_path, per_digit=2), Path("runs/pretrained:cnn-mine")) == 1
+    assert "runs/pretrained:cnn-mine: a run folder's name may not start with 'pretrained:'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

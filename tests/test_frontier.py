@@ -293,8 +293,8 @@ def test_evaluation_time_is_not_counted_as_training_time(tmp_path, tiny_data, mo
         time.sleep(0.3)
         return real(*args, **kwargs)
 
-    real = training.evaluate
-    monkeypatch.setattr(training, "evaluate", slow_evaluate)
+    real = training.evaluate_split
+    monkeypatch.setattr(training, "evaluate_split", slow_evaluate)
     run = train(quick(tmp_path, tiny_data, epochs=3))
     assert all(row.eval_seconds >= 0.3 for row in run.history)
     assert run.final.train_seconds <= run.wall_seconds - 0.9

@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 import torch
 
-import mnistlab._io as io_module
+import mnistlab._outputs as io_module
+import mnistlab._signals as signals_module
 import mnistlab.training as training
-from mnistlab._io import StagedFolder, check_output_file
+from mnistlab._outputs import StagedFolder, check_output_file
 from mnistlab.cli import main
 from mnistlab.errors import OutputError
 from mnistlab.training import TrainConfig, check_config
@@ -603,7 +604,7 @@ def test_a_signal_inside_publication_waits_until_the_run_is_in_place(old_run, da
 def test_signals_deferred_hands_a_signal_on_after_the_block():
     reached = []
     with pytest.raises(KeyboardInterrupt):
-        with io_module.signals_deferred():
+        with signals_module.signals_deferred():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
             reached.append("end of the block")
@@ -628,7 +629,7 @@ def test_ctrl_c_while_a_progress_bar_is_built_leaves_no_half_built_bar(monkeypat
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
     with pytest.raises(KeyboardInterrupt):
-        with io_module.progress_bar(total=3, file=io.StringIO()):
+        with signals_module.progress_bar(total=3, file=io.StringIO()):
             pass
     gc.collect()  # a half-built bar complains here, from its __del__: "no attribute 'pos'"
     assert [repr(u.exc_value) for u in unraisable] == []

@@ -15,6 +15,7 @@ from torch import nn
 
 from mnistlab.cli import main
 from mnistlab.data import load_mnist, normalize
+from mnistlab.evaluation import compute_predictions, evaluate
 from mnistlab.plots import (
     DPI,
     RIGHT_COLOR,
@@ -22,7 +23,6 @@ from mnistlab.plots import (
     CellText,
     PlotError,
     SplitPredictions,
-    compute_predictions,
     confusion_counts,
     confusion_matrix,
     mistakes_gallery,
@@ -31,7 +31,6 @@ from mnistlab.plots import (
     save_figure,
     training_curves,
 )
-from mnistlab.training import evaluate
 
 from .conftest import make_dataset
 

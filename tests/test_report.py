@@ -219,7 +219,7 @@ def test_the_largest_metrics_a_run_may_write_is_read_back(tiny_run, tmp_path, ca
 
     import mnistlab
     from mnistlab import records, training
-    from mnistlab._io import StagedFolder
+    from mnistlab._outputs import StagedFolder
     from mnistlab.limits import MAX_EPOCHS, MAX_EVALUATIONS
     from mnistlab.records import MAX_JSON_BYTES
 

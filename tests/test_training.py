@@ -117,3 +117,123 @@ def test_the_library_leaves_the_same_run_folder_as_the_command(tmp_path, tiny_da
     assert bare.pictures == [] and not {"curves.png", "report.html"} & {p.name for p in bare.dir.iterdir()}
     no_report = mnistlab.train(dataclasses.replace(config, out=str(tmp_path / "curves")), report=False)
     assert no_report.pictures == ["curves.png"]
+
+
+# --- what `mnistlab train` costs besides training -------------------------------------------------------------------
+
+@pytest.mark.parametrize("optimizer, schedule", [("adam", "onecycle"), ("adamw", "cosine"), ("sgd", "none")])
+def test_the_optimizers_step_as_torchs_own_without_importing_its_compiler(optimizer, schedule):
+    import subprocess
+    import sys
+
+    script = f"""
+import sys, torch
+from mnistlab.config import TrainConfig
+from mnistlab.optim import make_optimizer, make_scheduler
+
+def run(kind_of):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    config = TrainConfig(optimizer="{optimizer}", schedule="{schedule}", weight_decay=0.01, lr=0.01)
+    optimizer = kind_of(model, config)
+    scheduler = make_scheduler(optimizer, config, 20)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        x, y = torch.randn(8, 12, generator=generator), torch.randint(4, (8,), generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    return [p.detach().clone() for p in model.parameters()]
+
+ours = run(make_optimizer)
+assert "torch._dynamo" not in sys.modules, "the compiler was imported"
+import mnistlab.optim
+mnistlab.optim.eager = lambda kind, params, **options: kind(params, **options)  # guards and all
+assert all(torch.equal(a, b) for a, b in zip(ours, run(make_optimizer), strict=True)), "the steps differ"
+assert "torch._dynamo" in sys.modules  # so the guards were there to skip
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_train_command_imports_nothing_heavy_before_it_is_needed():
+    import subprocess
+    import sys
+
+    script = ("import sys, mnistlab.cli.train, mnistlab.runs, mnistlab.training; "
+              "print(sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'scipy', 'PIL', 'sympy'}), "
+              "'torch._dynamo' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["[]", "False"]  # matplotlib comes with the pictures, the rest never
+
+
+def test_one_pass_over_the_test_set_serves_the_metrics_and_the_report(tmp_path, tiny_data, monkeypatch):
+    import mnistlab
+    import mnistlab.evaluation as evaluation
+
+    passes = []
+    real = evaluation.evaluate_split
+
+    def counted(model, split, *args, **kwargs):
+        passes.append(len(split))
+        return real(model, split, *args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate_split", counted)
+    monkeypatch.setattr(evaluation, "evaluate_split", counted)
+    run = mnistlab.train(quick(tmp_path, tiny_data, epochs=1))
+    assert run.pictures == ["curves.png", "report.html"]
+    assert len(passes) == 1  # the evaluation after the epoch; the report draws its answers
+    expected = evaluation.compute_predictions(run.model, run.test_split, run.config.mean, run.config.std)
+    assert torch.equal(run.test_predictions.probs, expected.probs)
+    assert run.test_predictions.accuracy == run.final.test_acc
+
+
+# --- run folders: `pretrained:` is reserved, inputs are checked before outputs --------------------------------------
+
+@pytest.mark.parametrize("out", ["pretrained:cnn-mine", "runs/pretrained:cnn-mine", "pretrained:"])
+def test_a_run_folder_named_like_a_shipped_model_is_refused_before_training(tmp_path, tiny_data, monkeypatch, out):
+    from mnistlab import OutputError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(training, "train_one_epoch", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(OutputError, match=r"a run folder's name may not start with 'pretrained:'"):
+        train(quick(tmp_path, tiny_data, out=out))
+    assert list(tmp_path.iterdir()) == [tiny_data]
+
+
+def test_the_command_line_refuses_a_pretrained_run_name_in_one_line(tmp_path, tiny_data, capsys, monkeypatch):
+    from mnistlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data-dir", str(tiny_data), "--epochs", "1", "--out", "runs/pretrained:cnn-mine"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("mnistlab: error: runs/pretrained:cnn-mine: a run folder's name may not start with 'pretrained:', "
+                   "which names the models that ship with mnistlab; choose another name")
+
+
+def test_a_missing_data_folder_is_named_before_an_existing_run(tmp_path, tiny_data, capsys):
+    from mnistlab import DataError
+    from mnistlab.cli import main
+
+    old = train(quick(tmp_path, tiny_data, epochs=1)).dir
+    with pytest.raises(DataError, match="no-such-data: data directory not found"):
+        train(quick(tmp_path, tmp_path / "no-such-data", out=str(old)))
+    assert main(["train", "--data-dir", str(tmp_path / "no-such-data"), "--out", str(old)]) == 1
+    assert "no-such-data: data directory not found" in capsys.readouterr().err
+
+
+def test_an_existing_run_is_named_in_the_language_of_the_interface(tmp_path, tiny_data, capsys):
+    from mnistlab import OutputError
+    from mnistlab.cli import main
+
+    old = train(quick(tmp_path, tiny_data, epochs=1)).dir
+    with pytest.raises(OutputError) as error:
+        train(quick(tmp_path, tiny_data, epochs=1, out=str(old)))
+    assert str(error.value) == (f"{old}: already holds a run; pass overwrite=True to replace it, "
+                                "or choose another folder")
+    assert main(["train", "--data-dir", str(tiny_data), "--epochs", "1", "--out", str(old)]) == 1
+    err = capsys.readouterr().err
+    assert f"{old}: already holds a run; use --overwrite to replace it, or choose another folder" in err
+    assert "overwrite=True" not in err

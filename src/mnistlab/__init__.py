@@ -44,16 +44,16 @@ if TYPE_CHECKING:  # the public names, in the order of their modules (`__all__` 
         PlotError,
         PortInUseError,
         PretrainedError,
+        RunExistsError,
         SchemaError,
         ServeError,
         TrainingError,
     )
+    from .evaluation import SplitPredictions, compute_predictions, evaluate
     from .loading import load_model
     from .models import create_model, list_models, register_model
     from .onnx_model import OnnxModel, load_onnx
     from .plots import (
-        SplitPredictions,
-        compute_predictions,
         confusion_matrix,
         mistakes_gallery,
         pixel_view,
@@ -68,7 +68,7 @@ if TYPE_CHECKING:  # the public names, in the order of their modules (`__all__` 
     from .records import load_metrics
     from .report import write_report
     from .runs import train
-    from .training import Run, evaluate
+    from .training import Run
 
 __all__ = [
     "__version__",
@@ -88,8 +88,7 @@ __all__ = [
     "MnistlabError", "OutputError", "DataError", "ImageError", "NoDigitError", "LabelledError", "DeviceError",
     "ModelError", "SchemaError", "MissingFileError", "FieldError", "ForeignRecordError", "NotRegularFileError",
     "CheckpointError", "OnnxModelError", "MetricsError", "TrainingError", "PlotError", "PictureError",
-    "ExportError", "FinetuneError", "ServeError", "PortInUseError", "ApiError",
-    "PretrainedError",
+    "ExportError", "FinetuneError", "ServeError", "PortInUseError", "ApiError", "PretrainedError", "RunExistsError",
 ]
 
 

@@ -10,6 +10,7 @@ memory), and only then reads the weights, refusing any that are not finite.
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
-from ._io import StagedFolder, json_text, native_path
+from ._io import json_text, native_path
+from ._outputs import StagedFolder
 from .classifier import Recorded
 from .data import normalize
 from .datasets import DIGIT_CLASSES, layout_of, recorded_dataset
@@ -113,7 +115,7 @@ def save_checkpoint(folder: str | Path, model: nn.Module, model_name: str, model
                     overwrite: bool = False) -> Path:
     """Write a checkpoint folder whole: staged beside `folder`, then renamed into place; return the folder.
 
-    An existing checkpoint folder is replaced only with `overwrite=True`; see `mnistlab._io.StagedFolder`.
+    An existing checkpoint folder is replaced only with `overwrite=True`; see `mnistlab._outputs.StagedFolder`.
     """
     files = checkpoint_files(model, model_name, model_args, mean=mean, std=std, dataset=dataset,
                              metrics=metrics, train_config=train_config)
@@ -225,12 +227,23 @@ def _read_weights(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, to
             weights = load_file(name)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: unreadable or truncated safetensors file ({one_line(e)})") from None
-    for name, stored in weights.items():
-        weights[name] = tensor = stored.to(expected[name].dtype)
+    converted = {name: stored.to(expected[name].dtype) for name, stored in weights.items()}
+    name = non_finite_tensor(converted)
+    if name is not None:
+        how = f" once converted to {converted[name].dtype}" if weights[name].dtype != converted[name].dtype else ""
+        raise CheckpointError(f"{path}: tensor {name} holds non-finite values (NaN or infinity){how}")
+    return converted
+
+
+def non_finite_tensor(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or an infinity, or None when all are finite.
+
+    Training, fine-tuning and loading each refuse such weights: a model with them answers NaN for every image.
+    """
+    for name, tensor in tensors.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            converted = f" once converted to {tensor.dtype}" if stored.dtype != tensor.dtype else ""
-            raise CheckpointError(f"{path}: tensor {name} holds non-finite values (NaN or infinity){converted}")
-    return weights
+            return name
+    return None
 
 
 def _build(name: str, args: dict, where: Path) -> nn.Module:

@@ -27,7 +27,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ._io import NotRegularFileError, make_folders, open_regular_file, remove_folders
+from ._io import NotRegularFileError, file_digest, open_regular_file
+from ._outputs import make_folders, remove_folders
 from .datasets import BUNDLED_ROOT, DATASETS, FILE_STEMS, SYSTEM_ROOT, DatasetInfo
 from .errors import DataError
 
@@ -108,11 +109,7 @@ def dataset_folder(info: DatasetInfo, root: Path | None = None) -> Path:
 
 def md5_of(path: Path) -> str:
     """The MD5 of a regular file (a FIFO or a device of that name raises `NotRegularFileError`, never hangs)."""
-    digest = hashlib.md5(usedforsecurity=False)  # MD5 is what torchvision pins; it checks, it does not sign
-    with open_regular_file(path) as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "md5")  # MD5 is what torchvision pins; it checks, it does not sign
 
 
 def content_problems(info: DatasetInfo, folder: Path) -> dict[str, str | None]:

@@ -22,6 +22,22 @@ class OutputError(MnistlabError, OSError):
     """An output cannot be written where it was asked for: a bad path, no permission, a full disk."""
 
 
+class RunExistsError(OutputError):
+    """The output folder already holds a run, and replacing it was not asked for.
+
+    The message names the library's argument (`overwrite=True`); the command line words it for its flag
+    (`for_flag("--overwrite")`), so that each interface speaks its own language.
+    """
+
+    def __init__(self, target: object, argument: str = "overwrite=True"):
+        self.target = target
+        super().__init__(f"{target}: already holds a run; pass {argument} to replace it, or choose another folder")
+
+    def for_flag(self, flag: str) -> OutputError:
+        """The same error, as the command line says it."""
+        return OutputError(f"{self.target}: already holds a run; use {flag} to replace it, or choose another folder")
+
+
 # --- inputs: data, images, devices, settings -------------------------------------------------------------------
 
 class DataError(MnistlabError, ValueError):

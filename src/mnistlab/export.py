@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._io import atomic_path, check_output_file
+from ._outputs import atomic_path, check_output_file
 from ._version import __version__
 from .checkpoints import Checkpoint, load_checkpoint
 from .config import EXPORT_FORMATS, EXPORT_INPUTS, ExportConfig

@@ -1,24 +1,21 @@
 """`mnistlab finetune`: adapt a trained model to one person's handwriting.
 
 The person's images come as a labelled folder (`DIR/0/ … DIR/9/`, what `serve --collect` saves and
-`evaluate --images` scores), read by `mnistlab.labelled` and preprocessed by the same pipeline as
+`evaluate --images` evaluates), read by `mnistlab.labelled` and preprocessed by the same pipeline as
 `predict`, so the model learns from exactly what it will be shown. A stratified, seeded share of them
 is held out to measure the model before and after. Each training step mixes a few of the person's
 images, randomly warped (`mnistlab.augment`), with several times as many training images of the base
 model's own dataset: the model learns the person's style without forgetting the rest of the world,
 which the test set's accuracy before and after shows. The result is an ordinary run folder, written
-whole (`mnistlab._io.StagedFolder`), whose config.json records where it came from ("finetune").
+as `mnistlab train` writes one (`mnistlab.run_folder`), whose config.json records where it came from
+("finetune").
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import io
-import itertools
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,41 +25,32 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._io import StagedFolder, json_text, progress_bar
-from ._version import __version__
+from ._io import file_sha256, json_text
+from ._outputs import StagedFolder
+from ._signals import progress_bar
 from .augment import augment
-from .checkpoints import Checkpoint, checkpoint_files, is_checkpoint_folder
+from .checkpoints import Checkpoint, is_checkpoint_folder, non_finite_tensor
 from .config import FinetuneConfig
-from .data import Split, load_mnist, normalize
+from .data import Split, load_mnist, normalize, resolve_data_dir
 from .datasets import SPLIT_FILES, checkpoint_dataset
-from .errors import FinetuneError, SchemaError, escape, escape_surrogates
-from .labelled import DIGITS, LabelledImage, read_labelled
+from .errors import FinetuneError, escape_surrogates
+from .evaluation import evaluate
+from .labelled import DIGITS, LabelledImage, LabelledPixels, list_digit_images, read_pixels
 from .limits import FINETUNE_STEPS as STEPS
 from .loading import load_model
-from .prediction import predict
-from .records import METRICS_FILE, WEIGHTS_FILE, read_bounded
-from .training import evaluate, uses_conv
+from .optim import eager
+from .records import WEIGHTS_FILE
+from .run_folder import check_run_name, write_run
+from .training import channels_last
 
 MAX_IMAGES = 5_000  # one person's drawings: far more than anyone collects, few enough to preprocess in seconds
 MAX_IMAGE_BYTES = 32 << 20  # a file larger than a 32 MiB phone photo is refused unread
 MAX_HELD_OUT_RECORD = 256 << 10  # bytes of held-out file names in config.json (the loader reads at most 1 MiB)
 MIN_PER_DIGIT = 2  # one to train on, one to hold out
-READ_BATCH = 256  # files read and preprocessed at a time
 
 
 @dataclass
-class PersonImages:
-    """The person's images as the model sees them: float32 (N, 28, 28) in [0, 1], their labels and files."""
-
-    pixels: torch.Tensor
-    labels: torch.Tensor
-    files: list[LabelledImage]
-    unreadable: list[tuple[LabelledImage, str]]  # (file, why), shown apart as `evaluate --images` does
-    sha256: str  # of the labels, names and bytes of the readable files, in order
-
-
-@dataclass
-class Scores:
+class FinetuneEvaluation:
     """Accuracy on the person's held-out images (None: nothing held out) and on the dataset's test set."""
 
     held_out: float | None
@@ -76,8 +64,8 @@ class FinetuneResult:
     dir: Path
     config: FinetuneConfig
     checkpoint: Checkpoint  # the base, as loaded
-    before: Scores
-    after: Scores
+    before: FinetuneEvaluation
+    after: FinetuneEvaluation
     trained: int  # the person's images trained on
     held_out: int
     unreadable: list[tuple[LabelledImage, str]]
@@ -86,73 +74,22 @@ class FinetuneResult:
     record: dict = field(repr=False)  # config.json's "finetune"
 
 
-def read_person(folder: str | Path, model: Checkpoint) -> PersonImages:
-    """Read and preprocess every image of a labelled folder, for `model` (its layout), in order.
-
-    Each file is read once, bounded, and hashed from the bytes that were decoded; one that cannot be
-    read or holds no digit is set apart with its reason, never fatal.
+def read_person(folder: str | Path, model: Checkpoint) -> LabelledPixels:
+    """Every image of a person's labelled folder, read and preprocessed for `model` (`mnistlab.labelled`).
 
     Raises:
-        LabelledError: the folder is missing, holds no images, or too many.
+        LabelledError: the folder is missing, holds no images, or cannot be read. FinetuneError: too many.
     """
-    try:
-        _check_class_folders(Path(folder))
-        files = read_labelled(folder)
-    except OSError as e:  # a name too long, a folder that may not be listed
-        raise FinetuneError(f"{folder}: cannot be read ({e.strerror or e})") from None
+    files = list_digit_images(folder)
     if len(files) > MAX_IMAGES:
         raise FinetuneError(f"{folder}: {len(files):,} images; at most {MAX_IMAGES:,} can be fine-tuned on")
-    digest = hashlib.sha256()
-    kept: list[LabelledImage] = []
-    pixels: list[np.ndarray] = []
-    unreadable: list[tuple[LabelledImage, str]] = []
-    for start in range(0, len(files), READ_BATCH):
-        chunk, sources = [], []
-        for image in files[start:start + READ_BATCH]:
-            try:
-                data = read_bounded(image.path, MAX_IMAGE_BYTES)
-            except SchemaError as e:
-                unreadable.append((image, str(e)))
-                continue
-            source = io.BytesIO(data)
-            source.name = str(image.path)  # what predict's messages call it
-            chunk.append((image, data))
-            sources.append(source)
-        for (image, data), prediction in zip(chunk, predict(model, sources, progress=False), strict=True):
-            if not prediction.ok:
-                unreadable.append((image, prediction.error))
-                continue
-            kept.append(image)
-            pixels.append(prediction.image)
-            digest.update(f"{image.label}/{recorded_name(image.path.name)}\n".encode())
-            digest.update(hashlib.sha256(data).digest())
-    stacked = torch.from_numpy(np.stack(pixels)) if pixels else torch.zeros(0, 28, 28)
-    return PersonImages(stacked, torch.tensor([i.label for i in kept], dtype=torch.long), kept,
-                        unreadable, digest.hexdigest())
+    return read_pixels(files, model, MAX_IMAGE_BYTES)
 
 
-def _check_class_folders(folder: Path) -> None:
-    """A folder of some other classes' sub-folders (cat/, dog/) says what it found, rather than only "no images"."""
-    if not folder.is_dir() or any((folder / str(digit)).is_dir() for digit in DIGITS):
-        return
-    with os.scandir(folder) as entries:  # a folder of a million entries: the first thousand tell enough
-        others = sorted(e.name for e in itertools.islice(entries, 1000) if e.is_dir(follow_symlinks=False))
-    if others:
-        shown = ", ".join(escape(name) for name in others[:5]) + (", …" if len(others) > 5 else "")
-        raise FinetuneError(f"{folder}: no image files in sub-folders 0/ … 9/ (found other sub-folders: {shown}); "
-                            f"each digit's images go in a folder named by the digit")
-
-
-def recorded_name(name: str) -> str:
-    """A file or folder name as a record holds it: bytes that are not UTF-8 become the text `\\xff`, since
-    the records' reader refuses a lone surrogate (JSON can escape one, but no UTF-8 text holds it)."""
-    return escape_surrogates(name)
-
-
-def check_counts(person: PersonImages, folder: str | Path, holdout: float) -> None:
+def check_counts(person: LabelledPixels, folder: str | Path, holdout: float) -> None:
     """Every digit needs `MIN_PER_DIGIT` readable images (one when nothing is held out); name the first short one."""
     need = MIN_PER_DIGIT if holdout > 0 else 1
-    counts = torch.bincount(person.labels, minlength=len(DIGITS)).tolist()
+    counts = np.bincount(person.labels, minlength=len(DIGITS)).tolist()
     for digit, count in enumerate(counts):
         if count < need:
             failed = sum(image.label == digit for image, _ in person.unreadable)
@@ -177,40 +114,34 @@ def split_held_out(labels: torch.Tensor, holdout: float, seed: int) -> torch.Ten
     return torch.from_numpy(held)
 
 
-def held_out_record(person: PersonImages, held: torch.Tensor) -> dict[str, list[str]]:
-    """{digit: [file names held out]}, as config.json records the split."""
+def held_out_record(person: LabelledPixels, held: torch.Tensor) -> dict[str, list[str]]:
+    """{digit: [file names held out]}, as config.json records the split (undecodable bytes as the text `\\xff`)."""
     record: dict[str, list[str]] = {str(d): [] for d in DIGITS}
     for image, is_held in zip(person.files, held.tolist(), strict=True):
         if is_held:
-            record[str(image.label)].append(recorded_name(image.path.name))
+            record[str(image.label)].append(escape_surrogates(image.path.name))
     return record
 
 
-@torch.inference_mode()
-def accuracy_on(model: torch.nn.Module, pixels: torch.Tensor, labels: torch.Tensor, mean: float, std: float) -> float:
-    """Share of `pixels` (float (N, 28, 28) in [0, 1]) that `model` reads right."""
-    model.eval()
-    return (model(normalize(pixels, mean, std)).argmax(1) == labels).float().mean().item()
-
-
-def scores(model: torch.nn.Module, person: tuple[torch.Tensor, torch.Tensor] | None, test: Split, mean: float,
-           std: float, batch_size: int) -> Scores:
-    held = accuracy_on(model, *person, mean, std) if person is not None else None
+def evaluate_finetune(model: torch.nn.Module, held_out: Split | None, test: Split, mean: float, std: float,
+                      batch_size: int) -> FinetuneEvaluation:
+    """`model`'s accuracy on the person's held-out images (float pixels) and its loss and accuracy on `test`."""
+    held = evaluate(model, held_out, mean, std, batch_size)[1] if held_out is not None else None
     loss, acc = evaluate(model, test, mean, std, batch_size)
-    return Scores(held, acc, loss)
+    return FinetuneEvaluation(held, acc, loss)
 
 
-def base_scores(base: Checkpoint, person: tuple[torch.Tensor, torch.Tensor] | None, test: Split,
-                digests: dict[str, str], batch_size: int) -> Scores:
+def evaluate_base(base: Checkpoint, held_out: Split | None, test: Split, digests: dict[str, str],
+                  batch_size: int) -> FinetuneEvaluation:
     """The base's accuracies. Its test accuracy is its record's when that was measured on these very test files
-    (`mnistlab evaluate` reproduces it exactly), which saves evaluating a `cnn` on 10,000 images: half the CPU
-    time of a fine-tune. A record of other files, or none, is measured again."""
+    (`mnistlab evaluate` reproduces it exactly), which saves a pass over the whole test set, a large share of a
+    fine-tune's time. A record of other files, or none, is measured again."""
     recorded, files = base.metrics, base.config.get("dataset", {}).get("sha256", {})
     if "test_acc" in recorded and "test_loss" in recorded and all(
             files.get(stem) is not None and files.get(stem) == digests.get(stem) for stem in SPLIT_FILES["test"]):
-        held = accuracy_on(base.model, *person, base.mean, base.std) if person is not None else None
-        return Scores(held, recorded["test_acc"], recorded["test_loss"], recorded=True)
-    return scores(base.model, person, test, base.mean, base.std, batch_size)
+        held = evaluate(base.model, held_out, base.mean, base.std, batch_size)[1] if held_out is not None else None
+        return FinetuneEvaluation(held, recorded["test_acc"], recorded["test_loss"], recorded=True)
+    return evaluate_finetune(base.model, held_out, test, base.mean, base.std, batch_size)
 
 
 def adapt(model: torch.nn.Module, pixels: torch.Tensor, labels: torch.Tensor, world: Split, config: FinetuneConfig,
@@ -222,7 +153,7 @@ def adapt(model: torch.nn.Module, pixels: torch.Tensor, labels: torch.Tensor, wo
     """
     generator = torch.Generator().manual_seed(config.seed)  # on the CPU: a seed draws alike on every device
     device = pixels.device
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = eager(torch.optim.Adam, model.parameters(), lr=config.lr)
     steps_per_epoch = math.ceil(len(labels) / config.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps_per_epoch * config.epochs)
     model.train()
@@ -257,15 +188,6 @@ def default_epochs(images: int, config: FinetuneConfig) -> int:
     return max(1, round(STEPS / math.ceil(images / config.batch_size)))
 
 
-def weights_sha256(checkpoint: Checkpoint) -> str:
-    """SHA-256 of the base's weights file, as it is on disk."""
-    digest = hashlib.sha256()
-    with open(checkpoint.path / WEIGHTS_FILE, "rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_base(name: str, device: str) -> Checkpoint:
     """The base model, by the loader every command uses; only a PyTorch checkpoint can be trained further."""
     model = load_model(name, device=device)
@@ -278,46 +200,56 @@ def finetune(config: FinetuneConfig,
              on_unreadable: Callable[[LabelledImage, str], None] | None = None) -> FinetuneResult:
     """Adapt `config.base` to the handwriting in `config.images`; write the run folder `config.out` whole.
 
-    The output folder is checked, and every image read, before any training. `on_unreadable(file, why)`
-    hears of each image that cannot be used, before the counts are checked (so a user sees why a digit
-    is short).
+    The inputs are checked first (the base, every image read), then the output folder, all before any
+    training, so the first error names what is wrong. `on_unreadable(file, why)` hears of each image
+    that cannot be used, before the counts are checked (so a user sees why a digit is short).
 
     Raises:
         FinetuneError, LabelledError: a bad setting, images folder or base. CheckpointError: a base that
-        is not a model. OutputError: a bad output folder or a failed write. DataError: the dataset's files.
+        is not a model. OutputError: a bad output folder (`RunExistsError`: a run, without
+        `overwrite=True`) or a failed write. DataError: the dataset's files.
     """
     config.validate()
     base = load_base(config.base, config.device)
+    person = read_person(config.images, base)
+    for image, why in person.unreadable:
+        if on_unreadable is not None:
+            on_unreadable(image, why)
+    check_counts(person, config.images, config.holdout)
+    info = checkpoint_dataset(base.config.get("dataset", {}), None, base.path)
+    if config.data_dir is not None:
+        resolve_data_dir(config.data_dir)  # a missing folder is named before the output is looked at
     if _same_folder(Path(config.out), base.path):
         raise FinetuneError(f"{config.out}: is the base run itself; write the fine-tuned model to another folder")
+    check_run_name(config.out)
     with StagedFolder(config.out, overwrite=config.overwrite, replaceable=is_checkpoint_folder) as staging:
-        person = read_person(config.images, base)
-        for image, why in person.unreadable:
-            if on_unreadable is not None:
-                on_unreadable(image, why)
-        check_counts(person, config.images, config.holdout)
-        held = split_held_out(person.labels, config.holdout, config.seed)
+        labels = torch.from_numpy(person.labels)
+        held = split_held_out(labels, config.holdout, config.seed)
         config = dataclasses.replace(config, epochs=config.epochs or default_epochs(int((~held).sum()), config))
         record = _record(config, base, person, held)
-        info = checkpoint_dataset(base.config.get("dataset", {}), None, base.path)
         data = load_mnist(config.data_dir, info.name, config.progress)
         device, (mean, std) = base.device, (base.mean, base.std)
         world, test = data.train.to(device), data.test.to(device)
-        pixels, labels = person.pixels.to(device), person.labels.to(device)
+        pixels, labels = torch.from_numpy(person.pixels).to(device), labels.to(device)
         held_device = held.to(device)
-        mine = (pixels[held_device], labels[held_device]) if held.any() else None
-        before = base_scores(base, mine, test, data.sha256, config.test_batch_size)
+        mine = Split(pixels[held_device], labels[held_device]) if held.any() else None
+        before = evaluate_base(base, mine, test, data.sha256, config.test_batch_size)
         started = time.perf_counter()
         model, (steps, train_loss, train_acc) = trained_copy(base, pixels[~held_device], labels[~held_device], world,
                                                              config)
         seconds = time.perf_counter() - started
         evaluated = time.perf_counter()
-        after = scores(model, mine, test, mean, std, config.test_batch_size)
-        record["before"], record["after"] = _scores_record(before), _scores_record(after)
+        after = evaluate_finetune(model, mine, test, mean, std, config.test_batch_size)
+        record["before"], record["after"] = _evaluation_record(before), _evaluation_record(after)
         row = {"epoch": config.epochs, "train_loss": train_loss, "train_acc": train_acc,
                "test_loss": after.test_loss, "test_acc": after.test, "seconds": time.perf_counter() - started,
                "step": steps, "train_seconds": seconds, "eval_seconds": time.perf_counter() - evaluated}
-        _write(staging, model, base, data.record(), row, record, config)
+        base_name = escape_surrogates(str(config.base))
+        write_run(staging, model, model_name=base.model_name, model_args=base.config["model"]["args"], mean=mean,
+                  std=std, dataset=data.record(), epochs=[row], train_config=base.config.get("train_config", {}),
+                  config={"finetune": True, "base": base_name, "model": base.model_name, **_settings(config)},
+                  device=str(device), wall_seconds=row["seconds"], train_seconds=seconds,
+                  eval_seconds=row["eval_seconds"], time_to_target=None, finetune=record)
         staging.publish()
     return FinetuneResult(Path(config.out), config, base, before, after, int((~held).sum()), int(held.sum()),
                           person.unreadable, steps, seconds, record)
@@ -327,17 +259,13 @@ def trained_copy(base: Checkpoint, pixels: torch.Tensor, labels: torch.Tensor, w
                  config: FinetuneConfig) -> tuple[torch.nn.Module, tuple[int, float, float]]:
     """A copy of the base's model after `adapt`, in eval mode and finite, with what `adapt` returned."""
     model = copy.deepcopy(base.model)
-    conv = uses_conv(model)
     total = math.ceil(len(labels) / config.batch_size) * config.epochs
-    with progress_bar(total=total, desc="fine-tuning", unit="step", leave=False, disable=not config.progress) as bar:
-        if conv:  # convolutions train about 1.4× faster channels-last on a CPU, as `train` runs them
-            model.to(memory_format=torch.channels_last)
-        try:
-            figures = adapt(model, pixels, labels, world, config, base.mean, base.std, on_step=lambda: bar.update(1))
-        finally:
-            if conv:  # evaluated as a checkpoint rebuilds it, so that `evaluate` reproduces the accuracy exactly
-                model.to(memory_format=torch.contiguous_format)
-    _check_finite(model)
+    with progress_bar(total=total, desc="fine-tuning", unit="step", leave=False, disable=not config.progress) as bar, \
+            channels_last(model):
+        figures = adapt(model, pixels, labels, world, config, base.mean, base.std, on_step=lambda: bar.update(1))
+    bad = non_finite_tensor(model.state_dict())
+    if bad is not None:
+        raise FinetuneError(f"weight {bad} holds NaN or infinite values: fine-tuning diverged (try a smaller --lr)")
     return model.eval(), figures
 
 
@@ -348,25 +276,18 @@ def _same_folder(a: Path, b: Path) -> bool:
         return False
 
 
-def _check_finite(model: torch.nn.Module) -> None:
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise FinetuneError(f"weight {name} holds NaN or infinite values: fine-tuning diverged "
-                                "(try a smaller --lr)")
-
-
-def _scores_record(s: Scores) -> dict:
-    return {"held_out_acc": s.held_out, "test_acc": s.test}
+def _evaluation_record(evaluation: FinetuneEvaluation) -> dict:
+    return {"held_out_acc": evaluation.held_out, "test_acc": evaluation.test}
 
 
 def _settings(config: FinetuneConfig) -> dict:
     return {name: getattr(config, name) for name in ("epochs", "lr", "batch_size", "mix", "augment", "holdout", "seed")}
 
 
-def _record(config: FinetuneConfig, base: Checkpoint, person: PersonImages, held: torch.Tensor) -> dict:
+def _record(config: FinetuneConfig, base: Checkpoint, person: LabelledPixels, held: torch.Tensor) -> dict:
     """config.json's "finetune": where the model came from, what it learnt from, and which images it never saw."""
-    record = {"base": recorded_name(str(config.base)), "base_sha256": weights_sha256(base),
-              "images": recorded_name(str(config.images)),
+    record = {"base": escape_surrogates(str(config.base)), "base_sha256": file_sha256(base.path / WEIGHTS_FILE),
+              "images": escape_surrogates(str(config.images)),
               "images_sha256": person.sha256, "trained_images": int((~held).sum()), "held_out_images": int(held.sum()),
               "unreadable_images": len(person.unreadable), **_settings(config),
               "held_out": held_out_record(person, held)}
@@ -375,19 +296,3 @@ def _record(config: FinetuneConfig, base: Checkpoint, person: PersonImages, held
         raise FinetuneError(f"{config.images}: the held-out file names take {size:,} bytes to record "
                             f"(at most {MAX_HELD_OUT_RECORD:,}); use shorter file names or fewer images")
     return record
-
-
-def _write(staging: StagedFolder, model: torch.nn.Module, base: Checkpoint, dataset: dict, row: dict, record: dict,
-           config: FinetuneConfig) -> None:
-    """The checkpoint and metrics.json, as `mnistlab train` writes them, with the fine-tune's record."""
-    name, args = base.model_name, base.config["model"]["args"]
-    files = checkpoint_files(model, name, args, mean=base.mean, std=base.std, dataset=dataset, metrics=row,
-                             train_config=base.config.get("train_config", {}), finetune=record)
-    files[METRICS_FILE] = json_text({
-        "mnistlab_version": __version__, "torch_version": torch.__version__, "device": str(base.device),
-        "wall_seconds": row["seconds"], "train_seconds": row["train_seconds"], "eval_seconds": row["eval_seconds"],
-        "time_to_target": None,
-        "config": {"finetune": True, "base": recorded_name(str(config.base)), "model": name, **_settings(config)},
-        "dataset": dataset, "epochs": [row]})
-    for file_name, content in files.items():
-        staging.write(file_name, content)

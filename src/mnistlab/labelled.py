@@ -1,14 +1,18 @@
 """Folders of labelled digit images: `DIR/0/ … DIR/9/`, each holding image files of that digit.
 
 This is how a user measures a model on their own handwriting: `mnistlab serve --collect DIR` saves
-drawings into such a folder (`save_labelled`), `mnistlab evaluate RUN --images DIR` scores a model
-on one (`read_labelled`, `score_labelled`). The folder may come from anywhere, so it is read as
+drawings into such a folder (`save_labelled`), `mnistlab evaluate RUN --images DIR` evaluates a model
+on one (`read_labelled`, `evaluate_folder`), and `mnistlab finetune` learns from one (`read_pixels`,
+the images as the model sees them). The folder may come from anywhere, so it is read as
 hostile: only regular files in the ten digit folders count (no symlinks, no sub-folders, no other
 names), and writing never follows a symlink out of it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import itertools
 import os
 import secrets
 import time
@@ -16,20 +20,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._io import refuse_pretrained_dir
+from ._outputs import refuse_pretrained_dir
 from .classifier import Classifier
 from .datasets import DIGIT_CLASSES
 from .decoding import IMAGE_SUFFIXES
-from .errors import LabelledError, OutputError
+from .errors import LabelledError, OutputError, SchemaError, escape, escape_surrogates
 from .prediction import Prediction, predict
+from .schema import read_bounded
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
 
-    from .plots import SplitPredictions
+    from .evaluation import SplitPredictions
 
 DIGITS = tuple(range(10))
 MAX_IMAGES = 100_000  # a folder with more is refused before anything is decoded
+READ_BATCH = 256  # files read and preprocessed at a time by `read_pixels`
 PNG_MODES = ("1", "L", "LA", "I;16", "P", "RGB", "RGBA")  # saved as they are; any other mode as gray (`png_ready`)
 
 
@@ -72,8 +79,83 @@ def read_labelled(folder: str | Path) -> list[LabelledImage]:
     return images
 
 
+def list_digit_images(folder: str | Path) -> list[LabelledImage]:
+    """`read_labelled`, with a folder of some other classes' sub-folders (cat/, dog/) named as such.
+
+    Raises:
+        LabelledError: the folder is missing, holds no images (naming the other sub-folders it holds), too
+            many, or cannot be listed.
+    """
+    try:
+        _check_class_folders(Path(folder))
+        return read_labelled(folder)
+    except OSError as e:  # a name too long, a folder that may not be listed
+        raise LabelledError(f"{folder}: cannot be read ({e.strerror or e})") from None
+
+
+def _check_class_folders(folder: Path) -> None:
+    """A folder of some other classes' sub-folders says what it found, rather than only "no images"."""
+    if not folder.is_dir() or any((folder / str(digit)).is_dir() for digit in DIGITS):
+        return
+    with os.scandir(folder) as entries:  # a folder of a million entries: the first thousand tell enough
+        others = sorted(e.name for e in itertools.islice(entries, 1000) if e.is_dir(follow_symlinks=False))
+    if others:
+        shown = ", ".join(escape(name) for name in others[:5]) + (", …" if len(others) > 5 else "")
+        raise LabelledError(f"{folder}: no image files in sub-folders 0/ … 9/ (found other sub-folders: {shown}); "
+                            f"each digit's images go in a folder named by the digit")
+
+
 @dataclass
-class LabelledScore:
+class LabelledPixels:
+    """Labelled images as a model sees them: float32 (N, 28, 28) in [0, 1], their labels and files."""
+
+    pixels: np.ndarray
+    labels: np.ndarray  # int64 (N,)
+    files: list[LabelledImage]
+    unreadable: list[tuple[LabelledImage, str]]  # (file, why), shown apart as `evaluate --images` does
+    sha256: str  # of the labels, names and bytes of the readable files, in order
+
+
+def read_pixels(files: list[LabelledImage], model: Classifier, max_bytes: int) -> LabelledPixels:
+    """Read and preprocess `files` for `model` (its layout), in order, by the pipeline `predict` uses.
+
+    Each file is read once, bounded by `max_bytes`, and hashed from the bytes that were decoded; one
+    that cannot be read or holds no digit is set apart with its reason, never fatal.
+    """
+    import numpy as np
+
+    digest = hashlib.sha256()
+    kept: list[LabelledImage] = []
+    pixels: list[np.ndarray] = []
+    unreadable: list[tuple[LabelledImage, str]] = []
+    for start in range(0, len(files), READ_BATCH):
+        chunk, sources = [], []
+        for image in files[start:start + READ_BATCH]:
+            try:
+                data = read_bounded(image.path, max_bytes)
+            except SchemaError as e:
+                unreadable.append((image, str(e)))
+                continue
+            source = io.BytesIO(data)
+            source.name = str(image.path)  # what predict's messages call it
+            chunk.append((image, data))
+            sources.append(source)
+        for (image, data), prediction in zip(chunk, predict(model, sources, progress=False), strict=True):
+            if not prediction.ok:
+                unreadable.append((image, prediction.error))
+                continue
+            kept.append(image)
+            pixels.append(prediction.image)
+            # a name's undecodable bytes as the text `\\xff`, as the records hold it
+            digest.update(f"{image.label}/{escape_surrogates(image.path.name)}\n".encode())
+            digest.update(hashlib.sha256(data).digest())
+    stacked = np.stack(pixels) if pixels else np.zeros((0, 28, 28), np.float32)
+    return LabelledPixels(stacked, np.array([i.label for i in kept], dtype=np.int64), kept, unreadable,
+                          digest.hexdigest())
+
+
+@dataclass
+class FolderEvaluation:
     """A model's answers on a labelled folder: `predictions[i]` answers `images[i]`."""
 
     images: list[LabelledImage]
@@ -122,7 +204,7 @@ class LabelledScore:
         """The classified images as a `SplitPredictions`, for `mnistlab.confusion_matrix` and friends."""
         import torch  # here, with plots (matplotlib): reading and scoring a folder needs neither
 
-        from .plots import SplitPredictions
+        from .evaluation import SplitPredictions
 
         read = self.read
         if not read:
@@ -133,14 +215,14 @@ class LabelledScore:
         return SplitPredictions(images, labels, torch.tensor([p.probabilities for _, p in read]))
 
 
-def score_labelled(model: Classifier, folder: str | Path, batch_size: int = 256) -> LabelledScore:
+def evaluate_folder(model: Classifier, folder: str | Path, batch_size: int = 256) -> FolderEvaluation:
     """Classify every image of a labelled folder (`read_labelled`) with `model` (a checkpoint or an exported file)."""
     images = read_labelled(folder)
     predictions = predict(model, [str(i.path) for i in images], batch_size=batch_size)
-    return LabelledScore(images, predictions, tuple(model.classes))
+    return FolderEvaluation(images, predictions, tuple(model.classes))
 
 
-def format_score(score: LabelledScore) -> str:
+def format_folder_evaluation(score: FolderEvaluation) -> str:
     """The report `mnistlab evaluate --images` prints: accuracy, a per-digit table, wrong and failed files.
 
     A model whose classes are not the digits (Fashion-MNIST's) gets its class names beside the folder numbers.

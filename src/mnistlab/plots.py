@@ -8,36 +8,42 @@ writes it as PNG, and `show_figure` opens a window only when asked to (`--show`)
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 import torch
-from matplotlib import colormaps, rc_context
-from matplotlib.axes import Axes
+from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
-from matplotlib.collections import PatchCollection, PathCollection
 from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
-from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
-from matplotlib.patches import Rectangle
-from matplotlib.textpath import TextPath
 from matplotlib.ticker import MaxNLocator
-from matplotlib.transforms import Affine2D
-from torch import nn
 
-from ._io import atomic_path, check_output_file
+from ._figure_parts import (
+    PIXEL_INCHES,
+    CellText,
+    add_cell_text,
+    digit_mosaic,
+    frames,
+    message_figure,
+    plain_text,
+    text_inches,
+    text_pixels,
+    unit_pixels,
+)
+from ._outputs import atomic_path, check_output_file
 from .augment import augment
 from .config import PlotOptions, check_value
-from .data import IMAGE_SIZE, MNIST_MEAN, MNIST_STD, NUM_CLASSES, Split, normalize
-from .datasets import MNIST as MNIST_INFO
+from .data import IMAGE_SIZE, MNIST_MEAN, MNIST_STD, NUM_CLASSES, normalize
 from .errors import PlotError
+from .evaluation import SplitPredictions
+
+__all__ = ["SplitPredictions", "CellText", "PlotError", "pixel_view", "prediction_grid", "training_curves",
+           "confusion_counts", "confusion_matrix", "confident_mistakes", "mistakes_gallery", "augmented_grid",
+           "save_png", "save_figure", "check_figure_path", "show_figure"]
 
 # Green and red; a wrong cell also gets a bold label and a thick frame, so colour blindness loses nothing.
 RIGHT_COLOR = "#1a7f37"
@@ -45,14 +51,9 @@ WRONG_COLOR = "#cf222e"
 DPI = 100  # figures are sized in inches for reading at 100% zoom at this resolution
 PNG_COMPRESS_LEVEL = 1
 SPLIT_STYLES = {"train": "--", "test": "-"}  # line style of each split in the curves
-TITLE_HEIGHT = 0.75  # inches above a grid of digits, for its two-line title
-PIXEL_INCHES = 0.04  # one digit pixel in a grid of digits: 4 PNG pixels at DPI, so a digit is 112 px wide
 GRID_MODES = ("class", "random")  # prediction_grid: one column per digit, or a sample of the whole split
 GRID_CELL = (34, 40)  # a prediction grid's cell (width, height) in digit pixels: the digit, its index and caption
 GRID_HEADER = 9  # digit pixels above a by-class grid, for the digit heading each column
-MIN_GRID_WIDTH = 5.0  # inches: room for that title over a narrow grid
-SHORT_NAME = 1  # class names this long (the digits) fit where a digit's layout puts them; longer ones get room
-NAME_CHAR_POINTS = 0.62  # a sans-serif character is about this many ems wide, to size cells and margins by
 NON_INTERACTIVE_BACKENDS = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
 
 
@@ -65,78 +66,9 @@ def _check_options(**values: object) -> None:
         raise PlotError(str(e)) from None
 
 
-@dataclass(frozen=True)
-class SplitPredictions:
-    """A model's answers on one split, computed once and shared by every figure that needs them."""
-
-    images: torch.Tensor  # uint8 (N, 28, 28), on the CPU
-    labels: torch.Tensor  # int64 (N,)
-    probs: torch.Tensor  # float32 (N, 10), softmax of the logits
-    classes: tuple[str, ...] = MNIST_INFO.classes  # the name of each label, shown in every figure
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    # Computed once: every figure asks for them, and an argmax over 10,000 rows is not free.
-    @cached_property
-    def preds(self) -> torch.Tensor:
-        return self.probs.argmax(1)
-
-    @cached_property
-    def wrong(self) -> torch.Tensor:
-        """Boolean (N,): True where the prediction is wrong."""
-        return self.preds != self.labels
-
-    @property
-    def accuracy(self) -> float:
-        return int((~self.wrong).sum()) / len(self)
-
-    @property
-    def named(self) -> bool:
-        """Whether the classes have names longer than a digit (Fashion's "T-shirt/top", KMNIST's "tsu")."""
-        return max(len(name) for name in self.classes) > SHORT_NAME
-
-    @property
-    def noun(self) -> str:
-        """What one example is called in titles: a digit for MNIST's classes, an image otherwise."""
-        return "digit" if self.classes == MNIST_INFO.classes else "image"
-
-    @property
-    def label_noun(self) -> str:
-        """What a label is called on an axis or a column: the digit for MNIST's classes, the class otherwise."""
-        return "digit" if self.noun == "digit" else "class"
-
-
-@torch.inference_mode()
-def compute_predictions(model: nn.Module, split: Split, mean: float = MNIST_MEAN, std: float = MNIST_STD,
-                        batch_size: int = 1000, classes: Sequence[str] = MNIST_INFO.classes) -> SplitPredictions:
-    """Class probabilities of `model` on `split` (already on the model's device), gathered on the CPU.
-
-    `classes` names each label in the figures (`Checkpoint.classes`).
-    """
-    model.eval()
-    probs = [model(normalize(split.images[start:start + batch_size], mean, std)).softmax(1).float().cpu()
-             for start in range(0, len(split), batch_size)]
-    return SplitPredictions(split.images.cpu(), split.labels.cpu(), torch.cat(probs), tuple(classes))
-
-
-def plain_text(figure_function):
-    """Build a figure whose texts are drawn as they are: a "$" in a class or file name is a dollar sign.
-
-    Matplotlib reads text between dollar signs as TeX math and fails on what it cannot parse, and the
-    names in a figure come from anyone's checkpoint or file name. Each text keeps the setting it was
-    built with, so the figure draws the same when saved later.
-    """
-    @functools.wraps(figure_function)
-    def build(*args, **kwargs):
-        with rc_context({"text.parse_math": False}):
-            return figure_function(*args, **kwargs)
-    return build
-
-
 def save_png(fig: Figure, file: str | Path | BinaryIO, dpi: int = DPI) -> None:
     """Write `fig` as a PNG of exactly its size × `dpi` pixels to a path or a binary file."""
-    # zlib level 1: on the report's five figures, 8% larger than Pillow's default level 6 and a third quicker.
+    # zlib level 1: figures of flat colours compress almost as well as at Pillow's default level, in far less time.
     fig.savefig(file, format="png", dpi=dpi, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
 
 
@@ -170,59 +102,6 @@ def show_figure(fig: Figure) -> None:
     plt.show()
 
 
-def _unit_pixels(image: torch.Tensor) -> torch.Tensor:
-    """uint8 0-255 or float 0-1 pixels shaped (28, 28) or (1, 28, 28) → float (28, 28) on a 0-1 scale."""
-    image = torch.as_tensor(image).detach().cpu()
-    if image.numel() != IMAGE_SIZE * IMAGE_SIZE:
-        raise PlotError(f"expected one 28x28 image, got shape {tuple(image.shape)}")
-    pixels = image.reshape(IMAGE_SIZE, IMAGE_SIZE).float()
-    return pixels / 255 if image.dtype == torch.uint8 else pixels
-
-
-class CellText(PathCollection):
-    """Many short strings, each centred on (or, with `ha="left"`, starting at) a point in data units.
-
-    One Text artist costs about a millisecond to build and draw, and the pixel view writes 784 of
-    them. Here each distinct string becomes a glyph outline once (`TextPath`), and all of them are
-    drawn in one call, as a scatter plot draws its markers. The strings are kept in `.texts`.
-    """
-
-    def __init__(self, fig: Figure, texts: Sequence[str], xy: Sequence[tuple[float, float]], *, size: float,
-                 colors: Sequence | str, bold: Sequence[bool] | bool = False, ha: str = "center",
-                 family: str = "sans-serif"):
-        self.texts = list(texts)
-        bold = [bold] * len(self.texts) if isinstance(bold, bool) else list(bold)
-        fonts = {weight: FontProperties(family=family, size=size, weight=weight) for weight in ("normal", "bold")}
-        # Bounds of the outline's vertices (its control points): close enough to centre by, and far
-        # quicker than Path.get_extents, which solves every curve for its extremes.
-        zero = TextPath((0, 0), "0", prop=fonts["normal"]).vertices
-        glyphs = {}
-        for key in set(zip(self.texts, bold, strict=True)):
-            path = TextPath((0, 0), key[0], prop=fonts["bold" if key[1] else "normal"])
-            blank = not len(path.vertices)  # "" or spaces: nothing to centre
-            dx = 0 if ha == "left" or blank else -(path.vertices[:, 0].min() + path.vertices[:, 0].max()) / 2
-            # Every string shares the baseline of a "0" centred on its point, as a line of text would.
-            glyphs[key] = path.transformed(Affine2D().translate(dx, -(zero[:, 1].min() + zero[:, 1].max()) / 2))
-        # The outlines are in points; 1/72 inch each, whatever dpi the figure is saved at.
-        super().__init__([glyphs[key] for key in zip(self.texts, bold, strict=True)], offsets=xy,
-                         transform=Affine2D().scale(1 / 72) + fig.dpi_scale_trans, facecolors=colors,
-                         edgecolors="none")
-        self.set_in_layout(False)
-
-
-def add_cell_text(ax: Axes, texts: Sequence[str], xy: Sequence[tuple[float, float]], *, clip: bool = True,
-                  **style) -> CellText:
-    """Draw `CellText` on `ax`, its points in `ax`'s data units (see `CellText` for `style`).
-
-    `clip=False` lets the text stand outside the axes, as tick labels do.
-    """
-    cells = CellText(ax.get_figure(root=True), texts, xy, **style)
-    cells.set_offset_transform(ax.transData)
-    cells.set_clip_on(clip)
-    ax.add_collection(cells, autolim=False)
-    return cells
-
-
 @plain_text
 def pixel_view(image: torch.Tensor, label: int | None = None, *, normalized: bool = False,
                mean: float = MNIST_MEAN, std: float = MNIST_STD, title: str | None = None) -> Figure:
@@ -234,7 +113,7 @@ def pixel_view(image: torch.Tensor, label: int | None = None, *, normalized: boo
         normalized: write the model's input `(x - mean) / std` instead of 0-255.
         title: the figure's title (default: "Pixel values", with the label).
     """
-    pixels = _unit_pixels(image)
+    pixels = unit_pixels(image)
     values = normalize(pixels, mean, std)[0, 0] if normalized else (pixels * 255).round()
     texts = ([f"{v:.1f}".replace("-0.0", "0.0") for v in values.flatten().tolist()] if normalized else
              [f"{v:.0f}" for v in values.flatten().tolist()])
@@ -269,64 +148,6 @@ def _sample(candidates: torch.Tensor, n: int, seed: int | None) -> torch.Tensor:
     return candidates[:n]
 
 
-@plain_text
-def _message(text: str) -> Figure:
-    """A small figure that says why there is nothing to draw."""
-    fig = Figure(figsize=(6, 1.2))
-    fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=13)
-    return fig
-
-
-@dataclass(frozen=True)
-class Mosaic:
-    """Digits laid out in cells of one image, under a two-line title.
-
-    Every length is in digit pixels (a digit is 28 of them) and one digit pixel is drawn as
-    `PIXEL_INCHES`, a whole number of PNG pixels, so the digits stay crisp. Cell (row, col) holds
-    its digit `top` pixels below the cell's top edge, centred across the cell.
-    """
-
-    fig: Figure
-    ax: Axes
-    cell: tuple[int, int]  # (width, height)
-    top: int
-
-    def corner(self, row: int, col: int) -> tuple[int, int]:
-        """(x, y) of the digit's top-left corner in cell (row, col); y grows downwards."""
-        return col * self.cell[0] + (self.cell[0] - IMAGE_SIZE) // 2, row * self.cell[1] + self.top
-
-
-def _mosaic(images: Mapping[tuple[int, int], torch.Tensor], rows: int, cols: int, *, cell: tuple[int, int],
-            top: int, title: str, header: int = 0) -> Mosaic:
-    """A figure with `images` {(row, col): digit} drawn in a rows × cols grid of cells, as one image.
-
-    One imshow of the whole grid, with fixed positions: one axes per digit, placed by a layout engine,
-    took most of a grid's drawing time. `header` pixels are left free above the first row.
-    """
-    height, width = rows * cell[1] + header, cols * cell[0]
-    inches = (max(width * PIXEL_INCHES, MIN_GRID_WIDTH), height * PIXEL_INCHES + TITLE_HEIGHT)
-    fig = Figure(figsize=inches)
-    fig.suptitle(title, y=1 - 0.1 / inches[1], va="top", fontsize=13)
-    left = (inches[0] - width * PIXEL_INCHES) / 2
-    ax = fig.add_axes((left / inches[0], 0, width * PIXEL_INCHES / inches[0], height * PIXEL_INCHES / inches[1]))
-    ax.set_axis_off()
-    mosaic = Mosaic(fig, ax, cell, top + header)
-    canvas = torch.full((height, width), float("nan"))  # NaN: no digit here, drawn as the white background
-    for (row, col), image in images.items():
-        x, y = mosaic.corner(row, col)
-        canvas[y:y + IMAGE_SIZE, x:x + IMAGE_SIZE] = _unit_pixels(image)
-    ax.imshow(canvas.numpy(), cmap=colormaps["gray"].with_extremes(bad="white"), vmin=0, vmax=1,
-              interpolation="nearest", extent=(0, width, height, 0))
-    return mosaic
-
-
-def _frames(mosaic: Mosaic, cells: Sequence[tuple[int, int]], colors: Sequence[str], widths: Sequence[float]) -> None:
-    """A coloured frame around the digit of each of `cells`."""
-    boxes = [Rectangle(mosaic.corner(row, col), IMAGE_SIZE, IMAGE_SIZE) for row, col in cells]
-    mosaic.ax.add_collection(PatchCollection(boxes, facecolors="none", edgecolors=colors, linewidths=widths),
-                             autolim=False)
-
-
 def _pick_digits(predictions: SplitPredictions, rows: int, cols: int, mode: str, errors_only: bool,
                  seed: int | None) -> dict[tuple[int, int], int]:
     """{(row, col): index} of the digits a prediction grid shows (see `prediction_grid`)."""
@@ -356,16 +177,6 @@ def _grid_title(predictions: SplitPredictions, shown: list[int], rows: int, mode
     return f"Predictions on {len(shown)} of {n:,} {noun}s\n{here} wrong here · {accuracy}"
 
 
-def _text_inches(text: str, size: float) -> float:
-    """About how wide `text` is at `size` points, in inches."""
-    return len(text) * size * NAME_CHAR_POINTS / 72
-
-
-def _text_pixels(text: str, size: float) -> int:
-    """About how many digit pixels wide `text` is at `size` points."""
-    return math.ceil(_text_inches(text, size) / PIXEL_INCHES)
-
-
 @plain_text
 def prediction_grid(predictions: SplitPredictions, *, rows: int = 5, cols: int = 5, mode: str = "class",
                     errors_only: bool = False, seed: int | None = None) -> Figure:
@@ -385,7 +196,7 @@ def prediction_grid(predictions: SplitPredictions, *, rows: int = 5, cols: int =
     _check_options(rows=rows, cols=cols, seed=seed)
     chosen = _pick_digits(predictions, rows, cols, mode, errors_only, seed)
     if not chosen:
-        return _message(f"No mistakes: all {len(predictions):,} {predictions.noun}s are right")
+        return message_figure(f"No mistakes: all {len(predictions):,} {predictions.noun}s are right")
     cells, indices = list(chosen), list(chosen.values())
     by_class = mode == "class"
     names = predictions.classes
@@ -396,10 +207,10 @@ def prediction_grid(predictions: SplitPredictions, *, rows: int = 5, cols: int =
                 for i in indices]
     cell_size = GRID_CELL
     if predictions.named:
-        widest = max(_text_pixels(f"pred {name}", 10) for name in names)
+        widest = max(text_pixels(f"pred {name}", 10) for name in names)
         cell_size = (max(GRID_CELL[0], widest + 2), GRID_CELL[1] + (6 if two_lines else 0))
     header = GRID_HEADER if by_class else 0
-    mosaic = _mosaic({cell: predictions.images[index] for cell, index in chosen.items()},
+    mosaic = digit_mosaic({cell: predictions.images[index] for cell, index in chosen.items()},
                      max(row for row, _ in cells) + 1, NUM_CLASSES if by_class else cols, cell=cell_size, top=5,
                      header=header, title=_grid_title(predictions, indices, rows, mode, errors_only))
     is_wrong = [bool(predictions.wrong[index]) for index in indices]
@@ -413,7 +224,7 @@ def prediction_grid(predictions: SplitPredictions, *, rows: int = 5, cols: int =
     if two_lines:
         add_cell_text(mosaic.ax, [f"true {names[labels[i]]}" for i in indices],
                       [(x + centre, y + IMAGE_SIZE + 8.5) for x, y in corners], size=10, colors="dimgray")
-    _frames(mosaic, cells, colors, [2.5 if w else 1 for w in is_wrong])
+    frames(mosaic, cells, colors, [2.5 if w else 1 for w in is_wrong])
     if by_class:  # the class over each column, and "none" in a column without an example to show
         middles = [(col + 0.5) * cell_size[0] for col in range(NUM_CLASSES)]
         add_cell_text(mosaic.ax, list(names), [(x, header / 2) for x in middles],
@@ -489,7 +300,7 @@ def confusion_matrix(predictions: SplitPredictions) -> Figure:
     diagonal = torch.eye(NUM_CLASSES, dtype=torch.bool)
     errors = counts.masked_fill(diagonal, 0)
     # Long class names need a wider left margin (y ticks) and a taller bottom one (x ticks, turned 45°).
-    longest = max(_text_inches(name, 10) for name in predictions.classes) if predictions.named else 0
+    longest = max(text_inches(name, 10) for name in predictions.classes) if predictions.named else 0
     dx, dy = longest, longest * 0.75
     width, height = 7.8 + dx, 6.6 + dy
     fig = Figure(figsize=(width, height))
@@ -542,7 +353,7 @@ def mistakes_gallery(predictions: SplitPredictions, *, count: int = 15, cols: in
     n_wrong = int(predictions.wrong.sum())
     noun = predictions.noun
     if not chosen:
-        return _message(f"No mistakes: all {len(predictions):,} {noun}s are right")
+        return message_figure(f"No mistakes: all {len(predictions):,} {noun}s are right")
     title = f"The {len(chosen)} most confident mistakes\n(of {n_wrong:,} on {len(predictions):,} {noun}s)"
     names, cells = predictions.classes, [divmod(i, cols) for i in range(len(chosen))]
     # Long class names: the top-3 lines start at the cell's edge rather than the image's, and the cells widen to
@@ -551,7 +362,7 @@ def mistakes_gallery(predictions: SplitPredictions, *, count: int = 15, cols: in
     cell = (48, 52)
     if predictions.named:
         cell = (max(cell[0], math.ceil((pad + 15) * 9 * 0.6 / 72 / PIXEL_INCHES) + 8), cell[1])
-    mosaic = _mosaic({cell: predictions.images[index] for cell, index in zip(cells, chosen, strict=True)},
+    mosaic = digit_mosaic({cell: predictions.images[index] for cell, index in zip(cells, chosen, strict=True)},
                      cells[-1][0] + 1, min(cols, len(chosen)), cell=cell, top=6, title=title)
     corners = [mosaic.corner(*cell) for cell in cells]
     indent = (cell[0] - IMAGE_SIZE) // 2 - 2 if predictions.named else 0
@@ -566,7 +377,7 @@ def mistakes_gallery(predictions: SplitPredictions, *, count: int = 15, cols: in
             points.append((x - indent, y + IMAGE_SIZE + 4 + 3.3 * line))
     add_cell_text(mosaic.ax, titles, [(x + IMAGE_SIZE / 2, y - 2.8) for x, y in corners], size=9, colors=WRONG_COLOR)
     add_cell_text(mosaic.ax, lines, points, size=9, colors="black", ha="left", family="monospace")
-    _frames(mosaic, cells, [WRONG_COLOR] * len(cells), [1.5] * len(cells))
+    frames(mosaic, cells, [WRONG_COLOR] * len(cells), [1.5] * len(cells))
     return mosaic.fig
 
 
@@ -584,14 +395,14 @@ def augmented_grid(image: torch.Tensor, *, strength: float = 1.0, elastic: float
         raise PlotError(f"augmented_grid: rows and cols must be ≥ 1 with at most 400 cells, got {rows} × {cols}")
     if not (0 <= strength < 10 and 0 <= elastic < 10):
         raise PlotError(f"augmented_grid: strength and elastic must be ≥ 0 and < 10, got {strength}, {elastic}")
-    pixels = _unit_pixels(image)[None, None]  # (1, 1, 28, 28)
+    pixels = unit_pixels(image)[None, None]  # (1, 1, 28, 28)
     n = rows * cols
     copies = augment(pixels.expand(n - 1, -1, -1, -1).contiguous(), torch.Generator().manual_seed(seed),
                      strength=strength, elastic=elastic)
     digits = torch.cat([pixels, copies])[:, 0].clamp(0, 1)  # (n, 28, 28)
     heading = f"{title or 'Augmented copies'}\n(strength {strength:g}, elastic {elastic:g} px, seed {seed})"
     cells = [divmod(i, cols) for i in range(n)]
-    mosaic = _mosaic(dict(zip(cells, digits, strict=True)), rows, cols, cell=GRID_CELL, top=5, title=heading)
+    mosaic = digit_mosaic(dict(zip(cells, digits, strict=True)), rows, cols, cell=GRID_CELL, top=5, title=heading)
     corners = [mosaic.corner(*cell) for cell in cells]
     add_cell_text(mosaic.ax, ["original", *(f"copy {i}" for i in range(1, n))],
                   [(x + IMAGE_SIZE / 2, y + IMAGE_SIZE + 3) for x, y in corners], size=8,

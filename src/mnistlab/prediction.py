@@ -24,7 +24,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from ._io import atomic_path, progress_bar, refuse_pretrained_dir
+from ._outputs import atomic_path, refuse_pretrained_dir
+from ._signals import progress_bar
 from .classifier import Classifier
 from .config import PredictOptions, check_value
 from .datasets import DIGIT_CLASSES
@@ -173,11 +174,13 @@ def predict(model: Classifier, images: Source | Sequence[Source], *, top_k: int 
     return results
 
 
-def score(model: Classifier, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> tuple[float, float]:
+def evaluate_arrays(model: Classifier, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000, *,
+                    progress: bool | None = False) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of `model` on uint8 images (N, 28, 28) already in its dataset's convention.
 
     The test set's own images: no preprocessing, as training evaluated them. A NaN row (a model that
-    gave a non-finite output) counts as wrong, with an infinite loss.
+    gave a non-finite output) counts as wrong, with an infinite loss. `progress`: a bar on stderr
+    (None: only when stderr is a terminal).
 
     Raises:
         DataError: no images (the means would be 0 / 0).
@@ -185,12 +188,15 @@ def score(model: Classifier, images: np.ndarray, labels: np.ndarray, batch_size:
     if len(images) == 0:
         raise DataError("nothing to score: no images given")
     losses, correct = 0.0, 0
-    for start in range(0, len(images), batch_size):
-        p = model.probabilities(images[start:start + batch_size].astype(np.float32) / 255)
-        y = labels[start:start + batch_size]
-        picked = p[np.arange(len(y)), y]
-        losses += float(-np.log(np.maximum(np.nan_to_num(picked, nan=0.0), np.finfo(np.float32).tiny)).sum())
-        correct += int((np.nan_to_num(p, nan=-1.0).argmax(1) == y).sum())
+    with progress_bar(total=len(images), desc="evaluating", unit="image", leave=False, file=sys.stderr,
+                      disable=None if progress is None else not progress) as bar:
+        for start in range(0, len(images), batch_size):
+            p = model.probabilities(images[start:start + batch_size].astype(np.float32) / 255)
+            y = labels[start:start + batch_size]
+            picked = p[np.arange(len(y)), y]
+            losses += float(-np.log(np.maximum(np.nan_to_num(picked, nan=0.0), np.finfo(np.float32).tiny)).sum())
+            correct += int((np.nan_to_num(p, nan=-1.0).argmax(1) == y).sum())
+            bar.update(len(y))
     return losses / len(images), correct / len(images)
 
 

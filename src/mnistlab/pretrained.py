@@ -13,12 +13,12 @@ This module imports no torch: `mnistlab models` and `serve`'s messages read it c
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import _io
+from ._io import file_sha256
 from .errors import PretrainedError
 from .records import CONFIG_FILE, read_json
 
@@ -131,14 +131,6 @@ def outputs_folder(run: str | os.PathLike) -> Path:
         return path
     name = _inside(folder)
     return folder if name is None else RUNS_DIR / f"pretrained-{name}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _inside(path: Path, root: Path | None = None) -> str | None:

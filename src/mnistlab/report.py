@@ -15,17 +15,16 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from ._io import atomic_path
+from ._outputs import atomic_path
 from ._version import __version__
 from .checkpoints import load_checkpoint
 from .data import load_test_split
 from .datasets import checkpoint_dataset
 from .errors import one_line
+from .evaluation import SplitPredictions, compute_predictions
 from .loading import locate
 from .plots import (
     DPI,
-    SplitPredictions,
-    compute_predictions,
     confusion_matrix,
     mistakes_gallery,
     pixel_view,

@@ -1,8 +1,8 @@
 """Workflows over whole runs: what `mnistlab train` and `mnistlab evaluate` do, callable from Python.
 
 `train(config)` trains (`mnistlab.training.train`) and leaves the same run folder as the command:
-the checkpoint, metrics.json, curves.png and report.html, published together. `evaluate_model`
-scores a loaded model (a checkpoint or an exported .onnx file) on its dataset's test split.
+the checkpoint, metrics.json, curves.png and report.html, published together. `evaluate_test_set`
+evaluates a loaded model (a checkpoint or an exported .onnx file) on its dataset's test split.
 """
 
 from __future__ import annotations
@@ -11,21 +11,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import plots
 from .classifier import Classifier
 from .config import TrainConfig, check_value
 from .data import load_test_split
-from .datasets import DATASETS, DatasetInfo, checkpoint_dataset
+from .datasets import DatasetInfo, checkpoint_dataset
 from .errors import PictureError
+from .evaluation import evaluate
 from .onnx_model import OnnxModel
-from .prediction import score
 from .records import CURVES_FILE, REPORT_FILE, load_metrics
-from .report import render_report, report_figures
 from .training import Run
-from .training import evaluate as evaluate_split
 from .training import train as train_loop
 
-__all__ = ["PictureError", "RunPictures", "train", "Evaluation", "evaluate_model"]
+__all__ = ["PictureError", "RunPictures", "train", "Evaluation", "evaluate_test_set"]
 
 
 def train(config: TrainConfig, *, pictures: bool = True, report: bool = True,
@@ -55,7 +52,8 @@ def train(config: TrainConfig, *, pictures: bool = True, report: bool = True,
         if before_publish is not None:
             before_publish(run, folder)
 
-    run = train_loop(config, before_publish=extras, command=command)
+    run = train_loop(config, before_publish=extras, command=command,
+                     prepare=drawer.prepare if drawer is not None else None)
     if drawer is not None:
         run.pictures = list(drawer.written)
         if drawer.failure:
@@ -69,9 +67,11 @@ def train(config: TrainConfig, *, pictures: bool = True, report: bool = True,
 class RunPictures:
     """`training.train`'s before_publish hook: curves.png and report.html, into the staging folder.
 
-    They are drawn from the model and test split still in memory and published with the run. A
-    picture that fails (a full disk, a drawing error) must not cost the trained model: the failure is
-    kept in `failure`, the run is published without that picture, and `train` reports it after.
+    They are drawn from the run still in memory, the report's figures from the answers of its last
+    evaluation (`Run.test_predictions`: no second pass over the test set), and published with the
+    run. A picture that fails (a full disk, a drawing error) must not cost the trained model: the
+    failure is kept in `failure`, the run is published without that picture, and `train` reports it
+    after.
     """
 
     def __init__(self, report: bool = True):
@@ -79,7 +79,16 @@ class RunPictures:
         self.written: list[str] = []  # file names, in the order written
         self.failure: tuple[str, str] | None = None  # (file name, reason)
 
+    @staticmethod
+    def prepare() -> None:
+        """Import matplotlib and the figures: `train` calls this while the data loads, in parallel with it."""
+        from . import plots, report  # noqa: F401
+
     def __call__(self, run: Run, folder: Path) -> None:
+        # Imported here, not with this module: matplotlib is needed only once a run is trained with pictures.
+        from . import plots
+        from .report import render_report, report_figures
+
         name = CURVES_FILE
         try:
             # The staging folder is private until published, so the files need no temporary names.
@@ -87,11 +96,8 @@ class RunPictures:
             self.written.append(name)
             if self.report:
                 name = REPORT_FILE
-                config = run.config
-                predictions = plots.compute_predictions(run.model, run.test_split, config.mean, config.std,
-                                                        config.test_batch_size, DATASETS[config.dataset].classes)
                 metrics = load_metrics(folder)
-                page = render_report(run.dir, metrics, report_figures(metrics, predictions))
+                page = render_report(run.dir, metrics, report_figures(metrics, run.test_predictions))
                 (folder / REPORT_FILE).write_text(page, encoding="utf-8")
                 self.written.append(name)
         except Exception as e:  # whatever went wrong with a picture, the trained run is worth keeping
@@ -101,7 +107,7 @@ class RunPictures:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """A model's scores on its dataset's test split, and where they came from."""
+    """A model's loss and accuracy on its dataset's test split, and where they came from."""
 
     loss: float
     accuracy: float
@@ -115,20 +121,25 @@ class Evaluation:
         return round(self.accuracy * self.size)
 
 
-def evaluate_model(model: Classifier, *, dataset: str | None = None, data_dir: str | Path | None = None,
-                   batch_size: int = TrainConfig.test_batch_size) -> Evaluation:
-    """Score `model` (a checkpoint or an exported ONNX file) on the test split of the dataset it was trained on.
+def evaluate_test_set(model: Classifier, *, dataset: str | None = None, data_dir: str | Path | None = None,
+                      batch_size: int = TrainConfig.test_batch_size, progress: bool | None = None) -> Evaluation:
+    """Evaluate `model` (a checkpoint or an exported ONNX file) on the test split of the dataset it was trained on.
 
     `dataset`, when given, must be the model's own; `data_dir` reads the four IDX files from a folder.
+    `progress`: a bar on stderr while the model runs (None: when stderr is a terminal).
     `ValueError`: a `batch_size` outside `TrainConfig.test_batch_size`'s bounds.
     """
     check_value(TrainConfig, "test_batch_size", batch_size)
     info = checkpoint_dataset(model.config.get("dataset", {}), dataset, model.path)
     test, digests = load_test_split(info, data_dir)
     if isinstance(model, OnnxModel):  # its own input convention, on onnxruntime
-        loss, acc = score(model, test.images.numpy(), test.labels.numpy(), batch_size)
+        # Imported here: prediction brings image preprocessing (scipy), which neither a checkpoint's evaluation
+        # nor `mnistlab train` needs.
+        from .prediction import evaluate_arrays
+
+        loss, acc = evaluate_arrays(model, test.images.numpy(), test.labels.numpy(), batch_size, progress=progress)
         where = "onnxruntime (CPU)"
     else:
-        loss, acc = evaluate_split(model.model, test.to(model.device), model.mean, model.std, batch_size)
+        loss, acc = evaluate(model.model, test.to(model.device), model.mean, model.std, batch_size, progress=progress)
         where = str(model.device)
     return Evaluation(loss, acc, len(test), info, digests, where)

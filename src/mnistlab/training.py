@@ -1,25 +1,24 @@
-"""Training and evaluation: the classic MNIST recipe, made fast, and the recipes beyond it.
+"""Training: the classic MNIST recipe, made fast, and the recipes beyond it.
 
 Speed comes from doing less, not from changing the recipe: the dataset stays one uint8 tensor
 on the device, each epoch draws one seeded permutation and each batch gathers its rows from that
 tensor, pixels are normalised (and, when asked, augmented) per batch on the device, Adam uses its
 fused kernel, and the loop never waits on the device except to update the progress bar and to
-evaluate. The optimizer, schedule, regularisation and augmentation come from the config, which
-`mnistlab.recipes` fills in by name.
+evaluate. The optimizer and schedule (`mnistlab.optim`), regularisation and augmentation come from
+the config, which `mnistlab.recipes` fills in by name; the test set is measured by `mnistlab.evaluation`
+and the run folder written by `mnistlab.run_folder`.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import math
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,18 +27,24 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._io import StagedFolder, json_text, progress_bar
+from ._outputs import StagedFolder
+from ._signals import progress_bar
 from .augment import augment
-from .checkpoints import checkpoint_files, is_checkpoint_folder
+from .checkpoints import is_checkpoint_folder, non_finite_tensor
 from .config import TrainConfig
-from .data import MNIST_MEAN, MNIST_STD, DataError, Split, dataset_dir, load_mnist, normalize
+from .data import Split, dataset_dir, load_mnist, normalize
 from .datasets import get_dataset
 from .device import resolve_device
+from .downloads import source_kind
 from .errors import FieldError, TrainingError
+from .evaluation import SplitEvaluation, SplitPredictions, evaluate_split
+from .evaluation import evaluate as evaluate  # where it was defined first: `from mnistlab.training import evaluate`
 from .limits import MAX_EVALUATIONS
 from .models import create_model, list_models, model_arguments, model_defaults
+from .optim import make_optimizer, make_scheduler
 from .recipes import recipe_names
-from .records import METRICS_FILE, provenance
+from .records import METRICS_FILE
+from .run_folder import check_run_name, default_run_dir, write_run
 
 PROGRESS_EVERY = 50  # steps between progress-bar loss updates (each one reads a value off the device)
 T = TypeVar("T")
@@ -98,12 +103,20 @@ class Run:
     device: str
     wall_seconds: float
     test_split: Split | None = field(default=None, repr=False)  # what it was evaluated on, for the figures
+    final_evaluation: SplitEvaluation | None = field(default=None, repr=False)  # the last pass over test_split
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase: data, model, training, ...
     pictures: list[str] = field(default_factory=list)  # the figures written beside it (`mnistlab.runs.train`)
 
     @property
     def final(self) -> EpochMetrics:
         return self.history[-1]
+
+    @property
+    def test_predictions(self) -> SplitPredictions:
+        """The model's answers on the test split, from the evaluation that gave `final` (no second pass)."""
+        if self.final_evaluation is None:
+            raise ValueError("this run holds no evaluation of its test split (it was not made by `train`)")
+        return self.final_evaluation.predictions(self.test_split, get_dataset(self.config.dataset).classes)
 
     @property
     def time_to_target(self) -> float | None:
@@ -123,44 +136,6 @@ def timing_summary(history: list[EpochMetrics], config: TrainConfig) -> dict:
             "time_to_target": time_to_accuracy(history, config.stop_at)}
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The config's optimizer. Weight decay applies to weights, not to biases and norm parameters.
-
-    Adam and AdamW use their fused kernels (CUDA, CPU since torch 2.4), the multi-tensor path elsewhere.
-    """
-    params: list = list(model.parameters())
-    if config.weight_decay:
-        params = [{"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
-                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=0.0, foreach=True)
-    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    try:
-        return kind(params, lr=config.lr, weight_decay=0.0, fused=True)
-    except (RuntimeError, ValueError):
-        return kind(params, lr=config.lr, weight_decay=0.0, foreach=True)
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
-                   total_steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The config's learning-rate schedule over `total_steps` batches; None for a constant rate."""
-    if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(one_cycle, total=total_steps))
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    return None
-
-
-def one_cycle(step: int, total: int, warmup: float = 0.25, start: float = 1 / 25, end: float = 1e-4) -> float:
-    """The learning rate at `step` of `total`, as a share of the peak: a cosine rise from `start` over the
-    first `warmup` of the steps, then a cosine fall to `end` (OneCycleLR's shape, for any number of steps)."""
-    rise = max(1, round(warmup * total))
-    if step < rise:
-        return start + (1 - start) * (1 - math.cos(math.pi * step / rise)) / 2
-    progress = min(1.0, (step - rise) / max(1, total - rise))
-    return end + (1 - end) * (1 + math.cos(math.pi * progress)) / 2
-
-
 def build_model(config: TrainConfig, device: torch.device) -> nn.Module:
     """The config's model, initialised from its seed without touching the global RNG."""
     with torch.random.fork_rng(devices=[]):
@@ -169,30 +144,23 @@ def build_model(config: TrainConfig, device: torch.device) -> nn.Module:
     return model.to(device)
 
 
-@torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, mean: float = MNIST_MEAN, std: float = MNIST_STD,
-             batch_size: int = 1000) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` on `split` (already on the model's device).
-
-    Raises:
-        DataError: the split holds no images (its mean would be 0 / 0).
-    """
-    if len(split) == 0:
-        raise DataError("nothing to evaluate: the split holds no images")
-    model.eval()
-    loss_sum = torch.zeros((), device=split.images.device)
-    correct = torch.zeros((), dtype=torch.long, device=split.images.device)
-    for start in range(0, len(split), batch_size):
-        logits = model(normalize(split.images[start:start + batch_size], mean, std))
-        labels = split.labels[start:start + batch_size]
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
-        correct += (logits.argmax(1) == labels).sum()
-    return loss_sum.item() / len(split), correct.item() / len(split)
-
-
 def uses_conv(model: nn.Module) -> bool:
     """Whether `model` has 2-D convolutions, which run faster channels-last (and, on CUDA, in bf16)."""
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+@contextmanager
+def channels_last(model: nn.Module) -> Iterator[nn.Module]:
+    """Train a model with convolutions channels-last (faster on CPU and CUDA alike); it comes back in the
+    standard memory format, as a checkpoint rebuilds it, so that `evaluate` reproduces its accuracy exactly."""
+    conv = uses_conv(model)
+    if conv:
+        model.to(memory_format=torch.channels_last)
+    try:
+        yield model
+    finally:
+        if conv:
+            model.to(memory_format=torch.contiguous_format)
 
 
 def batch_input(images: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
@@ -243,23 +211,23 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_split: Split, 
     after each epoch) and after the last step; stop early once the test accuracy reaches `stop_at`.
 
     Returns one row per evaluation, and the wall seconds. The rows' training clock stops while the test
-    set is evaluated. A model with convolutions trains channels-last (faster on CPU and CUDA alike) and
-    comes back in the standard memory format.
+    set is evaluated. A model with convolutions trains channels-last (`channels_last`).
     """
+    history, _, seconds = _fit(model, optimizer, train_split, test_split, config)
+    return history, seconds
+
+
+def _fit(model: nn.Module, optimizer: torch.optim.Optimizer, train_split: Split, test_split: Split,
+         config: TrainConfig) -> tuple[list[EpochMetrics], SplitEvaluation, float]:
+    """`fit`, with the last evaluation's answers, which the report draws."""
     started = time.perf_counter()
-    conv = uses_conv(model)
-    if conv:
-        model.to(memory_format=torch.channels_last)
-    try:
-        history = _train_and_evaluate(model, optimizer, train_split, test_split, config)
-    finally:
-        if conv:
-            model.to(memory_format=torch.contiguous_format)
-    return history, time.perf_counter() - started
+    with channels_last(model):
+        history, last = _train_and_evaluate(model, optimizer, train_split, test_split, config)
+    return history, last, time.perf_counter() - started
 
 
 def _train_and_evaluate(model: nn.Module, optimizer: torch.optim.Optimizer, train_split: Split, test_split: Split,
-                        config: TrainConfig) -> list[EpochMetrics]:
+                        config: TrainConfig) -> tuple[list[EpochMetrics], SplitEvaluation]:
     device = train_split.images.device
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
@@ -289,8 +257,10 @@ def _train_and_evaluate(model: nn.Module, optimizer: torch.optim.Optimizer, trai
                     torch.cuda.synchronize(device)  # stop the clock when the device has finished, not before
                 paused = time.perf_counter()
                 train_seconds += paused - clock
-                test_loss, test_acc = evaluate(eval_copy(model), test_split, config.mean, config.std,
-                                               config.test_batch_size)
+                # The answers are kept, so that the last evaluation serves the report's figures too.
+                last = evaluate_split(eval_copy(model), test_split, config.mean, config.std, config.test_batch_size,
+                                      keep_probabilities=True)
+                test_loss, test_acc = last.loss, last.accuracy
                 now = time.perf_counter()
                 epochs_done = round(step / steps_per_epoch, 4)
                 history.append(EpochMetrics(
@@ -305,11 +275,11 @@ def _train_and_evaluate(model: nn.Module, optimizer: torch.optim.Optimizer, trai
                     raise TrainingError(f"the loss became {bad} at step {step}: training diverged "
                                         f"(lr {config.lr:g} may be too large)")
                 if config.stop_at is not None and test_acc >= config.stop_at:
-                    return history
-                step_model.train()  # evaluate() left the model in eval mode
+                    return history, last
+                step_model.train()  # the evaluation left the model in eval mode
                 running = RunningMeans(device)
                 row_start = clock = time.perf_counter()
-    return history
+    return history, last
 
 
 def check_evaluations(total_steps: int, eval_every: int) -> None:
@@ -351,29 +321,24 @@ def eval_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).to(memory_format=torch.contiguous_format)
 
 
-def default_run_dir(model_name: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path, n = Path("runs") / f"{stamp}-{model_name}", 1
-    while path.exists():
-        n += 1
-        path = Path("runs") / f"{stamp}-{model_name}-{n}"
-    return path
-
-
 def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | None = None,
-          command: str | None = None) -> Run:
+          command: str | None = None, prepare: Callable[[], None] | None = None) -> Run:
     """Train `config.model` on `config.dataset`, evaluate after every epoch, and save the run folder whole.
 
-    The output folder is checked before anything else (see `mnistlab._io.StagedFolder`), then the
-    run is written into a temporary sibling folder that is renamed into place at the end: an
-    error or interrupt at any point leaves nothing new behind (and an old run it was to replace
-    untouched). `before_publish(run, folder)` may write more files into that folder (the command
-    line draws the pictures there); they are published with the run, or not at all. `command`, the
-    command line that asked for the run (the CLI passes its own), is recorded in config.json.
+    The inputs are checked first (the config, a `data_dir`), then the output folder (see
+    `mnistlab._outputs.StagedFolder`), so the first error names what is wrong and none comes after
+    the long work. The run is written into a temporary sibling folder that is renamed into place at
+    the end: an error or interrupt at any point leaves nothing new behind (and an old run it was to
+    replace untouched). `before_publish(run, folder)` may write more files into that folder (the
+    command line draws the pictures there); they are published with the run, or not at all.
+    `prepare()` runs while the data loads in another thread (the pictures import matplotlib there).
+    `command`, the command line that asked for the run (the CLI passes its own), is recorded in
+    config.json.
 
     Raises:
-        ValueError: a config field that cannot work. `mnistlab.OutputError`: a bad output folder or
-        a failed write. `TrainingError`: the loss became NaN or infinite.
+        ValueError: a config field that cannot work. `mnistlab.DataError`: a bad `data_dir`.
+        `mnistlab.OutputError`: a bad output folder (one named `pretrained:...`, or a run without
+        `overwrite=True`) or a failed write. `TrainingError`: the loss became NaN or infinite.
     """
     timer = _Timer()
     check_config(config)
@@ -381,16 +346,24 @@ def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | Non
     config = dataclasses.replace(config, model_args=full_model_args(config), mean=mean, std=std)
     device = resolve_device(config.device)
     run_dir = Path(config.out) if config.out else default_run_dir(config.model)
-    with StagedFolder(run_dir, overwrite=config.overwrite, replaceable=is_checkpoint_folder) as staging:
-        # The data is read in a thread while the model is built: decompressing and hashing release the
-        # GIL, and the first optimizer of a process spends about 1 s importing torch._dynamo (in Python).
-        with timer("data"):  # a download happens here, in the main thread, where Ctrl-C stops it at once
+    folder = None
+    if source_kind(get_dataset(config.dataset), config.data_dir) != "cache":  # a download waits for the output check
+        with timer("data"):
             folder, _ = dataset_dir(config.dataset, config.data_dir, config.progress)
+    check_run_name(run_dir)
+    with StagedFolder(run_dir, overwrite=config.overwrite, replaceable=is_checkpoint_folder) as staging:
+        if folder is None:
+            with timer("data"):  # a download happens here, in the main thread, where Ctrl-C stops it at once
+                folder, _ = dataset_dir(config.dataset, config.data_dir, config.progress)
+        # The data is read in a thread while the model is built: decompressing and hashing release the GIL.
         with ThreadPoolExecutor(max_workers=1) as pool:
             loading = pool.submit(timer.timed, "data", load_mnist, folder, config.dataset)
             with timer("model"):
                 model = build_model(config, device)
                 optimizer = make_optimizer(model, config)
+            if prepare is not None:
+                with timer("extras"):
+                    prepare()
             data = loading.result()
         train_split = data.train if config.train_limit is None else data.train.subset(config.train_limit)
         train_split, test_split = train_split.to(device), data.test.to(device)
@@ -399,13 +372,15 @@ def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | Non
             tqdm.write(f"training {config.model} on {get_dataset(config.dataset).title}: {len(train_split):,} "
                        f"training and {len(test_split):,} test images")
         try:
-            history, wall_seconds = fit(model, optimizer, train_split, test_split, config)
-            _check_finite_weights(model)
+            history, last, wall_seconds = _fit(model, optimizer, train_split, test_split, config)
+            bad = non_finite_tensor(model.state_dict())
+            if bad is not None:
+                raise TrainingError(f"weight {bad} holds NaN or infinite values: training diverged")
             timer.seconds["training"] = history[-1].train_seconds
             timer.seconds["evaluation"] = sum(row.eval_seconds for row in history)
         except TrainingError as e:
             raise TrainingError(f"{e}; {staging.nothing_new()}") from None
-        run = Run(run_dir, config, model, history, str(device), wall_seconds, test_split, timer.seconds)
+        run = Run(run_dir, config, model, history, str(device), wall_seconds, test_split, last, timer.seconds)
         with timer("writing"):
             _write_run(staging, run, dataset, command)
         if before_publish is not None:
@@ -416,29 +391,13 @@ def train(config: TrainConfig, before_publish: Callable[[Run, Path], None] | Non
     return run
 
 
-def _check_finite_weights(model: nn.Module) -> None:
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise TrainingError(f"weight {name} holds NaN or infinite values: training diverged")
-
-
 def _write_run(staging: StagedFolder, run: Run, dataset: dict, command: str | None) -> None:
-    """The checkpoint (weights, config.json) and metrics.json, into the staging folder."""
+    """The run's checkpoint and metrics.json, into the staging folder, as `mnistlab.run_folder` writes every run."""
     config = run.config
-    files = checkpoint_files(run.model, config.model, config.model_args, mean=config.mean, std=config.std,
-                             dataset=dataset, metrics=asdict(run.final), train_config=asdict(config),
-                             command=command)
-    files[METRICS_FILE] = json_text({
-        **provenance(torch.__version__),
-        "device": run.device,
-        "wall_seconds": run.wall_seconds,
-        **timing_summary(run.history, config),
-        "config": asdict(config),
-        "dataset": dataset,
-        "epochs": [asdict(m) for m in run.history],
-    })
-    for name, content in files.items():
-        staging.write(name, content)
+    write_run(staging, run.model, model_name=config.model, model_args=config.model_args, mean=config.mean,
+              std=config.std, dataset=dataset, epochs=[asdict(row) for row in run.history], config=asdict(config),
+              train_config=asdict(config), device=run.device, wall_seconds=run.wall_seconds,
+              **timing_summary(run.history, config), command=command)
 
 
 class _Timer:

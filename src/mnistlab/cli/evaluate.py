@@ -43,9 +43,9 @@ def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     if args.images:  # an exported file's path imports no torch
         return evaluate_images(model, name, args.images, args.json)
     from ..downloads import describe_source
-    from ..runs import evaluate_model
+    from ..runs import evaluate_test_set
 
-    result = evaluate_model(model, dataset=args.dataset, data_dir=args.data_dir, batch_size=args.test_batch_size)
+    result = evaluate_test_set(model, dataset=args.dataset, data_dir=args.data_dir, batch_size=args.test_batch_size)
     info = result.dataset
     print(f"{name}: {model.model_name} ({model.parameter_count:,} parameters) on {result.where}")
     print(f"{info.title} test set, from {describe_source(info, args.data_dir)}")
@@ -65,14 +65,14 @@ def evaluate_images(model: Classifier, name: str, folder: str, as_json: bool) ->
     """`evaluate --images DIR`: accuracy on a folder of labelled images (DIR/0/ … DIR/9/)."""
     import json
 
-    from ..labelled import LabelledError, format_score, score_labelled
+    from ..labelled import LabelledError, evaluate_folder, format_folder_evaluation
 
-    score = score_labelled(model, folder)
+    score = evaluate_folder(model, folder)
     if as_json:
         print(json.dumps({"checkpoint": str(model.path), "folder": folder, **score.to_dict()}, indent=2))
     else:
         print(f"{name}: {model.model_name} on {folder} ({len(score.images)} images)")
-        print(format_score(score))
+        print(format_folder_evaluation(score))
     if score.accuracy is None:  # the reasons are printed above; an accuracy of 0 of 0 is no result
         raise LabelledError(f"{folder}: none of the {len(score.images)} images could be classified; nothing to score")
     return 0

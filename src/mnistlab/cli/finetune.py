@@ -57,7 +57,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace, parser: CommandParser) -> int:
-    from ..errors import escape
+    from ..errors import RunExistsError, escape
     from ..finetune import finetune
 
     config = FinetuneConfig(base=args.base, images=args.images, out=args.out, epochs=args.epochs, lr=args.lr,
@@ -73,7 +73,10 @@ def cmd_finetune(args: argparse.Namespace, parser: CommandParser) -> int:
     def skipped(image, why: str) -> None:
         print(f"mnistlab: could not read {escape(str(image.path))}: {why}", file=sys.stderr)
 
-    result = finetune(config, on_unreadable=skipped)
+    try:
+        result = finetune(config, on_unreadable=skipped)
+    except RunExistsError as e:  # the library names its argument; the command line names its flag
+        raise e.for_flag("--overwrite") from None
     before, after = result.before, result.after
     print(f"{result.checkpoint.model_name} from {escape(args.base)}: {result.trained} of your images trained on, "
           f"{result.held_out} held out, {result.steps} steps in {result.seconds:.1f}s")

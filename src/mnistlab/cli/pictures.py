@@ -167,13 +167,13 @@ def cmd_plot_confusion(args: argparse.Namespace, parser: argparse.ArgumentParser
 
     if args.images:
         from ..checkpoints import load_checkpoint
-        from ..labelled import score_labelled
+        from ..labelled import evaluate_folder
 
         default = outputs_folder(args.run) / "confusion-images.png"
         check_output(args, default)
         say(f"running {args.run} over your images in {args.images} to draw the confusion matrix...")
         checkpoint = load_checkpoint(args.run, device=args.device)
-        score = score_labelled(checkpoint, args.images)
+        score = evaluate_folder(checkpoint, args.images)
         predictions = dataclasses.replace(score.split_predictions(), classes=checkpoint.classes)
         write_or_show(confusion_matrix(predictions), args, default)
         return 0

@@ -120,6 +120,7 @@ def train_config(args: argparse.Namespace, default_out: str | None = None) -> Tr
 def cmd_train(args: argparse.Namespace, parser: CommandParser) -> int:
     started = time.perf_counter()
     from ..checkpoints import is_checkpoint_folder
+    from ..errors import RunExistsError
     from ..runs import PictureError, train
     from ..training import check_config, default_run_dir
 
@@ -134,6 +135,8 @@ def cmd_train(args: argparse.Namespace, parser: CommandParser) -> int:
     try:
         try:
             run = train(config, report=not args.no_report, command=shlex.join(["mnistlab", *args.argv]))
+        except RunExistsError as e:  # the library names its argument; the command line names its flag
+            raise e.for_flag("--overwrite") from None
         except PictureError as e:  # the run is saved: say so first, then the picture's error (exit 1)
             print_run(e.run, args.verbose, imported - started, started)
             raise
