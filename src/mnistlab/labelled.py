@@ -26,7 +26,7 @@ from .datasets import DIGIT_CLASSES
 from .decoding import IMAGE_SUFFIXES
 from .errors import LabelledError, OutputError, SchemaError, escape, escape_surrogates
 from .prediction import Prediction, predict
-from .schema import read_bounded
+from .records import read_bounded
 
 if TYPE_CHECKING:
     import numpy as np
