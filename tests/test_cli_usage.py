@@ -89,7 +89,9 @@ def test_evaluate_names_a_shipped_model_and_says_what_it_does_on_a_terminal(caps
     terminal = Terminal()
     monkeypatch.setattr("sys.stderr", terminal)
     assert main(["evaluate", "pretrained:mlp", "--device", "cpu"]) == 0
-    assert terminal.getvalue() == "evaluating pretrained:mlp on the test set of its dataset...\n"
+    status, progress = terminal.getvalue().split("\n", 1)
+    assert status == "evaluating pretrained:mlp on the test set of its dataset..."
+    assert progress.startswith("\revaluating:") and "/10000 " in progress  # then the progress bar, on a terminal only
 
 
 def test_a_missing_run_points_to_the_shipped_models(tmp_path, capsys, monkeypatch):
