@@ -82,6 +82,7 @@ def test_train_then_evaluate_reproduces_the_recorded_accuracy(tmp_path, tiny_dat
     assert any(line.split()[:3] == ["mlp", "101,770", "hidden=128"] for line in models)
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_cleanly_and_saves_nothing(tmp_path):
     out = tmp_path / "run"
     with open(tmp_path / "stderr.txt", "w") as stderr:  # a file, not a pipe: the progress bar would fill it

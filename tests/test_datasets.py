@@ -208,6 +208,7 @@ def test_a_good_file_is_fetched_and_renamed_into_place(server, tmp_path):
     ("slow", f"no answer within {TIMEOUT:g} s (timed out)"),
 ], ids=["corrupt-right-size", "truncated", "404", "slow-timeout"])
 @pytest.mark.parametrize("cache_state", ["empty", "holding-other-files"])
+@pytest.mark.slow
 def test_a_failed_download_names_file_and_reason_and_leaves_the_cache_as_it_was(server, tmp_path, route, reason,
                                                                               cache_state):
     root = tmp_path / "cache"
@@ -378,6 +379,7 @@ def test_a_run_records_its_dataset_and_is_evaluated_on_it_only(fashion_run, caps
                        "leave out --dataset (or give --dataset fashion-mnist)\n")
 
 
+@pytest.mark.slow
 def test_predict_places_images_as_the_run_s_dataset_does(fashion_run, tmp_path, capsys):
     """A Fashion-MNIST model is given items filling the frame (its dataset's layout), not MNIST's 20-pixel box."""
     picture = tmp_path / "trouser.png"
@@ -401,6 +403,7 @@ def test_predict_places_images_as_the_run_s_dataset_does(fashion_run, tmp_path, 
     assert from_onnx.label == prediction.label
 
 
+@pytest.mark.slow
 def test_a_labelled_folder_is_scored_with_the_class_names(fashion_run, capsys):
     folder = Path(__file__).parent.parent / "examples" / "my-digits"  # folders 0/ … 9/: the labels' numbers
     assert main(["evaluate", str(fashion_run), "--images", str(folder)]) == 0
@@ -695,6 +698,7 @@ def debian_fashion(monkeypatch) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_debian_s_files_have_the_pinned_content_and_six_thousand_images_a_class(debian_fashion, cache):
     from mnistlab.data import load_mnist
 

@@ -68,6 +68,7 @@ def as_input(pixels: np.ndarray, kind: str) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", ["uint8", "float"])
 @pytest.mark.parametrize("batch", [1, N_TEST], ids=["one-at-a-time", "one-batch"])
+@pytest.mark.slow
 def test_onnx_gives_the_checkpoint_s_probabilities(exported, test_digits, kind, batch):
     pixels, expected = test_digits
     session = onnxruntime.InferenceSession(str(exported[kind]), providers=["CPUExecutionProvider"])
@@ -114,6 +115,7 @@ def test_the_metadata_says_what_the_file_takes_and_returns(exported, checkpoint)
     assert script_record["classes"] == record["classes"] and script_record["input"]["dtype"] == "uint8 or float32"
 
 
+@pytest.mark.slow
 def test_export_writes_into_the_run_folder_by_default(mnist_mlp, tmp_path, capsys):
     import shutil
 
@@ -231,6 +233,7 @@ def no_torch_command(*argv: str) -> list[str]:
 SOURCE_ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}  # this checkout's mnistlab, in a subprocess
 
 
+@pytest.mark.slow
 def test_without_torch_an_export_scores_labelled_images_and_training_says_what_is_missing(exported):
     process = without_torch("evaluate", str(exported["uint8"]), "--images", str(ROOT / "examples" / "my-digits"),
                             "--json")
@@ -268,6 +271,7 @@ def test_predict_with_onnx_runs_without_torch(exported):
     assert json.loads(out)[0]["label"] == 3 and err.strip() == "torch not imported"
 
 
+@pytest.mark.slow
 def test_serve_with_onnx_runs_without_torch(exported):
     pytest.importorskip("fastapi")
     with serving(no_torch_command("serve", str(exported["uint8"]), "--port", "0"), env=SOURCE_ENV) as (url, process):
@@ -438,6 +442,7 @@ def test_onnx_sessions_use_the_threads_they_are_given(exported):
 
 
 @pytest.mark.parametrize("name", mnistlab.list_models())
+@pytest.mark.slow
 def test_every_registered_model_exports_to_onnx_with_the_same_probabilities(name, tmp_path):
     """Untrained, on random pixels: what matters is that torch.export captures each model's code."""
     torch.manual_seed(0)

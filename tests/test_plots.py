@@ -437,6 +437,7 @@ TEX_LIKE = ("$\\frac{$", "a$b$c", "$$", "$x^$", "\\", "%s%d", "{0}", "<b>", "é"
 
 
 @pytest.mark.parametrize("figure", ["grid", "random-grid", "confusion", "mistakes", "curves", "pixels"])
+@pytest.mark.slow
 def test_names_with_dollar_signs_are_drawn_as_they_are(predictions, figure, tmp_path):
     named = dataclasses.replace(predictions, classes=TEX_LIKE)
     fig = {"grid": lambda: prediction_grid(named, rows=2),

@@ -104,6 +104,7 @@ def files_under(folder: Path) -> list[str]:
 
 @pytest.mark.parametrize("strokes, digit", [([ONE], 1), ([ZERO], 0)], ids=["drawn-1", "drawn-0"])
 @pytest.mark.parametrize("how", ["raw-body", "multipart"])
+@pytest.mark.slow
 def test_a_drawing_is_read_and_the_answer_has_every_field(client, checkpoint, strokes, digit, how):
     body = drawing(*strokes)
     if how == "raw-body":
@@ -162,6 +163,7 @@ def test_model_health_page_and_docs(client, checkpoint):
 @pytest.mark.parametrize("metrics", [{"test_acc": "97%"}, {"test_acc": True}, {"test_acc": 97.6},
                                      {"test_acc": float("nan")}, {}, "not a dict", None],
                          ids=["string", "bool", "percent", "nan", "missing", "metrics-not-a-dict", "metrics-null"])
+@pytest.mark.slow
 def test_a_checkpoint_without_a_usable_test_accuracy_is_served_without_one(checkpoint, metrics):
     config = {**checkpoint.config, "metrics": metrics}
     client = local_client(create_app(dataclasses.replace(checkpoint, config=config)))
@@ -234,6 +236,7 @@ BAD_REQUESTS = [
 
 
 @pytest.mark.parametrize("send, status, words", [case[1:] for case in BAD_REQUESTS], ids=[c[0] for c in BAD_REQUESTS])
+@pytest.mark.slow
 def test_a_bad_request_gets_a_json_error_and_the_server_keeps_serving(client, send, status, words):
     response = send(client)
     assert response.status_code == status, response.text
@@ -302,6 +305,7 @@ def test_body_limit_passes_other_scopes_through():
 # --- --collect -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("digit", range(10))
+@pytest.mark.slow
 def test_collect_saves_the_drawing_under_its_digit_and_nothing_else(collecting, tmp_path, digit):
     client, folder = collecting
     before = files_under(tmp_path)
@@ -318,6 +322,7 @@ def test_collect_saves_the_drawing_under_its_digit_and_nothing_else(collecting, 
 @pytest.mark.parametrize("label", ["../x", "..", "10", "-1", "1.5", "", "1/../../x", "%2e%2e%2fx", "one", "1e0",
                                    "99999999999999999999", " 3", "3 ", "+3", "03", "٣", "3\n", "0x3", ["3", "3"],
                                    ["3", "4"]])
+@pytest.mark.slow
 def test_collect_refuses_a_label_that_is_not_a_digit_and_writes_nothing(collecting, tmp_path, label):
     client, _ = collecting
     before = files_under(tmp_path)
@@ -352,6 +357,7 @@ def test_collect_does_not_follow_a_symlink_planted_in_the_folder(collecting, tmp
     (lambda tmp: Path("/dev/null"), "exists and is not a folder"),
     (lambda tmp: tmp / "file.txt" / "inside", "cannot collect drawings there (Not a directory)"),
 ], ids=["a-file", "a-device", "inside-a-file"])
+@pytest.mark.slow
 def test_a_collect_folder_that_cannot_be_written_is_refused_at_start(checkpoint, tmp_path, capsys, make, message):
     (tmp_path / "file.txt").write_text("not a folder")
     folder = make(tmp_path)
@@ -409,6 +415,7 @@ def my_digits(tmp_path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_evaluate_images_prints_accuracy_per_digit_and_the_wrong_files(mnist_mlp, my_digits, capsys):
     assert main(["evaluate", str(mnist_mlp), "--images", str(my_digits), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
@@ -425,6 +432,7 @@ def test_evaluate_images_prints_accuracy_per_digit_and_the_wrong_files(mnist_mlp
     assert report["wrong"][0]["predicted"] == 0 and report["failed"][0]["error"].startswith("no digit found")
 
 
+@pytest.mark.slow
 def test_plot_confusion_images_draws_the_folder_s_matrix(mnist_mlp, my_digits, tmp_path, capsys):
     out = tmp_path / "mine.png"
     assert main(["plot", "confusion", str(mnist_mlp), "--images", str(my_digits), "--out", str(out)]) == 0
@@ -548,6 +556,7 @@ def test_a_mark_too_small_to_be_a_digit_gets_422_draw_it_larger(client, body):
 
 
 @pytest.mark.parametrize("side", [70, 140, 280], ids=["quarter-canvas", "half-canvas", "whole-canvas"])
+@pytest.mark.slow
 def test_real_digits_of_any_size_on_the_pad_are_read(client, side):
     """MNIST test digits drawn as dark ink onto the 280×280 canvas, small and large: none is 'too small'."""
     from mnistlab.data import load_mnist
