@@ -446,6 +446,7 @@ def test_plot_confusion_images_draws_the_folder_s_matrix(mnist_mlp, my_digits, t
     (["evaluate", "RUN", "--images", "{tmp}/none"], 1, "no such folder"),
     (["plot", "confusion", "RUN", "--images", "{tmp}"], 1, "no image files in sub-folders 0/ … 9/"),
 ], ids=["json-without-images", "missing-folder", "empty-folder"])
+@pytest.mark.slow
 def test_images_flags_refuse_bad_input_in_one_line(mnist_mlp, tmp_path, capsys, argv, code, message):
     argv = [str(mnist_mlp) if a == "RUN" else a.format(tmp=tmp_path) for a in argv]
     if code == 2:
@@ -473,6 +474,7 @@ def test_serve_without_a_run_picks_the_newest(tiny_run, tmp_path, monkeypatch, c
 
 
 @pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)], ids=["loopback", "all-interfaces"])
+@pytest.mark.slow
 def test_serve_prints_its_url_and_warns_off_loopback(mnist_mlp, monkeypatch, capsys, host, warned):
     served = []
 
@@ -494,6 +496,7 @@ def test_is_loopback(host, loopback):
     assert is_loopback(host) is loopback
 
 
+@pytest.mark.slow
 def test_a_busy_port_or_a_bad_host_is_a_one_line_error(mnist_mlp, capsys):
     taken = bind("127.0.0.1", 0)
     try:
