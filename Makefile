@@ -2,7 +2,7 @@
 #   make demo   train the default model on the bundled MNIST, evaluate it, write the pictures
 #   make test   lint (ruff, and import-linter for the layers), build the docs site strictly and run the test suite
 #               (what CI runs)
-#   make test-fast  the tests not marked slow, for the inner loop while you change the code (under a minute)
+#   make test-fast  the tests not marked slow, for the inner loop while you change the code (about a minute)
 #   make docs   build the docs site into site/
 PYTHON ?= python3
 VENV := .venv
