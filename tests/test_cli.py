@@ -67,6 +67,7 @@ def test_bad_files_and_devices_are_one_line_errors(tmp_path, capsys):
         assert "CUDA is not available" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_reproduces_the_recorded_accuracy(tmp_path, tiny_data, capsys):
     out = tmp_path / "run"
     assert main(["train", "--epochs", "1", "--hidden", "32", "--data-dir", str(tiny_data), "--device", "cpu",

@@ -357,6 +357,7 @@ def fashion_run(server, fashion, cache, tmp_path, capsys) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_a_run_records_its_dataset_and_is_evaluated_on_it_only(fashion_run, capsys):
     config = json.loads((fashion_run / "config.json").read_text())
     assert config["dataset"]["name"] == "fashion-mnist" and config["dataset"]["canonical"] is True
@@ -595,6 +596,7 @@ def test_an_installed_package_folder_is_used_with_no_download(installed, server,
     assert out.count("ok       ") == 4 and out.count("missing  ") == 4  # the package's four; the empty cache's
 
 
+@pytest.mark.slow
 def test_a_run_trained_from_the_package_folder_records_it(installed, server, tmp_path, capsys):
     server.requests.clear()
     run = tmp_path / "run"

@@ -485,6 +485,7 @@ def test_a_diverged_runs_null_loss_is_drawn_as_a_gap(run, tiny_run, capsys):
     assert "<td>nan</td>" in (run / "report.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_free_form_settings_may_hold_any_character_but_a_lone_surrogate(run, tiny_run):
     odd = "my data\n\x1b[31m"
     edit_json(METRICS, lambda m: m["config"].update(data_dir=odd))(run)

@@ -275,6 +275,7 @@ def test_strange_sizes(size, error, checkpoint, tmp_path, capsys):
     assert code == 1 and rows == [{"file": str(tmp_path / "strip.png"), "error": error}]
 
 
+@pytest.mark.slow
 def test_a_huge_alpha_only_image_is_blank(checkpoint, tmp_path, capsys):
     Image.new("RGBA", (4000, 4000), (0, 0, 0, 0)).save(tmp_path / "clear.png")
     code, rows, _ = run_json(capsys, checkpoint, tmp_path / "clear.png")

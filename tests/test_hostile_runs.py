@@ -218,6 +218,7 @@ def test_overwrite_replaces_a_weights_only_folder_an_older_mnistlab_left(old_run
     assert sorted(p.name for p in old_run.iterdir()) == CLI_FILES
 
 
+@pytest.mark.slow
 def test_the_command_line_pictures_are_part_of_the_whole(data, tmp_path, capsys):
     out = tmp_path / "run"
     assert main([a for a in train_argv(data, out) if a != "--no-report"]) == 0
@@ -614,6 +615,7 @@ def test_signals_deferred_hands_a_signal_on_after_the_block():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_a_progress_bar_is_built_leaves_no_half_built_bar(monkeypatch):
     """A signal inside tqdm's constructor used to leave a half-built bar whose __del__ printed a traceback."""
     import gc

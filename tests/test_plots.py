@@ -358,6 +358,7 @@ def test_show_an_image_file_as_the_model_sees_it(tmp_path, capsys):
     assert "missing.png" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_plot_commands_write_into_the_run_folder(tiny_run, tmp_path, capsys):
     run = shutil.copytree(tiny_run[0], tmp_path / "run")
     data = ["--data-dir", str(tiny_run[1]), "--device", "cpu"]

@@ -174,6 +174,7 @@ def test_an_altered_copy_refuses_in_one_line(alter, message, tmp_path, monkeypat
 
 # --- every command takes the name ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_predict_and_evaluate_images_take_the_name(digits, tmp_path, capsys):
     for i, (image, label) in enumerate(digits):
         (tmp_path / "images" / str(label)).mkdir(parents=True, exist_ok=True)

@@ -391,6 +391,7 @@ def test_a_broken_python_block_fails(tmp_path, monkeypatch):
         PageRunner(monkeypatch, servers).run(page_steps(page)[0])
 
 
+@pytest.mark.slow
 def test_the_activated_venv_has_mnistlab_on_path():
     if not (ROOT / ".venv" / "bin" / "activate").is_file():
         pytest.skip(f"{ROOT / '.venv'} does not exist here; `make demo` or `make test` creates it")

@@ -142,6 +142,7 @@ def test_the_api_gives_the_same_answer_as_checkpoint_predict(client, checkpoint)
     assert post_image(client, drawing(ZERO)).json()["probabilities"] == [round(p, 6) for p in expected.probabilities]
 
 
+@pytest.mark.slow
 def test_model_health_page_and_docs(client, checkpoint):
     info = client.get("/api/model").json()
     assert info["architecture"] == "mlp" and info["config"] == without_local_paths(checkpoint.config)
@@ -171,6 +172,7 @@ def test_a_checkpoint_without_a_usable_test_accuracy_is_served_without_one(check
     assert post_image(client, drawing(ONE)).json()["model"]["test_accuracy"] is None
 
 
+@pytest.mark.slow
 def test_concurrent_requests_get_the_answers_they_would_get_alone(client):
     bodies = [drawing(ONE), drawing(ZERO), drawing()] * 6
     alone = [post_image(client, body).json() for body in bodies[:3]]
@@ -553,6 +555,7 @@ def _dot(diameter: int) -> bytes:
     _smudge((90, 90, 190, 190), 200, 15),  # a faint smudge
     _smudge((120, 120, 160, 160), 235, 6),  # a small, fainter one
 ], ids=["tap", "blob", "short-dash", "long-dash", "faint-smudge", "small-smudge"])
+@pytest.mark.slow
 def test_a_mark_too_small_to_be_a_digit_gets_422_draw_it_larger(client, body):
     response = post_image(client, body)
     assert response.status_code == 422 and response.json()["detail"].startswith("draw it larger"), response.text

@@ -242,6 +242,7 @@ def test_allow_origin_opens_predictions_but_never_collect(open_port):
 
 # --- slow clients ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_slowloris_headers_are_timed_out_with_408(port):
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")
@@ -251,12 +252,14 @@ def test_slowloris_headers_are_timed_out_with_408(port):
     assert time.monotonic() - start < LIMITS.header_timeout + 2
 
 
+@pytest.mark.slow
 def test_a_connection_that_sends_nothing_is_closed(port):
     with socket.create_connection(("127.0.0.1", port)) as conn:
         answer = parse(read_all(conn, 5))
     assert answer[0] == 408
 
 
+@pytest.mark.slow
 def test_a_slow_body_is_timed_out_with_408(port):
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
@@ -277,6 +280,7 @@ def test_an_idle_keep_alive_connection_is_closed(port):
     assert time.monotonic() - start < LIMITS.keep_alive_timeout + 2
 
 
+@pytest.mark.slow
 def test_connections_over_the_cap_get_503(tiny_run):
     app = create_app(tiny_run[0])
     limits = HttpLimits(max_connections=3, header_timeout=5)
