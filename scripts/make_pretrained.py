@@ -40,7 +40,7 @@ COMMON_FLAGS = ["--no-progress", "--verbose"]
 # What ships: the checkpoint, its metrics and the training curves. report.html is left out (it embeds
 # every figure: most of a megabyte); `mnistlab report pretrained:NAME` writes it into the current folder.
 SHIPPED = ("model.safetensors", "config.json", "metrics.json", "curves.png")
-MAX_FOLDER_BYTES = 1 << 20  # the "at most about 1 MB each"
+MAX_FOLDER_BYTES = 1 << 20  # each model ships in the wheel, so each stays within about 1 MB
 
 
 def train(name: str, work: Path) -> Path:

@@ -15,6 +15,7 @@ import mnistlab.errors as errors
 PACKAGE = Path(mnistlab.__file__).parent
 
 
+@pytest.mark.slow
 def test_import_mnistlab_loads_no_torch_and_every_public_name_resolves():
     code = ("import sys, mnistlab\n"
             "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'import mnistlab loaded more'\n"

@@ -27,6 +27,7 @@ def copy(trained, tmp_path):
     return shutil.copytree(run.dir, tmp_path / "copy")
 
 
+@pytest.mark.slow
 def test_round_trip_rebuilds_the_model_and_reproduces_accuracy(trained):
     run, data_dir = trained
     for path in (run.dir, run.dir / "config.json", run.dir / "model.safetensors"):

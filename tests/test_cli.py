@@ -69,6 +69,7 @@ def test_bad_files_and_devices_are_one_line_errors(tmp_path, capsys):
         assert "CUDA is not available" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_reproduces_the_recorded_accuracy(tmp_path, tiny_data, capsys):
     out = tmp_path / "run"
     assert main(["train", "--epochs", "1", "--hidden", "32", "--data-dir", str(tiny_data), "--device", "cpu",
@@ -84,6 +85,7 @@ def test_train_then_evaluate_reproduces_the_recorded_accuracy(tmp_path, tiny_dat
     assert any(line.split()[:3] == ["mlp", "101,770", "hidden=128"] for line in models)
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_cleanly_and_saves_nothing(tmp_path):
     out = tmp_path / "run"
     with open(tmp_path / "stderr.txt", "w") as stderr:  # a file, not a pipe: the progress bar would fill it

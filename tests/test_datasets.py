@@ -208,6 +208,7 @@ def test_a_good_file_is_fetched_and_renamed_into_place(server, tmp_path):
     ("slow", f"no answer within {TIMEOUT:g} s (timed out)"),
 ], ids=["corrupt-right-size", "truncated", "404", "slow-timeout"])
 @pytest.mark.parametrize("cache_state", ["empty", "holding-other-files"])
+@pytest.mark.slow
 def test_a_failed_download_names_file_and_reason_and_leaves_the_cache_as_it_was(server, tmp_path, route, reason,
                                                                               cache_state):
     root = tmp_path / "cache"
@@ -356,6 +357,7 @@ def fashion_run(server, fashion, cache, tmp_path, capsys) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_a_run_records_its_dataset_and_is_evaluated_on_it_only(fashion_run, capsys):
     config = json.loads((fashion_run / "config.json").read_text())
     assert config["dataset"]["name"] == "fashion-mnist" and config["dataset"]["canonical"] is True
@@ -378,6 +380,7 @@ def test_a_run_records_its_dataset_and_is_evaluated_on_it_only(fashion_run, caps
                        "leave out --dataset (or give --dataset fashion-mnist)\n")
 
 
+@pytest.mark.slow
 def test_predict_places_images_as_the_run_s_dataset_does(fashion_run, tmp_path, capsys):
     """A Fashion-MNIST model is given items filling the frame (its dataset's layout), not MNIST's 20-pixel box."""
     picture = tmp_path / "trouser.png"
@@ -401,6 +404,7 @@ def test_predict_places_images_as_the_run_s_dataset_does(fashion_run, tmp_path, 
     assert from_onnx.label == prediction.label
 
 
+@pytest.mark.slow
 def test_a_labelled_folder_is_scored_with_the_class_names(fashion_run, capsys):
     folder = Path(__file__).parent.parent / "examples" / "my-digits"  # folders 0/ … 9/: the labels' numbers
     assert main(["evaluate", str(fashion_run), "--images", str(folder)]) == 0
@@ -592,6 +596,7 @@ def test_an_installed_package_folder_is_used_with_no_download(installed, server,
     assert out.count("ok       ") == 4 and out.count("missing  ") == 4  # the package's four; the empty cache's
 
 
+@pytest.mark.slow
 def test_a_run_trained_from_the_package_folder_records_it(installed, server, tmp_path, capsys):
     server.requests.clear()
     run = tmp_path / "run"
@@ -695,6 +700,7 @@ def debian_fashion(monkeypatch) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_debian_s_files_have_the_pinned_content_and_six_thousand_images_a_class(debian_fashion, cache):
     from mnistlab.data import load_mnist
 

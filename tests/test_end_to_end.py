@@ -1,14 +1,18 @@
 """Real MNIST, real training: the accuracy the README promises."""
 
+import pytest
+
 from mnistlab import load_checkpoint
 from mnistlab.training import TrainConfig, evaluate, train
 
 
+@pytest.mark.slow
 def test_a_third_of_mnist_for_two_epochs_reaches_94_percent(tmp_path):
     run = train(TrainConfig(epochs=2, train_limit=20000, device="cpu", out=str(tmp_path / "r"), progress=False))
     assert run.final.test_acc >= 0.94
 
 
+@pytest.mark.slow
 def test_the_default_recipe_reaches_97_percent_and_reproduces(tmp_path):
     run = train(TrainConfig(device="cpu", out=str(tmp_path / "r"), progress=False))
     assert len(run.history) == 5

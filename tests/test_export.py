@@ -68,6 +68,7 @@ def as_input(pixels: np.ndarray, kind: str) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", ["uint8", "float"])
 @pytest.mark.parametrize("batch", [1, N_TEST], ids=["one-at-a-time", "one-batch"])
+@pytest.mark.slow
 def test_onnx_gives_the_checkpoint_s_probabilities(exported, test_digits, kind, batch):
     pixels, expected = test_digits
     session = onnxruntime.InferenceSession(str(exported[kind]), providers=["CPUExecutionProvider"])
@@ -81,6 +82,7 @@ def test_onnx_gives_the_checkpoint_s_probabilities(exported, test_digits, kind, 
 
 @pytest.mark.parametrize("kind", ["uint8", "float"])
 @pytest.mark.parametrize("batch", [1, N_TEST], ids=["one-at-a-time", "one-batch"])
+@pytest.mark.slow
 def test_torchscript_gives_the_checkpoint_s_probabilities_for_either_dtype(exported, test_digits, kind, batch):
     pixels, expected = test_digits
     module = torch.jit.load(str(exported["torchscript"]))
@@ -90,6 +92,7 @@ def test_torchscript_gives_the_checkpoint_s_probabilities_for_either_dtype(expor
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_the_metadata_says_what_the_file_takes_and_returns(exported, checkpoint):
     model = onnx.load(str(exported["uint8"]))
     props = {p.key: p.value for p in model.metadata_props}
@@ -114,6 +117,7 @@ def test_the_metadata_says_what_the_file_takes_and_returns(exported, checkpoint)
     assert script_record["classes"] == record["classes"] and script_record["input"]["dtype"] == "uint8 or float32"
 
 
+@pytest.mark.slow
 def test_export_writes_into_the_run_folder_by_default(mnist_mlp, tmp_path, capsys):
     import shutil
 
@@ -132,6 +136,7 @@ def test_export_writes_into_the_run_folder_by_default(mnist_mlp, tmp_path, capsy
     (["export", "{run}", "--out", "{run}/model.safetensors"], "is the checkpoint's own file"),
     (["export", "{run}", "--format", "torchscript", "--out", "{run}/config.json"], "is the checkpoint's own file"),
 ], ids=["missing-run", "out-is-a-folder", "out-under-a-file", "out-is-the-weights", "out-is-the-config"])
+@pytest.mark.slow
 def test_export_refuses_bad_paths_in_one_line(argv, message, mnist_mlp, tmp_path, capsys):
     (tmp_path / "file.txt").write_text("x")
     code = main([a.format(tmp=tmp_path, run=mnist_mlp) for a in argv])
@@ -156,6 +161,7 @@ def predict_json(capsys, model: Path, *images) -> tuple[int, list[dict]]:
 
 
 @pytest.mark.parametrize("kind", ["uint8", "float"])
+@pytest.mark.slow
 def test_predict_with_onnx_gives_the_checkpoint_s_labels(exported, checkpoint, kind, capsys):
     code, with_checkpoint = predict_json(capsys, checkpoint.path, DIGITS)
     assert predict_json(capsys, exported[kind], DIGITS)[0] == code == 1  # blank.png has no digit
@@ -168,6 +174,7 @@ def test_predict_with_onnx_gives_the_checkpoint_s_labels(exported, checkpoint, k
             np.testing.assert_allclose(a["probabilities"], b["probabilities"], atol=1e-4 if kind == "float" else 0.02)
 
 
+@pytest.mark.slow
 def test_the_table_names_classes_that_are_not_digits(exported, tmp_path, capsys):
     model = onnx.load(str(exported["uint8"]))
     props = {p.key: p for p in model.metadata_props}
@@ -183,6 +190,7 @@ def test_the_table_names_classes_that_are_not_digits(exported, tmp_path, capsys)
     assert answer.to_dict()["class"] == "T-shirt/top" and answer.to_dict()["top_k"][0]["class"] == "T-shirt/top"
 
 
+@pytest.mark.slow
 def test_serve_with_onnx_answers_the_api(exported, checkpoint):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
@@ -231,6 +239,7 @@ def no_torch_command(*argv: str) -> list[str]:
 SOURCE_ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}  # this checkout's mnistlab, in a subprocess
 
 
+@pytest.mark.slow
 def test_without_torch_an_export_scores_labelled_images_and_training_says_what_is_missing(exported):
     process = without_torch("evaluate", str(exported["uint8"]), "--images", str(ROOT / "examples" / "my-digits"),
                             "--json")
@@ -244,6 +253,7 @@ def test_without_torch_an_export_scores_labelled_images_and_training_says_what_i
 
 
 @pytest.mark.parametrize("kind", ["uint8", "float"])
+@pytest.mark.slow
 def test_evaluate_an_export_reproduces_the_checkpoint_s_score(exported, mnist_mlp, kind, capsys):
     assert main(["evaluate", str(mnist_mlp), "--device", "cpu"]) == 0
     of_checkpoint = capsys.readouterr().out.splitlines()
@@ -261,6 +271,7 @@ def test_evaluate_an_export_reproduces_the_checkpoint_s_score(exported, mnist_ml
     assert by_export["accuracy"] == by_checkpoint["accuracy"] and by_export["checkpoint"] == str(exported[kind])
 
 
+@pytest.mark.slow
 def test_predict_with_onnx_runs_without_torch(exported):
     process = without_torch("predict", str(exported["uint8"]), str(DIGITS / "paint-3.png"), "--json")
     out, err = process.communicate(timeout=120)
@@ -268,6 +279,7 @@ def test_predict_with_onnx_runs_without_torch(exported):
     assert json.loads(out)[0]["label"] == 3 and err.strip() == "torch not imported"
 
 
+@pytest.mark.slow
 def test_serve_with_onnx_runs_without_torch(exported):
     pytest.importorskip("fastapi")
     with serving(no_torch_command("serve", str(exported["uint8"]), "--port", "0"), env=SOURCE_ENV) as (url, process):
@@ -368,6 +380,7 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
+@pytest.mark.slow
 def test_a_hostile_onnx_file_is_refused_in_one_line(name, exported, tmp_path, capsys, no_hang):
     make, message = HOSTILE[name]
     path = tmp_path / "model.onnx"
@@ -403,6 +416,7 @@ def test_the_hostile_cases_builder_makes_a_loadable_model_when_nothing_is_change
     assert model.probabilities(np.zeros((3, 28, 28), np.float32)).shape == (3, 10)
 
 
+@pytest.mark.slow
 def test_a_file_over_the_size_limit_is_refused_before_it_is_read(exported, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(onnx_model, "MAX_ONNX_BYTES", 1000)
     assert main(["predict", str(exported["uint8"]), str(DIGITS / "paint-3.png")]) == 1
@@ -433,11 +447,13 @@ def test_a_model_with_non_finite_output_gives_errors_not_answers(tmp_path):
     assert not answer.ok and answer.error.startswith("the model's output is not a number")
 
 
+@pytest.mark.slow
 def test_onnx_sessions_use_the_threads_they_are_given(exported):
     assert load_onnx(exported["uint8"], threads=1).session.get_session_options().intra_op_num_threads == 1
 
 
 @pytest.mark.parametrize("name", mnistlab.list_models())
+@pytest.mark.slow
 def test_every_registered_model_exports_to_onnx_with_the_same_probabilities(name, tmp_path):
     """Untrained, on random pixels: what matters is that torch.export captures each model's code."""
     torch.manual_seed(0)

@@ -54,6 +54,7 @@ def test_the_split_is_stratified_and_the_seed_reproduces_it():
     assert not split_held_out(labels, 0, seed=7).any()
 
 
+@pytest.mark.slow
 def test_finetune_writes_a_run_that_the_other_commands_take(tiny_run, tmp_path, capsys):
     run, data = tiny_run
     images = person_folder(tmp_path)

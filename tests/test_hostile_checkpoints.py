@@ -315,6 +315,7 @@ def assert_cli_error(argv: list[str], expected: str, capsys) -> None:
 
 
 @pytest.mark.parametrize("spoil, name, message", CONFIG_CASES.values(), ids=CONFIG_CASES.keys())
+@pytest.mark.slow
 def test_hostile_config(spoil, name, message, run, digit_png, tiny_run, capsys, no_hang):
     spoil(run)
     expected = f"{run / name}: {message}"
@@ -461,6 +462,7 @@ METRICS_CASES = {
 
 
 @pytest.mark.parametrize("spoil, message", METRICS_CASES.values(), ids=METRICS_CASES.keys())
+@pytest.mark.slow
 def test_hostile_metrics(spoil, message, run, tiny_run, capsys, no_hang):
     spoil(run)
     expected = f"{run / METRICS}: {message}"
@@ -472,6 +474,7 @@ def test_hostile_metrics(spoil, message, run, tiny_run, capsys, no_hang):
     assert not (run / "c.png").exists()
 
 
+@pytest.mark.slow
 def test_a_diverged_runs_null_loss_is_drawn_as_a_gap(run, tiny_run, capsys):
     """Strict JSON has no NaN: mnistlab writes a diverged loss as null and reads it back as NaN."""
     edit_json(METRICS, lambda m: m["epochs"][1].update(train_loss=None, test_loss=None))(run)
@@ -482,6 +485,7 @@ def test_a_diverged_runs_null_loss_is_drawn_as_a_gap(run, tiny_run, capsys):
     assert "<td>nan</td>" in (run / "report.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_free_form_settings_may_hold_any_character_but_a_lone_surrogate(run, tiny_run):
     odd = "my data\n\x1b[31m"
     edit_json(METRICS, lambda m: m["config"].update(data_dir=odd))(run)
@@ -543,6 +547,7 @@ def test_plugin_models_are_listed_without_being_imported(plugin):
     assert "fake_plugin_models" not in sys.modules and "fake_plugin_broken" not in sys.modules
 
 
+@pytest.mark.slow
 def test_a_plugin_model_trains_saves_and_loads_from_the_cli(plugin, tiny_run, tmp_path, capsys):
     from mnistlab.training import TrainConfig, train
 

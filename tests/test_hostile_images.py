@@ -174,6 +174,7 @@ def test_a_folder_passes_over_its_special_files(kind, checkpoint, tmp_path, caps
     assert err == f"mnistlab: skipped {path} ({why})\n"
 
 
+@pytest.mark.slow
 def test_a_fifo_never_freezes_predict(tmp_run_path, tmp_path):
     """As a process, with a timeout: a FIFO in a folder and one as an argument."""
     os.mkfifo(tmp_path / "waiting.png")
@@ -274,6 +275,7 @@ def test_strange_sizes(size, error, checkpoint, tmp_path, capsys):
     assert code == 1 and rows == [{"file": str(tmp_path / "strip.png"), "error": error}]
 
 
+@pytest.mark.slow
 def test_a_huge_alpha_only_image_is_blank(checkpoint, tmp_path, capsys):
     Image.new("RGBA", (4000, 4000), (0, 0, 0, 0)).save(tmp_path / "clear.png")
     code, rows, _ = run_json(capsys, checkpoint, tmp_path / "clear.png")
@@ -645,6 +647,7 @@ def test_a_nan_checkpoint_on_the_command_line_exits_1(tiny_run, tmp_path, capsys
 # --- output that cannot be written ---------------------------------------------------------------
 
 @pytest.mark.parametrize("argv", [["--help"], ["predict", "{run}", "{folder}", "--json"]], ids=["help", "predict"])
+@pytest.mark.slow
 def test_a_closed_pipe_ends_quietly_with_141(argv, tmp_run_path, tmp_path):
     digit().save(tmp_path / "a.png")
     argv = [a.format(run=tmp_run_path, folder=tmp_path) for a in argv]

@@ -219,6 +219,7 @@ def test_overwrite_replaces_a_weights_only_folder_an_older_mnistlab_left(old_run
     assert sorted(p.name for p in old_run.iterdir()) == CLI_FILES
 
 
+@pytest.mark.slow
 def test_the_command_line_pictures_are_part_of_the_whole(data, tmp_path, capsys):
     out = tmp_path / "run"
     assert main([a for a in train_argv(data, out) if a != "--no-report"]) == 0
@@ -302,6 +303,7 @@ def test_a_full_disk_is_one_line_naming_the_file(step, over_old_run, old_run, da
 
 
 @pytest.mark.parametrize("picture", ["curves.png", "report.html"])
+@pytest.mark.slow
 def test_a_picture_that_fails_keeps_the_trained_run(picture, data, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     real = Path.write_text
@@ -338,6 +340,7 @@ def _wait_for(proc: subprocess.Popen, text: str, timeout: float = 120) -> None:
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.slow
 def test_a_signal_during_training_leaves_the_old_run_untouched(sig, code, old_run, data, tmp_path):
     before = tree(tmp_path)
     argv = [sys.executable, "-m", "mnistlab", *train_argv(data, old_run, "--overwrite")]
@@ -483,6 +486,7 @@ def test_a_run_that_would_evaluate_more_often_than_metrics_json_holds_is_refused
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_run_from_and_into_folders_with_undecodable_names_is_read_back(data, tmp_path, capsys):
     """A folder name may hold any byte; config.json and metrics.json record it as text every reader takes back."""
     from mnistlab.checkpoints import load_checkpoint
@@ -612,6 +616,7 @@ def test_signals_deferred_hands_a_signal_on_after_the_block():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_a_progress_bar_is_built_leaves_no_half_built_bar(monkeypatch):
     """A signal inside tqdm's constructor used to leave a half-built bar whose __del__ printed a traceback."""
     import gc
@@ -651,6 +656,7 @@ def test_make_folders_removes_what_it_made_when_a_deeper_one_fails(tmp_path, mon
     assert io_module.make_folders(tmp_path) == []  # an existing folder: nothing made
 
 
+@pytest.mark.slow
 def test_a_run_under_a_name_that_is_not_utf8_is_read_back(data, tmp_path, capsys):
     """safetensors opens only UTF-8 paths; a byte like 0xff in a folder name must not lock the run out."""
     run = tmp_path / os.fsdecode(b"run-\xff")

@@ -357,6 +357,7 @@ def test_show_an_image_file_as_the_model_sees_it(tmp_path, capsys):
     assert "missing.png" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_plot_commands_write_into_the_run_folder(tiny_run, tmp_path, capsys):
     run = shutil.copytree(tiny_run[0], tmp_path / "run")
     data = ["--data-dir", str(tiny_run[1]), "--device", "cpu"]
@@ -438,6 +439,7 @@ TEX_LIKE = ("$\\frac{$", "a$b$c", "$$", "$x^$", "\\", "%s%d", "{0}", "<b>", "é"
 
 
 @pytest.mark.parametrize("figure", ["grid", "random-grid", "confusion", "mistakes", "curves", "pixels"])
+@pytest.mark.slow
 def test_names_with_dollar_signs_are_drawn_as_they_are(predictions, figure, tmp_path):
     named = dataclasses.replace(predictions, classes=TEX_LIKE)
     fig = {"grid": lambda: prediction_grid(named, rows=2),

@@ -72,6 +72,7 @@ def run_json(capsys, *argv) -> tuple[int, list[dict], str]:
     return code, json.loads(out), err
 
 
+@pytest.mark.slow
 def test_real_digits_presented_as_people_do_are_read_right(checkpoint, digits, tmp_path, capsys):
     images, labels = digits
     for variant, make in VARIANTS.items():
@@ -84,6 +85,7 @@ def test_real_digits_presented_as_people_do_are_read_right(checkpoint, digits, t
     assert wrong == []
 
 
+@pytest.mark.slow
 def test_the_table(checkpoint, digits, tmp_path, capsys):
     images, _ = digits
     seven = write(tmp_path, "seven.png", VARIANTS["inverted"](images[7]))
@@ -96,6 +98,7 @@ def test_the_table(checkpoint, digits, tmp_path, capsys):
     assert len(rows[0].split()) == 3 + 2 * 3  # file, digit, confidence, then 3 × (digit, probability)
 
 
+@pytest.mark.slow
 def test_every_bad_file_gets_its_own_error_and_the_others_still_run(checkpoint, digits, tmp_path, capsys):
     folder = tmp_path / "mixed"
     good = write(folder, "a-good.png", VARIANTS["inverted"](digits[0][3]))
@@ -137,6 +140,7 @@ def test_every_bad_file_gets_its_own_error_and_the_others_still_run(checkpoint, 
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads a file whatever its mode")
+@pytest.mark.slow
 def test_an_unreadable_file(checkpoint, digits, tmp_path, capsys):
     path = write(tmp_path, "locked.png", VARIANTS["inverted"](digits[0][1]))
     os.chmod(path, 0)
@@ -155,6 +159,7 @@ def test_folders_globs_and_repeats_are_expanded_in_order(tmp_path):
     assert collect_images([f"{t}/sub", f"{t}/zz*.png", f"{t}/nope.png"]) == [f"{t}/sub/d.webp", f"{t}/nope.png"]
 
 
+@pytest.mark.slow
 def test_json_objects(checkpoint, digits, tmp_path, capsys):
     path = write(tmp_path, "six.png", VARIANTS["off-centre"](digits[0][6]))
     code, rows, _ = run_json(capsys, checkpoint.path, path, "--top-k", "5")
@@ -168,6 +173,7 @@ def test_json_objects(checkpoint, digits, tmp_path, capsys):
     assert row["confidence"] == row["top_k"][0]["probability"] == row["probabilities"][6]
 
 
+@pytest.mark.slow
 def test_save_preprocessed(checkpoint, digits, tmp_path, capsys):
     a_png = write(tmp_path / "in", "a.png", VARIANTS["inverted"](digits[0][8]))
     a_jpg = write(tmp_path / "in", "a.jpg", photo(digits[0][9]))
@@ -182,6 +188,7 @@ def test_save_preprocessed(checkpoint, digits, tmp_path, capsys):
     assert np.array_equal(saved, (expected * 255).round().astype(np.uint8))
 
 
+@pytest.mark.slow
 def test_the_library_api(checkpoint, digits, tmp_path):
     images, _ = digits
     path = write(tmp_path, "four.png", VARIANTS["upscaled"](images[4]))
@@ -203,6 +210,7 @@ def test_the_library_api(checkpoint, digits, tmp_path):
     assert mnistlab.Prediction is Prediction
 
 
+@pytest.mark.slow
 def test_thresholded_real_digits_read_as_the_same_digits(checkpoint, digits):
     """A boolean image (False background, True ink), as `image > 127` gives, is a digit like any other."""
     images, labels = digits
@@ -216,6 +224,7 @@ def test_thresholded_real_digits_read_as_the_same_digits(checkpoint, digits):
     assert [p.label for p in predict(checkpoint, list(thresholded), invert="no")] == labels  # True is ink
 
 
+@pytest.mark.slow
 def test_a_progress_bar_only_past_a_few_hundred_images(checkpoint, digits, capsys):
     batch = torch.from_numpy(digits[0][:1]).repeat(prediction.PROGRESS_MIN_FILES + 1, 1, 1)
     predict(checkpoint, batch[:20])
@@ -224,6 +233,7 @@ def test_a_progress_bar_only_past_a_few_hundred_images(checkpoint, digits, capsy
     assert "image" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_invert_flag(checkpoint, digits, tmp_path, capsys):
     dark_on_light = write(tmp_path, "nine.png", VARIANTS["inverted"](digits[0][9]))
     code, rows, _ = run_json(capsys, checkpoint.path, dark_on_light, "--invert", "yes")
@@ -269,6 +279,7 @@ def test_predict_help_quotes_the_defaults(capsys):
     ({"batch_size": 10**30}, "batch_size: must be a whole number from 1 to 65,536"),
     ({"batch_size": 2.5}, "batch_size: must be a whole number"),
 ])
+@pytest.mark.slow
 def test_a_bad_option_is_refused_at_the_call(options, message, checkpoint, tmp_path):
     never_read = tmp_path / "missing.png"  # the call fails before any image is read: no per-image error
     with pytest.raises(ValueError, match=message):

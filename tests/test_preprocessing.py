@@ -134,6 +134,7 @@ def test_an_already_mnist_style_digit_passes_through():
     assert (out - pixels).abs().mean() < 0.01
 
 
+@pytest.mark.slow
 def test_mnist_accuracy_does_not_drop_by_more_than_a_tenth_of_a_point(mnist_mlp):
     checkpoint = mnistlab.load_checkpoint(mnist_mlp)
     test = load_mnist().test

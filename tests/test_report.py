@@ -48,6 +48,7 @@ def embedded_images(report: Path) -> dict[str, tuple[str, int, int]]:
     return {name: (data, int(w), int(h)) for name, data, w, h in IMG.findall(report.read_text(encoding="utf-8"))}
 
 
+@pytest.mark.slow
 def test_train_writes_curves_and_the_report(trained):
     run, _, printed = trained
     assert printed.splitlines()[1:] == [f"wrote {run / 'curves.png'}", f"wrote {run / 'report.html'}"]
@@ -55,6 +56,7 @@ def test_train_writes_curves_and_the_report(trained):
         assert curves.size == (1100, 460)
 
 
+@pytest.mark.slow
 def test_train_and_plot_curves_draw_the_same_curves(trained, tmp_path, capsys):
     run = trained[0]
     assert main(["plot", "curves", str(run), "--out", str(tmp_path / "again.png")]) == 0
@@ -83,6 +85,7 @@ def test_report_embeds_every_figure_and_the_tables(report, trained):
     ("1", [], "after 1 epoch ·"),
     ("2", ["--eval-every", "2"], "after 2 epochs ·"),  # a row every 2 steps: several rows, still 2 epochs
 ], ids=["one-epoch", "eval-every"])
+@pytest.mark.slow
 def test_the_report_summary_counts_epochs_not_rows(trained, tmp_path, epochs, extra, said):
     run = tmp_path / "run"
     assert main(["train", "--epochs", epochs, *extra, "--hidden", "16", "--data-dir", str(trained[1]),
@@ -91,6 +94,7 @@ def test_the_report_summary_counts_epochs_not_rows(trained, tmp_path, epochs, ex
     assert said in (run / "report.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_report_grid_has_a_column_per_digit_and_confusion_its_own_colours(trained):
     from mnistlab.plots import CellText
     from mnistlab.report import predictions_for_run, report_figures
@@ -123,6 +127,7 @@ def sync_playwright_or_skip():
     return sync_playwright
 
 
+@pytest.mark.slow
 def test_report_opens_in_headless_chromium_without_console_errors(report, tmp_path):
     sync_playwright = sync_playwright_or_skip()
     problems = []
@@ -146,6 +151,7 @@ def test_report_opens_in_headless_chromium_without_console_errors(report, tmp_pa
         assert np.asarray(shot.convert("L")).var() > 0
 
 
+@pytest.mark.slow
 def test_train_no_report_still_writes_the_curves(tiny_data, tmp_path, capsys):
     assert main(["train", "--epochs", "1", "--hidden", "8", "--data-dir", str(tiny_data), "--device", "cpu",
                  "--no-progress", "--out", str(tmp_path / "run"), "--no-report"]) == 0
@@ -154,6 +160,7 @@ def test_train_no_report_still_writes_the_curves(tiny_data, tmp_path, capsys):
                                                                      "model.safetensors"]
 
 
+@pytest.mark.slow
 def test_report_command_rebuilds_the_same_figures_from_the_checkpoint(trained, tmp_path, capsys):
     run, data_dir, _ = trained
     out = tmp_path / "again.html"
@@ -198,6 +205,7 @@ def edit(change):
      "{run}/metrics.json: field 'epochs[0].train_loss' must be a finite number ≥ 0, or null, got '0.3'"),
     (edit(lambda m: m["epochs"].append(7)), "{run}/metrics.json: field 'epochs[2]' must be an object, got 7"),
 ])
+@pytest.mark.slow
 def test_missing_or_malformed_metrics_is_a_clear_error(change, message, tmp_path, tiny_run, capsys):
     run = broken_run(tmp_path, tiny_run, change)
     expected = message.format(run=run)
@@ -212,6 +220,7 @@ def test_missing_or_malformed_metrics_is_a_clear_error(change, message, tmp_path
 
 # --- whatever a run writes, the readers read back ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_largest_metrics_a_run_may_write_is_read_back(tiny_run, tmp_path, capsys):
     """MAX_EPOCHS epochs evaluated every step, as many steps as MAX_EVALUATIONS allows: the real writer's file,
     with full-precision numbers (synthetic rows, not a real training), passes load_metrics, plot curves and report."""

@@ -102,6 +102,7 @@ def files_under(folder: Path) -> list[str]:
 
 @pytest.mark.parametrize("strokes, digit", [([ONE], 1), ([ZERO], 0)], ids=["drawn-1", "drawn-0"])
 @pytest.mark.parametrize("how", ["raw-body", "multipart"])
+@pytest.mark.slow
 def test_a_drawing_is_read_and_the_answer_has_every_field(client, checkpoint, strokes, digit, how):
     body = drawing(*strokes)
     if how == "raw-body":
@@ -139,6 +140,7 @@ def test_the_api_gives_the_same_answer_as_checkpoint_predict(client, checkpoint)
     assert post_image(client, drawing(ZERO)).json()["probabilities"] == [round(p, 6) for p in expected.probabilities]
 
 
+@pytest.mark.slow
 def test_model_health_page_and_docs(client, checkpoint):
     info = client.get("/api/model").json()
     assert info["architecture"] == "mlp" and info["config"] == without_local_paths(checkpoint.config)
@@ -160,6 +162,7 @@ def test_model_health_page_and_docs(client, checkpoint):
 @pytest.mark.parametrize("metrics", [{"test_acc": "97%"}, {"test_acc": True}, {"test_acc": 97.6},
                                      {"test_acc": float("nan")}, {}, "not a dict", None],
                          ids=["string", "bool", "percent", "nan", "missing", "metrics-not-a-dict", "metrics-null"])
+@pytest.mark.slow
 def test_a_checkpoint_without_a_usable_test_accuracy_is_served_without_one(checkpoint, metrics):
     config = {**checkpoint.config, "metrics": metrics}
     client = local_client(create_app(dataclasses.replace(checkpoint, config=config)))
@@ -167,6 +170,7 @@ def test_a_checkpoint_without_a_usable_test_accuracy_is_served_without_one(check
     assert post_image(client, drawing(ONE)).json()["model"]["test_accuracy"] is None
 
 
+@pytest.mark.slow
 def test_concurrent_requests_get_the_answers_they_would_get_alone(client):
     bodies = [drawing(ONE), drawing(ZERO), drawing()] * 6
     alone = [post_image(client, body).json() for body in bodies[:3]]
@@ -232,6 +236,7 @@ BAD_REQUESTS = [
 
 
 @pytest.mark.parametrize("send, status, words", [case[1:] for case in BAD_REQUESTS], ids=[c[0] for c in BAD_REQUESTS])
+@pytest.mark.slow
 def test_a_bad_request_gets_a_json_error_and_the_server_keeps_serving(client, send, status, words):
     response = send(client)
     assert response.status_code == status, response.text
@@ -300,6 +305,7 @@ def test_body_limit_passes_other_scopes_through():
 # --- --collect -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("digit", range(10))
+@pytest.mark.slow
 def test_collect_saves_the_drawing_under_its_digit_and_nothing_else(collecting, tmp_path, digit):
     client, folder = collecting
     before = files_under(tmp_path)
@@ -316,6 +322,7 @@ def test_collect_saves_the_drawing_under_its_digit_and_nothing_else(collecting, 
 @pytest.mark.parametrize("label", ["../x", "..", "10", "-1", "1.5", "", "1/../../x", "%2e%2e%2fx", "one", "1e0",
                                    "99999999999999999999", " 3", "3 ", "+3", "03", "٣", "3\n", "0x3", ["3", "3"],
                                    ["3", "4"]])
+@pytest.mark.slow
 def test_collect_refuses_a_label_that_is_not_a_digit_and_writes_nothing(collecting, tmp_path, label):
     client, _ = collecting
     before = files_under(tmp_path)
@@ -350,6 +357,7 @@ def test_collect_does_not_follow_a_symlink_planted_in_the_folder(collecting, tmp
     (lambda tmp: Path("/dev/null"), "exists and is not a folder"),
     (lambda tmp: tmp / "file.txt" / "inside", "cannot collect drawings there (Not a directory)"),
 ], ids=["a-file", "a-device", "inside-a-file"])
+@pytest.mark.slow
 def test_a_collect_folder_that_cannot_be_written_is_refused_at_start(checkpoint, tmp_path, capsys, make, message):
     (tmp_path / "file.txt").write_text("not a folder")
     folder = make(tmp_path)
@@ -407,6 +415,7 @@ def my_digits(tmp_path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_evaluate_images_prints_accuracy_per_digit_and_the_wrong_files(mnist_mlp, my_digits, capsys):
     assert main(["evaluate", str(mnist_mlp), "--images", str(my_digits), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
@@ -423,6 +432,7 @@ def test_evaluate_images_prints_accuracy_per_digit_and_the_wrong_files(mnist_mlp
     assert report["wrong"][0]["predicted"] == 0 and report["failed"][0]["error"].startswith("no digit found")
 
 
+@pytest.mark.slow
 def test_plot_confusion_images_draws_the_folder_s_matrix(mnist_mlp, my_digits, tmp_path, capsys):
     out = tmp_path / "mine.png"
     assert main(["plot", "confusion", str(mnist_mlp), "--images", str(my_digits), "--out", str(out)]) == 0
@@ -436,6 +446,7 @@ def test_plot_confusion_images_draws_the_folder_s_matrix(mnist_mlp, my_digits, t
     (["evaluate", "RUN", "--images", "{tmp}/none"], 1, "no such folder"),
     (["plot", "confusion", "RUN", "--images", "{tmp}"], 1, "no image files in sub-folders 0/ … 9/"),
 ], ids=["json-without-images", "missing-folder", "empty-folder"])
+@pytest.mark.slow
 def test_images_flags_refuse_bad_input_in_one_line(mnist_mlp, tmp_path, capsys, argv, code, message):
     argv = [str(mnist_mlp) if a == "RUN" else a.format(tmp=tmp_path) for a in argv]
     if code == 2:
@@ -452,6 +463,7 @@ def test_images_flags_refuse_bad_input_in_one_line(mnist_mlp, tmp_path, capsys, 
 # --- the command ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)], ids=["loopback", "all-interfaces"])
+@pytest.mark.slow
 def test_serve_prints_its_url_and_warns_off_loopback(mnist_mlp, monkeypatch, capsys, host, warned):
     served = []
 
@@ -473,6 +485,7 @@ def test_is_loopback(host, loopback):
     assert is_loopback(host) is loopback
 
 
+@pytest.mark.slow
 def test_a_busy_port_or_a_bad_host_is_a_one_line_error(mnist_mlp, capsys):
     taken = bind("127.0.0.1", 0)
     try:
@@ -532,12 +545,14 @@ def _dot(diameter: int) -> bytes:
     _smudge((90, 90, 190, 190), 200, 15),  # a faint smudge
     _smudge((120, 120, 160, 160), 235, 6),  # a small, fainter one
 ], ids=["tap", "blob", "short-dash", "long-dash", "faint-smudge", "small-smudge"])
+@pytest.mark.slow
 def test_a_mark_too_small_to_be_a_digit_gets_422_draw_it_larger(client, body):
     response = post_image(client, body)
     assert response.status_code == 422 and response.json()["detail"].startswith("draw it larger"), response.text
 
 
 @pytest.mark.parametrize("side", [70, 140, 280], ids=["quarter-canvas", "half-canvas", "whole-canvas"])
+@pytest.mark.slow
 def test_real_digits_of_any_size_on_the_pad_are_read(client, side):
     """MNIST test digits drawn as dark ink onto the 280×280 canvas, small and large: none is 'too small'."""
     from mnistlab.data import load_mnist

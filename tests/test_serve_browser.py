@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.slow  # every test drives Chromium against a server process
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'mnistlab[serve]'")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 if not CHROMIUM.exists():

@@ -28,6 +28,7 @@ def api(tiny_run, tmp_path_factory):
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
+@pytest.mark.slow
 def test_every_operation_answers_as_documented(api):
     """A few dozen generated requests per operation (schemathesis's pytest plugin is not used: it does not run
     under pytest 9), each checked for a 5xx, an undocumented status or content type, and a schema mismatch."""

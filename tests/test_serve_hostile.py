@@ -242,6 +242,7 @@ def test_allow_origin_opens_predictions_but_never_collect(open_port):
 
 # --- slow clients ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_slowloris_headers_are_timed_out_with_408(port):
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")
@@ -251,12 +252,14 @@ def test_slowloris_headers_are_timed_out_with_408(port):
     assert time.monotonic() - start < LIMITS.header_timeout + 2
 
 
+@pytest.mark.slow
 def test_a_connection_that_sends_nothing_is_closed(port):
     with socket.create_connection(("127.0.0.1", port)) as conn:
         answer = parse(read_all(conn, 5))
     assert answer[0] == 408
 
 
+@pytest.mark.slow
 def test_a_slow_body_is_timed_out_with_408(port):
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
@@ -265,6 +268,7 @@ def test_a_slow_body_is_timed_out_with_408(port):
     assert_json_refusal(answer, 408, "body did not arrive in time")
 
 
+@pytest.mark.slow
 def test_an_idle_keep_alive_connection_is_closed(port):
     with socket.create_connection(("127.0.0.1", port)) as conn:
         conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -276,6 +280,7 @@ def test_an_idle_keep_alive_connection_is_closed(port):
     assert time.monotonic() - start < LIMITS.keep_alive_timeout + 2
 
 
+@pytest.mark.slow
 def test_connections_over_the_cap_get_503(tiny_run):
     app = create_app(tiny_run[0])
     limits = HttpLimits(max_connections=3, header_timeout=5)
@@ -357,6 +362,7 @@ def serving_worker(port: int, parent: int, not_this: int | None = None) -> int:
     raise AssertionError("no worker process answered within 60 s")
 
 
+@pytest.mark.slow
 def test_workers_share_the_port_and_collect_into_one_folder(two_workers):
     """`--workers 2`: two processes answer on one port; concurrent collects all land, each under its own name."""
     from concurrent.futures import ThreadPoolExecutor
@@ -372,6 +378,7 @@ def test_workers_share_the_port_and_collect_into_one_folder(two_workers):
     assert len(list((collect / "1").iterdir())) == 24
 
 
+@pytest.mark.slow
 def test_workers_take_turns_at_new_connections(two_workers):
     """A new connection goes to the process that holds fewer: 16 keep-alive clients that connect at once end up
     spread evenly, burst after burst. (Left to the kernel, the process that wakes first takes every connection
@@ -390,6 +397,7 @@ def test_workers_take_turns_at_new_connections(two_workers):
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_is_replaced(tiny_run):
     """A worker killed (as a crash in native code would end it) is replaced by a new one that serves, and the
     server still stops cleanly with Ctrl-C."""
@@ -405,6 +413,7 @@ def test_a_worker_that_dies_is_replaced(tiny_run):
     assert f"server process {worker} ended (exit code -9); starting another" in process.errors
 
 
+@pytest.mark.slow
 def test_a_worker_that_fails_before_serving_is_not_restarted(capsys):
     """Replacing a worker that never served would only fail again, every half second: the others go on."""
     from types import SimpleNamespace

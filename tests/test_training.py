@@ -14,6 +14,7 @@ def quick(tmp_path, data_dir, **overrides) -> TrainConfig:
     return TrainConfig(**{**settings, **overrides})
 
 
+@pytest.mark.slow
 def test_seeded_cpu_runs_are_bit_for_bit_repeatable(tmp_path, tiny_data):
     a = train(quick(tmp_path, tiny_data, seed=7, out=str(tmp_path / "a")))
     b = train(quick(tmp_path, tiny_data, seed=7, out=str(tmp_path / "b")))
@@ -25,6 +26,7 @@ def test_seeded_cpu_runs_are_bit_for_bit_repeatable(tmp_path, tiny_data):
     assert not torch.equal(a.model.fc1.weight, c.model.fc1.weight)
 
 
+@pytest.mark.slow
 def test_training_learns_and_writes_the_run_folder(tmp_path, tiny_data):
     run = train(quick(tmp_path, tiny_data, epochs=3))
     assert sorted(p.name for p in run.dir.iterdir()) == ["config.json", "metrics.json", "model.safetensors"]
@@ -39,17 +41,20 @@ def test_training_learns_and_writes_the_run_folder(tmp_path, tiny_data):
     assert run.history[0].train_loss > run.final.train_loss
 
 
+@pytest.mark.slow
 def test_progress_prints_one_line_per_epoch(tmp_path, tiny_data, capsys):
     train(quick(tmp_path, tiny_data, progress=True))
     out = capsys.readouterr().out
     assert out.count("train loss") == 2 and "epoch 2/2" in out and "test loss" in out
 
 
+@pytest.mark.slow
 def test_train_limit_uses_the_first_images(tmp_path, tiny_data):
     run = train(quick(tmp_path, tiny_data, train_limit=100, epochs=1))
     assert json.loads((run.dir / "metrics.json").read_text())["dataset"]["train_size"] == 100
 
 
+@pytest.mark.slow
 def test_default_run_folder_is_under_runs(tmp_path, tiny_data, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = train(quick(tmp_path, tiny_data, epochs=1, out=None))
@@ -57,6 +62,7 @@ def test_default_run_folder_is_under_runs(tmp_path, tiny_data, monkeypatch):
     assert (tmp_path / run.dir / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_interrupted_training_writes_nothing(tmp_path, tiny_data, monkeypatch):
     calls = []
 
@@ -88,6 +94,7 @@ def test_bad_config_names_the_field(field, value, message):
         check_config(TrainConfig(**{field: value}))
 
 
+@pytest.mark.slow
 def test_written_files_get_ordinary_permissions(tmp_path, tiny_data):
     import os
 
@@ -99,6 +106,7 @@ def test_written_files_get_ordinary_permissions(tmp_path, tiny_data):
     assert {oct(p.stat().st_mode & 0o777) for p in run.dir.iterdir()} == {"0o644"}
 
 
+@pytest.mark.slow
 def test_the_library_leaves_the_same_run_folder_as_the_command(tmp_path, tiny_data, capsys):
     import mnistlab
     from mnistlab.cli import main

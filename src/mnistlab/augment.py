@@ -64,8 +64,8 @@ def augment(images: torch.Tensor, generator: torch.Generator, *, strength: float
 def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """`F.affine_grid(theta, (B, 1, height, width), align_corners=False)` as one batched matmul.
 
-    The same numbers; on a CPU about 25× faster than affine_grid's own kernel for a batch of 28×28
-    images (40 µs against 1.2 ms for 128 of them), which made it the dearest part of a step of the mlp.
+    The same numbers; on a CPU, affine_grid's own kernel was the dearest part of a step of the mlp, and
+    the matmul costs a small fraction of it (docs/benchmarks.md, "Augmentation").
     """
     options = {"device": theta.device, "dtype": theta.dtype}
     xs = (torch.arange(width, **options) * 2 + 1) / width - 1  # pixel centres in [-1, 1]

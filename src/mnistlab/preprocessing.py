@@ -51,7 +51,7 @@ WORKING_SIZE = 512  # larger images are first reduced to this long side: plenty 
 
 DIGIT_BOX = 20  # MNIST: the digit's long side, every anti-aliased pixel included
 CENTRE = 14.0  # MNIST: where the centre of mass lands (row and column index; all 10,000 test digits round to it)
-INK_THRESHOLD = 0.25  # after stretching, a pixel above this is ink (MNIST's boxes measured at it are 20 px)
+INK_THRESHOLD = 0.25  # after stretching, a pixel above this is ink (at it, MNIST's digit boxes are DIGIT_BOX)
 CORE_THRESHOLD = 0.5  # a stroke's core, for measuring its width
 # Stroke width (2 × area / boundary of the core, in 28×28 pixels) of the MNIST training digits:
 MIN_STROKE = 2.0  # 1st percentile: a hairline is below it ...
@@ -64,10 +64,8 @@ SPECK_FRACTION = 0.1  # a blob under this fraction of the largest one's area is 
 MAX_LONE_SPECKS = 2  # more specks than this is noise: all are dropped, not only the stray ones
 MIN_DIGIT_FRACTION = 0.05  # a digit's largest blob spans at least this fraction of the image's long side ...
 MIN_DIGIT_PIXELS = 4  # ... and at least this many pixels
-# "Draw it larger": a digit is taller than 2.4 of its own stroke widths. Measured (docs/serving.md, "Too
-# small to be a digit"): MNIST's training digits at 28×28 measure 2.2 at the very least (0.01th percentile
-# 2.3, 0.1th 2.8), drawn onto a 280×280 canvas at any size 3.9 or more; a tap of the pad's brush 1.7, a
-# blob or a faint smudge 1.8-2.2, a horizontal dash 1.2-2.1. The rule is scale-free: a photo's small digit stays.
+# "Draw it larger": a digit is taller than 2.4 of its own stroke widths, and a tap, a blob or a dash is not
+# (docs/serving.md, "Too small to be a digit", has the measurements). Scale-free: a photo's small digit stays.
 MIN_HEIGHT_IN_STROKES = 2.4
 TOO_SMALL = "draw it larger: the mark is too small or too faint to be a digit"
 _EIGHT_CONNECTED = np.ones((3, 3), bool)

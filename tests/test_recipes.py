@@ -1,4 +1,4 @@
-"""The stronger models (issue 10): CNNs, recipes, on-device augmentation, time to accuracy, the GPU path's CPU side."""
+"""Training the stronger models: CNNs, recipes, on-device augmentation, time to accuracy, the GPU path's CPU side."""
 
 from __future__ import annotations
 
@@ -286,6 +286,7 @@ def test_eval_every_gives_a_row_per_evaluation_with_training_and_evaluation_seco
     assert [row["step"] for row in metrics["epochs"]] == [5, 10, 15, 20, 25, 30, 32]
 
 
+@pytest.mark.slow
 def test_evaluation_time_is_not_counted_as_training_time(tmp_path, tiny_data, monkeypatch):
     import time
 
@@ -318,6 +319,7 @@ def test_a_target_never_reached_trains_every_epoch(tmp_path, tiny_data):
 
 @pytest.mark.parametrize("stop_at, expected", [("0.5", "target 50.00%: reached at step "),
                                                ("100%", "target 100.00%: not reached in 32 steps")])
+@pytest.mark.slow
 def test_train_says_whether_the_target_was_reached(stop_at, expected, tmp_path, tiny_data, capsys):
     assert main(["train", "--data-dir", str(tiny_data), "--device", "cpu", "--epochs", "2", "--batch-size", "32",
                  "--lr", "1e-9" if stop_at == "100%" else "0.001", "--eval-every", "4", "--stop-at", stop_at,
@@ -379,6 +381,7 @@ def cnn_run(tmp_path_factory):
     return out, data
 
 
+@pytest.mark.slow
 def test_a_cnn_run_records_its_recipe_and_resolved_settings(cnn_run):
     out, _ = cnn_run
     config = json.loads((out / "config.json").read_text())
@@ -389,6 +392,7 @@ def test_a_cnn_run_records_its_recipe_and_resolved_settings(cnn_run):
     assert (out / "report.html").is_file() and (out / "curves.png").is_file()
 
 
+@pytest.mark.slow
 def test_a_cnn_checkpoint_evaluates_predicts_and_draws(cnn_run, tmp_path, capsys):
     out, data = cnn_run
     capsys.readouterr()
@@ -447,6 +451,7 @@ def test_show_augmented_draws_one_digit_and_its_warped_copies(tmp_path, capsys):
 
 # --- real MNIST -----------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cnn_small_reaches_95_percent_on_real_mnist_in_a_few_hundred_steps(tmp_path):
     run = train(TrainConfig(model="cnn_small", **recipe_settings("cnn_small"), train_limit=19_200, device="cpu",
                             out=str(tmp_path / "r"), progress=False))  # 150 steps of 128
