@@ -244,7 +244,7 @@ def test_when_every_url_fails_the_error_lists_each_reason_in_order(server, tmp_p
 
 
 def test_a_server_that_sends_too_much_is_cut_off(server, tmp_path, monkeypatch):
-    monkeypatch.setattr(downloads, "MAX_FILE_BYTES", 10)
+    monkeypatch.setattr(downloads, "MAX_DOWNLOAD_BYTES", 10)
     with pytest.raises(DataError, match=r"sent more than 10 bytes"):
         fetch_one(server, ["good"], tmp_path / "ds")
     assert listing(tmp_path) == []

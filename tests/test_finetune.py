@@ -224,10 +224,10 @@ def test_a_record_with_a_bad_finetune_field_is_refused_by_the_loader(tiny_run, t
 def test_too_many_images_or_too_large_files_are_refused_before_decoding(tiny_run, tmp_path, capsys, monkeypatch):
     run, data = tiny_run
     images = person_folder(tmp_path)
-    monkeypatch.setattr("mnistlab.finetune.MAX_IMAGES", 29)
+    monkeypatch.setattr("mnistlab.finetune.MAX_FINETUNE_IMAGES", 29)
     assert finetune(run, data, images, tmp_path / "out") == 1
     assert "mine: 30 images; at most 29 can be fine-tuned on" in capsys.readouterr().err
-    monkeypatch.setattr("mnistlab.finetune.MAX_IMAGES", 30)
+    monkeypatch.setattr("mnistlab.finetune.MAX_FINETUNE_IMAGES", 30)
     big = images / "0" / "d0-0.png"
     monkeypatch.setattr("mnistlab.finetune.MAX_IMAGE_BYTES", big.stat().st_size - 1)
     assert finetune(run, data, images, tmp_path / "out") == 1

@@ -35,7 +35,7 @@ from .errors import DataError
 CACHE_ENV = "MNISTLAB_DATA_DIR"
 SYSTEM_ENV = "MNISTLAB_SYSTEM_DATASETS"  # a folder standing in for /usr/share/datasets (tests, other distributions)
 TIMEOUT = 30.0  # seconds to connect, and seconds a server may stay silent mid-transfer, before a URL counts as failed
-MAX_FILE_BYTES = 100 * 2**20  # the largest published file is 30 MB; a server sending more is not sending it
+MAX_DOWNLOAD_BYTES = 100 * 2**20  # the largest published file is 30 MB; a server sending more is not sending it
 STAGING_PREFIX = ".download-"
 STALE_SECONDS = 24 * 3600  # a staging folder this old belongs to a killed process (SIGKILL, power cut)
 STATUSES = ("ok", "missing", "corrupt")
@@ -222,7 +222,7 @@ def _fetch_from_first(name: str, md5: str, urls: list[str], folder: Path, timeou
                 continue
             raise DataError(f"{folder / name}: cannot write to the cache ({e.strerror or e})") from None
         except _FileTooLarge:
-            failures.append(f"{url}: sent more than {MAX_FILE_BYTES:,} bytes, far more than the file is")
+            failures.append(f"{url}: sent more than {MAX_DOWNLOAD_BYTES:,} bytes, far more than the file is")
         except ValueError as e:  # pooch's hash mismatch
             failures.append(f"{url}: {_reason(e, timeout)}")
     raise DataError(f"{name}: could not be fetched: {'; '.join(failures)}")
@@ -245,14 +245,14 @@ class _FileTooLarge(Exception):
 
 
 class _CappedWriter:
-    """A file that refuses to grow past MAX_FILE_BYTES (a server streaming without end would fill the disk)."""
+    """A file that refuses to grow past MAX_DOWNLOAD_BYTES (a server streaming without end would fill the disk)."""
 
     def __init__(self, file):
         self.file, self.written = file, 0
 
     def write(self, data: bytes) -> int:
         self.written += len(data)
-        if self.written > MAX_FILE_BYTES:
+        if self.written > MAX_DOWNLOAD_BYTES:
             raise _FileTooLarge()
         return self.file.write(data)
 

@@ -43,7 +43,7 @@ from .records import WEIGHTS_FILE
 from .run_folder import check_run_name, write_run
 from .training import channels_last
 
-MAX_IMAGES = 5_000  # one person's drawings: far more than anyone collects, few enough to preprocess in seconds
+MAX_FINETUNE_IMAGES = 5_000  # one person's drawings: far more than anyone collects, few enough to preprocess in seconds
 MAX_IMAGE_BYTES = 32 << 20  # a file larger than a 32 MiB phone photo is refused unread
 MAX_HELD_OUT_RECORD = 256 << 10  # bytes of held-out file names in config.json (the loader reads at most 1 MiB)
 MIN_PER_DIGIT = 2  # one to train on, one to hold out
@@ -81,8 +81,8 @@ def read_person(folder: str | Path, model: Checkpoint) -> LabelledPixels:
         LabelledError: the folder is missing, holds no images, or cannot be read. FinetuneError: too many.
     """
     files = list_digit_images(folder)
-    if len(files) > MAX_IMAGES:
-        raise FinetuneError(f"{folder}: {len(files):,} images; at most {MAX_IMAGES:,} can be fine-tuned on")
+    if len(files) > MAX_FINETUNE_IMAGES:
+        raise FinetuneError(f"{folder}: {len(files):,} images; at most {MAX_FINETUNE_IMAGES:,} can be fine-tuned on")
     return read_pixels(files, model, MAX_IMAGE_BYTES)
 
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .evaluation import SplitPredictions
 
 DIGITS = tuple(range(10))
-MAX_IMAGES = 100_000  # a folder with more is refused before anything is decoded
+MAX_FOLDER_IMAGES = 100_000  # a folder with more is refused before anything is decoded
 READ_BATCH = 256  # files read and preprocessed at a time by `read_pixels`
 PNG_MODES = ("1", "L", "LA", "I;16", "P", "RGB", "RGBA")  # saved as they are; any other mode as gray (`png_ready`)
 
@@ -71,8 +71,8 @@ def read_labelled(folder: str | Path) -> list[LabelledImage]:
         except OSError as e:
             raise LabelledError(f"{sub}: cannot read ({e.strerror})") from None
         images += [LabelledImage(sub / name, digit) for name in names]
-        if len(images) > MAX_IMAGES:
-            raise LabelledError(f"{folder}: more than {MAX_IMAGES:,} images; split it up")
+        if len(images) > MAX_FOLDER_IMAGES:
+            raise LabelledError(f"{folder}: more than {MAX_FOLDER_IMAGES:,} images; split it up")
     if not images:
         raise LabelledError(f"{folder}: no image files in sub-folders 0/ … 9/ "
                             f"(expected e.g. {folder / '7' / 'mine.png'})")

@@ -25,7 +25,7 @@ from .records import CONFIG_FILE, read_json
 PREFIX = "pretrained:"
 SHOWN_NAME_MAX = 40  # characters of an unknown name repeated in the error (a name may be any length)
 RUNS_DIR = Path("runs")  # where a command writes what it makes of pretrained weights, as `train` writes its runs
-MAX_FILE_BYTES = 8 << 20  # the largest pinned file is ~0.9 MB; a bigger one is not ours, whatever its hash
+MAX_PINNED_FILE_BYTES = 8 << 20  # the largest pinned file is ~0.9 MB; a bigger one is not ours, whatever its hash
 
 # The SHA-256 of every file of each model's folder. Written by `make pretrained`; do not edit by hand.
 # BEGIN PINS
@@ -154,7 +154,7 @@ def _verify(name: str, folder: Path) -> None:
         try:
             if not path.is_file() or path.is_symlink():
                 raise PretrainedError(f"{PREFIX}{name}: {path} is missing or not a regular file ({reinstall})")
-            if path.stat().st_size > MAX_FILE_BYTES:
+            if path.stat().st_size > MAX_PINNED_FILE_BYTES:
                 raise PretrainedError(f"{PREFIX}{name}: {path} is larger than any pretrained file ({reinstall})")
             digest = file_sha256(path)
         except OSError as e:

@@ -21,7 +21,7 @@ class TopK(BaseModel):
     probability: float
 
 
-class ModelSummary(BaseModel):
+class ServedModel(BaseModel):
     name: str = Field(description="the run folder's name")
     architecture: str = Field(description="the registered model name, e.g. mlp")
     test_accuracy: float | None = Field(description="accuracy on the test set recorded at training")
@@ -36,10 +36,10 @@ class PredictResponse(BaseModel):
     top_k: list[TopK] = Field(description=f"the {TOP_K} likeliest classes, best first")
     preprocessed: str | None = Field(
         description="the 28×28 image the model was given, PNG, base64: with `?preprocessed=true`, else null")
-    model: ModelSummary
+    model: ServedModel
 
 
-class ModelInfo(ModelSummary):
+class ModelInfo(ServedModel):
     parameters: int
     classes: list[str] = Field(description="the name of each class, in label order")
     config: dict = Field(description="the checkpoint's config.json, or the exported file's metadata "
