@@ -39,7 +39,7 @@ from torch import nn
 import mnistlab
 from mnistlab.data import MNIST_MEAN, MNIST_STD, load_mnist, normalize
 from mnistlab.recipes import recipe_settings
-from mnistlab.training import TrainConfig, evaluate, time_to_accuracy, fit
+from mnistlab.training import TrainConfig, evaluate, fit, time_to_accuracy
 
 TARGET = 0.99
 

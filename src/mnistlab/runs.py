@@ -19,8 +19,7 @@ from .errors import PictureError
 from .evaluation import evaluate
 from .onnx_model import OnnxModel
 from .records import CURVES_FILE, REPORT_FILE, load_metrics
-from .training import Run
-from .training import fit
+from .training import Run, fit
 
 __all__ = ["PictureError", "RunPictures", "train", "Evaluation", "evaluate_test_set"]
 
