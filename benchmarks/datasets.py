@@ -31,7 +31,7 @@ from frontier import machine  # benchmarks/ is on sys.path: the script's own fol
 from mnistlab.data import dataset_dir
 from mnistlab.datasets import DataError, get_dataset
 from mnistlab.recipes import recipe_settings
-from mnistlab.training import TrainConfig, fit
+from mnistlab.training import TrainConfig, train_run
 
 RECIPES = {"mlp-classic": ("mlp", "classic"), "cnn_small-fast": ("cnn_small", "fast"), "cnn-best": ("cnn", "best")}
 
@@ -41,7 +41,7 @@ def run_one(dataset: str, key: str, seed: int, train_limit: int | None, device: 
     model, recipe = RECIPES[key]
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        run = fit(TrainConfig(model=model, **recipe_settings(model, recipe, dataset=dataset), dataset=dataset,
+        run = train_run(TrainConfig(model=model, **recipe_settings(model, recipe, dataset=dataset), dataset=dataset,
                                 seed=seed, device=device, train_limit=train_limit,
                                 data_dir=str(data_dir) if data_dir else None, out=f"{tmp}/run", progress=False))
         source = json.loads((run.dir / "config.json").read_text())["dataset"]["source"]

@@ -39,7 +39,7 @@ from torch import nn
 import mnistlab
 from mnistlab.data import MNIST_MEAN, MNIST_STD, load_mnist, normalize
 from mnistlab.recipes import recipe_settings
-from mnistlab.training import TrainConfig, evaluate, fit, time_to_accuracy
+from mnistlab.training import TrainConfig, evaluate, time_to_accuracy, train_run
 
 TARGET = 0.99
 
@@ -89,7 +89,7 @@ def mnistlab_row(model: str, recipe: str, seeds: list[int], eval_every: int | No
     row = Row(f"{model} / {recipe}", what)
     for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
-            run = fit(TrainConfig(model=model, **settings, seed=seed, eval_every=eval_every, out=f"{tmp}/run",
+            run = train_run(TrainConfig(model=model, **settings, seed=seed, eval_every=eval_every, out=f"{tmp}/run",
                                     train_limit=train_limit, progress=False))
         row.params = sum(p.numel() for p in run.model.parameters())
         row.results.append(Result(run.final.test_acc, run.final.train_seconds, time_to_accuracy(run.history, TARGET)))

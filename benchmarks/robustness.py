@@ -35,7 +35,7 @@ from PIL import Image, ImageFilter
 import mnistlab
 from mnistlab.cli import main as mnistlab_main
 from mnistlab.data import normalize
-from mnistlab.training import TrainConfig, fit
+from mnistlab.training import TrainConfig, train_run
 
 Variant = Callable[[np.ndarray, np.random.Generator], tuple[Image.Image, str]]  # digit → (image, suffix)
 
@@ -168,7 +168,7 @@ def main() -> None:
         tmp = Path(tmp)
         checkpoints = [Path(c) for c in args.checkpoint or []]
         if not checkpoints:
-            fit(TrainConfig(out=str(tmp / "mlp"), progress=False, device="cpu"))
+            train_run(TrainConfig(out=str(tmp / "mlp"), progress=False, device="cpu"))
             checkpoints = [tmp / "mlp"]
         loaded = [mnistlab.load_checkpoint(c) for c in checkpoints]
         print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "

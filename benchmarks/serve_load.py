@@ -300,10 +300,11 @@ def start_server(run: Path, workers: int = 1) -> tuple[subprocess.Popen, int, fl
 def default_run(folder: Path) -> Path:
     if Path("runs/demo/config.json").is_file():
         return Path("runs/demo")
-    from mnistlab.training import TrainConfig, fit
+    from mnistlab.training import TrainConfig, train_run
 
     print("no RUN and no runs/demo: training a small MLP (1 epoch, 10,000 images)")
-    return fit(TrainConfig(epochs=1, train_limit=10_000, device="cpu", out=str(folder / "run"), progress=False)).dir
+    config = TrainConfig(epochs=1, train_limit=10_000, device="cpu", out=str(folder / "run"), progress=False)
+    return train_run(config).dir
 
 
 def main() -> None:

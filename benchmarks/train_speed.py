@@ -33,7 +33,7 @@ from PIL import Image
 import mnistlab
 from mnistlab.data import MNIST_MEAN, MNIST_STD, resolve_data_dir
 from mnistlab.models import create_model
-from mnistlab.training import TrainConfig, fit
+from mnistlab.training import TrainConfig, train_run
 
 
 class PeakRSS:
@@ -132,7 +132,7 @@ def seed_style(seed: int, epochs: int, data_dir: Path) -> float:
 
 def mnistlab_style(seed: int, epochs: int, data_dir: Path) -> float:
     with tempfile.TemporaryDirectory() as out:
-        run = fit(TrainConfig(seed=seed, epochs=epochs, data_dir=str(data_dir), out=out, progress=False))
+        run = train_run(TrainConfig(seed=seed, epochs=epochs, data_dir=str(data_dir), out=out, progress=False))
     return run.final.test_acc
 
 

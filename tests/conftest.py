@@ -58,11 +58,11 @@ def tiny_data(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     """A 2-epoch run on synthetic data, trained once for every test that only reads it: (run, data folder)."""
-    from mnistlab.training import TrainConfig, fit
+    from mnistlab.training import TrainConfig, train_run
 
     root = tmp_path_factory.mktemp("tiny_run")
     data_dir = make_dataset(root / "data")
-    run = fit(TrainConfig(epochs=2, device="cpu", data_dir=str(data_dir), out=str(root / "run"), progress=False,
+    run = train_run(TrainConfig(epochs=2, device="cpu", data_dir=str(data_dir), out=str(root / "run"), progress=False,
                             model_args={"hidden": 16}))
     return run.dir, data_dir
 
@@ -70,10 +70,10 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def mnist_mlp(tmp_path_factory) -> Path:
     """The default MLP trained on the real MNIST for 2 epochs (~97% test accuracy), once per session."""
-    from mnistlab.training import TrainConfig, fit
+    from mnistlab.training import TrainConfig, train_run
 
     out = tmp_path_factory.mktemp("mnist_mlp") / "run"
-    return fit(TrainConfig(epochs=2, device="cpu", data_dir=None, out=str(out), progress=False)).dir
+    return train_run(TrainConfig(epochs=2, device="cpu", data_dir=None, out=str(out), progress=False)).dir
 
 
 @pytest.fixture

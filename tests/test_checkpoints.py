@@ -7,7 +7,7 @@ import torch
 from mnistlab import CheckpointError
 from mnistlab.checkpoints import load_checkpoint
 from mnistlab.data import load_mnist
-from mnistlab.training import TrainConfig, evaluate, fit
+from mnistlab.training import TrainConfig, evaluate, train_run
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def trained(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("ckpt")
     data_dir = make_dataset(root / "data")
-    run = fit(TrainConfig(epochs=1, device="cpu", data_dir=str(data_dir), out=str(root / "run"),
+    run = train_run(TrainConfig(epochs=1, device="cpu", data_dir=str(data_dir), out=str(root / "run"),
                             progress=False, model_args={"hidden": 16}))
     return run, data_dir
 

@@ -549,9 +549,9 @@ def test_plugin_models_are_listed_without_being_imported(plugin):
 
 @pytest.mark.slow
 def test_a_plugin_model_trains_saves_and_loads_from_the_cli(plugin, tiny_run, tmp_path, capsys):
-    from mnistlab.training import TrainConfig, fit
+    from mnistlab.training import TrainConfig, train_run
 
-    run = fit(TrainConfig(model="linear_probe", model_args={"scale": 1.5}, epochs=1, device="cpu",
+    run = train_run(TrainConfig(model="linear_probe", model_args={"scale": 1.5}, epochs=1, device="cpu",
                             data_dir=str(tiny_run[1]), out=str(tmp_path / "run"), progress=False)).dir
     assert main(["evaluate", str(run), "--data-dir", str(tiny_run[1]), "--device", "cpu"]) == 0
     assert "linear_probe (7,850 parameters) on cpu" in capsys.readouterr().out

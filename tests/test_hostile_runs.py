@@ -371,7 +371,7 @@ def test_train_publishes_its_hooks_files_with_the_run(data, tmp_path):
 
     config = TrainConfig(epochs=1, device="cpu", data_dir=str(data), out=str(tmp_path / "nb"), progress=False,
                          model_args={"hidden": 16})
-    run = training.fit(config, before_publish=hook)
+    run = training.train_run(config, before_publish=hook)
     assert seen == [(tmp_path / "nb", tmp_path, RUN_FILES)]
     assert (run.dir / "notes.txt").read_text() == "drawn before publication"
     assert {"data", "model", "training", "evaluation", "writing", "extras", "publish"} <= set(run.timings)
@@ -384,7 +384,7 @@ def test_a_failing_hook_publishes_nothing(data, tmp_path):
     config = TrainConfig(epochs=1, device="cpu", data_dir=str(data), out=str(tmp_path / "nb"), progress=False,
                          model_args={"hidden": 16})
     with pytest.raises(RuntimeError, match="boom"):
-        training.fit(config, before_publish=hook)
+        training.train_run(config, before_publish=hook)
     assert list(tmp_path.iterdir()) == []
 
 

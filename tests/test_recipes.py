@@ -18,7 +18,7 @@ from mnistlab.cli.train import train_config
 from mnistlab.datasets import list_datasets
 from mnistlab.models import create_model, list_models
 from mnistlab.recipes import CLASSIC, DEFAULT_RECIPES, RECIPES, Recipe, default_recipe, get_recipe, recipe_settings
-from mnistlab.training import TrainConfig, check_config, fit
+from mnistlab.training import TrainConfig, check_config, train_run
 
 MAX_PARAMS = 400_000  # "at most a few hundred thousand parameters"
 
@@ -274,7 +274,7 @@ def test_elastic_field_is_smooth_and_scaled():
 # --- time to accuracy ----------------------------------------------------------------------------------------------
 
 def test_eval_every_gives_a_row_per_evaluation_with_training_and_evaluation_seconds_apart(tmp_path, tiny_data):
-    run = fit(quick(tmp_path, tiny_data, epochs=2, eval_every=5))  # 512 images / 32 = 16 steps an epoch
+    run = train_run(quick(tmp_path, tiny_data, epochs=2, eval_every=5))  # 512 images / 32 = 16 steps an epoch
     assert [row.step for row in run.history] == [5, 10, 15, 20, 25, 30, 32]
     assert [row.epoch for row in run.history] == [0.3125, 0.625, 0.9375, 1.25, 1.5625, 1.875, 2]
     train_seconds = [row.train_seconds for row in run.history]
@@ -296,13 +296,13 @@ def test_evaluation_time_is_not_counted_as_training_time(tmp_path, tiny_data, mo
 
     real = training.evaluate_split
     monkeypatch.setattr(training, "evaluate_split", slow_evaluate)
-    run = fit(quick(tmp_path, tiny_data, epochs=3))
+    run = train_run(quick(tmp_path, tiny_data, epochs=3))
     assert all(row.eval_seconds >= 0.3 for row in run.history)
     assert run.final.train_seconds <= run.wall_seconds - 0.9
 
 
 def test_stop_at_stops_once_the_target_is_reached(tmp_path, tiny_data):
-    run = fit(quick(tmp_path, tiny_data, epochs=5, eval_every=2, stop_at=0.5))
+    run = train_run(quick(tmp_path, tiny_data, epochs=5, eval_every=2, stop_at=0.5))
     assert run.final.test_acc >= 0.5 and all(row.test_acc < 0.5 for row in run.history[:-1])
     assert run.final.step < 5 * 16  # stopped early
     assert run.time_to_target == run.final.train_seconds
@@ -313,7 +313,7 @@ def test_stop_at_stops_once_the_target_is_reached(tmp_path, tiny_data):
 
 
 def test_a_target_never_reached_trains_every_epoch(tmp_path, tiny_data):
-    run = fit(quick(tmp_path, tiny_data, epochs=2, lr=1e-9, stop_at=0.99))
+    run = train_run(quick(tmp_path, tiny_data, epochs=2, lr=1e-9, stop_at=0.99))
     assert [row.epoch for row in run.history] == [1, 2] and run.time_to_target is None
 
 
@@ -332,7 +332,7 @@ def test_the_classic_recipe_trains_as_the_seed_did(tmp_path, tiny_data, monkeypa
     monkeypatch.setattr(training, "augment", lambda *a, **k: pytest.fail("augment called"))
     schedules, real = [], training.make_scheduler
     monkeypatch.setattr(training, "make_scheduler", lambda *a, **k: schedules.append(real(*a, **k)))
-    run = fit(quick(tmp_path, tiny_data, eval_every=None))
+    run = train_run(quick(tmp_path, tiny_data, eval_every=None))
     assert run.config.recipe == "classic" and [row.epoch for row in run.history] == [1]
     assert schedules == [None]
     optimizer = training.make_optimizer(run.model, run.config)
@@ -420,7 +420,7 @@ def test_cpu_training_uses_no_autocast_and_compile_wraps_only_the_training_steps
         return model
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    run = fit(quick(tmp_path, tiny_data, model="cnn_small", model_args={"width": 4}, compile=True))
+    run = train_run(quick(tmp_path, tiny_data, model="cnn_small", model_args={"width": 4}, compile=True))
     assert not autocasts and compiled == [run.model]
     assert all(p.is_contiguous() for p in run.model.parameters())  # channels-last was undone before saving
     assert sum(1 for name in run.model.state_dict() if name.startswith("_orig_mod")) == 0
@@ -453,7 +453,7 @@ def test_show_augmented_draws_one_digit_and_its_warped_copies(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cnn_small_reaches_95_percent_on_real_mnist_in_a_few_hundred_steps(tmp_path):
-    run = fit(TrainConfig(model="cnn_small", **recipe_settings("cnn_small"), train_limit=19_200, device="cpu",
+    run = train_run(TrainConfig(model="cnn_small", **recipe_settings("cnn_small"), train_limit=19_200, device="cpu",
                             out=str(tmp_path / "r"), progress=False))  # 150 steps of 128
     assert run.final.step == 150
     assert run.final.test_acc >= 0.95

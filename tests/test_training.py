@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import mnistlab.training as training
-from mnistlab.training import TrainConfig, check_config, fit
+from mnistlab.training import TrainConfig, check_config, train_run
 
 
 def quick(tmp_path, data_dir, **overrides) -> TrainConfig:
@@ -16,9 +16,9 @@ def quick(tmp_path, data_dir, **overrides) -> TrainConfig:
 
 @pytest.mark.slow
 def test_seeded_cpu_runs_are_bit_for_bit_repeatable(tmp_path, tiny_data):
-    a = fit(quick(tmp_path, tiny_data, seed=7, out=str(tmp_path / "a")))
-    b = fit(quick(tmp_path, tiny_data, seed=7, out=str(tmp_path / "b")))
-    c = fit(quick(tmp_path, tiny_data, seed=8, out=str(tmp_path / "c")))
+    a = train_run(quick(tmp_path, tiny_data, seed=7, out=str(tmp_path / "a")))
+    b = train_run(quick(tmp_path, tiny_data, seed=7, out=str(tmp_path / "b")))
+    c = train_run(quick(tmp_path, tiny_data, seed=8, out=str(tmp_path / "c")))
     for pa, pb in zip(a.model.parameters(), b.model.parameters(), strict=True):
         assert torch.equal(pa, pb)
     assert a.history[-1].train_loss == b.history[-1].train_loss
@@ -28,7 +28,7 @@ def test_seeded_cpu_runs_are_bit_for_bit_repeatable(tmp_path, tiny_data):
 
 @pytest.mark.slow
 def test_training_learns_and_writes_the_run_folder(tmp_path, tiny_data):
-    run = fit(quick(tmp_path, tiny_data, epochs=3))
+    run = train_run(quick(tmp_path, tiny_data, epochs=3))
     assert sorted(p.name for p in run.dir.iterdir()) == ["config.json", "metrics.json", "model.safetensors"]
     metrics = json.loads((run.dir / "metrics.json").read_text())
     assert [row["epoch"] for row in metrics["epochs"]] == [1, 2, 3]
@@ -43,21 +43,21 @@ def test_training_learns_and_writes_the_run_folder(tmp_path, tiny_data):
 
 @pytest.mark.slow
 def test_progress_prints_one_line_per_epoch(tmp_path, tiny_data, capsys):
-    fit(quick(tmp_path, tiny_data, progress=True))
+    train_run(quick(tmp_path, tiny_data, progress=True))
     out = capsys.readouterr().out
     assert out.count("train loss") == 2 and "epoch 2/2" in out and "test loss" in out
 
 
 @pytest.mark.slow
 def test_train_limit_uses_the_first_images(tmp_path, tiny_data):
-    run = fit(quick(tmp_path, tiny_data, train_limit=100, epochs=1))
+    run = train_run(quick(tmp_path, tiny_data, train_limit=100, epochs=1))
     assert json.loads((run.dir / "metrics.json").read_text())["dataset"]["train_size"] == 100
 
 
 @pytest.mark.slow
 def test_default_run_folder_is_under_runs(tmp_path, tiny_data, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    run = fit(quick(tmp_path, tiny_data, epochs=1, out=None))
+    run = train_run(quick(tmp_path, tiny_data, epochs=1, out=None))
     assert run.dir.parent.name == "runs" and run.dir.name.endswith("-mlp")
     assert (tmp_path / run.dir / "model.safetensors").is_file()
 
@@ -75,7 +75,7 @@ def test_interrupted_training_writes_nothing(tmp_path, tiny_data, monkeypatch):
     real = training.train_one_epoch
     monkeypatch.setattr(training, "train_one_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        fit(quick(tmp_path, tiny_data))
+        train_run(quick(tmp_path, tiny_data))
     assert not (tmp_path / "run").exists()
 
 
@@ -100,7 +100,7 @@ def test_written_files_get_ordinary_permissions(tmp_path, tiny_data):
 
     mask = os.umask(0o022)
     try:
-        run = fit(quick(tmp_path, tiny_data, epochs=1))
+        run = train_run(quick(tmp_path, tiny_data, epochs=1))
     finally:
         os.umask(mask)
     assert {oct(p.stat().st_mode & 0o777) for p in run.dir.iterdir()} == {"0o644"}
@@ -207,7 +207,7 @@ def test_a_run_folder_named_like_a_shipped_model_is_refused_before_training(tmp_
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(training, "train_one_epoch", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(OutputError, match=r"a run folder's name may not start with 'pretrained:'"):
-        fit(quick(tmp_path, tiny_data, out=out))
+        train_run(quick(tmp_path, tiny_data, out=out))
     assert list(tmp_path.iterdir()) == [tiny_data]
 
 
@@ -225,9 +225,9 @@ def test_a_missing_data_folder_is_named_before_an_existing_run(tmp_path, tiny_da
     from mnistlab import DataError
     from mnistlab.cli import main
 
-    old = fit(quick(tmp_path, tiny_data, epochs=1)).dir
+    old = train_run(quick(tmp_path, tiny_data, epochs=1)).dir
     with pytest.raises(DataError, match="no-such-data: data directory not found"):
-        fit(quick(tmp_path, tmp_path / "no-such-data", out=str(old)))
+        train_run(quick(tmp_path, tmp_path / "no-such-data", out=str(old)))
     assert main(["train", "--data-dir", str(tmp_path / "no-such-data"), "--out", str(old)]) == 1
     assert "no-such-data: data directory not found" in capsys.readouterr().err
 
@@ -236,9 +236,9 @@ def test_an_existing_run_is_named_in_the_language_of_the_interface(tmp_path, tin
     from mnistlab import OutputError
     from mnistlab.cli import main
 
-    old = fit(quick(tmp_path, tiny_data, epochs=1)).dir
+    old = train_run(quick(tmp_path, tiny_data, epochs=1)).dir
     with pytest.raises(OutputError) as error:
-        fit(quick(tmp_path, tiny_data, epochs=1, out=str(old)))
+        train_run(quick(tmp_path, tiny_data, epochs=1, out=str(old)))
     assert str(error.value) == (f"{old}: already holds a run; pass overwrite=True to replace it, "
                                 "or choose another folder")
     assert main(["train", "--data-dir", str(tiny_data), "--epochs", "1", "--out", str(old)]) == 1

@@ -1,6 +1,6 @@
 """Workflows over whole runs: what `mnistlab train` and `mnistlab evaluate` do, callable from Python.
 
-`train(config)` trains (`mnistlab.training.fit`) and leaves the same run folder as the command:
+`train(config)` trains (`mnistlab.training.train_run`) and leaves the same run folder as the command:
 the checkpoint, metrics.json, curves.png and report.html, published together. `evaluate_test_set`
 evaluates a loaded model (a checkpoint or an exported .onnx file) on its dataset's test split.
 """
@@ -19,7 +19,7 @@ from .errors import PictureError
 from .evaluation import evaluate
 from .onnx_model import OnnxModel
 from .records import CURVES_FILE, REPORT_FILE, load_metrics
-from .training import Run, fit
+from .training import Run, train_run
 
 __all__ = ["PictureError", "RunPictures", "train", "Evaluation", "evaluate_test_set"]
 
@@ -40,7 +40,7 @@ def train(config: TrainConfig, *, pictures: bool = True, report: bool = True,
 
     Raises:
         ValueError: a config field that cannot work. `OutputError`, `TrainingError`: see
-        `mnistlab.training.fit`. `PictureError`: a picture could not be written; the run is saved
+        `mnistlab.training.train_run`. `PictureError`: a picture could not be written; the run is saved
         without it (`error.run`).
     """
     drawer = RunPictures(report=report) if pictures else None
@@ -51,7 +51,7 @@ def train(config: TrainConfig, *, pictures: bool = True, report: bool = True,
         if before_publish is not None:
             before_publish(run, folder)
 
-    run = fit(config, before_publish=extras, command=command,
+    run = train_run(config, before_publish=extras, command=command,
                      prepare=drawer.prepare if drawer is not None else None)
     if drawer is not None:
         run.pictures = list(drawer.written)
@@ -64,7 +64,7 @@ def train(config: TrainConfig, *, pictures: bool = True, report: bool = True,
 
 
 class RunPictures:
-    """`training.fit`'s before_publish hook: curves.png and report.html, into the staging folder.
+    """`training.train_run`'s before_publish hook: curves.png and report.html, into the staging folder.
 
     They are drawn from the run still in memory, the report's figures from the answers of its last
     evaluation (`Run.test_predictions`: no second pass over the test set), and published with the

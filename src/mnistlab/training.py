@@ -321,7 +321,7 @@ def eval_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).to(memory_format=torch.contiguous_format)
 
 
-def fit(config: TrainConfig, before_publish: Callable[[Run, Path], None] | None = None,
+def train_run(config: TrainConfig, before_publish: Callable[[Run, Path], None] | None = None,
           command: str | None = None, prepare: Callable[[], None] | None = None) -> Run:
     """Train `config.model` on `config.dataset`, evaluate after every epoch, and save the run folder whole.
 
