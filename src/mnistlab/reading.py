@@ -1,0 +1,211 @@
+"""Reading whole handwritten numbers: every digit of a picture, in reading order.
+
+Each picture goes through predict's rules (decoding's limits, polarity, uneven light, contrast), is
+cut into marks (`mnistlab.segmentation`), and each mark is brought to MNIST's convention by the same
+steps as one digit in `predict`. A mark too wide for one digit (digits that touch or overlap) is cut
+where the classifier agrees best: every way of cutting it at candidate columns is scored by the product
+of its pieces' confidences, and a small dynamic programme picks the best (segmentation by recognition).
+The crops of a picture are classified in one forward pass.
+
+A picture with no number comes back with `text` None and its `error`; none raises.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .classifier import Classifier
+from .config import INVERT_CHOICES
+from .decoding import load_image
+from .errors import MnistlabError, ModelError, NoDigitError, escape, escape_surrogates
+from .prediction import NOT_A_NUMBER, Source, _as_list, _source_name
+from .preprocessing import MIN_DIGIT_PIXELS, ink_is_dark, level_background, stretch_contrast, to_grayscale
+from .segmentation import MIN_PIECE_WIDTH, Line, crop_span, cut_candidates, find_marks, is_wide, mark_ink
+
+READ_WORKING_SIZE = 2048  # a larger picture is first reduced to this long side: a 7-digit line keeps ~250 px a digit
+MIN_PIECE_HEIGHT = 0.35  # a piece cut from a wide mark is at least this fraction of the line's digit height
+CROP_BATCH = 1024  # crops per forward pass: a picture with many marks is classified in a few passes
+NO_NUMBER = "no number found"
+
+
+@dataclass
+class Digit:
+    """One digit read: its label, the classifier's probability for it, and its box [x0, y0, x1, y1]
+    in the picture's own pixels (upright, as decoded)."""
+
+    label: int
+    confidence: float
+    box: list[int]
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "confidence": round(self.confidence, 6), "box": self.box}
+
+
+@dataclass
+class Reading:
+    """The number read in one picture, or why there is none (`error`, with `text` None)."""
+
+    source: str  # the file's path, or "<image N>" for an image passed in memory
+    text: str | None = None  # the digits read, left to right ("2903")
+    digits: list[Digit] = field(default_factory=list)
+    error: str | None = None  # one line; set when no number was read
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict; strings hold no lone surrogates (see `Prediction.to_dict`)."""
+        return {"file": escape_surrogates(self.source), "text": self.text,
+                "digits": [d.to_dict() for d in self.digits],
+                "error": None if self.error is None else escape_surrogates(self.error)}
+
+
+def read(model: Classifier, images: Source | Sequence[Source], *, invert: str = "auto") -> list[Reading]:
+    """Read the number in each image: one `Reading` per input, in order.
+
+    Args:
+        model: a digit classifier, as `mnistlab.load_model` loads it (a checkpoint or an .onnx file).
+        images: paths, files' bytes, binary file objects, Pillow images, (H, W) arrays or tensors, one of them
+            alone, or an (N, H, W) batch: as `mnistlab.predict` takes them. A bad one comes back with its `error`.
+        invert: "auto", "yes" or "no"; see `mnistlab.preprocessing.preprocess`.
+
+    Raises:
+        ValueError: `invert` is not one of INVERT_CHOICES.
+        ModelError: the model's dataset is not laid out as digits (Fashion-MNIST's garments fill their frame).
+    """
+    if invert not in INVERT_CHOICES:
+        raise ValueError(f"invert must be one of {', '.join(INVERT_CHOICES)}, got {invert!r}")
+    if model.layout != "digit":
+        raise ModelError(f"reading numbers needs a digit model; this one's images are laid out as {model.layout!r}")
+    return [_read_one(model, item, index, invert) for index, item in enumerate(_as_list(images))]
+
+
+def _read_one(model: Classifier, item: Source, index: int, invert: str) -> Reading:
+    """Read one input; any failure becomes the Reading's error, never the caller's."""
+    source = _source_name(item, index)
+    try:
+        if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(item, "read"):
+            item = load_image(item, name=source)
+        return _read_picture(model, item, source, invert)
+    except MnistlabError as e:
+        message = str(e).removeprefix(f"{source}: ")
+        if isinstance(e, NoDigitError):
+            message = message.replace("no digit found", NO_NUMBER)
+        return Reading(source, error=message)
+    except Exception as e:  # a bug met by one odd input must not lose the answers for the others
+        return Reading(source, error=f"cannot read it ({type(e).__name__}: {e})")
+
+
+def _read_picture(model: Classifier, image: object, source: str, invert: str) -> Reading:
+    gray = to_grayscale(image, READ_WORKING_SIZE)
+    if min(gray.shape) < MIN_DIGIT_PIXELS:
+        raise NoDigitError(f"{NO_NUMBER} (the image is only {gray.shape[1]}×{gray.shape[0]} pixels)")
+    height, width = _original_size(image, gray)
+    dark_ink = ink_is_dark(gray) if invert == "auto" else invert == "yes"
+    ink = stretch_contrast(level_background(1.0 - gray if dark_ink else gray))
+    line = find_marks(ink)
+    spans = _candidate_spans(line)
+    crops = [crop for _, _, _, crop, _ in spans]
+    probabilities = _classify(model, crops)
+    if not np.isfinite(probabilities).all():
+        return Reading(source, error=NOT_A_NUMBER)
+    digits = _best_cuts(line, spans, probabilities)
+    if not digits:
+        return Reading(source, error=f"{NO_NUMBER} (only specks of ink)")
+    scale_y, scale_x = height / gray.shape[0], width / gray.shape[1]
+    found = [Digit(label, confidence, [math.floor(left * scale_x), math.floor(top * scale_y),
+                                       min(width, math.ceil(right * scale_x)), min(height, math.ceil(bottom * scale_y))])
+             for label, confidence, (top, left, bottom, right) in digits]
+    classes = model.classes
+    return Reading(source, text="".join(classes[d.label] for d in found), digits=found)
+
+
+def _original_size(image: object, gray: np.ndarray) -> tuple[int, int]:
+    """(height, width) of the picture as given, before the working reduction."""
+    size = getattr(image, "size", None)
+    if isinstance(size, tuple) and len(size) == 2:  # a Pillow image: (width, height)
+        return size[1], size[0]
+    shape = tuple(np.shape(image))
+    if len(shape) == 3 and shape[0] == 1:
+        shape = shape[1:]
+    return (shape[0], shape[1]) if len(shape) >= 2 else gray.shape
+
+
+# A span: (mark index, start column, stop column, 28×28 crop, the crop's ink box in the line's pixels)
+Span = tuple[int, int, int, np.ndarray, tuple[int, int, int, int]]
+
+
+def _candidate_spans(line: Line) -> list[Span]:
+    """Every crop the classifier scores: each mark whole, and for a wide mark, its pieces between candidate cuts."""
+    spans: list[Span] = []
+    for m, mark in enumerate(line.marks):
+        ink = mark_ink(line, mark)
+        top, left = mark.box[:2]
+        cuts = [0, mark.width]
+        if is_wide(line, mark):
+            cuts = [0, *cut_candidates(ink, line.digit_height), mark.width]
+        narrowest, lowest = MIN_PIECE_WIDTH * line.digit_height, MIN_PIECE_HEIGHT * line.digit_height
+        for i, start in enumerate(cuts):
+            for stop in cuts[i + 1:]:
+                whole = start == 0 and stop == mark.width
+                if not whole and (stop - start < narrowest or stop - start > 1.1 * line.digit_height):
+                    continue
+                cropped = crop_span(ink, start, stop)
+                if cropped is None:
+                    continue
+                digit, (t, l, b, r) = cropped
+                if not whole and b - t < lowest:
+                    continue
+                spans.append((m, start, stop, digit, (top + t, left + l, top + b, left + r)))
+    return spans
+
+
+def _classify(model: Classifier, crops: list[np.ndarray]) -> np.ndarray:
+    if not crops:
+        return np.zeros((0, len(model.classes)), np.float32)
+    return np.concatenate([model.probabilities(np.stack(crops[i:i + CROP_BATCH]))
+                           for i in range(0, len(crops), CROP_BATCH)])  # (crops, classes)
+
+
+def _best_cuts(line: Line, spans: list[Span], probabilities: np.ndarray) -> list[tuple]:
+    """For each mark, the pieces whose confidences multiply to the most (a mark whole is one piece);
+    returns (label, confidence, box) for every digit, left to right."""
+    digits: list[tuple] = []
+    for m, mark in enumerate(line.marks):
+        pieces = [(start, stop, probabilities[k], box) for k, (owner, start, stop, _, box) in enumerate(spans)
+                  if owner == m]
+        best: dict[int, tuple[float, list]] = {0: (0.0, [])}  # column → (log of the best product, its pieces)
+        for column in sorted({stop for _, stop, _, _ in pieces}):
+            options = [(best[start][0] + math.log(max(float(p.max()), 1e-12)), best[start][1] + [(p, box)])
+                       for start, stop, p, box in pieces if stop == column and start in best]
+            if options:
+                best[column] = max(options, key=lambda option: option[0])
+        for p, box in best.get(mark.width, (0.0, []))[1]:
+            digits.append((int(p.argmax()), float(p.max()), box))
+    return digits
+
+
+def format_table(readings: Sequence[Reading]) -> str:
+    """One row per file: file, the number read, each digit with its confidence; a failure shows its error."""
+    rows = [("file", "number", "digits")]
+    for r in readings:
+        if r.ok:
+            rows.append((escape(r.source), r.text, "  ".join(f"{d.label} {d.confidence:.1%}" for d in r.digits)))
+        else:
+            rows.append((escape(r.source), "-", f"error: {escape(r.error)}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return "\n".join(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]}" for row in rows)
+
+
+def format_json(readings: Sequence[Reading]) -> str:
+    """A JSON array with one object per file (`Reading.to_dict`), one object per line; strict ASCII JSON."""
+    if not readings:
+        return "[]"
+    return "[\n" + ",\n".join(json.dumps(r.to_dict(), allow_nan=False) for r in readings) + "\n]"

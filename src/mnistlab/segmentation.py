@@ -1,0 +1,150 @@
+"""Find the digits of a handwritten number: the marks on a line, in reading order.
+
+A number on paper is brought to ink (white on black, paper 0) by the same rules as one digit
+(`mnistlab.preprocessing`: polarity, uneven light, contrast), then cut into marks:
+
+    find_marks        connected components of the ink, specks dropped (by the line's digit height),
+                      pieces of one digit merged (a 5 or a 4 in two strokes), left to right
+    cut_candidates    for a mark too wide to be one digit (digits that touch or overlap): the
+                      columns where it may be cut, at the minima of its ink's vertical profile
+    crop_span         one mark, or a span of its columns, as an MNIST digit (28×28)
+
+Which cuts are made is the classifier's choice, in `mnistlab.reading` (segmentation by recognition).
+Nothing here imports torch or knows about models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .errors import NoDigitError
+from .preprocessing import INK_THRESHOLD, centre_by_mass, fit_box, stroke_width
+
+SPECK_OF_HEIGHT = 0.2  # a mark whose long side is under this fraction of the line's digit height is a speck
+TALL_OF_TALLEST = 0.5  # the line's digit height: the median height of the marks at least this fraction of the tallest
+MERGE_OVERLAP = 0.5  # marks whose columns overlap by this fraction of the narrower one are one digit's pieces
+MAX_MARKS = 200  # more marks than this (specks left out) is not a number: refused with one line
+MAX_DIGIT_WIDTH = 1.0  # a mark wider than this many digit heights may hold several digits: cuts are tried
+MIN_PIECE_WIDTH = 0.08  # a cut leaves pieces at least this many digit heights wide (a "1" is ~0.15)
+MAX_PIECE_WIDTH = 1.1  # ... and at most this wide
+MAX_CUTS = 14  # candidate cut columns per wide mark: bounds the crops the classifier scores to ~C(16, 2)
+_EIGHT_CONNECTED = np.ones((3, 3), bool)
+
+
+@dataclass
+class Mark:
+    """One mark of the line: its components' labels and its box (top, left, bottom, right) in working pixels."""
+
+    labels: list[int]
+    box: tuple[int, int, int, int]
+
+    @property
+    def width(self) -> int:
+        return self.box[3] - self.box[1]
+
+    @property
+    def height(self) -> int:
+        return self.box[2] - self.box[0]
+
+
+@dataclass
+class Line:
+    """The ink of a line (float (H, W), white on black), its components and its marks in reading order."""
+
+    ink: np.ndarray
+    components: np.ndarray  # int (H, W): each pixel's component label, 0 for paper
+    marks: list[Mark]
+    digit_height: float  # pixels
+
+
+def find_marks(ink: np.ndarray, max_marks: int = MAX_MARKS) -> Line:
+    """The marks of a line of ink (specks dropped, broken digits merged), left to right.
+
+    Raises:
+        NoDigitError: no ink at all, or more than `max_marks` marks (not a number: noise, a drawing, text).
+    """
+    components, count = ndimage.label(ink > INK_THRESHOLD, structure=_EIGHT_CONNECTED)
+    if count == 0:
+        raise NoDigitError("no number found (the image is blank)")
+    extents = ndimage.find_objects(components)
+    boxes = np.array([(r.start, c.start, r.stop, c.stop) for r, c in extents])  # (count, 4)
+    heights, widths = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    tall = heights >= TALL_OF_TALLEST * heights.max()
+    digit_height = float(np.median(heights[tall]))
+    kept = np.flatnonzero(np.maximum(heights, widths) >= SPECK_OF_HEIGHT * digit_height)
+    if len(kept) > max_marks:
+        raise NoDigitError(f"no number found ({len(kept)} marks, more than the {max_marks} a number may have)")
+    marks = [Mark([int(i) + 1], tuple(int(v) for v in boxes[i])) for i in kept]
+    marks = _merge_pieces(sorted(marks, key=lambda m: m.box[1] + m.box[3]))
+    ink = np.where(np.isin(components, [label for m in marks for label in m.labels]), ink, _faint_edges(ink, components))
+    return Line(ink, components, marks, digit_height)
+
+
+def _faint_edges(ink: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """The ink below the threshold (a stroke's anti-aliased edge) stays; a speck's pixels go."""
+    return np.where(components > 0, 0, ink)
+
+
+def _merge_pieces(marks: list[Mark]) -> list[Mark]:
+    """Merge marks, sorted by centre, whose columns overlap by MERGE_OVERLAP of the narrower one."""
+    merged: list[Mark] = []
+    for mark in marks:
+        if merged and _overlap(merged[-1], mark) >= MERGE_OVERLAP * min(merged[-1].width, mark.width):
+            last = merged.pop()
+            box = (min(last.box[0], mark.box[0]), min(last.box[1], mark.box[1]),
+                   max(last.box[2], mark.box[2]), max(last.box[3], mark.box[3]))
+            mark = Mark(last.labels + mark.labels, box)
+        merged.append(mark)
+    return merged
+
+
+def _overlap(a: Mark, b: Mark) -> int:
+    return max(0, min(a.box[3], b.box[3]) - max(a.box[1], b.box[1]))
+
+
+def mark_ink(line: Line, mark: Mark) -> np.ndarray:
+    """The mark's ink alone in its box: float (h, w); another mark's strokes inside the box are left out."""
+    top, left, bottom, right = mark.box
+    own = np.isin(line.components[top:bottom, left:right], [0, *mark.labels])
+    return np.where(own, line.ink[top:bottom, left:right], 0)
+
+
+def is_wide(line: Line, mark: Mark) -> bool:
+    """Whether the mark may hold several digits (touching or overlapping ones)."""
+    return mark.width > MAX_DIGIT_WIDTH * max(line.digit_height, mark.height)
+
+
+def cut_candidates(ink: np.ndarray, digit_height: float, max_cuts: int = MAX_CUTS) -> list[int]:
+    """Columns where a wide mark's ink (h, w) may be cut: the deepest minima of its smoothed vertical
+    profile (the ink per column), at most `max_cuts`, sorted; the edges 0 and w not included."""
+    profile = ndimage.uniform_filter1d((ink > INK_THRESHOLD).sum(0).astype(np.float32), 3)
+    w = len(profile)
+    margin = max(1, round(MIN_PIECE_WIDTH * digit_height))
+    inner = np.arange(margin, w - margin)
+    if inner.size == 0:
+        return []
+    left, right = profile[inner - 1], profile[np.minimum(inner + 1, w - 1)]
+    minima = inner[(profile[inner] <= left) & (profile[inner] <= right)]
+    chosen: list[int] = []
+    for column in minima[np.argsort(profile[minima], kind="stable")]:  # deepest first, spaced apart
+        if all(abs(int(column) - c) >= margin for c in chosen):
+            chosen.append(int(column))
+        if len(chosen) == max_cuts:
+            break
+    return sorted(chosen)
+
+
+def crop_span(ink: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """Columns [start, stop) of a mark's ink as an MNIST digit, with the ink's box (top, left, bottom, right)
+    inside the mark; None when the span holds no ink."""
+    span = ink[:, start:stop]
+    rows, cols = np.flatnonzero((span > INK_THRESHOLD).any(1)), np.flatnonzero((span > INK_THRESHOLD).any(0))
+    if rows.size == 0:
+        return None
+    box = (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)
+    top, left, bottom, right = box
+    digit = centre_by_mass(fit_box(span, box, stroke=stroke_width(span[top:bottom, left:right])))
+    return digit, (top, start + left, bottom, start + right)
