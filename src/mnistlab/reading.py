@@ -26,10 +26,14 @@ from .decoding import load_image
 from .errors import MnistlabError, ModelError, NoDigitError, escape, escape_surrogates
 from .prediction import NOT_A_NUMBER, Source, _as_list, _source_name
 from .preprocessing import MIN_DIGIT_PIXELS, ink_is_dark, level_background, stretch_contrast, to_grayscale
-from .segmentation import MIN_PIECE_WIDTH, Line, crop_span, cut_candidates, find_marks, is_wide, mark_ink
+from .segmentation import Line, Piece, crop_pieces, find_marks, overlap, pieces
 
 READ_WORKING_SIZE = 2048  # a larger picture is first reduced to this long side: a 7-digit line keeps ~250 px a digit
-MIN_PIECE_HEIGHT = 0.35  # a piece cut from a wide mark is at least this fraction of the line's digit height
+MAX_DIGIT_SPAN = 1.1  # pieces are joined into one digit only while they span at most this many digit heights
+# A digit adds log(confidence / EVEN_ODDS) to a reading's score: a digit read surer than even odds counts for
+# the reading (without it, the product of confidences would favour reading "41" as one confident 4).
+EVEN_ODDS = 0.8
+CUT_PENALTY = 0.8  # a reading that cuts through ink must be this much surer of its digits than one that does not
 CROP_BATCH = 1024  # crops per forward pass: a picture with many marks is classified in a few passes
 NO_NUMBER = "no number found"
 
@@ -111,20 +115,19 @@ def _read_picture(model: Classifier, image: object, source: str, invert: str) ->
     dark_ink = ink_is_dark(gray) if invert == "auto" else invert == "yes"
     ink = stretch_contrast(level_background(1.0 - gray if dark_ink else gray))
     line = find_marks(ink)
-    spans = _candidate_spans(line)
-    crops = [crop for _, _, _, crop, _ in spans]
-    probabilities = _classify(model, crops)
+    parts = pieces(line)
+    candidates = _candidates(line, parts)
+    probabilities = _classify(model, [crop for _, _, crop, _ in candidates])
     if not np.isfinite(probabilities).all():
         return Reading(source, error=NOT_A_NUMBER)
-    digits = _best_cuts(line, spans, probabilities)
+    digits = _best_reading(parts, candidates, probabilities)
     if not digits:
         return Reading(source, error=f"{NO_NUMBER} (only specks of ink)")
-    scale_y, scale_x = height / gray.shape[0], width / gray.shape[1]
-    found = [Digit(label, confidence, [math.floor(left * scale_x), math.floor(top * scale_y),
-                                       min(width, math.ceil(right * scale_x)), min(height, math.ceil(bottom * scale_y))])
-             for label, confidence, (top, left, bottom, right) in digits]
-    classes = model.classes
-    return Reading(source, text="".join(classes[d.label] for d in found), digits=found)
+    sy, sx = height / gray.shape[0], width / gray.shape[1]  # working pixels → the picture's own
+    found = [Digit(label, confidence, [math.floor(x0 * sx), math.floor(y0 * sy),
+                                       min(width, math.ceil(x1 * sx)), min(height, math.ceil(y1 * sy))])
+             for label, confidence, (y0, x0, y1, x1) in digits]
+    return Reading(source, text="".join(model.classes[d.label] for d in found), digits=found)
 
 
 def _original_size(image: object, gray: np.ndarray) -> tuple[int, int]:
@@ -138,33 +141,32 @@ def _original_size(image: object, gray: np.ndarray) -> tuple[int, int]:
     return (shape[0], shape[1]) if len(shape) >= 2 else gray.shape
 
 
-# A span: (mark index, start column, stop column, 28×28 crop, the crop's ink box in the line's pixels)
-Span = tuple[int, int, int, np.ndarray, tuple[int, int, int, int]]
+# A candidate digit: consecutive pieces [first, stop) of the line, as a 28×28 crop, with its ink's box in working pixels
+Candidate = tuple[int, int, np.ndarray, tuple[int, int, int, int]]
 
 
-def _candidate_spans(line: Line) -> list[Span]:
-    """Every crop the classifier scores: each mark whole, and for a wide mark, its pieces between candidate cuts."""
-    spans: list[Span] = []
-    for m, mark in enumerate(line.marks):
-        ink = mark_ink(line, mark)
-        top, left = mark.box[:2]
-        cuts = [0, mark.width]
-        if is_wide(line, mark):
-            cuts = [0, *cut_candidates(ink, line.digit_height), mark.width]
-        narrowest, lowest = MIN_PIECE_WIDTH * line.digit_height, MIN_PIECE_HEIGHT * line.digit_height
-        for i, start in enumerate(cuts):
-            for stop in cuts[i + 1:]:
-                whole = start == 0 and stop == mark.width
-                if not whole and (stop - start < narrowest or stop - start > 1.1 * line.digit_height):
-                    continue
-                cropped = crop_span(ink, start, stop)
-                if cropped is None:
-                    continue
-                digit, (t, l, b, r) = cropped
-                if not whole and b - t < lowest:
-                    continue
-                spans.append((m, start, stop, digit, (top + t, left + l, top + b, left + r)))
-    return spans
+def _candidates(line: Line, parts: list[Piece]) -> list[Candidate]:
+    """Every group of consecutive pieces that may be one digit: each piece alone, each mark whole, and runs
+    of pieces no wider than MAX_DIGIT_SPAN digit heights (a digit in several strokes, or cut from its neighbour)."""
+    found: list[Candidate] = []
+    widest = MAX_DIGIT_SPAN * line.digit_height
+    for first in range(len(parts)):
+        left = line.marks[parts[first].mark].box[1] + parts[first].start
+        for stop in range(first + 1, len(parts) + 1):
+            group, last = parts[first:stop], parts[stop - 1]
+            if len(group) > 1:
+                if group[-2].mark != last.mark and not overlap(line.marks[group[-2].mark], line.marks[last.mark]):
+                    break  # marks apart are digits apart: only one digit's strokes overlap (the bar over a 5)
+                right = max(line.marks[p.mark].box[1] + p.stop for p in group)
+                whole_mark = group[0].mark == last.mark and group[0].start == 0 and last.stop == line.marks[last.mark].width
+                if right - left > widest and not whole_mark:
+                    if group[0].mark != last.mark:
+                        break
+                    continue  # the whole of this wide mark may still come
+            cropped = crop_pieces(line, group)
+            if cropped is not None:
+                found.append((first, stop, *cropped))
+    return found
 
 
 def _classify(model: Classifier, crops: list[np.ndarray]) -> np.ndarray:
@@ -174,22 +176,23 @@ def _classify(model: Classifier, crops: list[np.ndarray]) -> np.ndarray:
                            for i in range(0, len(crops), CROP_BATCH)])  # (crops, classes)
 
 
-def _best_cuts(line: Line, spans: list[Span], probabilities: np.ndarray) -> list[tuple]:
-    """For each mark, the pieces whose confidences multiply to the most (a mark whole is one piece);
-    returns (label, confidence, box) for every digit, left to right."""
-    digits: list[tuple] = []
-    for m, mark in enumerate(line.marks):
-        pieces = [(start, stop, probabilities[k], box) for k, (owner, start, stop, _, box) in enumerate(spans)
-                  if owner == m]
-        best: dict[int, tuple[float, list]] = {0: (0.0, [])}  # column → (log of the best product, its pieces)
-        for column in sorted({stop for _, stop, _, _ in pieces}):
-            options = [(best[start][0] + math.log(max(float(p.max()), 1e-12)), best[start][1] + [(p, box)])
-                       for start, stop, p, box in pieces if stop == column and start in best]
-            if options:
-                best[column] = max(options, key=lambda option: option[0])
-        for p, box in best.get(mark.width, (0.0, []))[1]:
-            digits.append((int(p.argmax()), float(p.max()), box))
-    return digits
+def _best_reading(parts: list[Piece], candidates: list[Candidate], probabilities: np.ndarray) -> list[tuple]:
+    """The grouping of the pieces into digits whose confidences multiply to the most, each cut through
+    ink costing CUT_PENALTY (a dynamic programme over the pieces, left to right); returns (label,
+    confidence, box) for each digit."""
+    best: dict[int, tuple[float, list]] = {0: (0.0, [])}  # pieces read so far → (log of the best score, digits)
+    for stop in range(1, len(parts) + 1):
+        options = []
+        for (first, end, _, box), p in zip(candidates, probabilities, strict=True):
+            if end != stop or first not in best:
+                continue
+            cut = first > 0 and parts[first].cut and parts[first - 1].mark == parts[first].mark
+            gain = math.log(max(float(p.max()), 1e-12) / EVEN_ODDS) + (math.log(CUT_PENALTY) if cut else 0.0)
+            score = best[first][0] + gain
+            options.append((score, best[first][1] + [(int(p.argmax()), float(p.max()), box)]))
+        if options:
+            best[stop] = max(options, key=lambda option: option[0])
+    return best.get(len(parts), (0.0, []))[1]
 
 
 def format_table(readings: Sequence[Reading]) -> str:

@@ -7,9 +7,10 @@ A number on paper is brought to ink (white on black, paper 0) by the same rules 
                       pieces of one digit merged (a 5 or a 4 in two strokes), left to right
     cut_candidates    for a mark too wide to be one digit (digits that touch or overlap): the
                       columns where it may be cut, at the minima of its ink's vertical profile
-    crop_span         one mark, or a span of its columns, as an MNIST digit (28×28)
+    pieces            the line over-segmented: narrow marks whole, wide ones cut at every candidate
+    crop_pieces       consecutive pieces as one MNIST digit (28×28), by predict's own steps
 
-Which cuts are made is the classifier's choice, in `mnistlab.reading` (segmentation by recognition).
+Which pieces make a digit is the classifier's choice, in `mnistlab.reading` (segmentation by recognition).
 Nothing here imports torch or knows about models.
 """
 
@@ -28,8 +29,7 @@ TALL_OF_TALLEST = 0.5  # the line's digit height: the median height of the marks
 MERGE_OVERLAP = 0.5  # marks whose columns overlap by this fraction of the narrower one are one digit's pieces
 MAX_MARKS = 200  # more marks than this (specks left out) is not a number: refused with one line
 MAX_DIGIT_WIDTH = 1.0  # a mark wider than this many digit heights may hold several digits: cuts are tried
-MIN_PIECE_WIDTH = 0.08  # a cut leaves pieces at least this many digit heights wide (a "1" is ~0.15)
-MAX_PIECE_WIDTH = 1.1  # ... and at most this wide
+MIN_PIECE_WIDTH = 0.12  # candidate cuts are at least this many digit heights apart (a "1" is ~0.15 wide)
 MAX_CUTS = 14  # candidate cut columns per wide mark: bounds the crops the classifier scores to ~C(16, 2)
 _EIGHT_CONNECTED = np.ones((3, 3), bool)
 
@@ -79,20 +79,15 @@ def find_marks(ink: np.ndarray, max_marks: int = MAX_MARKS) -> Line:
         raise NoDigitError(f"no number found ({len(kept)} marks, more than the {max_marks} a number may have)")
     marks = [Mark([int(i) + 1], tuple(int(v) for v in boxes[i])) for i in kept]
     marks = _merge_pieces(sorted(marks, key=lambda m: m.box[1] + m.box[3]))
-    ink = np.where(np.isin(components, [label for m in marks for label in m.labels]), ink, _faint_edges(ink, components))
-    return Line(ink, components, marks, digit_height)
-
-
-def _faint_edges(ink: np.ndarray, components: np.ndarray) -> np.ndarray:
-    """The ink below the threshold (a stroke's anti-aliased edge) stays; a speck's pixels go."""
-    return np.where(components > 0, 0, ink)
+    specks = (components > 0) & ~np.isin(components, [label for m in marks for label in m.labels])
+    return Line(np.where(specks, 0, ink), components, marks, digit_height)  # a stroke's faint edge stays
 
 
 def _merge_pieces(marks: list[Mark]) -> list[Mark]:
     """Merge marks, sorted by centre, whose columns overlap by MERGE_OVERLAP of the narrower one."""
     merged: list[Mark] = []
     for mark in marks:
-        if merged and _overlap(merged[-1], mark) >= MERGE_OVERLAP * min(merged[-1].width, mark.width):
+        if merged and overlap(merged[-1], mark) >= MERGE_OVERLAP * min(merged[-1].width, mark.width):
             last = merged.pop()
             box = (min(last.box[0], mark.box[0]), min(last.box[1], mark.box[1]),
                    max(last.box[2], mark.box[2]), max(last.box[3], mark.box[3]))
@@ -101,7 +96,8 @@ def _merge_pieces(marks: list[Mark]) -> list[Mark]:
     return merged
 
 
-def _overlap(a: Mark, b: Mark) -> int:
+def overlap(a: Mark, b: Mark) -> int:
+    """How many columns two marks share."""
     return max(0, min(a.box[3], b.box[3]) - max(a.box[1], b.box[1]))
 
 
@@ -137,14 +133,45 @@ def cut_candidates(ink: np.ndarray, digit_height: float, max_cuts: int = MAX_CUT
     return sorted(chosen)
 
 
-def crop_span(ink: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
-    """Columns [start, stop) of a mark's ink as an MNIST digit, with the ink's box (top, left, bottom, right)
-    inside the mark; None when the span holds no ink."""
-    span = ink[:, start:stop]
-    rows, cols = np.flatnonzero((span > INK_THRESHOLD).any(1)), np.flatnonzero((span > INK_THRESHOLD).any(0))
+@dataclass
+class Piece:
+    """Columns [start, stop) of a mark: the mark whole, or one of its parts between two candidate cuts."""
+
+    mark: int  # its index in the line's marks
+    start: int
+    stop: int
+    cut: bool  # True when the piece is a part of a mark (a cut was made through its ink)
+
+
+def pieces(line: Line) -> list[Piece]:
+    """The line over-segmented, left to right: each narrow mark whole, each wide mark cut at every candidate."""
+    found = []
+    for m, mark in enumerate(line.marks):
+        cuts = cut_candidates(mark_ink(line, mark), line.digit_height) if is_wide(line, mark) else []
+        edges = [0, *cuts, mark.width]
+        found += [Piece(m, a, b, bool(cuts)) for a, b in zip(edges, edges[1:], strict=False)]
+    return found
+
+
+def crop_pieces(line: Line, group: list[Piece]) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+    """Consecutive pieces as one MNIST digit (28×28), with its ink's box (top, left, bottom, right) in the
+    line's pixels; None when they hold no ink."""
+    top = min(line.marks[p.mark].box[0] for p in group)
+    left = min(line.marks[p.mark].box[1] + p.start for p in group)
+    bottom = max(line.marks[p.mark].box[2] for p in group)
+    right = max(line.marks[p.mark].box[1] + p.stop for p in group)
+    canvas = np.zeros((bottom - top, right - left), np.float32)
+    for p in group:
+        mark = line.marks[p.mark]
+        ink = mark_ink(line, mark)[:, p.start:p.stop]
+        y, x = mark.box[0] - top, mark.box[1] + p.start - left
+        region = canvas[y:y + ink.shape[0], x:x + ink.shape[1]]
+        np.maximum(region, ink, out=region)
+    strokes = canvas > INK_THRESHOLD
+    rows, cols = np.flatnonzero(strokes.any(1)), np.flatnonzero(strokes.any(0))
     if rows.size == 0:
         return None
     box = (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)
-    top, left, bottom, right = box
-    digit = centre_by_mass(fit_box(span, box, stroke=stroke_width(span[top:bottom, left:right])))
-    return digit, (top, start + left, bottom, start + right)
+    y0, x0, y1, x1 = box
+    digit = centre_by_mass(fit_box(canvas, box, stroke=stroke_width(canvas[y0:y1, x0:x1])))
+    return digit, (top + y0, left + x0, top + y1, left + x1)
