@@ -158,7 +158,8 @@ def _candidates(line: Line, parts: list[Piece]) -> list[Candidate]:
                 if group[-2].mark != last.mark and not overlap(line.marks[group[-2].mark], line.marks[last.mark]):
                     break  # marks apart are digits apart: only one digit's strokes overlap (the bar over a 5)
                 right = max(line.marks[p.mark].box[1] + p.stop for p in group)
-                whole_mark = group[0].mark == last.mark and group[0].start == 0 and last.stop == line.marks[last.mark].width
+                mark = line.marks[last.mark]
+                whole_mark = group[0].mark == last.mark and group[0].start == 0 and last.stop == mark.width
                 if right - left > widest and not whole_mark:
                     if group[0].mark != last.mark:
                         break
