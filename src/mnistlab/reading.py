@@ -25,7 +25,14 @@ from .config import INVERT_CHOICES
 from .decoding import load_image
 from .errors import MnistlabError, ModelError, NoDigitError, escape, escape_surrogates
 from .prediction import NOT_A_NUMBER, Source, _as_list, _source_name
-from .preprocessing import MIN_DIGIT_PIXELS, ink_is_dark, level_background, stretch_contrast, to_grayscale
+from .preprocessing import (
+    INK_THRESHOLD,
+    MIN_DIGIT_PIXELS,
+    ink_is_dark,
+    level_background,
+    stretch_contrast,
+    to_grayscale,
+)
 from .segmentation import Line, Piece, crop_pieces, find_marks, overlap, pieces
 
 READ_WORKING_SIZE = 2048  # a larger picture is first reduced to this long side: a 7-digit line keeps ~250 px a digit
@@ -34,6 +41,8 @@ MAX_DIGIT_SPAN = 1.1  # pieces are joined into one digit only while they span at
 # the reading (without it, the product of confidences would favour reading "41" as one confident 4).
 EVEN_ODDS = 0.8
 CUT_PENALTY = 0.8  # a reading that cuts through ink must be this much surer of its digits than one that does not
+MIN_CUT_HEIGHT = 0.6  # a piece cut from a mark is at least this fraction of the line's digit height ...
+MIN_ROW_COVER = 0.9  # a piece cut from a mark has ink in this fraction of its rows, at least (see `_whole_height`)
 CROP_BATCH = 1024  # crops per forward pass: a picture with many marks is classified in a few passes
 NO_NUMBER = "no number found"
 
@@ -165,9 +174,18 @@ def _candidates(line: Line, parts: list[Piece]) -> list[Candidate]:
                         break
                     continue  # the whole of this wide mark may still come
             cropped = crop_pieces(line, group)
-            if cropped is not None:
+            if cropped is not None and (not any(p.cut for p in group) or _whole_height(line, *cropped)):
                 found.append((first, stop, *cropped))
     return found
+
+
+def _whole_height(line: Line, digit: np.ndarray, box: tuple[int, int, int, int]) -> bool:
+    """Whether a crop cut from a mark may be a digit: as tall as MIN_CUT_HEIGHT of the line's digits, its ink
+    running from top to bottom with no empty row between (every digit's does). A sliver cut off a digit's
+    edge (the tips of a 3's arms) is neither, and would read as a confident 1."""
+    rows = np.flatnonzero((digit > INK_THRESHOLD).any(1))
+    tall = box[2] - box[0] >= MIN_CUT_HEIGHT * line.digit_height
+    return tall and rows.size > 0 and rows.size >= MIN_ROW_COVER * (rows[-1] - rows[0] + 1)
 
 
 def _classify(model: Classifier, crops: list[np.ndarray]) -> np.ndarray:
