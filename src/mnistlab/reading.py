@@ -40,7 +40,9 @@ MAX_DIGIT_SPAN = 1.1  # pieces are joined into one digit only while they span at
 # A digit adds log(confidence / EVEN_ODDS) to a reading's score: a digit read surer than even odds counts for
 # the reading (without it, the product of confidences would favour reading "41" as one confident 4).
 EVEN_ODDS = 0.8
+JOIN_GAP = 0.0  # marks further apart than this many digit heights are never one digit
 CUT_PENALTY = 0.8  # a reading that cuts through ink must be this much surer of its digits than one that does not
+MIN_DIGIT_HEIGHT = 0.4  # a piece shorter than this fraction of the line's digit height is no digit alone
 MIN_CUT_HEIGHT = 0.6  # a piece cut from a mark is at least this fraction of the line's digit height ...
 MIN_ROW_COVER = 0.9  # a piece cut from a mark has ink in this fraction of its rows, at least (see `_whole_height`)
 CROP_BATCH = 1024  # crops per forward pass: a picture with many marks is classified in a few passes
@@ -129,7 +131,7 @@ def _read_picture(model: Classifier, image: object, source: str, invert: str) ->
     probabilities = _classify(model, [crop for _, _, crop, _ in candidates])
     if not np.isfinite(probabilities).all():
         return Reading(source, error=NOT_A_NUMBER)
-    digits = _best_reading(parts, candidates, probabilities)
+    digits = _best_reading(line, parts, candidates, probabilities)
     if not digits:
         return Reading(source, error=f"{NO_NUMBER} (only specks of ink)")
     sy, sx = height / gray.shape[0], width / gray.shape[1]  # working pixels → the picture's own
@@ -164,8 +166,9 @@ def _candidates(line: Line, parts: list[Piece]) -> list[Candidate]:
         for stop in range(first + 1, len(parts) + 1):
             group, last = parts[first:stop], parts[stop - 1]
             if len(group) > 1:
-                if group[-2].mark != last.mark and not overlap(line.marks[group[-2].mark], line.marks[last.mark]):
-                    break  # marks apart are digits apart: only one digit's strokes overlap (the bar over a 5)
+                apart = -overlap(line.marks[group[-2].mark], line.marks[last.mark])
+                if group[-2].mark != last.mark and apart > JOIN_GAP * line.digit_height:
+                    break  # marks apart are digits apart; a digit's strokes overlap (the bar over a 5) or nearly touch
                 right = max(line.marks[p.mark].box[1] + p.stop for p in group)
                 mark = line.marks[last.mark]
                 whole_mark = group[0].mark == last.mark and group[0].start == 0 and last.stop == mark.width
@@ -195,10 +198,12 @@ def _classify(model: Classifier, crops: list[np.ndarray]) -> np.ndarray:
                            for i in range(0, len(crops), CROP_BATCH)])  # (crops, classes)
 
 
-def _best_reading(parts: list[Piece], candidates: list[Candidate], probabilities: np.ndarray) -> list[tuple]:
+def _best_reading(line: Line, parts: list[Piece], candidates: list[Candidate],
+                  probabilities: np.ndarray) -> list[tuple]:
     """The grouping of the pieces into digits whose confidences multiply to the most, each cut through
     ink costing CUT_PENALTY (a dynamic programme over the pieces, left to right); returns (label,
-    confidence, box) for each digit."""
+    confidence, box) for each digit. A piece alone shorter than MIN_DIGIT_HEIGHT is no digit (a stroke's
+    fragment, a dot): it is left out, at no cost, unless it joins its neighbour."""
     best: dict[int, tuple[float, list]] = {0: (0.0, [])}  # pieces read so far → (log of the best score, digits)
     for stop in range(1, len(parts) + 1):
         options = []
@@ -208,7 +213,10 @@ def _best_reading(parts: list[Piece], candidates: list[Candidate], probabilities
             cut = first > 0 and parts[first].cut and parts[first - 1].mark == parts[first].mark
             gain = math.log(max(float(p.max()), 1e-12) / EVEN_ODDS) + (math.log(CUT_PENALTY) if cut else 0.0)
             score = best[first][0] + gain
-            options.append((score, best[first][1] + [(int(p.argmax()), float(p.max()), box)]))
+            if end == first + 1 and box[2] - box[0] < MIN_DIGIT_HEIGHT * line.digit_height:
+                options.append(best[first])  # too short to be a digit alone: a fragment, or a dot
+            else:
+                options.append((score, best[first][1] + [(int(p.argmax()), float(p.max()), box)]))
         if options:
             best[stop] = max(options, key=lambda option: option[0])
     return best.get(len(parts), (0.0, []))[1]

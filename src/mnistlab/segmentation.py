@@ -97,8 +97,8 @@ def _merge_pieces(marks: list[Mark]) -> list[Mark]:
 
 
 def overlap(a: Mark, b: Mark) -> int:
-    """How many columns two marks share."""
-    return max(0, min(a.box[3], b.box[3]) - max(a.box[1], b.box[1]))
+    """How many columns two marks share; negative: how many columns lie between them."""
+    return min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
 
 
 def mark_ink(line: Line, mark: Mark) -> np.ndarray:
