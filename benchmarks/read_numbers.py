@@ -35,7 +35,8 @@ from make_sample_numbers import number_photo  # noqa: E402
 LENGTHS = range(2, 8)
 
 
-def compose(pool: tuple[list[np.ndarray], np.ndarray], length: int, rng: np.random.Generator) -> tuple[Image.Image, str]:
+def compose(pool: tuple[list[np.ndarray], np.ndarray], length: int,
+            rng: np.random.Generator) -> tuple[Image.Image, str]:
     images, labels = pool
     picked = rng.integers(0, len(images), length)
     photo = number_photo([images[i] for i in picked], rng, gap=rng.uniform(-0.1, 0.6), slant=rng.uniform(-0.1, 0.15),
@@ -142,7 +143,8 @@ def main() -> None:
         print("\nUCI digits: not measured (scikit-learn is not installed: pip install scikit-learn)")
     else:
         uci = load_digits()
-        images = [np.asarray(Image.fromarray((d * 255 / 16).astype(np.uint8)).resize((28, 28), Image.Resampling.BICUBIC))
+        images = [np.asarray(Image.fromarray((d * 255 / 16).astype(np.uint8)).resize((28, 28),
+                                                                                 Image.Resampling.BICUBIC))
                   for d in uci.images]
         accuracy(model, (images, uci.target), args.per_length, args.seed, f"UCI digits, {args.model}")
     speed(model, mnist)

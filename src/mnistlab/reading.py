@@ -37,10 +37,9 @@ from .segmentation import Line, Piece, crop_pieces, find_marks, overlap, pieces
 
 READ_WORKING_SIZE = 2048  # a larger picture is first reduced to this long side: a 7-digit line keeps ~250 px a digit
 MAX_DIGIT_SPAN = 1.1  # pieces are joined into one digit only while they span at most this many digit heights
-# A digit adds log(confidence / EVEN_ODDS) to a reading's score: a digit read surer than even odds counts for
-# the reading (without it, the product of confidences would favour reading "41" as one confident 4).
-EVEN_ODDS = 0.8
-JOIN_GAP = 0.0  # marks further apart than this many digit heights are never one digit
+# A digit adds log(confidence / DIGIT_BAR) to a reading's score: one read surer than the bar counts for the
+# reading (a plain product of confidences would favour reading a touching "41" as one confident 4).
+DIGIT_BAR = 0.8
 CUT_PENALTY = 0.8  # a reading that cuts through ink must be this much surer of its digits than one that does not
 MIN_DIGIT_HEIGHT = 0.4  # a piece shorter than this fraction of the line's digit height is no digit alone
 MIN_CUT_HEIGHT = 0.6  # a piece cut from a mark is at least this fraction of the line's digit height ...
@@ -166,9 +165,8 @@ def _candidates(line: Line, parts: list[Piece]) -> list[Candidate]:
         for stop in range(first + 1, len(parts) + 1):
             group, last = parts[first:stop], parts[stop - 1]
             if len(group) > 1:
-                apart = -overlap(line.marks[group[-2].mark], line.marks[last.mark])
-                if group[-2].mark != last.mark and apart > JOIN_GAP * line.digit_height:
-                    break  # marks apart are digits apart; a digit's strokes overlap (the bar over a 5) or nearly touch
+                if group[-2].mark != last.mark and overlap(line.marks[group[-2].mark], line.marks[last.mark]) < 0:
+                    break  # paper between two marks' columns: two digits (one digit's strokes overlap: a 5's bar)
                 right = max(line.marks[p.mark].box[1] + p.stop for p in group)
                 mark = line.marks[last.mark]
                 whole_mark = group[0].mark == last.mark and group[0].start == 0 and last.stop == mark.width
@@ -200,9 +198,9 @@ def _classify(model: Classifier, crops: list[np.ndarray]) -> np.ndarray:
 
 def _best_reading(line: Line, parts: list[Piece], candidates: list[Candidate],
                   probabilities: np.ndarray) -> list[tuple]:
-    """The grouping of the pieces into digits whose confidences multiply to the most, each cut through
-    ink costing CUT_PENALTY (a dynamic programme over the pieces, left to right); returns (label,
-    confidence, box) for each digit. A piece alone shorter than MIN_DIGIT_HEIGHT is no digit (a stroke's
+    """The grouping of the pieces into digits with the best score, by a dynamic programme over the pieces,
+    left to right: each digit adds log(confidence / DIGIT_BAR), each cut through ink log(CUT_PENALTY).
+    Returns (label, confidence, box) for each digit. A piece alone shorter than MIN_DIGIT_HEIGHT is no digit (a stroke's
     fragment, a dot): it is left out, at no cost, unless it joins its neighbour."""
     best: dict[int, tuple[float, list]] = {0: (0.0, [])}  # pieces read so far → (log of the best score, digits)
     for stop in range(1, len(parts) + 1):
@@ -211,7 +209,7 @@ def _best_reading(line: Line, parts: list[Piece], candidates: list[Candidate],
             if end != stop or first not in best:
                 continue
             cut = first > 0 and parts[first].cut and parts[first - 1].mark == parts[first].mark
-            gain = math.log(max(float(p.max()), 1e-12) / EVEN_ODDS) + (math.log(CUT_PENALTY) if cut else 0.0)
+            gain = math.log(max(float(p.max()), 1e-12) / DIGIT_BAR) + (math.log(CUT_PENALTY) if cut else 0.0)
             score = best[first][0] + gain
             if end == first + 1 and box[2] - box[0] < MIN_DIGIT_HEIGHT * line.digit_height:
                 options.append(best[first])  # too short to be a digit alone: a fragment, or a dot
