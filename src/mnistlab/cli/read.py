@@ -51,5 +51,5 @@ def cmd_read(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"mnistlab: no images found in {argument}", file=sys.stderr)
     failed = sum(not r.ok for r in readings)
     if failed:
-        print(f"mnistlab: {failed} of {len(readings)} files had no number", file=sys.stderr)
+        print(f"mnistlab: no number read in {failed} of {len(readings)} files", file=sys.stderr)
     return 1 if failed or empty else 0
