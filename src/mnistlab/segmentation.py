@@ -16,7 +16,7 @@ Nothing here imports torch or knows about models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -58,6 +58,15 @@ class Line:
     components: np.ndarray  # int (H, W): each pixel's component label, 0 for paper
     marks: list[Mark]
     digit_height: float  # pixels
+    _inks: dict[int, np.ndarray] = field(default_factory=dict, repr=False)  # `mark_ink`'s answers, by mark
+
+    def mark_ink(self, index: int) -> np.ndarray:
+        """Mark `index`'s ink alone in its box: float (h, w); another mark's strokes inside the box are left out."""
+        if index not in self._inks:
+            top, left, bottom, right = self.marks[index].box
+            own = np.isin(self.components[top:bottom, left:right], [0, *self.marks[index].labels])
+            self._inks[index] = np.where(own, self.ink[top:bottom, left:right], 0)
+        return self._inks[index]
 
 
 def find_marks(ink: np.ndarray, max_marks: int = MAX_MARKS) -> Line:
@@ -101,13 +110,6 @@ def overlap(a: Mark, b: Mark) -> int:
     return min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
 
 
-def mark_ink(line: Line, mark: Mark) -> np.ndarray:
-    """The mark's ink alone in its box: float (h, w); another mark's strokes inside the box are left out."""
-    top, left, bottom, right = mark.box
-    own = np.isin(line.components[top:bottom, left:right], [0, *mark.labels])
-    return np.where(own, line.ink[top:bottom, left:right], 0)
-
-
 def is_wide(line: Line, mark: Mark) -> bool:
     """Whether the mark may hold several digits (touching or overlapping ones)."""
     return mark.width > MAX_DIGIT_WIDTH * max(line.digit_height, mark.height)
@@ -147,7 +149,7 @@ def pieces(line: Line) -> list[Piece]:
     """The line over-segmented, left to right: each narrow mark whole, each wide mark cut at every candidate."""
     found = []
     for m, mark in enumerate(line.marks):
-        cuts = cut_candidates(mark_ink(line, mark), line.digit_height) if is_wide(line, mark) else []
+        cuts = cut_candidates(line.mark_ink(m), line.digit_height) if is_wide(line, mark) else []
         edges = [0, *cuts, mark.width]
         found += [Piece(m, a, b, bool(cuts)) for a, b in zip(edges, edges[1:], strict=False)]
     return found
@@ -163,7 +165,7 @@ def crop_pieces(line: Line, group: list[Piece]) -> tuple[np.ndarray, tuple[int, 
     canvas = np.zeros((bottom - top, right - left), np.float32)
     for p in group:
         mark = line.marks[p.mark]
-        ink = mark_ink(line, mark)[:, p.start:p.stop]
+        ink = line.mark_ink(p.mark)[:, p.start:p.stop]
         y, x = mark.box[0] - top, mark.box[1] + p.start - left
         region = canvas[y:y + ink.shape[0], x:x + ink.shape[1]]
         np.maximum(region, ink, out=region)
