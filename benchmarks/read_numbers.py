@@ -8,13 +8,14 @@ each cropped from the photo and given to `predict`); then the speed of `read` on
 against `predict` on a one-digit photo (in-process), and of `mnistlab read` on a folder of photos.
 The UCI digits (scikit-learn's `load_digits`) are measured when scikit-learn is installed.
 
-    python benchmarks/read_numbers.py [--per-length 100] [--model pretrained:cnn] [--command-images 1000]
+    python benchmarks/read_numbers.py [--per-length 100] [--model pretrained:cnn] [--command-images 1000] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import subprocess
 import sys
 import tempfile
@@ -106,14 +107,15 @@ def speed(model: mnistlab.Classifier, pool: tuple, repeats: int = 30) -> None:
     print(f"ratio: {timings['read, 7 digits'] / timings['predict, 1 digit']:.2f}×")
 
 
-def command_time(model_name: str, pool: tuple, count: int) -> None:
+def command_time(model_name: str, pool: tuple, count: int, threads: int | None) -> None:
     rng = np.random.default_rng(11)
     with tempfile.TemporaryDirectory() as folder:
         for n in range(count):
             compose(pool, int(rng.integers(2, 8)), rng)[0].save(Path(folder) / f"{n:04d}.jpg", quality=85)
         started = time.perf_counter()
+        env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
         done = subprocess.run([sys.executable, "-m", "mnistlab", "read", model_name, folder, "--json"],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=env)
         took = time.perf_counter() - started
     print(f"\nmnistlab read {model_name} DIR --json on {count} number photos: {took:.1f} s "
           f"({took / count * 1000:.0f} ms a photo, exit code {done.returncode})")
@@ -132,11 +134,17 @@ def main() -> None:
     parser.add_argument("--command-images", type=int, default=1000, metavar="N",
                         help="photos for the command's timing; 0 skips it (default: 1000)")
     parser.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    parser.add_argument("--threads", type=int, metavar="N", help="torch threads in-process (default: torch's own)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     model = mnistlab.load_model(args.model)
     test = mnistlab.load_mnist().test
     mnist = ([image.numpy() for image in test.images], test.labels.numpy())
-    accuracy(model, mnist, args.per_length, args.seed, f"MNIST test digits, {args.model}")
+    if args.per_length:
+        accuracy(model, mnist, args.per_length, args.seed, f"MNIST test digits, {args.model}")
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -146,10 +154,11 @@ def main() -> None:
         images = [np.asarray(Image.fromarray((d * 255 / 16).astype(np.uint8)).resize((28, 28),
                                                                                  Image.Resampling.BICUBIC))
                   for d in uci.images]
-        accuracy(model, (images, uci.target), args.per_length, args.seed, f"UCI digits, {args.model}")
+        if args.per_length:
+            accuracy(model, (images, uci.target), args.per_length, args.seed, f"UCI digits, {args.model}")
     speed(model, mnist)
     if args.command_images:
-        command_time(args.model, mnist, args.command_images)
+        command_time(args.model, mnist, args.command_images, args.threads)
 
 
 if __name__ == "__main__":
