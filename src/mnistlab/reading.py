@@ -1,11 +1,11 @@
 """Reading whole handwritten numbers: every digit of a picture, in reading order.
 
-Each picture goes through predict's rules (decoding's limits, polarity, uneven light, contrast), is
-cut into marks (`mnistlab.segmentation`), and each mark is brought to MNIST's convention by the same
-steps as one digit in `predict`. A mark too wide for one digit (digits that touch or overlap) is cut
-where the classifier agrees best: every way of cutting it at candidate columns is scored by the product
-of its pieces' confidences, and a small dynamic programme picks the best (segmentation by recognition).
-The crops of a picture are classified in one forward pass.
+Each picture goes through predict's rules (decoding's limits, polarity, uneven light, contrast) and
+is over-segmented into pieces (`mnistlab.segmentation`: its marks, the wide ones cut at candidate
+columns). Every run of neighbouring pieces that may be one digit is brought to MNIST's convention by
+the same steps as one digit in `predict`, and all of a picture's crops are classified in one forward
+pass; a small dynamic programme then groups the pieces into the digits the classifier is surest of
+(segmentation by recognition).
 
 A picture with no number comes back with `text` None and its `error`; none raises.
 """
@@ -118,6 +118,7 @@ def _read_one(model: Classifier, item: Source, index: int, invert: str) -> Readi
 
 
 def _read_picture(model: Classifier, image: object, source: str, invert: str) -> Reading:
+    """A decoded picture or an in-memory image → its Reading. Raises MnistlabError for what it cannot read."""
     gray = to_grayscale(image, READ_WORKING_SIZE)
     if min(gray.shape) < MIN_DIGIT_PIXELS:
         raise NoDigitError(f"{NO_NUMBER} (the image is only {gray.shape[1]}×{gray.shape[0]} pixels)")
