@@ -65,6 +65,7 @@ if TYPE_CHECKING:  # the public names, in the order of their modules (`__all__` 
     from .prediction import Prediction, predict
     from .preprocessing import preprocess
     from .pretrained import list_pretrained
+    from .reading import Reading, read
     from .records import load_metrics
     from .report import write_report
     from .runs import train
@@ -81,6 +82,7 @@ __all__ = [
     # loading a model and predicting with it
     "Classifier", "load_model", "Checkpoint", "load_checkpoint", "OnnxModel", "load_onnx", "list_pretrained",
     "predict", "Prediction", "preprocess", "load_image",
+    "read", "Reading",
     # pictures and the report
     "SplitPredictions", "compute_predictions", "pixel_view", "prediction_grid", "training_curves",
     "confusion_matrix", "mistakes_gallery", "save_figure", "show_figure", "load_metrics", "write_report",

@@ -162,7 +162,7 @@ def predict(model: Classifier, images: Source | Sequence[Source], *, top_k: int 
     """
     for name, value in (("top_k", top_k), ("invert", invert), ("batch_size", batch_size)):
         check_value(PredictOptions, name, value)
-    items = _as_list(images)
+    items = as_sources(images)
     show = len(items) > PROGRESS_MIN_FILES if progress is None else progress
     layout = model.layout  # read off the model's record once, not once per image
     results: list[Prediction] = []
@@ -200,7 +200,7 @@ def evaluate_arrays(model: Classifier, images: np.ndarray, labels: np.ndarray, b
     return losses / len(images), correct / len(images)
 
 
-def _as_list(images: Source | Sequence[Source]) -> list[Source]:
+def as_sources(images: Source | Sequence[Source]) -> list[Source]:
     if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)) or hasattr(images, "read"):
         return [images]
     torch = sys.modules.get("torch")  # an object can be a tensor only once torch is imported
@@ -219,7 +219,7 @@ def _chunks(iterable: Iterable, size: int) -> Iterator[list]:
 
 def _prepare(item: Source, index: int, invert: str, layout: str) -> Prediction:
     """Load and preprocess one input; any failure becomes the Prediction's error, never the batch's."""
-    source = _source_name(item, index)
+    source = source_name(item, index)
     try:
         if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(item, "read"):
             item = load_image(item, name=source)
@@ -230,7 +230,7 @@ def _prepare(item: Source, index: int, invert: str, layout: str) -> Prediction:
         return Prediction(source, error=f"cannot preprocess ({type(e).__name__}: {e})")
 
 
-def _source_name(item: Source, index: int) -> str:
+def source_name(item: Source, index: int) -> str:
     """A path as given; an in-memory image by its file name if it has one, else by its place."""
     if isinstance(item, (str, os.PathLike)):
         return os.fsdecode(item)

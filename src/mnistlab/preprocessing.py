@@ -134,17 +134,17 @@ def preprocess_array(image: ImageLike, invert: str = "auto", *, name: str | None
 
 # --- 1. any input → grayscale --------------------------------------------------------------------
 
-def to_grayscale(image: ImageLike) -> np.ndarray:
-    """A float32 (H, W) array in [0, 1]: upright, transparency composited, at most WORKING_SIZE.
+def to_grayscale(image: ImageLike, working_size: int = WORKING_SIZE) -> np.ndarray:
+    """A float32 (H, W) array in [0, 1]: upright, transparency composited, long side at most `working_size`.
 
     Raises:
         ImageError: an array of the wrong shape, dtype or values, or a Pillow mode that has no gray.
     """
     if not isinstance(image, Image.Image):
-        return _array_to_grayscale(image)
+        return _array_to_grayscale(image, working_size)
     try:
         image = gray_mode(image)
-        factor = _reduction(image.size)
+        factor = _reduction(image.size, working_size)
         if factor > 1:
             image = image.reduce(factor)  # a box average: cheap, and a thin stroke fades instead of vanishing
     except ImageError:
@@ -158,18 +158,18 @@ def to_grayscale(image: ImageLike) -> np.ndarray:
     return np.asarray(image, dtype=np.float32) / scale
 
 
-def _reduction(size: tuple[int, int]) -> int:
-    """The box-average factor that brings the long side to WORKING_SIZE, but never the short side
+def _reduction(size: tuple[int, int], working_size: int = WORKING_SIZE) -> int:
+    """The box-average factor that brings the long side to `working_size`, but never the short side
     under MIN_DIGIT_PIXELS (a 1×100000 strip stays what it is, and is reported as such)."""
-    return max(1, min(math.ceil(max(size) / WORKING_SIZE), min(size) // MIN_DIGIT_PIXELS))
+    return max(1, min(math.ceil(max(size) / working_size), min(size) // MIN_DIGIT_PIXELS))
 
 
-def _array_to_grayscale(image: ImageLike) -> np.ndarray:
+def _array_to_grayscale(image: ImageLike, working_size: int = WORKING_SIZE) -> np.ndarray:
     """An in-memory image (array, tensor, nested lists), checked by `decoding.as_pixels` → float32 (H, W)."""
     values = as_pixels(image)
     if values.ndim == 3:  # colour (and transparency): Pillow's conversion, the same as for an image file
-        return to_grayscale(Image.fromarray((values * 255 + 0.5).astype(np.uint8)))  # LA, RGB, RGBA
-    factor = _reduction(values.shape)
+        return to_grayscale(Image.fromarray((values * 255 + 0.5).astype(np.uint8)), working_size)  # LA, RGB, RGBA
+    factor = _reduction(values.shape, working_size)
     if factor > 1:
         values = np.asarray(Image.fromarray(values).reduce(factor), dtype=np.float32)
     return values

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 from .._version import __version__
 from ..errors import MnistlabError, one_line
-from . import data, evaluate, export, finetune, pictures, predict, serve, show, train
+from . import data, evaluate, export, finetune, pictures, predict, read, serve, show, train
 from ._output import guard_output
 from ._parser import CommandParser
 
@@ -37,7 +37,7 @@ def build_parser() -> CommandParser:
     parser = CommandParser(prog="mnistlab", description="Handwritten-digit recognition with PyTorch.")
     parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (train, evaluate, finetune, show, pictures, predict, serve, export, data):
+    for group in (train, evaluate, finetune, show, pictures, predict, read, serve, export, data):
         group.add_commands(commands)
     for command in _commands(parser):  # a handler's usage errors speak for its own command, not the top level
         command.set_defaults(command_parser=command)

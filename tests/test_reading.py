@@ -1,0 +1,196 @@
+"""`mnistlab read` and `mnistlab.read`: numbers composed from MNIST test digits, and hostile pictures."""
+
+import glob
+import json
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import mnistlab
+from mnistlab.cli import main
+from mnistlab.data import load_mnist
+from mnistlab.segmentation import MAX_MARKS
+
+from .test_preprocessing import png_header_only
+
+SCALE = 3  # the test digits are drawn 84 px tall
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mnistlab.load_model("pretrained:cnn")
+
+
+@pytest.fixture(scope="module")
+def samples(model) -> dict[int, np.ndarray]:
+    """One MNIST test digit of each class that the model reads right and sure (p > 0.9) alone on paper."""
+    test = load_mnist().test
+    images, labels = test.images[:300].numpy(), test.labels[:300].numpy()
+    found = {}
+    for image, label in zip(images, labels, strict=True):
+        if int(label) not in found:
+            p = mnistlab.predict(model, image)[0]
+            if p.label == label and p.confidence > 0.9:
+                found[int(label)] = image
+    assert len(found) == 10
+    return found
+
+
+def line(samples: dict[int, np.ndarray], number: str, gap: float = 0.3, slant: float = 0.0,
+         height: int = 28 * SCALE) -> np.ndarray:
+    """The number written in a row, dark on light: uint8 (H, W); `gap` and `slant` as fractions of `height`."""
+    digits = [np.asarray(Image.fromarray(samples[int(c)]).resize((height, height), Image.Resampling.BICUBIC))
+              for c in number]
+    tight = [d[:, np.flatnonzero(d.max(0) > 40)[0]:np.flatnonzero(d.max(0) > 40)[-1] + 1] for d in digits]
+    width = sum(t.shape[1] for t in tight) + int(gap * height) * (len(tight) - 1) + 2 * height
+    sheet = np.zeros((2 * height + int(abs(slant) * width), width), np.uint8)
+    x = height
+    for t in tight:
+        y = int(height / 2 + slant * (width - x)) if slant > 0 else int(height / 2 - slant * x)
+        region = sheet[y:y + height, x:x + t.shape[1]]
+        np.maximum(region, t, out=region)
+        x += t.shape[1] + int(gap * height)
+    return 255 - sheet
+
+
+def test_a_number_is_read_left_to_right_with_boxes_in_the_pictures_pixels(model, samples):
+    picture = line(samples, "2903")
+    (reading,) = mnistlab.read(model, picture)
+    assert reading.text == "2903" and reading.error is None
+    lefts = [d.box[0] for d in reading.digits]
+    assert lefts == sorted(lefts)
+    for d in reading.digits:
+        x0, y0, x1, y1 = d.box
+        assert 0 <= x0 < x1 <= picture.shape[1] and 0 <= y0 < y1 <= picture.shape[0]
+        assert 0.5 < d.confidence <= 1
+    assert reading.to_dict() == {"file": "<image 0>", "text": "2903", "error": None,
+                                 "digits": [{"label": d.label, "confidence": round(d.confidence, 6), "box": d.box}
+                                            for d in reading.digits]}
+
+
+@pytest.mark.parametrize("number, gap, slant", [
+    ("1234567", 0.6, 0.0),  # wide apart
+    ("4817", 0.1, 0.15),  # a rising line
+    ("5960", 0.2, -0.12),  # a falling line
+    ("50", -0.06, 0.0),  # touching: the 5's bar runs into the 0
+    ("00", -0.1, 0.0),  # two 0s that overlap
+    ("38", -0.05, 0.0),
+])
+def test_numbers_as_people_write_them(model, samples, number, gap, slant):
+    (reading,) = mnistlab.read(model, line(samples, number, gap, slant))
+    assert reading.text == number, reading
+
+
+def test_digits_of_different_sizes(model, samples):
+    small, large = line(samples, "7", height=60), line(samples, "4", height=110)
+    sheet = np.full((small.shape[0] + large.shape[0], small.shape[1] + large.shape[1]), 255, np.uint8)
+    sheet[:small.shape[0], :small.shape[1]] = small
+    sheet[small.shape[0] // 2:small.shape[0] // 2 + large.shape[0], small.shape[1] - 50:small.shape[1] - 50 +
+          large.shape[1]] = np.minimum(sheet[small.shape[0] // 2:small.shape[0] // 2 + large.shape[0],
+                                             small.shape[1] - 50:small.shape[1] - 50 + large.shape[1]], large)
+    assert mnistlab.read(model, sheet)[0].text == "74"
+
+
+def test_a_digit_in_two_strokes_is_one_digit(model, samples):
+    picture = line(samples, "45")
+    five = line(samples, "5")[:, 28 * SCALE:-28 * SCALE]  # the 5 alone, as the line's last digit
+    left = picture.shape[1] - 28 * SCALE - five.shape[1]
+    rows = np.flatnonzero((five < 128).any(1))
+    picture[rows[0] + 14:rows[0] + 19, left:] = 255  # a gap under the 5's bar: two strokes
+    assert mnistlab.read(model, picture)[0].text == "45"
+
+
+def test_specks_and_dots_are_left_out(model, samples):
+    picture = line(samples, "362")
+    rng = np.random.default_rng(0)
+    for y, x in zip(rng.integers(0, picture.shape[0] - 3, 400), rng.integers(0, picture.shape[1] - 3, 400),
+                    strict=True):
+        picture[y:y + 2, x:x + 2] = 0
+    assert mnistlab.read(model, picture)[0].text == "362"
+
+
+@pytest.mark.parametrize("side", [12, 24])  # a speck; a dot too large for one, yet too short to be a digit
+def test_a_decimal_point_is_left_out(model, samples, side):
+    picture = line(samples, "314", gap=0.5)
+    columns = np.flatnonzero((picture < 128).any(0))
+    rows = np.flatnonzero((picture < 128).any(1))
+    three = np.flatnonzero((line(samples, "3") < 128).any(0))
+    x = columns[0] + len(three) + 21 - side // 2  # half-way between the 3 and the 1
+    picture[rows[-1] - side:rows[-1], x:x + side] = 0
+    assert mnistlab.read(model, picture)[0].text == "314"
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob("examples/digits/*")))
+def test_a_picture_of_one_digit_reads_as_predict_reads_it(model, path):
+    (reading,), (prediction,) = mnistlab.read(model, path), mnistlab.predict(model, path)
+    if prediction.ok:
+        assert reading.text == str(prediction.label)
+        assert reading.digits[0].confidence == pytest.approx(prediction.confidence, abs=0.02)
+    else:
+        assert reading.text is None and reading.error.startswith("no number found")
+
+
+def test_an_empty_page(model):
+    (reading,) = mnistlab.read(model, np.full((300, 800), 240, np.uint8))
+    assert reading.text is None and reading.digits == []
+    assert reading.error.startswith("no number found")
+    assert reading.to_dict()["text"] is None
+
+
+def test_thousands_of_marks_are_refused_in_bounded_time(model):
+    page = np.full((1000, 1000), 255, np.uint8)
+    for y in range(0, 1000, 20):  # 2,500 blots of the same size: none is a speck
+        for x in range(0, 1000, 20):
+            page[y + 5:y + 15, x + 5:x + 15] = 0
+    started = time.perf_counter()
+    (reading,) = mnistlab.read(model, page)
+    assert time.perf_counter() - started < 10
+    assert reading.text is None and f"more than the {MAX_MARKS}" in reading.error
+
+
+def test_a_20000_pixel_wide_line_is_worked_on_at_a_bounded_size(model, samples):
+    number = line(samples, "2903", height=200)
+    wide = np.full((number.shape[0], 20_000), 255, np.uint8)
+    wide[:, 8000:8000 + number.shape[1]] = number
+    started = time.perf_counter()
+    (reading,) = mnistlab.read(model, wide)
+    assert time.perf_counter() - started < 10
+    assert reading.text == "2903"
+    assert all(8000 <= d.box[0] < d.box[2] <= 8000 + number.shape[1] for d in reading.digits)
+
+
+def test_bad_inputs_come_back_with_their_error(model, tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header_only(90_000, 90_000))
+    notes = tmp_path / "notes.png"
+    notes.write_text("not pixels")
+    readings = mnistlab.read(model, [bomb, notes, tmp_path / "missing.png", np.zeros((2, 2, 2, 2))])
+    assert [r.text for r in readings] == [None] * 4
+    assert "decompression bomb" in readings[0].error and "not an image" in readings[1].error
+    assert "no such file" in readings[2].error and "expected an image" in readings[3].error
+    with pytest.raises(ValueError, match="invert"):
+        mnistlab.read(model, np.zeros((28, 28)), invert="maybe")
+
+
+def test_the_command(samples, tmp_path, capsys):
+    Image.fromarray(line(samples, "716")).save(tmp_path / "number.png")
+    assert main(["read", "pretrained:cnn", str(tmp_path)]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["file", "number", "digits"] and row.split()[1] == "716"
+
+    Image.new("L", (200, 100), 255).save(tmp_path / "blank.png")
+    assert main(["read", "pretrained:cnn", str(tmp_path), "--json"]) == 1
+    out, err = capsys.readouterr()
+    rows = json.loads(out)
+    assert [set(r) for r in rows] == [{"file", "text", "digits", "error"}] * 2
+    assert rows[0]["text"] is None and rows[0]["error"].startswith("no number found")
+    assert rows[1]["text"] == "716" and [set(d) for d in rows[1]["digits"]] == [{"label", "confidence", "box"}] * 3
+    assert "no number read in 1 of 2 files" in err
+
+
+def test_the_command_on_bad_arguments_says_one_line(tmp_path, capsys):
+    assert main(["read", "pretrained:cnn", str(tmp_path / "nothing-*.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mnistlab: error: no images found") and "Traceback" not in err
