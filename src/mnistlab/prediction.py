@@ -201,6 +201,7 @@ def evaluate_arrays(model: Classifier, images: np.ndarray, labels: np.ndarray, b
 
 
 def as_sources(images: Source | Sequence[Source]) -> list[Source]:
+    """`images` as a list of sources: one path, file, array or image is a list of one."""
     if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)) or hasattr(images, "read"):
         return [images]
     torch = sys.modules.get("torch")  # an object can be a tensor only once torch is imported
