@@ -7,7 +7,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-from ..config import DEVICE, Range, TrainConfig, bounds, default
+from ..config import DEVICE, INVERT_CHOICES, PredictOptions, Range, TrainConfig, bounds, default
 from ..datasets import list_datasets
 
 
@@ -112,3 +112,17 @@ def add_run_argument(parser: argparse.ArgumentParser) -> None:
                              "(`mnistlab models`)")
 
 
+
+
+def add_model_and_images(parser: argparse.ArgumentParser, images_help: str) -> None:
+    """The MODEL and IMAGE... arguments of the commands that read people's pictures (predict, read)."""
+    parser.add_argument("checkpoint", metavar="MODEL",
+                        help="a run folder (or its config.json or model.safetensors), pretrained:NAME (pretrained "
+                             "weights, see `mnistlab models`), or an exported .onnx file")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help=images_help)
+
+
+def add_invert_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--invert", choices=INVERT_CHOICES, default=default(PredictOptions, "invert"),
+                        help="dark ink on light paper: detect it (auto), always invert (yes) or never (no) "
+                             f"(default: {default(PredictOptions, 'invert')})")

@@ -140,3 +140,20 @@ def _discard_pending_output(*streams: TextIO | None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, fd)
         os.close(devnull)
+
+
+def image_paths(arguments: list[str]) -> tuple[list[str], list[str]]:
+    """The image files the IMAGE arguments name (folders and globs expanded, every occurrence kept), and the
+    arguments that named none, escaped for printing. Entries skipped inside a folder are said on stderr."""
+    from ..errors import ImageError
+    from ..prediction import expand_argument
+
+    expanded = [(argument, *expand_argument(argument)) for argument in arguments]
+    paths = [path for _, found, _ in expanded for path in found]
+    empty = [escape(argument) for argument, found, _ in expanded if not found]
+    for _, _, skipped in expanded:
+        for entry in skipped:
+            print(f"mnistlab: skipped {escape(entry)}", file=sys.stderr)
+    if not paths:
+        raise ImageError(f"no images found in {', '.join(empty)}")
+    return paths, empty

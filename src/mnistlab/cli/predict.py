@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..config import INVERT_CHOICES, PredictOptions, default
-from ._args import add_device_flag, bounded, span
-from ._output import say
+from ..config import PredictOptions, default
+from ._args import add_device_flag, add_invert_flag, add_model_and_images, bounded, span
+from ._output import image_paths, say
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -17,21 +17,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                     "ONNX file (`mnistlab export`; run by onnxruntime, without PyTorch). Each image is "
                     "first brought to MNIST's convention: white on black, scaled to a 20×20 box, centred by "
                     "mass in 28×28. A file that fails gets its own error row; the exit code is then 1.")
-    predict.add_argument("checkpoint", metavar="MODEL",
-                         help="a run folder (or its config.json or model.safetensors), pretrained:NAME (pretrained "
-                              "weights, see `mnistlab models`), or an exported .onnx file")
-    predict.add_argument("images", nargs="+", metavar="IMAGE",
-                         help="image files, folders (their image files) or glob patterns such as 'scans/*.jpg'; "
-                              "a file named twice gets two rows")
+    add_model_and_images(predict, "image files, folders (their image files) or glob patterns such as 'scans/*.jpg'; "
+                                  "a file named twice gets two rows")
     predict.add_argument("--top-k", type=bounded(PredictOptions, "top_k"), default=default(PredictOptions, "top_k"),
                          metavar="N", help=f"list the N likeliest digits, {span(PredictOptions, 'top_k')} "
                                            f"(default: {default(PredictOptions, 'top_k')})")
     predict.add_argument("--json", action="store_true",
                          help="print a JSON array, one object per file, failures with their \"error\"")
     predict.add_argument("--save-preprocessed", metavar="DIR", help="write each 28×28 model input as a PNG into DIR")
-    predict.add_argument("--invert", choices=INVERT_CHOICES, default=default(PredictOptions, "invert"),
-                         help="dark ink on light paper: detect it (auto), always invert (yes) or never (no) "
-                              f"(default: {default(PredictOptions, 'invert')})")
+    add_invert_flag(predict)
     add_device_flag(predict, "an ONNX file runs on the CPU")
     predict.add_argument("--batch-size", type=bounded(PredictOptions, "batch_size"),
                          default=default(PredictOptions, "batch_size"), metavar="N",
@@ -41,22 +35,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..errors import ImageError, escape
+    from ..errors import escape
     from ..loading import load_model
-    from ..prediction import check_output_folder, expand_argument, format_json, format_table, predict, save_preprocessed
+    from ..prediction import check_output_folder, format_json, format_table, predict, save_preprocessed
 
     if args.save_preprocessed:
         check_output_folder(args.save_preprocessed)
     say(f"predicting with {args.checkpoint}...")
     model = load_model(args.checkpoint, device=args.device)
-    expanded = [(argument, *expand_argument(argument)) for argument in args.images]
-    paths = [path for _, found, _ in expanded for path in found]  # every occurrence: repeats are not merged
-    empty = [escape(argument) for argument, found, _ in expanded if not found]
-    for _, _, skipped in expanded:
-        for entry in skipped:
-            print(f"mnistlab: skipped {escape(entry)}", file=sys.stderr)
-    if not paths:
-        raise ImageError(f"no images found in {', '.join(empty)}")
+    paths, empty = image_paths(args.images)  # every occurrence: repeats are not merged
     predictions = predict(model, paths, top_k=args.top_k, invert=args.invert, batch_size=args.batch_size)
     saved = save_preprocessed(predictions, args.save_preprocessed) if args.save_preprocessed else []
     print(format_json(predictions) if args.json else format_table(predictions))

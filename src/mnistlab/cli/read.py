@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..config import INVERT_CHOICES, PredictOptions, default
-from ._args import add_device_flag
+from ._args import add_device_flag, add_invert_flag, add_model_and_images
+from ._output import image_paths
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -15,36 +15,21 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         description="Read the number written in each image file: every digit found, left to right, each brought "
                     "to MNIST's convention as `predict` does and classified; digits that touch are cut where the "
                     "model reads them best. A file with no number gets an error row; the exit code is then 1.")
-    read.add_argument("checkpoint", metavar="MODEL",
-                      help="a run folder (or its config.json or model.safetensors), pretrained:NAME (pretrained "
-                           "weights, see `mnistlab models`), or an exported .onnx file")
-    read.add_argument("images", nargs="+", metavar="IMAGE",
-                      help="image files, folders (their image files) or glob patterns such as 'meters/*.jpg'")
+    add_model_and_images(read, "image files, folders (their image files) or glob patterns such as 'meters/*.jpg'")
     read.add_argument("--json", action="store_true",
                       help="print a JSON array, one object per file: file, text, digits (label, confidence, box), "
                            "error")
-    read.add_argument("--invert", choices=INVERT_CHOICES, default=default(PredictOptions, "invert"),
-                      help="dark ink on light paper: detect it (auto), always invert (yes) or never (no) "
-                           f"(default: {default(PredictOptions, 'invert')})")
+    add_invert_flag(read)
     add_device_flag(read, "an ONNX file runs on the CPU")
     read.set_defaults(handler=cmd_read)
 
 
 def cmd_read(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..errors import ImageError, escape
     from ..loading import load_model
-    from ..prediction import expand_argument
     from ..reading import format_json, format_table, read
 
     model = load_model(args.checkpoint, device=args.device)
-    expanded = [(argument, *expand_argument(argument)) for argument in args.images]
-    paths = [path for _, found, _ in expanded for path in found]
-    empty = [escape(argument) for argument, found, _ in expanded if not found]
-    for _, _, skipped in expanded:
-        for entry in skipped:
-            print(f"mnistlab: skipped {escape(entry)}", file=sys.stderr)
-    if not paths:
-        raise ImageError(f"no images found in {', '.join(empty)}")
+    paths, empty = image_paths(args.images)
     readings = read(model, paths, invert=args.invert)
     print(format_json(readings) if args.json else format_table(readings))
     for argument in empty:
