@@ -29,7 +29,7 @@ from pathlib import Path
 
 from frontier import machine  # benchmarks/ is on sys.path: the script's own folder
 from mnistlab.data import dataset_dir
-from mnistlab.datasets import DataError, get_dataset
+from mnistlab.dataset_info import DataError, get_dataset
 from mnistlab.recipes import recipe_settings
 from mnistlab.training import TrainConfig, train_run
 

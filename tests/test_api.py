@@ -80,11 +80,11 @@ def test_the_import_contracts_hold_and_can_fail(tmp_path):
     source = tmp_path / "src"
     shutil.copytree(PACKAGE, source / "mnistlab", ignore=shutil.ignore_patterns("__pycache__", "bundled"))
     leaf = source / "mnistlab" / "classifier.py"
-    upward = "\n\ndef _upward():\n    from .loading import load_model\n\n    return load_model\n"
+    upward = "\n\ndef _upward():\n    from .model_loading import load_model\n\n    return load_model\n"
     leaf.write_text(leaf.read_text() + upward)
     shutil.copy(root / "pyproject.toml", tmp_path)
     result = subprocess.run([lint, "--no-cache"], cwd=tmp_path, capture_output=True, text=True,
                             env={"PYTHONPATH": str(source), "PATH": str(Path(sys.executable).parent)})
     assert result.returncode == 1, result.stdout[-3000:]
-    assert "mnistlab.classifier is not allowed to import mnistlab.loading" in result.stdout
+    assert "mnistlab.classifier is not allowed to import mnistlab.model_loading" in result.stdout
     assert "No cycles are allowed in mnistlab" in result.stdout

@@ -1,5 +1,5 @@
 """Every field of every settings dataclass, of every model's arguments and of every record mnistlab reads back is
-declared once (`mnistlab.schema`): whatever value it is given, it is accepted when the declaration allows it and
+declared once (`mnistlab.validation`): whatever value it is given, it is accepted when the declaration allows it and
 otherwise refused by one line naming the field, never by another exception."""
 
 import argparse
@@ -27,7 +27,7 @@ from mnistlab.config import (
 )
 from mnistlab.errors import SchemaError
 from mnistlab.records import CHECKPOINT, EXPORT, METRICS
-from mnistlab.schema import Bool, Choice, Json, MapOf, Nullable, Range, Text
+from mnistlab.validation import Bool, Choice, Json, MapOf, Nullable, Range, Text
 
 CONFIGS = [TrainConfig, FinetuneConfig, PredictOptions, ExportConfig, ServeOptions, PlotOptions]
 REQUIRED = {"base": "runs/base", "images": "digits", "out": "runs/mine"}  # FinetuneConfig's fields without default

@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnistlab import datasets, downloads, load_model, predict
+from mnistlab import dataset_info, downloads, load_model, predict
 from mnistlab.checkpoints import load_checkpoint
 from mnistlab.cli import main
-from mnistlab.datasets import DATASETS, FASHION_MNIST, MNIST, DataError, get_dataset
+from mnistlab.dataset_info import DATASETS, FASHION_MNIST, MNIST, DataError, get_dataset
 from mnistlab.limits import CLASS_NAME_MAX, MEAN_RANGE, NUM_CLASSES, STD_RANGE
 
 from .conftest import idx_bytes
@@ -124,7 +124,7 @@ def system_root(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def fashion(server, system_root, monkeypatch) -> datasets.DatasetInfo:
+def fashion(server, system_root, monkeypatch) -> dataset_info.DatasetInfo:
     """fashion-mnist in the registry, its URLs the local server's and its hashes the synthetic files'; no package."""
     info = dataclasses.replace(FASHION_MNIST, urls=(server.base("missing"), server.base("good")), md5=MD5,
                                content_sha256=CONTENT_SHA256)
@@ -162,7 +162,7 @@ def test_each_dataset_has_its_facts(name):
     assert MEAN_RANGE[0] < info.mean < MEAN_RANGE[1] and STD_RANGE[0] < info.std < STD_RANGE[1]
     assert info.licence and info.homepage and info.hash_source
     if info.bundled or info.debian_package:  # a recompressed copy is known by its content
-        assert sorted(info.content_sha256) == sorted(datasets.FILE_STEMS)
+        assert sorted(info.content_sha256) == sorted(dataset_info.FILE_STEMS)
         assert all(len(h) == 64 for h in info.content_sha256.values())
     if info.bundled:
         assert info.md5 is None
@@ -184,7 +184,7 @@ def test_mnist_constants_are_defined_once():
 
 
 def test_the_registry_and_the_data_commands_import_neither_torch_nor_pooch():
-    code = ("import sys; import mnistlab.datasets, mnistlab.downloads, mnistlab.cli.data\n"
+    code = ("import sys; import mnistlab.dataset_info, mnistlab.downloads, mnistlab.cli.data\n"
             "from mnistlab.cli import main; main(['data', 'list'])\n"
             "assert 'torch' not in sys.modules and 'pooch' not in sys.modules, 'imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
@@ -692,7 +692,7 @@ def test_a_package_folder_that_does_not_verify_is_refused_in_one_line(installed,
 def debian_fashion(monkeypatch) -> Path:
     """/usr/share/datasets/fashion-mnist; skipped where the package is not installed, but never in CI."""
     monkeypatch.delenv(downloads.SYSTEM_ENV, raising=False)
-    folder = datasets.SYSTEM_ROOT / "fashion-mnist"
+    folder = dataset_info.SYSTEM_ROOT / "fashion-mnist"
     if not folder.is_dir():
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"{folder} is missing in CI: .ci/run installs dataset-fashion-mnist (apt)")

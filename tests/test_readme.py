@@ -48,7 +48,7 @@ import pytest
 import mnistlab
 import mnistlab.models
 from mnistlab.cli import build_parser, main
-from mnistlab.datasets import SYSTEM_ROOT
+from mnistlab.dataset_info import SYSTEM_ROOT
 
 from .conftest import mnistlab_command, serving
 

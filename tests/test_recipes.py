@@ -15,7 +15,7 @@ import mnistlab.training as training
 from mnistlab.augment import AffineRange, affine_grid, augment, elastic_field
 from mnistlab.cli import build_parser, main
 from mnistlab.cli.train import train_config
-from mnistlab.datasets import list_datasets
+from mnistlab.dataset_info import list_datasets
 from mnistlab.models import create_model, list_models
 from mnistlab.recipes import CLASSIC, DEFAULT_RECIPES, RECIPES, Recipe, default_recipe, get_recipe, recipe_settings
 from mnistlab.training import TrainConfig, check_config, train_run

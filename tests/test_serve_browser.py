@@ -236,7 +236,7 @@ def test_the_page_works_at_phone_width(browser, server, tmp_path):
 
 def test_a_model_of_another_dataset_shows_its_class_names(browser, mnist_mlp, tmp_path):
     """Bars, answer and collect buttons name the model's classes (here a run that says it is Fashion-MNIST's)."""
-    from mnistlab.datasets import FASHION_MNIST
+    from mnistlab.dataset_info import FASHION_MNIST
 
     run = tmp_path / "fashion"
     shutil.copytree(mnist_mlp, run)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # the public names, in the order of their modules (`__all__` 
     from .classifier import Classifier
     from .config import TrainConfig
     from .data import MNIST_MEAN, MNIST_STD, load_mnist, normalize, read_idx
-    from .datasets import DatasetInfo, get_dataset, list_datasets
+    from .dataset_info import DatasetInfo, get_dataset, list_datasets
     from .decoding import load_image
     from .device import resolve_device
     from .errors import (
@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # the public names, in the order of their modules (`__all__` 
         TrainingError,
     )
     from .evaluation import SplitPredictions, compute_predictions, evaluate
-    from .loading import load_model
+    from .model_loading import load_model
     from .models import create_model, list_models, register_model
     from .onnx_model import OnnxModel, load_onnx
     from .plots import (

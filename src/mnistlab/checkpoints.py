@@ -24,7 +24,7 @@ from ._io import json_text, native_path
 from ._outputs import StagedFolder
 from .classifier import Recorded
 from .data import normalize
-from .datasets import DIGIT_CLASSES, layout_of, recorded_dataset
+from .dataset_info import DIGIT_CLASSES, layout_of, recorded_dataset
 from .device import resolve_device
 from .errors import CheckpointError, FieldError, ForeignRecordError, MissingFileError, SchemaError, one_line
 from .models import create_model, model_arguments

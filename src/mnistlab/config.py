@@ -2,7 +2,7 @@
 
 A setting is a dataclass field whose type carries its rule, as the models declare their arguments:
 `epochs: Annotated[int, Range(1, MAX_EPOCHS)] = 5`, `invert: Annotated[str, Choice(INVERT_CHOICES)] = "auto"`.
-`Range` and `Choice` are the field types of `mnistlab.schema`, the one validation engine: from that
+`Range` and `Choice` are the field types of `mnistlab.validation`, the one validation engine: from that
 one declaration come the library's check of every field's type and range (`check_fields`, raising
 `ValueError` naming the field), the command line's flag types and the ranges and defaults its help
 quotes (`cli/_args.py`), and the JSON schema of a set of settings (`json_schema`). The numbers
@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from .datasets import get_dataset, list_datasets
+from .dataset_info import get_dataset, list_datasets
 from .errors import FieldError
 from .limits import (
     MAX_BATCH_SIZE,
@@ -41,7 +41,7 @@ from .limits import (
     STD_RANGE,
 )
 from .records import ONNX_FILE, TORCHSCRIPT_FILE
-from .schema import Choice, Field, Nullable, Range, field_for
+from .validation import Choice, Field, Nullable, Range, field_for
 
 __all__ = ["Range", "Choice", "TrainConfig", "FinetuneConfig", "PredictOptions", "ExportConfig", "ServeOptions",
            "PlotOptions", "check_fields", "check_value", "rule", "bounds", "default", "json_schema", "DEVICES",

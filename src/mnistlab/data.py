@@ -2,12 +2,12 @@
 
 MNIST itself ships with mnistlab; Fashion-MNIST is read from Debian's dataset-fashion-mnist
 folder when it is installed, each file refused unless its content has the pinned SHA-256 (computed
-as the file is read, so checking costs no extra pass); the other datasets (`mnistlab.datasets`) are
+as the file is read, so checking costs no extra pass); the other datasets (`mnistlab.dataset_info`) are
 read from the download cache, where `mnistlab.downloads` keeps only files whose pinned hash matched. A whole
 dataset is small (47 MB of uint8 pixels), so it lives in memory as two uint8 tensors per split;
 batches are gathered and normalised on the fly by `normalize`, the one place that turns pixels
 into model input (training, evaluation and prediction all call it). The facts about each dataset
-(classes, statistics, pinned hashes) are in `mnistlab.datasets`.
+(classes, statistics, pinned hashes) are in `mnistlab.dataset_info`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ._io import NotRegularFileError, open_regular_file
-from .datasets import BUNDLED_ROOT, DATASETS, MNIST_MEAN, MNIST_STD, SPLIT_FILES, DatasetInfo, get_dataset
+from .dataset_info import BUNDLED_ROOT, DATASETS, MNIST_MEAN, MNIST_STD, SPLIT_FILES, DatasetInfo, get_dataset
 from .downloads import fetch, file_status, source_kind, system_dataset, system_folder
 from .errors import DataError
 from .limits import IMAGE_SIZE, NUM_CLASSES
@@ -132,7 +132,7 @@ class DatasetSplits:
     test: Split
     source: str
     sha256: dict[str, str]
-    dataset: str = "mnist"  # the registry name (`mnistlab.datasets`) these files were read as
+    dataset: str = "mnist"  # the registry name (`mnistlab.dataset_info`) these files were read as
     canonical: bool | None = None  # every file the published one; None: judged by MNIST's SHA-256s
 
     @property
@@ -248,7 +248,7 @@ def load_test_split(dataset: str | DatasetInfo = "mnist", data_dir: str | Path |
 
 
 def load_mnist(data_dir: str | Path | None = None, dataset: str = "mnist", progress: bool = True) -> DatasetSplits:
-    """Load both splits of `dataset` (a name from `mnistlab.datasets`) into memory.
+    """Load both splits of `dataset` (a name from `mnistlab.dataset_info`) into memory.
 
     Read from `data_dir` when given (no download), else MNIST's bundled copy, else the folder of the
     dataset's Debian package, else the download cache, fetching what is missing. Raises `ValueError`
@@ -276,7 +276,7 @@ def normalize(images: torch.Tensor, mean: float = MNIST_MEAN, std: float = MNIST
 
 
 def __getattr__(name: str) -> object:
-    if name == "MNIST":  # its old name, which `mnistlab.datasets.MNIST` (MNIST's facts) also bears
+    if name == "MNIST":  # its old name, which `mnistlab.dataset_info.MNIST` (MNIST's facts) also bears
         warnings.warn("mnistlab.data.MNIST is now mnistlab.data.DatasetSplits", DeprecationWarning, stacklevel=2)
         return DatasetSplits
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,7 @@ A dataset that ships with mnistlab (MNIST) is read from the package; one that a 
 installs (Fashion-MNIST: dataset-fashion-mnist) from `system_root()/<dataset>/`, every file's
 decompressed content checked against its pinned SHA-256 as it is read; any other is downloaded.
 Each downloaded file goes into `cache_root()/<dataset>/` only after its MD5 matched the one pinned in
-`mnistlab.datasets`. pooch does the fetching (streaming, a progress bar, hash checking) and
+`mnistlab.dataset_info`. pooch does the fetching (streaming, a progress bar, hash checking) and
 writes into a private staging folder beside the cache files; the checked file is renamed into
 place from there, and the staging folder is removed whatever happens (a 404, a timeout, a hash
 mismatch, a full disk, Ctrl-C). So no path leaves an unchecked file, or pooch's temporary file,
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ._io import NotRegularFileError, file_digest, open_regular_file
 from ._outputs import make_folders, remove_folders
-from .datasets import BUNDLED_ROOT, DATASETS, FILE_STEMS, SYSTEM_ROOT, DatasetInfo
+from .dataset_info import BUNDLED_ROOT, DATASETS, FILE_STEMS, SYSTEM_ROOT, DatasetInfo
 from .errors import DataError
 
 CACHE_ENV = "MNISTLAB_DATA_DIR"

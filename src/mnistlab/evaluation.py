@@ -18,7 +18,7 @@ from torch import nn
 
 from ._signals import progress_bar
 from .data import MNIST_MEAN, MNIST_STD, DataError, Split, normalize
-from .datasets import MNIST as MNIST_INFO
+from .dataset_info import MNIST as MNIST_INFO
 
 SHORT_NAME = 1  # class names this long (the digits) fit where a digit's layout puts them; longer ones get room
 

@@ -25,7 +25,7 @@ from ._outputs import atomic_path, check_output_file
 from ._version import __version__
 from .checkpoints import Checkpoint, load_checkpoint
 from .config import EXPORT_FORMATS, EXPORT_INPUTS, ExportConfig
-from .datasets import recorded_dataset
+from .dataset_info import recorded_dataset
 from .errors import ExportError
 from .limits import IMAGE_SIZE, NUM_CLASSES
 from .pretrained import outputs_folder

@@ -32,12 +32,12 @@ from .augment import augment
 from .checkpoints import Checkpoint, is_checkpoint_folder, non_finite_tensor
 from .config import FinetuneConfig
 from .data import Split, load_mnist, normalize, resolve_data_dir
-from .datasets import SPLIT_FILES, checkpoint_dataset
+from .dataset_info import SPLIT_FILES, checkpoint_dataset
 from .errors import FinetuneError, escape_surrogates
 from .evaluation import evaluate
 from .labelled import DIGITS, LabelledImage, LabelledPixels, list_digit_images, read_pixels
 from .limits import FINETUNE_STEPS as STEPS
-from .loading import load_model
+from .model_loading import load_model
 from .optim import eager
 from .records import WEIGHTS_FILE
 from .run_folder import check_run_name, write_run

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ._outputs import refuse_pretrained_dir
 from .classifier import Classifier
-from .datasets import DIGIT_CLASSES
+from .dataset_info import DIGIT_CLASSES
 from .decoding import IMAGE_SUFFIXES
 from .errors import LabelledError, OutputError, SchemaError, escape, escape_surrogates
 from .prediction import Prediction, predict

@@ -25,7 +25,7 @@ from torch import nn
 
 from .errors import FieldError, ModelError, one_line
 from .limits import IMAGE_SIZE, MAX_HIDDEN, MAX_WIDTH, NUM_CLASSES
-from .schema import Obj, Range, Text, field_for
+from .validation import Obj, Range, Text, field_for
 
 ENTRY_POINT_GROUP = "mnistlab.models"  # [project.entry-points."mnistlab.models"] name = "package.module:factory"
 

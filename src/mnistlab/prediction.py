@@ -28,7 +28,7 @@ from ._outputs import atomic_path, refuse_pretrained_dir
 from ._signals import progress_bar
 from .classifier import Classifier
 from .config import PredictOptions, check_value
-from .datasets import DIGIT_CLASSES
+from .dataset_info import DIGIT_CLASSES
 from .decoding import IMAGE_SUFFIXES, ImageLike, load_image
 from .errors import FILE_TYPE_NAMES, DataError, MnistlabError, OutputError, escape, escape_surrogates
 from .preprocessing import preprocess_array

@@ -31,7 +31,7 @@ from PIL import Image
 from scipy import ndimage
 
 from .config import INVERT_CHOICES
-from .datasets import LAYOUTS
+from .dataset_info import LAYOUTS
 from .decoding import (  # noqa: F401 (IMAGE_* and load_image: their old home)
     IMAGE_FORMATS,
     IMAGE_SUFFIXES,

@@ -6,7 +6,7 @@ A run folder holds a checkpoint (`config.json` + `model.safetensors`, see `check
 file: `model.onnx`, whose metadata holds the `EXPORT` record under METADATA_KEY (see
 `onnx_model.py`), or `model.pt`, which holds it as an extra file. A record that mnistlab reads back
 is read bounded and strict (`read_json`), then checked field by field against its schema here
-(`schema.py` is the engine), so that past this point the program trusts its types. Nothing here
+(`validation.py` is the engine), so that past this point the program trusts its types. Nothing here
 imports torch or numpy.
 """
 
@@ -24,10 +24,10 @@ from typing import BinaryIO
 
 from ._io import json_text, open_regular_file
 from ._version import __version__
-from .datasets import LAYOUTS
+from .dataset_info import LAYOUTS
 from .errors import ForeignRecordError, MetricsError, MissingFileError, NotRegularFileError, SchemaError
 from .limits import CLASS_NAME_MAX, MAX_EVALUATIONS, MEAN_RANGE, NUM_CLASSES, SEED_MAX, STD_RANGE
-from .schema import Bool, Choice, Json, ListOf, MapOf, Nullable, Obj, Range, Text, show
+from .validation import Bool, Choice, Json, ListOf, MapOf, Nullable, Obj, Range, Text, show
 
 # --- file names ----------------------------------------------------------------------------------------------------
 
@@ -130,7 +130,7 @@ def read_json(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> object:
 
 INPUT_NAME = "pixels"  # (N, 28, 28), N free, white on black
 OUTPUT_NAME = "probabilities"  # float32 (N, 10), the softmax over the classes
-# What the pixels must look like, for each layout (`mnistlab.datasets.LAYOUTS`) of the model's dataset.
+# What the pixels must look like, for each layout (`mnistlab.dataset_info.LAYOUTS`) of the model's dataset.
 INPUT_CONVENTIONS = {
     "digit": "white ink on black, digit centred as in MNIST (20×20 box, centre of mass at the middle)",
     "fill": "white on black, the object's long side spanning all 28 pixels, centred by its box (as Fashion-MNIST)",
@@ -150,7 +150,7 @@ NORMALIZATION = Obj({"mean": Range(*MEAN_RANGE), "std": Range(STD_RANGE[0])}, re
 CLASSES = ListOf(Text(max_length=CLASS_NAME_MAX), min_length=NUM_CLASSES, max_length=NUM_CLASSES,
                  what=f"{NUM_CLASSES} class names")
 DATASET = Obj({
-    "name": Text(max_length=100),  # a name from mnistlab.datasets ("custom" before datasets had names: MNIST)
+    "name": Text(max_length=100),  # a name from mnistlab.dataset_info ("custom" before datasets had names: MNIST)
     "canonical": Bool(),  # every file was the published one
     "source": Text(max_length=4096, characters="text"),  # a folder's path may hold any character
     "sha256": MapOf(Text(pattern="[0-9a-f]{64}", meaning="64 lowercase hex digits"), max_length=16),

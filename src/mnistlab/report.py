@@ -19,10 +19,10 @@ from ._outputs import atomic_path
 from ._version import __version__
 from .checkpoints import load_checkpoint
 from .data import load_test_split
-from .datasets import checkpoint_dataset
+from .dataset_info import checkpoint_dataset
 from .errors import one_line
 from .evaluation import SplitPredictions, compute_predictions
-from .loading import locate
+from .model_loading import locate
 from .plots import (
     DPI,
     confusion_matrix,

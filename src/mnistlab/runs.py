@@ -14,7 +14,7 @@ from pathlib import Path
 from .classifier import Classifier
 from .config import TrainConfig, check_value
 from .data import load_test_split
-from .datasets import DatasetInfo, checkpoint_dataset
+from .dataset_info import DatasetInfo, checkpoint_dataset
 from .errors import PictureError
 from .evaluation import evaluate
 from .onnx_model import OnnxModel

@@ -33,7 +33,7 @@ from .augment import augment
 from .checkpoints import is_checkpoint_folder, non_finite_tensor
 from .config import TrainConfig
 from .data import Split, dataset_dir, load_mnist, normalize
-from .datasets import get_dataset
+from .dataset_info import get_dataset
 from .device import resolve_device
 from .downloads import source_kind
 from .errors import FieldError, TrainingError

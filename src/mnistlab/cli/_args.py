@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 
 from ..config import DEVICE, INVERT_CHOICES, PredictOptions, Range, TrainConfig, bounds, default
-from ..datasets import list_datasets
+from ..dataset_info import list_datasets
 
 
 def _number(text: str, kind: type, expected: str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..datasets import DATASETS, DatasetInfo, list_datasets
+from ..dataset_info import DATASETS, DatasetInfo, list_datasets
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

@@ -32,7 +32,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..loading import load_model
+    from ..model_loading import load_model
 
     if args.json and not args.images:
         parser.error("--json goes with --images")
@@ -99,7 +99,7 @@ def cmd_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 def print_pretrained() -> None:
     """`models`, after the table: the models with pretrained weights, each with its recorded test accuracy."""
-    from ..datasets import get_dataset
+    from ..dataset_info import get_dataset
     from ..errors import MnistlabError
     from ..pretrained import PREFIX, describe, list_pretrained
 

@@ -146,7 +146,7 @@ def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 
 def cmd_plot_curves(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..loading import locate
+    from ..model_loading import locate
     from ..plots import training_curves
     from ..records import CURVES_FILE, load_metrics
 

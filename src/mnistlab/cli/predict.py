@@ -36,7 +36,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def cmd_predict(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..errors import escape
-    from ..loading import load_model
+    from ..model_loading import load_model
     from ..prediction import check_output_folder, format_json, format_table, predict, save_preprocessed
 
     if args.save_preprocessed:

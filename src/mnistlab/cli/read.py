@@ -25,7 +25,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_read(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..loading import load_model
+    from ..model_loading import load_model
     from ..reading import format_json, format_table, read
 
     model = load_model(args.checkpoint, device=args.device)

@@ -56,7 +56,7 @@ def dataset_index(text: str) -> int | None:
 
 def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..data import dataset_dir, load_split
-    from ..datasets import get_dataset
+    from ..dataset_info import get_dataset
     from ..plots import PlotError, pixel_view
 
     if args.augmented and args.normalized:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Range, TrainConfig, default
-from ..datasets import DATASETS
+from ..dataset_info import DATASETS
 from ..limits import MAX_HIDDEN, MAX_WIDTH
 from ..recipes import CLASSIC, OPTIMIZERS, SCHEDULES, recipe_names
 from ._args import accuracy, add_data_flags, bounded, number_in, output_path, span

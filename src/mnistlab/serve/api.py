@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from ..limits import NUM_CLASSES
-from ..schema import Range
+from ..validation import Range
 from .inference import TOP_K
 from .uploads import IMAGE_TYPES
 

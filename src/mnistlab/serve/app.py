@@ -20,7 +20,7 @@ from .._io import finite_or_null
 from ..classifier import Classifier
 from ..errors import ApiError, ServeError
 from ..labelled import check_collect_folder
-from ..loading import load_model
+from ..model_loading import load_model
 from .api import EDGE_ERRORS, UPLOAD_BODY, UPLOAD_ERRORS, ModelInfo, PredictResponse
 from .collect import add_collect_routes
 from .docs import add_docs
