@@ -27,7 +27,8 @@ from PIL import Image
 from scipy import ndimage
 
 import mnistlab
-from mnistlab.preprocessing import INK_THRESHOLD, ink_is_dark, level_background, stretch_contrast, to_grayscale
+from mnistlab.ink import ink_is_dark, level_background, stretch_contrast, to_grayscale
+from mnistlab.preprocessing import INK_THRESHOLD
 from mnistlab.reading import READ_WORKING_SIZE, read
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))

@@ -13,6 +13,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageDraw
 
 import mnistlab
+import mnistlab.ink as ink
 import mnistlab.preprocessing as preprocessing
 from mnistlab.data import load_mnist, normalize
 from mnistlab.preprocessing import (
@@ -362,7 +363,7 @@ def test_decoding_lives_apart_and_the_old_names_still_work():
        fractions=st.lists(st.floats(0, 1), min_size=1, max_size=3))
 def test_quantiles_agree_with_numpy(values, fractions):
     expected = np.quantile(values, fractions)
-    assert np.allclose(preprocessing._quantiles(values, *fractions), expected, rtol=1e-6, atol=1e-7)
+    assert np.allclose(ink._quantiles(values, *fractions), expected, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -128,7 +128,7 @@ def test_the_page_brush_gives_mnist_like_strokes(client):
 
     for stroke in (ONE, ZERO):
         seen = base64.b64decode(post_image(client, drawing(stroke)).json()["preprocessed"])
-        pixels = (mnistlab.preprocessing.to_grayscale(Image.open(io.BytesIO(seen))))
+        pixels = (mnistlab.ink.to_grayscale(Image.open(io.BytesIO(seen))))
         assert MIN_STROKE <= stroke_width(pixels) <= MAX_STROKE
 
 

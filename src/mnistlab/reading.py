@@ -24,14 +24,16 @@ from .classifier import Classifier
 from .config import INVERT_CHOICES
 from .decoding import load_image
 from .errors import MnistlabError, ModelError, NoDigitError, escape, escape_surrogates
-from .prediction import NOT_A_NUMBER, Source, as_sources, source_name
-from .preprocessing import (
-    INK_THRESHOLD,
+from .ink import (
     MIN_DIGIT_PIXELS,
     ink_is_dark,
     level_background,
     stretch_contrast,
     to_grayscale,
+)
+from .prediction import NOT_A_NUMBER, Source, as_sources, source_name
+from .preprocessing import (
+    INK_THRESHOLD,
 )
 from .segmentation import Line, Piece, crop_pieces, find_marks, overlap, pieces
 

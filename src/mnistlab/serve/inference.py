@@ -23,8 +23,9 @@ from ..classifier import Classifier
 from ..config import PredictOptions, default
 from ..decoding import gray_mode, load_image
 from ..errors import ApiError, ImageError, NoDigitError
+from ..ink import WORKING_SIZE
 from ..prediction import Prediction
-from ..preprocessing import WORKING_SIZE, preprocess_array
+from ..preprocessing import preprocess_array
 
 MAX_UPLOAD_PIXELS = 12_000_000  # a 12 MP photo; larger is refused from the header (a 2 MB upload rarely holds more)
 TOP_K = default(PredictOptions, "top_k")  # the likeliest classes each answer lists, as `predict` lists them
