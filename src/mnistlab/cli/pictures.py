@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..config import PlotOptions
 from ..limits import MAX_GRID_CELLS
-from ..pretrained import RUNS_DIR
+from ..pretrained import RUNS_DIR, outputs_folder
 from ._args import add_data_flags, add_output_flags, add_run_argument, bounded
 from ._output import existed, say, wrote
 
@@ -114,13 +114,6 @@ def run_folder(path: str) -> Path:
         return Path(path).parent if Path(path).is_file() else Path(path)
     except OSError:  # a name too long, say: reading the run reports it in one line
         return Path(path)
-
-
-def outputs_folder(run: str) -> Path:
-    """Where a figure of `run` goes by default: the run folder; `runs/pretrained-NAME/` for `pretrained:NAME`."""
-    from ..pretrained import outputs_folder
-
-    return outputs_folder(run)
 
 
 def cmd_plot_grid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
