@@ -20,11 +20,10 @@ from pathlib import Path
 from . import _io
 from ._io import file_sha256
 from .errors import PretrainedError
-from .records import CONFIG_FILE, read_json
+from .records import CONFIG_FILE, RUNS_DIR, read_json
 
 PREFIX = "pretrained:"
 SHOWN_NAME_MAX = 40  # characters of an unknown name repeated in the error (a name may be any length)
-RUNS_DIR = Path("runs")  # where a command writes what it makes of pretrained weights, as `train` writes its runs
 MAX_PINNED_FILE_BYTES = 8 << 20  # the largest pinned file is ~0.9 MB; a bigger one is not ours, whatever its hash
 
 # The SHA-256 of every file of each model's folder. Written by `make pretrained`; do not edit by hand.

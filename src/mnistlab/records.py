@@ -31,6 +31,7 @@ from .validation import Bool, Choice, Json, ListOf, MapOf, Nullable, Obj, Range,
 
 # --- file names ----------------------------------------------------------------------------------------------------
 
+RUNS_DIR = Path("runs")  # where runs go when no --out is given, and what commands make of shipped weights
 CONFIG_FILE = "config.json"  # a checkpoint's record: the model, its normalisation, dataset and metrics
 WEIGHTS_FILE = "model.safetensors"  # a checkpoint's weights (no pickle: loading runs no code from the file)
 METRICS_FILE = "metrics.json"  # a run's every evaluation, its settings and timings

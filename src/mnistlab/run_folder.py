@@ -19,18 +19,16 @@ from ._outputs import StagedFolder
 from .checkpoints import checkpoint_files
 from .errors import OutputError
 from .pretrained import PREFIX, is_pretrained_name
-from .records import METRICS_FILE, provenance
-
-RUNS_FOLDER = Path("runs")  # where a run goes when no --out is given
+from .records import METRICS_FILE, RUNS_DIR, provenance
 
 
 def default_run_dir(model_name: str) -> Path:
     """runs/<date>-<time>-<model>, with -2, -3... when a run of that name already exists."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path, n = RUNS_FOLDER / f"{stamp}-{model_name}", 1
+    path, n = RUNS_DIR / f"{stamp}-{model_name}", 1
     while path.exists():
         n += 1
-        path = RUNS_FOLDER / f"{stamp}-{model_name}-{n}"
+        path = RUNS_DIR / f"{stamp}-{model_name}-{n}"
     return path
 
 

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from ..config import PlotOptions
 from ..limits import MAX_GRID_CELLS
-from ..pretrained import RUNS_DIR, outputs_folder
+from ..pretrained import outputs_folder
+from ..records import RUNS_DIR
 from ._args import add_data_flags, add_output_flags, add_run_argument, bounded
 from ._output import existed, say, wrote
 

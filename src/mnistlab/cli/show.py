@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import INVERT_CHOICES, PredictOptions, default
-from ..pretrained import RUNS_DIR
+from ..records import RUNS_DIR
 from ._args import add_data_dir_flag, add_output_flags
 from .pictures import check_output, write_or_show
 
