@@ -22,6 +22,7 @@ from torch import nn
 
 from ._io import json_text, native_path
 from ._outputs import StagedFolder
+from .calibration import Calibration, scaled_softmax
 from .classifier import Recorded
 from .data import normalize
 from .dataset_info import DIGIT_CLASSES, layout_of, recorded_dataset
@@ -67,6 +68,12 @@ class Checkpoint(Recorded):
         return layout_of(recorded_dataset(self.config.get("dataset", {})))
 
     @property
+    def calibration(self) -> Calibration | None:
+        """How its confidence was calibrated (config.json's "calibration", checked when loaded); None: never."""
+        record = self.config.get("calibration")
+        return None if record is None else Calibration(**record)
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
@@ -76,22 +83,24 @@ class Checkpoint(Recorded):
 
     @torch.inference_mode()
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """float32 (N, 28, 28) pixels in [0, 1] → float32 (N, 10) softmax; NaN rows where the output is not finite."""
+        """float32 (N, 28, 28) pixels in [0, 1] → float32 (N, 10) calibrated probabilities, softmax(logits / T)
+        (`temperature`); NaN rows where the output is not finite."""
         x = normalize(torch.from_numpy(pixels).to(self.device), self.mean, self.std)  # (N, 1, 28, 28)
         logits = self.model.eval()(x).float()  # (N, 10)
         finite = torch.isfinite(logits).all(1) & torch.isfinite(x.flatten(1)).all(1)
-        probabilities = logits.softmax(1)
+        probabilities = scaled_softmax(logits, self.temperature)
         probabilities[~finite] = float("nan")
         return probabilities.cpu().numpy()
 
 
 def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mean: float, std: float,
                      dataset: dict, metrics: dict, train_config: dict, command: str | None = None,
-                     finetune: dict | None = None) -> dict[str, bytes]:
+                     finetune: dict | None = None, calibration: dict | None = None) -> dict[str, bytes]:
     """A checkpoint's two files as bytes: {WEIGHTS_FILE: the weights, CONFIG_FILE: the config that vouches for them}.
 
     `command`: the command line that made it (shell-quoted), recorded when given.
     `finetune`: the record of `mnistlab finetune` (`records.FINETUNE`), for a model adapted to someone's handwriting.
+    `calibration`: how its confidence was calibrated (`records.CALIBRATION`); absent: at temperature 1.
     """
     weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     config = {
@@ -105,6 +114,7 @@ def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mea
         "metrics": metrics,
         "train_config": train_config,
         **({"finetune": finetune} if finetune is not None else {}),
+        **({"calibration": calibration} if calibration is not None else {}),
     }
     return {WEIGHTS_FILE: save(weights, metadata={"format": CHECKPOINT.name}),
             CONFIG_FILE: json_text(config).encode("utf-8")}

@@ -45,8 +45,13 @@ class Classifier(Protocol):
     def parameter_count(self) -> int:
         """The number of weights."""
 
+    @property
+    def temperature(self) -> float:
+        """What the logits are divided by before the softmax: its calibration (1: none recorded)."""
+
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """float32 (N, 28, 28) pixels in [0, 1], white on black → float32 (N, classes) probabilities.
+        """float32 (N, 28, 28) pixels in [0, 1], white on black → float32 (N, classes) calibrated probabilities,
+        softmax(logits / temperature): the top one is the probability that the answer is right.
 
         A row is NaN where the model's output is not finite.
         """
@@ -64,3 +69,8 @@ class Recorded:
     @property
     def metrics(self) -> dict:
         return self.config.get("metrics", {})
+
+    @property
+    def temperature(self) -> float:
+        """The "calibration" record's temperature (checked when the record was read); 1 when there is none."""
+        return self.config.get("calibration", {}).get("temperature", 1.0)

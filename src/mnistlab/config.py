@@ -23,6 +23,7 @@ from .dataset_info import get_dataset, list_datasets
 from .errors import FieldError
 from .limits import (
     MAX_BATCH_SIZE,
+    MAX_CALIBRATION_SIZE,
     MAX_EPOCHS,
     MAX_EVAL_EVERY,
     MAX_GRID_CELLS,
@@ -90,6 +91,9 @@ class TrainConfig:
     device: Annotated[str, DEVICE] = "auto"
     data_dir: str | None = None  # the four IDX files of `dataset` in a folder; None: bundled (MNIST) or downloaded
     train_limit: Annotated[int | None, Range(1, MAX_TRAIN_LIMIT)] = None  # the first N training images only
+    # The last N training images are held out of training and the confidence calibrated on them (at most a tenth
+    # of the training set, none when that is under MIN_CALIBRATION_IMAGES: `calibration.held_out_count`); 0: none.
+    calibration_size: Annotated[int, Range(0, MAX_CALIBRATION_SIZE)] = 5000
     out: str | None = None  # run folder; None: runs/<timestamp>-<model>
     overwrite: bool = False  # replace an existing run at `out` (whole: its old figures go too)
     progress: bool = True  # tqdm bar and one line per epoch

@@ -47,18 +47,22 @@ ONNX_OPSET = 18  # onnxruntime ≥ 1.14 runs it
 
 
 class Deployable(nn.Module):
-    """Raw pixels (N, 28, 28), uint8 0-255 or float 0-1 → class probabilities (N, 10)."""
+    """Raw pixels (N, 28, 28), uint8 0-255 or float 0-1 → calibrated class probabilities (N, 10).
 
-    def __init__(self, model: nn.Module, mean: float, std: float):
+    The checkpoint's temperature is a constant of the graph, as its normalisation is, so an export
+    answers exactly as `Checkpoint.probabilities` does.
+    """
+
+    def __init__(self, model: nn.Module, mean: float, std: float, temperature: float = 1.0):
         super().__init__()
-        self.model, self.mean, self.std = model, mean, std
+        self.model, self.mean, self.std, self.temperature = model, mean, std, temperature
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = pixels.to(torch.float32)
         if pixels.dtype == torch.uint8:  # TorchScript keeps both branches; ONNX export keeps the example's
             x = x / 255.0
         x = (x - self.mean) / self.std
-        return self.model(x.unsqueeze(1)).float().softmax(1)  # (N, 1, 28, 28) → (N, 10)
+        return (self.model(x.unsqueeze(1)).float() / self.temperature).softmax(1)  # (N, 1, 28, 28) → (N, 10)
 
 
 def metadata(checkpoint: Checkpoint, dtype: str | None) -> dict:
@@ -77,10 +81,12 @@ def metadata(checkpoint: Checkpoint, dtype: str | None) -> dict:
                   "scale": " or ".join(f"{INPUT_DTYPES[d][1]} ({d})" for d in dtypes),
                   "convention": INPUT_CONVENTIONS[checkpoint.layout], "layout": checkpoint.layout},
         "output": {"name": OUTPUT_NAME, "shape": ["N", NUM_CLASSES],
-                   "meaning": "float32 probabilities of the classes, in label order (softmax applied)"},
+                   "meaning": "float32 probabilities of the classes, in label order (softmax applied, "
+                              "calibrated: logits divided by the temperature first)"},
         "normalization": {"mean": checkpoint.mean, "std": checkpoint.std, "applied": "inside the model"},
         "parameters": checkpoint.parameter_count,
         "metrics": {"test_acc": accuracy} if isinstance(accuracy, float) else {},
+        **({"calibration": checkpoint.config["calibration"]} if "calibration" in checkpoint.config else {}),
     }
 
 
@@ -101,7 +107,7 @@ def export(run: str | Path, config: ExportConfig = DEFAULT_EXPORT) -> Path:
     out = check_output_file(config.out or outputs_folder(checkpoint.path) / FORMATS[config.format])
     if out.resolve() in {(checkpoint.path / name).resolve() for name in (CONFIG_FILE, WEIGHTS_FILE)}:
         raise ExportError(f"{out}: is the checkpoint's own file; export to another name")
-    wrapper = Deployable(checkpoint.model, checkpoint.mean, checkpoint.std).eval()
+    wrapper = Deployable(checkpoint.model, checkpoint.mean, checkpoint.std, checkpoint.temperature).eval()
     if config.format == "onnx":
         data = onnx_bytes(wrapper, metadata(checkpoint, INPUTS[config.input]))
         with atomic_path(out) as tmp:
@@ -119,7 +125,7 @@ def torchscript_module(wrapper: Deployable) -> torch.jit.ScriptModule:
     example = torch.zeros(2, 1, IMAGE_SIZE, IMAGE_SIZE)
     with _quiet():
         traced = torch.jit.trace(wrapper.model, example)
-        return torch.jit.script(Deployable(traced, wrapper.mean, wrapper.std))
+        return torch.jit.script(Deployable(traced, wrapper.mean, wrapper.std, wrapper.temperature))
 
 
 def onnx_bytes(wrapper: Deployable, record: dict) -> bytes:
@@ -149,6 +155,7 @@ def onnx_bytes(wrapper: Deployable, record: dict) -> bytes:
     readable = {"classes": json.dumps(record["classes"]), "input": f"{INPUT_NAME}: {record['input']['dtype']} "
                 f"(N, {IMAGE_SIZE}, {IMAGE_SIZE}), {record['input']['scale']}, {record['input']['convention']}",
                 "output": f"{OUTPUT_NAME}: float32 (N, {NUM_CLASSES}), softmax over the classes",
+                "temperature": repr(record.get("calibration", {}).get("temperature", 1.0)),
                 "dataset": record["dataset"]["name"], "model": record["model"]["name"],
                 "mnistlab_version": __version__}
     del proto.metadata_props[:]

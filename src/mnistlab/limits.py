@@ -29,3 +29,9 @@ MAX_UPLOAD_MB = 1024.0  # `serve --max-upload-mb`: a request body larger than 1 
 FINETUNE_STEPS = 100  # `mnistlab finetune`'s default schedule, whatever the number of images: its cost stays put
 MAX_MIX = 64  # `finetune --mix`: dataset images per image of the person's; at 64 the person's are 1.5% of a batch
 MAX_HOLDOUT = 0.9  # `finetune --holdout`: at least a tenth of the person's images is left to train on
+# Held-out training images a run calibrates its confidence on: more than the training set is a typo.
+MAX_CALIBRATION_SIZE = MAX_TRAIN_LIMIT
+MIN_CALIBRATION_IMAGES = 100  # fewer held-out images fit a temperature to noise: the run is left uncalibrated
+# A fitted temperature: outside it the model would be all but uniform (T ≫ 1) or all but one-hot (T ≪ 1), which
+# no held-out set of digits justifies; a record from outside with another value is refused.
+TEMPERATURE_RANGE = (0.05, 20.0)

@@ -4,9 +4,10 @@ The file is the contract a deployment relies on, written down once in `records.p
 `export.py` writes it and `load_onnx` reads it back. One input, `pixels`, (N, 28, 28)
 with N free, either uint8 0-255 or float32 0-1, white on black and placed as the model's dataset
 places its images (`INPUT_CONVENTIONS`, by layout);
-one output, `probabilities`, float32 (N, 10), the softmax over the classes. The normalisation
-and the softmax are inside the graph. `metadata_props` holds the same facts as JSON under
-METADATA_KEY, and a few of them again under readable keys.
+one output, `probabilities`, float32 (N, 10), the softmax over the classes. The normalisation,
+the calibration's temperature (the logits are divided by it) and the softmax are inside the
+graph. `metadata_props` holds the same facts as JSON under METADATA_KEY, and a few of them again
+under readable keys.
 
 An ONNX file may come from anyone, so `load_onnx` checks it once, before it is used: a regular
 file under MAX_ONNX_BYTES, parsed by onnxruntime from memory (external data files are refused: they
@@ -73,7 +74,8 @@ class OnnxModel(Recorded):
         return self.metadata.get("parameters", 0)
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """float32 (N, 28, 28) pixels in [0, 1] → float32 (N, 10); NaN rows where the output is not finite.
+        """float32 (N, 28, 28) pixels in [0, 1] → float32 (N, 10) calibrated probabilities (the graph applies
+        `temperature`); NaN rows where the output is not finite.
 
         A uint8 model is given the pixels rounded to 0-255, as a PNG of them would hold.
         """

@@ -26,7 +26,16 @@ from ._io import json_text, open_regular_file
 from ._version import __version__
 from .dataset_info import LAYOUTS
 from .errors import ForeignRecordError, MetricsError, MissingFileError, NotRegularFileError, SchemaError
-from .limits import CLASS_NAME_MAX, MAX_EVALUATIONS, MEAN_RANGE, NUM_CLASSES, SEED_MAX, STD_RANGE
+from .limits import (
+    CLASS_NAME_MAX,
+    MAX_CALIBRATION_SIZE,
+    MAX_EVALUATIONS,
+    MEAN_RANGE,
+    NUM_CLASSES,
+    SEED_MAX,
+    STD_RANGE,
+    TEMPERATURE_RANGE,
+)
 from .validation import Bool, Choice, Json, ListOf, MapOf, Nullable, Obj, Range, Text, show
 
 # --- file names ----------------------------------------------------------------------------------------------------
@@ -238,6 +247,19 @@ FINETUNE = Obj({
     "after": FINETUNE_ACCURACIES,
 })
 
+CALIBRATION_METHODS = ("temperature", "none")  # none: not calibrated (temperature 1), the record says why
+# config.json's "calibration" (and an export's): how the model's confidence was calibrated, on what, and how
+# well. `Checkpoint.probabilities` and the ONNX graph divide the logits by `temperature` before the softmax.
+CALIBRATION = Obj({
+    "method": Choice(CALIBRATION_METHODS),
+    "temperature": Range(*TEMPERATURE_RANGE),
+    "data": Text(max_length=1000, characters="text"),  # which images, in words ("the last 5,000 training images")
+    "images": Range(0, MAX_CALIBRATION_SIZE, integer=True),
+    "bins": Range(1, 1000, integer=True),  # the ECE's equal-width confidence bins
+    "ece_before": Range(0, 1), "ece_after": Range(0, 1),  # on `data`, at temperature 1 and at `temperature`
+    "nll_before": Range(0), "nll_after": Range(0),
+}, required=frozenset({"method", "temperature"}))
+
 # config.json: everything needed to rebuild and judge the model. Unknown fields are dropped, so
 # `Checkpoint.config` holds only checked values; the model's arguments are checked against the named
 # model's own schema next (`models.model_arguments`, in `checkpoints.py`).
@@ -253,6 +275,7 @@ CHECKPOINT = RecordFormat("mnistlab.checkpoint", 1, "checkpoint", Obj({
     "metrics": replace(EPOCH, required=frozenset()),
     "train_config": MapOf(Json()),
     "finetune": FINETUNE,  # only in a model `mnistlab finetune` wrote
+    "calibration": CALIBRATION,  # absent (a run from before calibration): temperature 1
 }, required=frozenset({"model", "normalization"})))
 
 # An export's record (ONNX metadata, TorchScript extra file): what it takes and returns, and where it came from.
@@ -275,6 +298,7 @@ EXPORT = RecordFormat("mnistlab.export", 1, "export", Obj({
     "normalization": NORMALIZATION,
     "parameters": Range(0, 10**12, integer=True),
     "metrics": Obj({"test_acc": Range(0, 1), "test_loss": Range(0)}),
+    "calibration": CALIBRATION,  # already applied inside the graph, as the normalisation is
 }, required=frozenset({"classes", "input", "model"})))
 
 LONGEST_NUMBER = -2.2250738585072014e-308  # 24 characters: no float's repr is longer, nor a 64-bit integer's
@@ -302,6 +326,7 @@ METRICS = Obj({
     "train_seconds": Range(0),
     "eval_seconds": Range(0),
     "time_to_target": Nullable(Range(0)),
+    "calibration": CALIBRATION,
     "mnistlab_version": VERSION,
     "torch_version": VERSION,
 }, required=frozenset({"epochs"}))

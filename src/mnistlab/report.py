@@ -7,6 +7,7 @@ training curves are drawn from the run's `metrics.json` (`mnistlab.records.load_
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import json
@@ -17,7 +18,8 @@ from matplotlib.figure import Figure
 
 from ._outputs import atomic_path
 from ._version import __version__
-from .checkpoints import load_checkpoint
+from .calibration import rescale_probabilities
+from .checkpoints import Checkpoint, load_checkpoint
 from .data import load_test_split
 from .dataset_info import checkpoint_dataset
 from .errors import one_line
@@ -34,22 +36,36 @@ from .plots import (
 )
 from .pretrained import outputs_folder
 from .records import REPORT_FILE, load_metrics
+from .reliability import reliability_diagram
 
 REPORT_GRID = {"rows": 5, "seed": 0}  # five test digits of each class, the same ones every time
 
 
 def predictions_for_run(run: str | Path, data_dir: str | Path | None = None, device: str = "cpu",
                         batch_size: int = 1000, dataset: str | None = None) -> SplitPredictions:
-    """Rebuild a run's model from its checkpoint and compute its predictions on the test split.
+    """Rebuild a run's model from its checkpoint and compute its predictions on the test split, their
+    probabilities calibrated as `Checkpoint.probabilities` gives them.
 
     The split is the run's own dataset's (read from `data_dir` when given); an explicit `dataset` other
     than the run's is refused (`mnistlab.DataError`).
     """
+    return _test_predictions(load_checkpoint(run, device=device), data_dir, batch_size, dataset)
+
+
+def reliability_for_run(run: str | Path, data_dir: str | Path | None = None, device: str = "cpu",
+                        batch_size: int = 1000, dataset: str | None = None) -> Figure:
+    """The reliability diagram of a run's model on its test split, calibrated and (when it is) uncalibrated."""
     checkpoint = load_checkpoint(run, device=device)
+    return reliability_diagram(_test_predictions(checkpoint, data_dir, batch_size, dataset), checkpoint.temperature)
+
+
+def _test_predictions(checkpoint: Checkpoint, data_dir: str | Path | None, batch_size: int,
+                      dataset: str | None) -> SplitPredictions:
     info = checkpoint_dataset(checkpoint.config.get("dataset", {}), dataset, checkpoint.path)
     test, _ = load_test_split(info, data_dir)
-    return compute_predictions(checkpoint.model, test.to(checkpoint.device), checkpoint.mean, checkpoint.std,
-                               batch_size, checkpoint.classes)
+    predictions = compute_predictions(checkpoint.model, test.to(checkpoint.device), checkpoint.mean, checkpoint.std,
+                                      batch_size, checkpoint.classes)
+    return dataclasses.replace(predictions, probs=rescale_probabilities(predictions.probs, checkpoint.temperature))
 
 
 def _png_data_uri(fig: Figure) -> str:
@@ -59,7 +75,10 @@ def _png_data_uri(fig: Figure) -> str:
 
 
 def report_figures(metrics: dict, predictions: SplitPredictions) -> dict[str, tuple[str, str, Figure]]:
-    """The report's figures: {id: (heading, caption, Figure)}, in reading order."""
+    """The report's figures: {id: (heading, caption, Figure)}, in reading order.
+
+    `predictions` are calibrated at the temperature `metrics` records ("calibration"; none: 1).
+    """
     names, noun = predictions.classes, predictions.noun
     label, pred = names[int(predictions.labels[0])], names[int(predictions.preds[0])]
     heading = f"Test {noun} #0: label {label}, predicted {pred}"
@@ -77,7 +96,19 @@ def report_figures(metrics: dict, predictions: SplitPredictions) -> dict[str, tu
                       "darkest red cells are the model's commonest confusions.", confusion_matrix(predictions)),
         "mistakes": ("Most confident mistakes", "The wrong predictions the model was surest of, with its top-3 "
                      "probabilities.", mistakes_gallery(predictions)),
+        "calibration": ("Calibration", _calibration_caption(metrics.get("calibration")),
+                        reliability_diagram(predictions, metrics.get("calibration", {}).get("temperature", 1.0))),
     }
+
+
+def _calibration_caption(record: dict | None) -> str:
+    """What the reliability diagram shows, and how the confidence was calibrated."""
+    shown = ("Bars: how often the model is right among its test answers given at each confidence; on the "
+             "diagonal, a confidence is the probability of being right. Below: how many answers each bin holds.")
+    if record is None or record["method"] == "none":
+        return f"{shown} This model is not calibrated{': ' + record['data'] if record and record.get('data') else ''}."
+    return (f"{shown} Calibrated by temperature scaling (logits divided by {record['temperature']:.3g}), fitted on "
+            f"{record.get('data') or 'held-out images'}.")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .calibration import Tempered
 from .classifier import Classifier
 from .config import TrainConfig, check_value
 from .data import load_test_split
@@ -124,6 +125,8 @@ def evaluate_test_set(model: Classifier, *, dataset: str | None = None, data_dir
                       batch_size: int = TrainConfig.test_batch_size, progress: bool | None = None) -> Evaluation:
     """Evaluate `model` (a checkpoint or an exported ONNX file) on the test split of the dataset it was trained on.
 
+    The loss is the cross-entropy of the model's calibrated probabilities (`Classifier.probabilities`).
+
     `dataset`, when given, must be the model's own; `data_dir` reads the four IDX files from a folder.
     `progress`: a bar on stderr while the model runs (None: when stderr is a terminal).
     `ValueError`: a `batch_size` outside `TrainConfig.test_batch_size`'s bounds.
@@ -139,6 +142,8 @@ def evaluate_test_set(model: Classifier, *, dataset: str | None = None, data_dir
         loss, acc = evaluate_arrays(model, test.images.numpy(), test.labels.numpy(), batch_size, progress=progress)
         where = "onnxruntime (CPU)"
     else:
-        loss, acc = evaluate(model.model, test.to(model.device), model.mean, model.std, batch_size, progress=progress)
+        # The loss of the calibrated probabilities, as an export's (whose graph applies the temperature) is.
+        loss, acc = evaluate(Tempered(model.model, model.temperature), test.to(model.device), model.mean, model.std,
+                             batch_size, progress=progress)
         where = str(model.device)
     return Evaluation(loss, acc, len(test), info, digests, where)

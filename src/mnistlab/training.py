@@ -30,6 +30,15 @@ from tqdm.auto import tqdm
 from ._outputs import StagedFolder
 from ._signals import progress_bar
 from .augment import augment
+from .calibration import (
+    Calibration,
+    calibrate,
+    held_out_count,
+    rescale_probabilities,
+    split_logits,
+    split_off,
+    uncalibrated,
+)
 from .checkpoints import is_checkpoint_folder, non_finite_tensor
 from .config import TrainConfig
 from .data import Split, dataset_dir, load_mnist, normalize
@@ -39,7 +48,7 @@ from .downloads import source_kind
 from .errors import FieldError, TrainingError
 from .evaluation import SplitEvaluation, SplitPredictions, evaluate_split
 from .evaluation import evaluate as evaluate  # where it was defined first: `from mnistlab.training import evaluate`
-from .limits import MAX_EVALUATIONS
+from .limits import MAX_EVALUATIONS, MIN_CALIBRATION_IMAGES
 from .models import create_model, list_models, model_arguments, model_defaults
 from .optim import make_optimizer, make_scheduler
 from .recipes import recipe_names
@@ -106,6 +115,7 @@ class Run:
     final_evaluation: SplitEvaluation | None = field(default=None, repr=False)  # the last pass over test_split
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase: data, model, training, ...
     pictures: list[str] = field(default_factory=list)  # the figures written beside it (`mnistlab.runs.train`)
+    calibration: Calibration | None = None  # fitted on the held-out images after training (`mnistlab.calibration`)
 
     @property
     def final(self) -> EpochMetrics:
@@ -116,7 +126,11 @@ class Run:
         """The model's answers on the test split, from the evaluation that gave `final` (no second pass)."""
         if self.final_evaluation is None:
             raise ValueError("this run holds no evaluation of its test split (it was not made by `train`)")
-        return self.final_evaluation.predictions(self.test_split, get_dataset(self.config.dataset).classes)
+        predictions = self.final_evaluation.predictions(self.test_split, get_dataset(self.config.dataset).classes)
+        if self.calibration is None:
+            return predictions
+        return dataclasses.replace(predictions, probs=rescale_probabilities(predictions.probs,
+                                                                            self.calibration.temperature))
 
     @property
     def time_to_target(self) -> float | None:
@@ -365,12 +379,16 @@ def train_run(config: TrainConfig, before_publish: Callable[[Run, Path], None] |
                 with timer("extras"):
                     prepare()
             data = loading.result()
-        train_split = data.train if config.train_limit is None else data.train.subset(config.train_limit)
+        held_out = held_out_count(len(data.train), config.calibration_size)
+        train_split, calibration_split = split_off(data.train, held_out)
+        if config.train_limit is not None:
+            train_split = train_split.subset(config.train_limit)
         train_split, test_split = train_split.to(device), data.test.to(device)
         dataset = data.record(train_size=len(train_split))
         if config.progress:
+            kept = f" ({held_out:,} more held out to calibrate on)" if held_out else ""
             tqdm.write(f"training {config.model} on {get_dataset(config.dataset).title}: {len(train_split):,} "
-                       f"training and {len(test_split):,} test images")
+                       f"training{kept} and {len(test_split):,} test images")
         try:
             history, last, wall_seconds = _fit(model, optimizer, train_split, test_split, config)
             bad = non_finite_tensor(model.state_dict())
@@ -381,6 +399,8 @@ def train_run(config: TrainConfig, before_publish: Callable[[Run, Path], None] |
         except TrainingError as e:
             raise TrainingError(f"{e}; {staging.nothing_new()}") from None
         run = Run(run_dir, config, model, history, str(device), wall_seconds, test_split, last, timer.seconds)
+        with timer("calibration"):
+            run.calibration = _calibrate(model, calibration_split.to(device), config, len(data.train))
         with timer("writing"):
             _write_run(staging, run, dataset, command)
         if before_publish is not None:
@@ -391,13 +411,31 @@ def train_run(config: TrainConfig, before_publish: Callable[[Run, Path], None] |
     return run
 
 
+def _calibrate(model: nn.Module, held_out: Split, config: TrainConfig, train_images: int) -> Calibration:
+    """The temperature fitted on the held-out images (`mnistlab.calibration`), or why there is none."""
+    title = get_dataset(config.dataset).title
+    if config.calibration_size == 0:
+        return uncalibrated("not calibrated (calibration_size 0)")
+    if len(held_out) == 0:
+        return uncalibrated(f"not calibrated: a tenth of the {train_images:,} {title} training images is fewer "
+                            f"than the {MIN_CALIBRATION_IMAGES} a temperature needs")
+    logits = split_logits(model, held_out, config.mean, config.std, config.test_batch_size)
+    calibration = calibrate(logits, held_out.labels.cpu(), f"the last {len(held_out):,} of the {train_images:,} "
+                            f"{title} training images, held out of training")
+    if config.progress:
+        tqdm.write(f"calibrated on {len(held_out):,} held-out images: temperature {calibration.temperature:.3f}, "
+                   f"ECE {calibration.ece_before:.2%} → {calibration.ece_after:.2%}")
+    return calibration
+
+
 def _write_run(staging: StagedFolder, run: Run, dataset: dict, command: str | None) -> None:
     """The run's checkpoint and metrics.json, into the staging folder, as `mnistlab.run_folder` writes every run."""
     config = run.config
     write_run(staging, run.model, model_name=config.model, model_args=config.model_args, mean=config.mean,
               std=config.std, dataset=dataset, epochs=[asdict(row) for row in run.history], config=asdict(config),
               train_config=asdict(config), device=run.device, wall_seconds=run.wall_seconds,
-              **timing_summary(run.history, config), command=command)
+              **timing_summary(run.history, config), command=command,
+              calibration=run.calibration.to_record() if run.calibration is not None else None)
 
 
 class _Timer:

@@ -1,4 +1,4 @@
-"""The figure commands of a run: `plot grid|curves|confusion|mistakes` and `report`."""
+"""The figure commands of a run: `plot grid|curves|confusion|mistakes|calibration` and `report`."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ FOR_PRETRAINED = "for pretrained:NAME, in runs/pretrained-NAME/"
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """The `plot` and `report` commands."""
-    plot = commands.add_parser("plot", help="draw a run's figures (grid, curves, confusion, mistakes)",
+    plot = commands.add_parser("plot", help="draw a run's figures (grid, curves, confusion, mistakes, calibration)",
                                description="Draw one of a run's figures as a PNG.")
     figures = plot.add_subparsers(dest="figure", metavar="FIGURE", required=True)
     grid = figures.add_parser("grid", help="test digits with their predictions, wrong ones in red",
@@ -74,6 +74,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add_data_flags(mistakes)
     add_output_flags(mistakes, f"RUN/mistakes.png; {FOR_PRETRAINED}")
     mistakes.set_defaults(handler=cmd_plot_mistakes)
+
+    calibration = figures.add_parser("calibration", help="the reliability diagram: accuracy at each confidence",
+                                     description="The reliability diagram on the test set: how often the model is "
+                                                 "right among its answers given at each confidence, calibrated and "
+                                                 "(when the run was calibrated) at temperature 1, with the expected "
+                                                 "calibration error of each.")
+    add_run_argument(calibration)
+    add_data_flags(calibration)
+    add_output_flags(calibration, f"RUN/calibration.png; {FOR_PRETRAINED}")
+    calibration.set_defaults(handler=cmd_plot_calibration)
 
     report = commands.add_parser("report", help="write a run's report.html with every figure",
                                  description="Write one self-contained report.html (figures embedded) with the "
@@ -186,6 +196,17 @@ def cmd_plot_mistakes(args: argparse.Namespace, parser: argparse.ArgumentParser)
     say_running(args.run, "its mistakes")
     predictions = predictions_for_run(args.run, args.data_dir, args.device, args.test_batch_size, args.dataset)
     write_or_show(mistakes_gallery(predictions, count=args.count), args, outputs_folder(args.run) / "mistakes.png")
+    return 0
+
+
+def cmd_plot_calibration(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..report import reliability_for_run
+
+    default = outputs_folder(args.run) / "calibration.png"
+    check_output(args, default)
+    say_running(args.run, "the reliability diagram")
+    fig = reliability_for_run(args.run, args.data_dir, args.device, args.test_batch_size, args.dataset)
+    write_or_show(fig, args, default)
     return 0
 
 

@@ -45,6 +45,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--train-limit", type=bounded(TrainConfig, "train_limit"), metavar="N",
                        help=f"train on the first N training images only, {span(TrainConfig, 'train_limit')} "
                             "(default: all)")
+    train.add_argument("--calibration-size", type=bounded(TrainConfig, "calibration_size"), metavar="N",
+                       default=default(TrainConfig, "calibration_size"),
+                       help="hold the last N training images out of training and calibrate the confidence on "
+                            f"them (at most a tenth of the training set; 0: do not calibrate), "
+                            f"{span(TrainConfig, 'calibration_size')} "
+                            f"(default: {default(TrainConfig, 'calibration_size')})")
     train.add_argument("--out", type=output_path, metavar="DIR",
                        help="run folder to write: new, empty, or an earlier run with --overwrite "
                             "(default: runs/<timestamp>-<model>)")
@@ -112,7 +118,8 @@ def train_config(args: argparse.Namespace, default_out: str | None = None) -> Tr
     return TrainConfig(model=args.model, model_args=model_args, **settings, test_batch_size=args.test_batch_size,
                        dataset=args.dataset, mean=args.mean, std=args.std, seed=args.seed, device=args.device,
                        data_dir=args.data_dir,
-                       train_limit=args.train_limit, out=args.out or default_out, overwrite=args.overwrite,
+                       train_limit=args.train_limit, calibration_size=args.calibration_size,
+                       out=args.out or default_out, overwrite=args.overwrite,
                        progress=not args.no_progress, eval_every=args.eval_every, stop_at=args.stop_at,
                        compile=args.compile)
 
