@@ -21,7 +21,7 @@ from mnistlab.report import write_report
 from .conftest import make_dataset
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; .ci/run installs it
-FIGURES = ("curves", "pixels", "predictions", "confusion", "mistakes")
+FIGURES = ("curves", "pixels", "predictions", "confusion", "mistakes", "calibration")
 IMG = re.compile(r'<section id="(\w+)"><h2>[^<]*</h2><figure><img src="data:image/png;base64,([^"]+)" '
                  r'alt="[^"]*" width="(\d+)" height="(\d+)">')
 

@@ -28,6 +28,7 @@ from .limits import MIN_CALIBRATION_IMAGES, TEMPERATURE_RANGE
 from .records import CALIBRATION
 
 ECE_BINS = 15  # equal-width confidence bins: (0, 1/15], (1/15, 2/15], ... (14/15, 1]
+GOLDEN_STEPS = 60  # each shrinks the bracket of log T by 0.618: from 6 wide to 1e-12
 HOLD_OUT_SHARE = 10  # at most a tenth of a training set is held out, however small the set
 
 
@@ -121,9 +122,12 @@ def negative_log_likelihood(logits: torch.Tensor, labels: torch.Tensor, temperat
 
 
 def fit_temperature(logits: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> float:
-    """The T in TEMPERATURE_RANGE that minimises the NLL of softmax(logits / T): L-BFGS over log T.
+    """The T in TEMPERATURE_RANGE that minimises the NLL of softmax(logits / T); rows with a non-finite logit
+    are left out.
 
-    The NLL is convex in 1/T, so the one minimum is found from T = 1; rows with a non-finite logit are left out.
+    The NLL is convex in 1/T, so it has one minimum along log T: a golden-section search over the bounded
+    range finds it to float precision. A gradient method (L-BFGS over log T) stalls on the flat tails, where a
+    held-out set the model gets all right asks for the smallest T.
     """
     logits = torch.as_tensor(logits).detach().double().cpu()  # (N, classes)
     labels = torch.as_tensor(labels).long().cpu()  # (N,)
@@ -131,20 +135,24 @@ def fit_temperature(logits: torch.Tensor | np.ndarray, labels: torch.Tensor | np
     logits, labels = logits[finite], labels[finite]
     if len(labels) == 0:
         raise ValueError("no finite logits to fit a temperature on")
+
+    def nll(log_t: float) -> float:
+        return F.cross_entropy(logits / math.exp(log_t), labels).item()
+
     low, high = (math.log(t) for t in TEMPERATURE_RANGE)
-    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=1.0, max_iter=100, line_search_fn="strong_wolfe",
-                                  tolerance_grad=1e-10, tolerance_change=1e-12)
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(logits / log_t.clamp(low, high).exp(), labels)
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-    return float(log_t.detach().clamp(low, high).exp())
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    nll_a, nll_b = nll(a), nll(b)
+    for _ in range(GOLDEN_STEPS):
+        if nll_a <= nll_b:
+            high, b, nll_b = b, a, nll_a
+            a = high - ratio * (high - low)
+            nll_a = nll(a)
+        else:
+            low, a, nll_a = a, b, nll_b
+            b = low + ratio * (high - low)
+            nll_b = nll(b)
+    return math.exp((low + high) / 2)
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,8 @@ def reliability_diagram(predictions: SplitPredictions, temperature: float = 1.0,
     top.set(xlim=(0, 1), ylim=(0, 100), ylabel="accuracy in the bin (%)")
     top.tick_params(labelbottom=False)
     top.grid(alpha=0.3)
-    top.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.01), fontsize=9, frameon=False)  # above: the bars fill the axes
+    # Above the axes: the bars may fill them anywhere.
+    top.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.01), fontsize=9, frameon=False)
     counts = [max(b.count, 0) for b in after]
     bottom.bar(lows, counts, width=width, align="edge", color=AFTER_COLOR, alpha=0.75, edgecolor="white")
     if "before" in tables:
