@@ -1,0 +1,70 @@
+"""Calibrate the shipped pretrained weights in place and rewrite their SHA-256 pins.
+
+`mnistlab train` holds the last `--calibration-size` (5,000) training images out of training and fits
+the temperature on them, so a model that `make pretrained` retrains carries its calibration already.
+The weights shipped now were trained on all 60,000 MNIST training images, before that hold-out existed:
+this fits each one's temperature on the last 5,000 of them, which the model has seen (its record says
+so), and writes it into the folder's config.json and metrics.json as "calibration". The weights do not
+change. Run it again and it fits again from the weights, at temperature 1.
+
+    python scripts/calibrate_pretrained.py              # all three
+    python scripts/calibrate_pretrained.py cnn mlp      # some of them
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from make_pretrained import SHIPPED, TARGET, current_pins, write_pins  # noqa: E402
+
+from mnistlab._io import file_sha256, json_text  # noqa: E402
+from mnistlab.calibration import Calibration, calibrate, split_logits, split_off  # noqa: E402
+from mnistlab.checkpoints import load_checkpoint  # noqa: E402
+from mnistlab.config import TrainConfig  # noqa: E402
+from mnistlab.data import dataset_dir, load_mnist  # noqa: E402
+
+HELD_OUT = TrainConfig.calibration_size  # the last images, as `mnistlab train` holds them out
+
+
+def calibrate_shipped(name: str) -> Calibration:
+    """Fit `pretrained:NAME`'s temperature on the last HELD_OUT MNIST training images; write it into its folder."""
+    checkpoint = load_checkpoint(f"pretrained:{name}", device="cpu")  # its files checked against the pins
+    data = load_mnist(dataset_dir("mnist", None, False)[0], "mnist")
+    _, held_out = split_off(data.train, HELD_OUT)
+    logits = split_logits(checkpoint.model, held_out, checkpoint.mean, checkpoint.std)
+    calibration = calibrate(logits, held_out.labels, (
+        f"the last {HELD_OUT:,} of the {len(data.train):,} MNIST training images, which this model was trained on "
+        f"(it saw all {len(data.train):,}; `mnistlab train` holds them out)"))
+    folder = TARGET / name
+    for file in ("config.json", "metrics.json"):
+        record = json.loads((folder / file).read_text(encoding="utf-8"))
+        record["calibration"] = calibration.to_record()
+        (folder / file).write_text(json_text(record), encoding="utf-8")
+    return calibration
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pins = current_pins()
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"models: {', '.join(pins)} (default: all)")
+    names = parser.parse_args().names or list(pins)
+    unknown = [name for name in names if name not in pins]
+    if unknown:
+        parser.error(f"no pretrained model named {', '.join(unknown)}; choose from {', '.join(pins)}")
+    for name in names:
+        calibration = calibrate_shipped(name)
+        pins[name] = {file: file_sha256(TARGET / name / file) for file in SHIPPED}
+        write_pins(pins)  # after each model: the next one is loaded through the pins
+        print(f"pretrained:{name}: temperature {calibration.temperature:.4f}, ECE on the held-out images "
+              f"{calibration.ece_before:.2%} → {calibration.ece_after:.2%}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
