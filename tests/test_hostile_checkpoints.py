@@ -500,7 +500,7 @@ def test_metrics_keeps_only_the_fields_it_checked(run):
     metrics = load_metrics(run / METRICS)
     assert "evil" not in metrics and "note" not in metrics["epochs"][0]
     assert set(metrics) == {"epochs", "config", "dataset", "device", "wall_seconds", "train_seconds", "eval_seconds",
-                            "time_to_target", "mnistlab_version", "torch_version"}
+                            "time_to_target", "calibration", "mnistlab_version", "torch_version"}
 
 
 # --- model plugins ---------------------------------------------------------------------------------------------------
