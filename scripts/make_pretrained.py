@@ -9,6 +9,10 @@ src/mnistlab/pretrained.py are rewritten to the new files' digests. `make pretra
     python scripts/make_pretrained.py cnn_small mlp         # some of them
     python scripts/make_pretrained.py --from runs/pretrained  # install runs already trained by these commands
 
+Each run holds the last 5,000 training images out and calibrates its confidence on them, as every
+`mnistlab train` does (`--calibration-size`'s default), so the folders carry their "calibration".
+(The weights shipped before that hold-out were calibrated afterwards by scripts/calibrate_pretrained.py.)
+
 Nothing is installed unless every asked-for model trained, and a run that was not made by its command
 here (another model, recipe or seed) is refused.
 """
