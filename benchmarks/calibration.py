@@ -19,12 +19,12 @@ from datetime import date
 
 import numpy as np
 import torch
-from outside_mnist import uci_digits
 
 import mnistlab
 from mnistlab import predict
 from mnistlab.calibration import expected_calibration_error
 from mnistlab.data import dataset_dir, load_mnist
+from outside_mnist import uci_digits
 
 
 def at_temperature_1(checkpoint: mnistlab.Checkpoint) -> mnistlab.Checkpoint:

@@ -23,7 +23,6 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_pretrained import SHIPPED, TARGET, current_pins, write_pins  # noqa: E402
-
 from mnistlab._io import file_sha256, json_text  # noqa: E402
 from mnistlab.calibration import Calibration, calibrate, split_logits, split_off  # noqa: E402
 from mnistlab.checkpoints import load_checkpoint  # noqa: E402
