@@ -182,7 +182,8 @@ def print_run(run: Run, verbose: bool, import_seconds: float, started: float) ->
 
 PHASES = {"imports": "imports (torch, mnistlab)", "model": "model + optimizer",
           "data": "data load + hashing (parallel)", "training": "training", "evaluation": "evaluation",
-          "writing": "checkpoint write", "extras": "pictures", "publish": "rename into place"}
+          "calibration": "calibration (held-out images)", "writing": "checkpoint write", "extras": "pictures",
+          "publish": "rename into place"}
 
 
 def print_timings(seconds: dict[str, float], total: float) -> None:
