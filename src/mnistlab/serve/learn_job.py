@@ -188,15 +188,17 @@ def _watch(process: subprocess.Popen, lock: int, spec: JobSpec) -> None:
     """Wait for the job; kill it past its limit; record a failure it could not record; then let go of the lock."""
     folder = Path(spec.folder)
     try:
+        timed_out = False
         try:
             process.wait(spec.seconds + KILL_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+            timed_out = True
         status = read_json(folder / STATUS_FILE) or {}
         if status.get("state") == "running":
-            why = (f"learning took longer than its limit of {spec.seconds:g} s and was stopped"
-                   if process.returncode == -9 else f"learning stopped unexpectedly (exit code {process.returncode})")
+            why = (f"learning took longer than its limit of {spec.seconds:g} s and was stopped" if timed_out
+                   else f"learning stopped unexpectedly (exit code {process.returncode})")
             try:
                 write_json(folder / STATUS_FILE, {**IDLE, **status, "state": "failed",
                                                   "message": f"{why}; the model in use is unchanged"})
