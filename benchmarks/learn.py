@@ -85,6 +85,16 @@ def percentiles(samples: list[float]) -> str:
     return f"{statistics.median(ordered):.1f} / {p99:.1f} / {ordered[-1]:.1f} ({len(ordered)})"
 
 
+def job_cpu_seconds(folder: Path) -> float:
+    """The learning job's CPU seconds so far (user + system, all threads), from /proc; 0 when unknown."""
+    try:
+        pid = json.loads((folder / "learn-status.json").read_text())["pid"]
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (OSError, ValueError, KeyError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def call(port: int, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     data = json.dumps(body).encode() if body is not None else None
@@ -123,8 +133,10 @@ def measure(base: str, images: list, labels: np.ndarray, pixels: torch.Tensor, p
             status, state = call(port, "POST", "/api/learn")
             if status != 202:
                 sys.exit(f"POST /api/learn answered {status}: {state}")
+            cpu = 0.0
             while state["state"] == "running":
                 time.sleep(0.2)
+                cpu = max(cpu, job_cpu_seconds(Path(tmp, "mine-learned")))
                 state = call(port, "GET", "/api/learn")[1]
             if state["state"] != "done":
                 sys.exit(f"learning failed: {state['message']}")
@@ -139,7 +151,7 @@ def measure(base: str, images: list, labels: np.ndarray, pixels: torch.Tensor, p
             server.terminate()
             server.wait(10)
         run = Path(tmp, "mine-learned", state["run"])
-        return {"seconds": seconds, "state": state,
+        return {"seconds": seconds, "state": state, "cpu": cpu,
                 "other_before": error_on(base, pixels[others], labels[others]),
                 "other_after": error_on(run, pixels[others], labels[others]),
                 "health_idle": probes[0].between(0, started), "health_learning": probes[0].between(started, 1e18),
@@ -163,7 +175,8 @@ def main() -> None:
         r = measure(args.base, images, labels, pixels, args.per_digit, seed)
         s = r["state"]
         print(f"seed {seed}: {r['seconds']:.1f} s from POST /api/learn to the learned model answering "
-              f"(the job's own: {s['seconds']:.1f} s); {s['trained']} drawings trained on, {s['held_out']} held out")
+              f"(the job's own: {s['seconds']:.1f} s, {r['cpu']:.1f} CPU s); {s['trained']} drawings trained on, "
+              f"{s['held_out']} held out; load {os.getloadavg()[0]:.1f} at the end")
         print(f"  held-out drawings' error: {1 - s['before']:.1%} → {1 - s['after']:.1%}; other UCI digits' error: "
               f"{r['other_before']:.1%} → {r['other_after']:.1%}; MNIST test accuracy: {s['mnist']['before']:.2%} → "
               f"{s['mnist']['after']:.2%} ({(s['mnist']['after'] - s['mnist']['before']) * 100:+.2f} points)")

@@ -246,3 +246,14 @@ def test_the_learned_run_is_an_ordinary_run_for_the_other_commands(learned, tiny
     assert json.loads((folder / STATUS_FILE).read_text())["state"] == "done"
     with Image.open(next((collect / "1").glob("*.png"))) as image:
         assert image.size[0] > 0
+
+
+def test_more_drawings_than_learning_takes_is_a_422(tiny_run, tmp_path, monkeypatch):
+    from mnistlab.serve import learn
+
+    monkeypatch.setattr(learn, "MAX_DRAWINGS", 10 * MIN_PER_DIGIT - 1)
+    client = client_for(tiny_run[0], person_folder(tmp_path, per_digit=MIN_PER_DIGIT))
+    response = client.post("/api/learn")
+    assert response.status_code == 422 and response.json()["detail"] == (
+        f"the collect folder holds {10 * MIN_PER_DIGIT} drawings; learning takes at most {10 * MIN_PER_DIGIT - 1}: "
+        "remove some")
