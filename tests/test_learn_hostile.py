@@ -171,3 +171,17 @@ def test_with_two_workers_every_process_answers_with_the_model_chosen(tiny_run, 
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(30)
+
+
+@pytest.mark.slow
+def test_an_exported_model_collects_but_cannot_learn_and_says_so(tiny_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from mnistlab.export import ExportConfig, export
+
+    exported = export(tiny_run[0], ExportConfig(out=str(tmp_path / "model.onnx")))
+    client = client_for(str(exported), tmp_path / "mine")
+    for response in (client.get("/api/learn"), client.post("/api/learn"),
+                     client.post("/api/model", json={"use": "learned"})):
+        assert response.status_code == 404
+        assert response.json()["detail"] == "an exported model cannot learn: serve the run folder it was exported from"
+    assert client.get("/api/model").json()["learn"] is False and not (tmp_path / "mine-learned").exists()

@@ -19,7 +19,6 @@ Nothing here imports torch: the job's process imports `mnistlab.finetune` itself
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -32,6 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ApiError
+
+try:
+    import fcntl  # the learn folder's lock (flock): Linux, macOS and the other Unixes
+except ImportError:  # Windows: the server runs, without learning
+    fcntl = None
 
 WANTED_PER_DIGIT = 10  # drawings of each digit the page asks for
 MIN_PER_DIGIT = 5  # drawings of each digit needed to start learning: 3 or more to train on, 1 or 2 held out
@@ -62,6 +66,11 @@ class JobSpec:
     threads: int = 1  # torch threads of the job
     data_dir: str | None = None  # the base's dataset files (default: as `mnistlab finetune` finds them)
     server_pid: int = 0  # the job stops when this process is gone
+
+
+def can_learn() -> bool:
+    """Whether this system has the file lock that keeps learning to one job at a time."""
+    return fcntl is not None
 
 
 def write_json(path: Path, record: dict) -> None:
@@ -152,8 +161,12 @@ def cancel_job(folder: Path) -> None:
 def remove_leftovers(folder: Path) -> None:
     """Remove what a killed job left: its run's staging folder (`.NAME.tmp-…`) and half-written status files."""
     for entry in folder.iterdir():
-        if entry.name.startswith(".") and ".tmp" in entry.name and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        if not entry.name.startswith(".") or ".tmp" not in entry.name:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def disk_words(error: BaseException) -> str:
