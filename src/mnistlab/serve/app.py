@@ -56,7 +56,7 @@ def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None =
         learn_out: with a collect folder, where learned runs go (default: beside it, `DIR-learned`); learning
             needs a checkpoint (not an exported file).
         learn_seconds, learn_threads, learn_data_dir: a learning job's time limit, torch threads (default: the
-            cores, at a low priority) and dataset folder (default: as `mnistlab finetune` finds it).
+            cores but one) and dataset folder (default: as `mnistlab finetune` finds it).
     """
     if max_upload_bytes < 1:
         raise ServeError(f"the upload limit must be at least 1 byte, got {max_upload_bytes}")
