@@ -1,7 +1,7 @@
 """A learning job: the served model fine-tuned (`mnistlab.finetune`) on the collected drawings, in a process
 of its own, so that the server goes on answering while it learns.
 
-The server starts `python -m mnistlab.serve.learn_job SPEC` (`start_job`); the job runs at a lower
+The server starts a Python process that runs `main(SPEC)` (`start_job`); the job runs at a lower
 priority (`JOB_NICENESS`) with few torch threads. Everything about it lives in the learn folder
 (`serve --learn-out`), so that every process of `--workers N`, and a restarted server, sees the same:
 
@@ -50,6 +50,8 @@ MAX_SKIPPED_LISTED = 20  # drawings that could not be read, listed in the status
 
 LOCK_FILE, STATUS_FILE, CANCEL_FILE, LOG_FILE = ".learn.lock", "learn-status.json", ".learn.cancel", ".learn.log"
 CHOICE_FILE = "serving.json"
+# The job's process runs `main` (not `-m` this module, which its package has already imported: runpy would warn).
+JOB_COMMAND = "import sys; from mnistlab.serve.learn_job import main; sys.exit(main(sys.argv[1:]))"
 IDLE = {"state": "idle", "progress": 0.0, "message": "no learning yet", "before": None, "after": None,
         "mnist": None, "run": None, "trained": None, "held_out": None, "skipped": [], "seconds": None}
 
@@ -142,7 +144,7 @@ def start_job(spec: JobSpec) -> dict:
         write_json(folder / STATUS_FILE, status)
         with open(folder / LOG_FILE, "wb") as log:
             # The lock's descriptor goes with the job: the lock is held as long as either process lives.
-            process = subprocess.Popen([sys.executable, "-m", "mnistlab.serve.learn_job", json.dumps(vars(spec))],
+            process = subprocess.Popen([sys.executable, "-c", JOB_COMMAND, json.dumps(vars(spec))],
                                        stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(lock,))
     except OSError as e:
         os.close(lock)
@@ -310,7 +312,3 @@ def main(argv: list[str]) -> int:
 
     torch.set_num_threads(spec.threads)
     return run_job(spec)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
