@@ -21,7 +21,7 @@ from mnistlab.checkpoints import is_checkpoint_folder  # noqa: E402
 from mnistlab.cli import main  # noqa: E402
 from mnistlab.records import WEIGHTS_FILE  # noqa: E402
 from mnistlab.serve import create_app  # noqa: E402
-from mnistlab.serve.learn_job import CHOICE_FILE, MIN_PER_DIGIT, STATUS_FILE, WANTED_PER_DIGIT  # noqa: E402
+from mnistlab.serve.learn_job import CHOICE_FILE, LEARN_MIN_PER_DIGIT, STATUS_FILE, WANTED_PER_DIGIT  # noqa: E402
 from tests.test_finetune import person_folder  # noqa: E402
 from tests.test_serve import ONE, drawing  # noqa: E402
 
@@ -57,13 +57,13 @@ def hidden_leftovers(folder: Path) -> list[str]:
 
 def test_collected_says_how_many_are_wanted_and_which_digits_are_short(tiny_run, tmp_path):
     client = client_for(tiny_run[0], tmp_path / "mine")
-    for _ in range(MIN_PER_DIGIT):
+    for _ in range(LEARN_MIN_PER_DIGIT):
         assert post_drawing(client, 4).status_code == 201
     info = client.get("/api/collected").json()
-    assert info["wanted"] == WANTED_PER_DIGIT and info["minimum"] == MIN_PER_DIGIT
+    assert info["wanted"] == WANTED_PER_DIGIT and info["minimum"] == LEARN_MIN_PER_DIGIT
     assert info["short"] == [0, 1, 2, 3, 5, 6, 7, 8, 9]
     saved = post_drawing(client, 7).json()
-    assert saved["counts"][7] == 1 and saved["counts"][4] == MIN_PER_DIGIT
+    assert saved["counts"][7] == 1 and saved["counts"][4] == LEARN_MIN_PER_DIGIT
     assert 0 <= saved["read_as"] <= 9 and 0 <= saved["confidence"] <= 1
 
 
@@ -116,12 +116,12 @@ def test_the_model_says_which_answers_and_that_it_can_learn(tiny_run, tmp_path):
 def test_too_few_drawings_is_a_422_naming_the_digits(tiny_run, tmp_path):
     client = client_for(tiny_run[0], tmp_path / "mine")
     for digit in range(10):
-        for _ in range(MIN_PER_DIGIT - (digit in (3, 7))):
+        for _ in range(LEARN_MIN_PER_DIGIT - (digit in (3, 7))):
             post_drawing(client, digit)
     response = client.post("/api/learn")
     assert response.status_code == 422
-    assert response.json()["detail"] == (f"too few drawings to learn from: 3 has {MIN_PER_DIGIT - 1}, 7 has "
-                                         f"{MIN_PER_DIGIT - 1}; each digit needs at least {MIN_PER_DIGIT}")
+    assert response.json()["detail"] == (f"too few drawings to learn from: 3 has {LEARN_MIN_PER_DIGIT - 1}, 7 has "
+                                         f"{LEARN_MIN_PER_DIGIT - 1}; each digit needs at least {LEARN_MIN_PER_DIGIT}")
     assert client.get("/api/learn").json()["state"] == "idle"
 
 
@@ -158,7 +158,7 @@ def learned(tiny_run, tmp_path_factory):
     """One job of the tiny model on 5 printed drawings a digit, plus corrupt files: (client, collect, learn folder,
     the state while it ran, what collecting answered meanwhile, the state at the end)."""
     run, data = tiny_run
-    collect = person_folder(tmp_path_factory.mktemp("learned"), per_digit=MIN_PER_DIGIT)
+    collect = person_folder(tmp_path_factory.mktemp("learned"), per_digit=LEARN_MIN_PER_DIGIT)
     (collect / "3" / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     (collect / "3" / "empty.png").write_bytes(b"")
     (collect / "5" / "text.png").write_text("not an image")
@@ -251,9 +251,9 @@ def test_the_learned_run_is_an_ordinary_run_for_the_other_commands(learned, tiny
 def test_more_drawings_than_learning_takes_is_a_422(tiny_run, tmp_path, monkeypatch):
     from mnistlab.serve import learn
 
-    monkeypatch.setattr(learn, "MAX_DRAWINGS", 10 * MIN_PER_DIGIT - 1)
-    client = client_for(tiny_run[0], person_folder(tmp_path, per_digit=MIN_PER_DIGIT))
+    drawings = 10 * LEARN_MIN_PER_DIGIT
+    monkeypatch.setattr(learn, "MAX_DRAWINGS", drawings - 1)
+    client = client_for(tiny_run[0], person_folder(tmp_path, per_digit=LEARN_MIN_PER_DIGIT))
     response = client.post("/api/learn")
     assert response.status_code == 422 and response.json()["detail"] == (
-        f"the collect folder holds {10 * MIN_PER_DIGIT} drawings; learning takes at most {10 * MIN_PER_DIGIT - 1}: "
-        "remove some")
+        f"the collect folder holds {drawings} drawings; learning takes at most {drawings - 1}: remove some")

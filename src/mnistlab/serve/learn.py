@@ -33,9 +33,9 @@ from .api import EDGE_ERRORS, LearnState, ModelInfo, ModelUse, error
 from .choice import ModelChoice
 from .collect import collected_counts, suggested_run_name
 from .learn_job import (
+    LEARN_MIN_PER_DIGIT,
     LEARN_SECONDS,
     MAX_DRAWINGS,
-    MIN_PER_DIGIT,
     JobSpec,
     cancel_job,
     job_running,
@@ -158,11 +158,11 @@ def add_learn_routes(app: FastAPI, models: ModelChoice, settings: LearnSettings 
 
 
 def check_counts(counts: list[int]) -> None:
-    """422 naming the digits with fewer than `MIN_PER_DIGIT` drawings, or when there are more than `MAX_DRAWINGS`."""
-    short = [f"{digit} has {count}" for digit, count in enumerate(counts) if count < MIN_PER_DIGIT]
+    """422 naming the digits with fewer than `LEARN_MIN_PER_DIGIT` drawings, or when there are over `MAX_DRAWINGS`."""
+    short = [f"{digit} has {count}" for digit, count in enumerate(counts) if count < LEARN_MIN_PER_DIGIT]
     if short:
         raise ApiError(422, f"too few drawings to learn from: {', '.join(short)}; each digit needs at least "
-                            f"{MIN_PER_DIGIT}")
+                            f"{LEARN_MIN_PER_DIGIT}")
     if sum(counts) > MAX_DRAWINGS:
         raise ApiError(422, f"the collect folder holds {sum(counts):,} drawings; learning takes at most "
                             f"{MAX_DRAWINGS:,}: remove some")

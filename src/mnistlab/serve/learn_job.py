@@ -38,13 +38,13 @@ except ImportError:  # Windows: the server runs, without learning
     fcntl = None
 
 WANTED_PER_DIGIT = 10  # drawings of each digit the page asks for
-MIN_PER_DIGIT = 5  # drawings of each digit needed to start learning: 3 or more to train on, 1 or 2 held out
+LEARN_MIN_PER_DIGIT = 5  # drawings of each digit needed to start learning: 3 or more to train on, 1 or 2 held out
 MAX_DRAWINGS = 1_000  # a collect folder with more is refused: learning reads every drawing first
-# Adam's learning rate of a job: `finetune`'s default is for a whole folder, and learn mode trains on 70% of 100
-# drawings; the higher rate halves the writer's other drawings' error more often, at the same cost and MNIST accuracy
+# Adam's learning rate of a job, above `finetune`'s default: learn mode trains on 70% of a small folder, and the
+# higher rate cut the writer's other drawings' error further at the same cost and MNIST accuracy
 # (docs/benchmarks.md, "Learn mode").
 LEARN_LR = 1e-3
-LEARN_SECONDS = 300  # a job's time limit: 100 drawings take under a minute on 2 cores; a stuck job ends here
+LEARN_SECONDS = 300  # a job's time limit, well above what learning takes: a stuck job ends here
 KILL_GRACE_SECONDS = 10  # after its limit, a job that has not stopped itself is killed
 JOB_NICENESS = 10  # the job yields the CPU to the server's requests (os.nice)
 STATUS_EVERY_SECONDS = 0.25  # how often a job rewrites its status while it learns
