@@ -16,6 +16,7 @@ from mnistlab.calibration import (
     expected_calibration_error,
     fit_temperature,
     held_out_count,
+    inherited,
     reliability_table,
     rescale_probabilities,
     scaled_softmax,
@@ -96,6 +97,14 @@ def test_a_good_record_reads_back_typed():
     record = Calibration("temperature", 1.3, data="held out", images=200, ece_before=0.1, ece_after=0.01)
     assert Calibration.check(json.loads(json.dumps(record.to_record()))) == record
     assert "nll_before" not in record.to_record()
+
+
+def test_a_fine_tune_inherits_its_bases_temperature_and_says_so():
+    base = Calibration("temperature", 0.42, data="the last 5,000 training images", images=5000, ece_after=0.002)
+    record = inherited(base, "pretrained:cnn")
+    assert (record.method, record.temperature, record.images, record.ece_after) == ("temperature", 0.42, 5000, None)
+    assert record.data == "inherited from its base pretrained:cnn: the last 5,000 training images"
+    assert inherited(None, "runs/x").temperature == 1.0 and "runs/x was not calibrated" in inherited(None, "runs/x").data
 
 
 @pytest.fixture(scope="module")

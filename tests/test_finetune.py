@@ -75,6 +75,8 @@ def test_finetune_writes_a_run_that_the_other_commands_take(tiny_run, tmp_path, 
     assert record["held_out"] == {str(d): [n for n, h, lab in zip(names, held, labels, strict=True) if h and lab == d]
                                   for d in range(10)}
     assert record["after"]["test_acc"] == checkpoint.metrics["test_acc"]
+    assert checkpoint.temperature == load_checkpoint(run).temperature  # its base's calibration, said so
+    assert str(run) in checkpoint.config["calibration"]["data"]
 
     assert main(["evaluate", str(out), "--data-dir", str(data)]) == 0
     assert "reproduced exactly" in capsys.readouterr().out

@@ -65,6 +65,15 @@ def uncalibrated(reason: str) -> Calibration:
     return Calibration("none", 1.0, data=reason)
 
 
+def inherited(base: Calibration | None, base_name: str) -> Calibration:
+    """The record of a fine-tune of `base`: its base's temperature, the best guess that a few hundred
+    drawings cannot improve on (the figures measured on the base's images are left out)."""
+    if base is None or base.method == "none":
+        return uncalibrated(f"its base {base_name} was not calibrated")
+    return Calibration(base.method, base.temperature, data=f"inherited from its base {base_name}: {base.data}",
+                       images=base.images, bins=base.bins)
+
+
 def held_out_count(train_images: int, calibration_size: int) -> int:
     """How many of the last training images a run holds out to calibrate on.
 

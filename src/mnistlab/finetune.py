@@ -29,6 +29,7 @@ from ._io import file_sha256, json_text
 from ._outputs import StagedFolder
 from ._signals import progress_bar
 from .augment import augment
+from .calibration import inherited
 from .checkpoints import Checkpoint, is_checkpoint_folder, non_finite_tensor
 from .config import FinetuneConfig
 from .data import Split, load_mnist, normalize, resolve_data_dir
@@ -259,7 +260,8 @@ def finetune(config: FinetuneConfig, on_unreadable: Callable[[LabelledImage, str
                   std=std, dataset=data.record(), epochs=[row], train_config=base.config.get("train_config", {}),
                   config={"finetune": True, "base": base_name, "model": base.model_name, **_settings(config)},
                   device=str(device), wall_seconds=row["seconds"], train_seconds=seconds,
-                  eval_seconds=row["eval_seconds"], time_to_target=None, finetune=record)
+                  eval_seconds=row["eval_seconds"], time_to_target=None, finetune=record,
+                  calibration=inherited(base.calibration, base_name).to_record())
         staging.publish()
     report(1.0, "done")
     return FinetuneResult(Path(config.out), config, base, before, after, int((~held).sum()), int(held.sum()),
