@@ -26,6 +26,7 @@ from .collect import add_collect_routes
 from .docs import add_docs
 from .inference import Predictor, model_summary
 from .policy import Policy, PolicyMiddleware
+from .read import add_read_route
 from .uploads import MAX_UPLOAD_BYTES, BodyLimit, read_upload
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
@@ -91,6 +92,7 @@ def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None =
         _, answer = await predictor.answer(data, preprocessed)
         return Response(json.dumps(answer, separators=(",", ":")), media_type="application/json")
 
+    add_read_route(app, predictor)
     if collect_dir is not None:
         add_collect_routes(app, predictor, check_collect_folder(collect_dir), collect_dir,
                            run_name or (os.fspath(run) if isinstance(run, str | os.PathLike) else model.path.name))

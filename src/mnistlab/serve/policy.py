@@ -24,7 +24,8 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")  # the Host names a server on
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CORS_PATHS = frozenset({"/api/predict"})  # what `--allow-origin` opens to other sites: reading, never writing
+# What `--allow-origin` opens to other sites: reading, never writing.
+CORS_PATHS = frozenset({"/api/predict", "/api/read"})
 
 
 @dataclass(frozen=True)
