@@ -41,11 +41,14 @@ READ_WORKING_SIZE = 2048  # a larger picture is first reduced to this long side:
 MAX_DIGIT_SPAN = 1.1  # pieces are joined into one digit only while they span at most this many digit heights
 # A digit adds log(confidence / DIGIT_BAR) to a reading's score: one read surer than the bar counts for the
 # reading (a plain product of confidences would favour reading a touching "41" as one confident 4).
-DIGIT_BAR = 0.8
+DIGIT_BAR = 0.7
+WIDE_DIGIT = 1.3  # a digit wider than this many of the line's digit heights is rare (0.5% of MNIST's) ...
+WIDE_PENALTY = 3.0  # ... each digit height wider costs a reading this much log-score: two touching digits read as one
 CUT_PENALTY = 0.8  # a reading that cuts through ink must be this much surer of its digits than one that does not
 MIN_DIGIT_HEIGHT = 0.4  # a piece shorter than this fraction of the line's digit height is no digit alone
 MIN_CUT_HEIGHT = 0.6  # a piece cut from a mark is at least this fraction of the line's digit height ...
 MIN_ROW_COVER = 0.9  # a piece cut from a mark has ink in this fraction of its rows, at least (see `_whole_height`)
+MAX_CROPS = 1024  # candidate digits a picture may give the classifier (~1-3 s on one core): more is no number
 CROP_BATCH = 1024  # crops per forward pass: a picture with many marks is classified in a few passes
 NO_NUMBER = "no number found"
 
@@ -160,7 +163,11 @@ Candidate = tuple[int, int, np.ndarray, tuple[int, int, int, int]]
 
 def _candidates(line: Line, parts: list[Piece]) -> list[Candidate]:
     """Every group of consecutive pieces that may be one digit: each piece alone, each mark whole, and runs
-    of pieces no wider than MAX_DIGIT_SPAN digit heights (a digit in several strokes, or cut from its neighbour)."""
+    of pieces no wider than MAX_DIGIT_SPAN digit heights (a digit in several strokes, or cut from its neighbour).
+
+    Raises:
+        NoDigitError: more than MAX_CROPS candidates (a texture or a drawing, not a number).
+    """
     found: list[Candidate] = []
     widest = MAX_DIGIT_SPAN * line.digit_height
     for first in range(len(parts)):
@@ -180,6 +187,9 @@ def _candidates(line: Line, parts: list[Piece]) -> list[Candidate]:
             cropped = crop_pieces(line, group)
             if cropped is not None and (not any(p.cut for p in group) or _whole_height(line, *cropped)):
                 found.append((first, stop, *cropped))
+            if len(found) > MAX_CROPS:
+                raise NoDigitError(f"{NO_NUMBER} (its marks may be cut into more than the {MAX_CROPS} candidate "
+                                   "digits a number may have)")
     return found
 
 
@@ -202,19 +212,24 @@ def _classify(model: Classifier, crops: list[np.ndarray]) -> np.ndarray:
 def _best_reading(line: Line, parts: list[Piece], candidates: list[Candidate],
                   probabilities: np.ndarray) -> list[tuple]:
     """The grouping of the pieces into digits with the best score, by a dynamic programme over the pieces,
-    left to right: each digit adds log(confidence / DIGIT_BAR), each cut through ink log(CUT_PENALTY).
-    Returns (label, confidence, box) for each digit. A piece alone shorter than MIN_DIGIT_HEIGHT is no digit (a stroke's
-    fragment, a dot): it is left out, at no cost, unless it joins its neighbour."""
+    left to right: each digit adds log(confidence / DIGIT_BAR), each cut through ink log(CUT_PENALTY), and a
+    digit wider than WIDE_DIGIT line heights loses WIDE_PENALTY per height beyond. Returns (label, confidence,
+    box) for each digit. A piece alone shorter than MIN_DIGIT_HEIGHT is no digit (a stroke's fragment, a dot):
+    it is left out, at no cost, unless it joins its neighbour."""
+    ending: dict[int, list[tuple[int, tuple, np.ndarray]]] = {}  # stop → the candidates that end there
+    for (first, stop, _, box), p in zip(candidates, probabilities, strict=True):
+        ending.setdefault(stop, []).append((first, box, p))
     best: dict[int, tuple[float, list]] = {0: (0.0, [])}  # pieces read so far → (log of the best score, digits)
     for stop in range(1, len(parts) + 1):
         options = []
-        for (first, end, _, box), p in zip(candidates, probabilities, strict=True):
-            if end != stop or first not in best:
+        for first, box, p in ending.get(stop, []):
+            if first not in best:
                 continue
             cut = first > 0 and parts[first].cut and parts[first - 1].mark == parts[first].mark
             gain = math.log(max(float(p.max()), 1e-12) / DIGIT_BAR) + (math.log(CUT_PENALTY) if cut else 0.0)
+            gain -= WIDE_PENALTY * max(0.0, (box[3] - box[1]) / line.digit_height - WIDE_DIGIT)
             score = best[first][0] + gain
-            if end == first + 1 and box[2] - box[0] < MIN_DIGIT_HEIGHT * line.digit_height:
+            if stop == first + 1 and box[2] - box[0] < MIN_DIGIT_HEIGHT * line.digit_height:
                 options.append(best[first])  # too short to be a digit alone: a fragment, or a dot
             else:
                 options.append((score, best[first][1] + [(int(p.argmax()), float(p.max()), box)]))
