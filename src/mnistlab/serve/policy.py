@@ -3,7 +3,7 @@
 - The Host header must name this server: a page on another site that rebinds its DNS name to
   127.0.0.1 cannot reach the server through it.
 - A request that changes state must come from this server's own page (Origin, Sec-Fetch-Site);
-  `--allow-origin` opens only the prediction route to the sites it names, with CORS.
+  `--allow-origin` opens only the routes that read (/api/predict, /api/read) to the sites it names, with CORS.
 - HEAD is answered wherever GET is, without a body.
 - Every response carries `nosniff`, a Content-Security-Policy and `no-referrer`.
 """
