@@ -235,3 +235,27 @@ def test_boxes_are_drawn_on_a_picture_of_any_mode(mode):
     drawn = draw_boxes(picture, Reading("x.png", text="7", digits=[Digit(7, 0.9, [40, 20, 70, 55])]))
     assert (drawn.mode, drawn.size) == ("RGB", (120, 60))
     assert drawn.getpixel((40, 40)) == BOX_COLOUR and drawn.getpixel((100, 5)) != BOX_COLOUR
+
+
+class Tempered:
+    """A model whose probabilities are temperature-scaled, as a calibrated model's are."""
+
+    def __init__(self, model, temperature: float):
+        self.model, self.temperature = model, temperature
+
+    def probabilities(self, pixels):
+        logits = np.log(np.maximum(self.model.probabilities(pixels), 1e-12)) / self.temperature
+        odds = np.exp(logits - logits.max(1, keepdims=True))
+        return odds / odds.sum(1, keepdims=True)
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_sharper_or_softer_probabilities_read_the_same_numbers(model, samples, temperature):
+    written = (("4817", 0.1), ("38", -0.05), ("2903", 0.0), ("5061", 0.3))
+    pictures = [line(samples, number, gap=gap) for number, gap in written]
+    plain = [r.text for r in mnistlab.read(model, pictures)]
+    assert plain == ["4817", "38", "2903", "5061"]
+    assert [r.text for r in mnistlab.read(Tempered(model, temperature), pictures)] == plain
