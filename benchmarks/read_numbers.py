@@ -9,6 +9,7 @@ against `predict` on a one-digit photo (in-process), and of `mnistlab read` on a
 The UCI digits (scikit-learn's `load_digits`) are measured when scikit-learn is installed.
 
     python benchmarks/read_numbers.py [--per-length 100] [--model pretrained:cnn] [--command-images 1000] [--threads N]
+                                      [--temperature T]
 """
 
 from __future__ import annotations
@@ -58,6 +59,22 @@ def naive_read(model: mnistlab.Classifier, photo: Image.Image) -> str:
     crops = [photo.crop((round(c0 * scale) - 4, round(r0 * scale) - 4, round(c1 * scale) + 4, round(r1 * scale) + 4))
              for c0, c1, r0, r1 in boxes]
     return "".join(str(p.label) for p in mnistlab.predict(model, crops) if p.ok)
+
+
+class Tempered:
+    """`model` with its probabilities temperature-scaled (softmax(log p / T)), as a calibrated model's are: the
+    reading must not depend on how sharp a model's probabilities are."""
+
+    def __init__(self, model: mnistlab.Classifier, temperature: float):
+        self.model, self.temperature = model, temperature
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        logits = np.log(np.maximum(self.model.probabilities(pixels), 1e-12)) / self.temperature
+        odds = np.exp(logits - logits.max(1, keepdims=True))
+        return odds / odds.sum(1, keepdims=True)
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -136,16 +153,21 @@ def main() -> None:
                         help="photos for the command's timing; 0 skips it (default: 1000)")
     parser.add_argument("--seed", type=int, default=0, help="(default: 0)")
     parser.add_argument("--threads", type=int, metavar="N", help="torch threads in-process (default: torch's own)")
+    parser.add_argument("--temperature", type=float, metavar="T",
+                        help="read with the model's probabilities temperature-scaled by T (accuracy only)")
     args = parser.parse_args()
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     model = mnistlab.load_model(args.model)
+    name = args.model
+    if args.temperature:
+        model, name = Tempered(model, args.temperature), f"{args.model} at temperature {args.temperature}"
     test = mnistlab.load_mnist().test
     mnist = ([image.numpy() for image in test.images], test.labels.numpy())
     if args.per_length:
-        accuracy(model, mnist, args.per_length, args.seed, f"MNIST test digits, {args.model}")
+        accuracy(model, mnist, args.per_length, args.seed, f"MNIST test digits, {name}")
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -156,7 +178,9 @@ def main() -> None:
                                                                                  Image.Resampling.BICUBIC))
                   for d in uci.images]
         if args.per_length:
-            accuracy(model, (images, uci.target), args.per_length, args.seed, f"UCI digits, {args.model}")
+            accuracy(model, (images, uci.target), args.per_length, args.seed, f"UCI digits, {name}")
+    if args.temperature:
+        return
     speed(model, mnist)
     if args.command_images:
         command_time(args.model, mnist, args.command_images, args.threads)

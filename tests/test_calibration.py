@@ -104,7 +104,8 @@ def test_a_fine_tune_inherits_its_bases_temperature_and_says_so():
     record = inherited(base, "pretrained:cnn")
     assert (record.method, record.temperature, record.images, record.ece_after) == ("temperature", 0.42, 5000, None)
     assert record.data == "inherited from its base pretrained:cnn: the last 5,000 training images"
-    assert inherited(None, "runs/x").temperature == 1.0 and "runs/x was not calibrated" in inherited(None, "runs/x").data
+    unknown = inherited(None, "runs/x")
+    assert unknown.temperature == 1.0 and "runs/x was not calibrated" in unknown.data
 
 
 @pytest.fixture(scope="module")

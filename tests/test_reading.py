@@ -194,3 +194,68 @@ def test_the_command_on_bad_arguments_says_one_line(tmp_path, capsys):
     assert main(["read", "pretrained:cnn", str(tmp_path / "nothing-*.png")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("mnistlab: error: no images found") and "Traceback" not in err
+
+
+def test_boxes_draws_each_picture_with_its_readings(samples, tmp_path, capsys):
+    from mnistlab.number_boxes import BOX_COLOUR
+
+    for folder in ("a", "b"):  # two files of one name: the second is written as number-2.png
+        (tmp_path / folder).mkdir()
+        Image.fromarray(line(samples, "716")).save(tmp_path / folder / "number.png")
+    Image.new("L", (200, 100), 255).save(tmp_path / "a" / "blank.png")
+    out = tmp_path / "boxes" / "new"
+    assert main(["read", "pretrained:cnn", str(tmp_path / "a"), str(tmp_path / "b"), "--boxes", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert f"wrote {out / 'number.png'}" in printed and f"wrote {out / 'number-2.png'}" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["number-2.png", "number.png"]  # no blank, no temporary file
+    drawn = Image.open(out / "number.png")
+    picture = Image.open(tmp_path / "a" / "number.png")
+    assert (drawn.mode, drawn.size) == ("RGB", picture.size)
+    (reading,) = mnistlab.read(mnistlab.load_model("pretrained:cnn"), tmp_path / "a" / "number.png")
+    pixels = np.asarray(drawn)
+    for digit in reading.digits:
+        x0, y0, x1, y1 = digit.box
+        assert (pixels[(y0 + y1) // 2, x0] == BOX_COLOUR).all() and (pixels[y1 - 1, (x0 + x1) // 2] == BOX_COLOUR).all()
+
+
+def test_boxes_into_a_file_is_refused_before_the_work(samples, tmp_path, capsys):
+    Image.fromarray(line(samples, "716")).save(tmp_path / "number.png")
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert main(["read", "pretrained:cnn", str(tmp_path / "number.png"), "--boxes", str(tmp_path / "taken")]) != 0
+    out, err = capsys.readouterr()
+    assert out == "" and "taken" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "I;16", "P"])
+def test_boxes_are_drawn_on_a_picture_of_any_mode(mode):
+    from mnistlab.number_boxes import BOX_COLOUR, draw_boxes
+    from mnistlab.reading import Digit, Reading
+
+    picture = Image.new("L", (120, 60), 200).convert(mode)
+    drawn = draw_boxes(picture, Reading("x.png", text="7", digits=[Digit(7, 0.9, [40, 20, 70, 55])]))
+    assert (drawn.mode, drawn.size) == ("RGB", (120, 60))
+    assert drawn.getpixel((40, 40)) == BOX_COLOUR and drawn.getpixel((100, 5)) != BOX_COLOUR
+
+
+class Tempered:
+    """A model whose probabilities are temperature-scaled, as a calibrated model's are."""
+
+    def __init__(self, model, temperature: float):
+        self.model, self.temperature = model, temperature
+
+    def probabilities(self, pixels):
+        logits = np.log(np.maximum(self.model.probabilities(pixels), 1e-12)) / self.temperature
+        odds = np.exp(logits - logits.max(1, keepdims=True))
+        return odds / odds.sum(1, keepdims=True)
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_sharper_or_softer_probabilities_read_the_same_numbers(model, samples, temperature):
+    written = (("4817", 0.1), ("38", -0.05), ("2903", 0.0), ("5061", 0.3))
+    pictures = [line(samples, number, gap=gap) for number, gap in written]
+    plain = [r.text for r in mnistlab.read(model, pictures)]
+    assert plain == ["4817", "38", "2903", "5061"]
+    assert [r.text for r in mnistlab.read(Tempered(model, temperature), pictures)] == plain

@@ -39,13 +39,19 @@ from .segmentation import Line, Piece, crop_pieces, find_marks, overlap, pieces
 
 READ_WORKING_SIZE = 2048  # a larger picture is first reduced to this long side: a 7-digit line keeps ~250 px a digit
 MAX_DIGIT_SPAN = 1.1  # pieces are joined into one digit only while they span at most this many digit heights
-# A digit adds log(confidence / DIGIT_BAR) to a reading's score: one read surer than the bar counts for the
-# reading (a plain product of confidences would favour reading a touching "41" as one confident 4).
-DIGIT_BAR = 0.8
-CUT_PENALTY = 0.8  # a reading that cuts through ink must be this much surer of its digits than one that does not
+# A digit's score is its log-odds, log(p / (1 - p)), over the picture's typical digit's (`_typical_log_odds`):
+# measured so, a model's sharper or softer probabilities (temperature scaling) change no reading. A digit adds
+# its score less SURETY_BAR: one read half as surely as the typical digit still counts for the reading (a plain
+# product of confidences would favour reading a touching "41" as one confident 4).
+SURETY_BAR = 0.35
+CUT_COST = 0.5  # what a cut through ink costs a reading: its digits must pay for it
+TYPICAL_FLOOR = 1.0  # the typical log-odds is at least this (p = 0.73): a picture of unsure marks is not inflated
+WIDE_DIGIT = 1.3  # a digit wider than this many of the line's digit heights is rare (0.5% of MNIST's) ...
+WIDE_COST = 7.0  # ... each digit height wider costs a reading this much: two touching digits read as one
 MIN_DIGIT_HEIGHT = 0.4  # a piece shorter than this fraction of the line's digit height is no digit alone
 MIN_CUT_HEIGHT = 0.6  # a piece cut from a mark is at least this fraction of the line's digit height ...
 MIN_ROW_COVER = 0.9  # a piece cut from a mark has ink in this fraction of its rows, at least (see `_whole_height`)
+MAX_CROPS = 1024  # candidate digits a picture may give the classifier (~1-3 s on one core): more is no number
 CROP_BATCH = 1024  # crops per forward pass: a picture with many marks is classified in a few passes
 NO_NUMBER = "no number found"
 
@@ -160,7 +166,11 @@ Candidate = tuple[int, int, np.ndarray, tuple[int, int, int, int]]
 
 def _candidates(line: Line, parts: list[Piece]) -> list[Candidate]:
     """Every group of consecutive pieces that may be one digit: each piece alone, each mark whole, and runs
-    of pieces no wider than MAX_DIGIT_SPAN digit heights (a digit in several strokes, or cut from its neighbour)."""
+    of pieces no wider than MAX_DIGIT_SPAN digit heights (a digit in several strokes, or cut from its neighbour).
+
+    Raises:
+        NoDigitError: more than MAX_CROPS candidates (a texture or a drawing, not a number).
+    """
     found: list[Candidate] = []
     widest = MAX_DIGIT_SPAN * line.digit_height
     for first in range(len(parts)):
@@ -180,6 +190,9 @@ def _candidates(line: Line, parts: list[Piece]) -> list[Candidate]:
             cropped = crop_pieces(line, group)
             if cropped is not None and (not any(p.cut for p in group) or _whole_height(line, *cropped)):
                 found.append((first, stop, *cropped))
+            if len(found) > MAX_CROPS:
+                raise NoDigitError(f"{NO_NUMBER} (its marks may be cut into more than the {MAX_CROPS} candidate "
+                                   "digits a number may have)")
     return found
 
 
@@ -202,25 +215,48 @@ def _classify(model: Classifier, crops: list[np.ndarray]) -> np.ndarray:
 def _best_reading(line: Line, parts: list[Piece], candidates: list[Candidate],
                   probabilities: np.ndarray) -> list[tuple]:
     """The grouping of the pieces into digits with the best score, by a dynamic programme over the pieces,
-    left to right: each digit adds log(confidence / DIGIT_BAR), each cut through ink log(CUT_PENALTY).
-    Returns (label, confidence, box) for each digit. A piece alone shorter than MIN_DIGIT_HEIGHT is no digit (a stroke's
+    left to right: each digit adds its log-odds over the typical digit's less SURETY_BAR, each cut through ink
+    costs CUT_COST, and a digit wider than WIDE_DIGIT line heights WIDE_COST per height beyond. Returns (label,
+    confidence, box) for each digit. A piece alone shorter than MIN_DIGIT_HEIGHT is no digit (a stroke's
     fragment, a dot): it is left out, at no cost, unless it joins its neighbour."""
-    best: dict[int, tuple[float, list]] = {0: (0.0, [])}  # pieces read so far → (log of the best score, digits)
+    surety = _log_odds(probabilities)
+    typical = _typical_log_odds(line, parts, candidates, surety)
+    ending: dict[int, list[tuple]] = {}  # stop → (first, box, probabilities, log-odds) of the candidates ending there
+    for (first, stop, _, box), p, sure in zip(candidates, probabilities, surety, strict=True):
+        ending.setdefault(stop, []).append((first, box, p, sure))
+    best: dict[int, tuple[float, list]] = {0: (0.0, [])}  # pieces read so far → (the best score, digits)
     for stop in range(1, len(parts) + 1):
         options = []
-        for (first, end, _, box), p in zip(candidates, probabilities, strict=True):
-            if end != stop or first not in best:
+        for first, box, p, sure in ending.get(stop, []):
+            if first not in best:
                 continue
             cut = first > 0 and parts[first].cut and parts[first - 1].mark == parts[first].mark
-            gain = math.log(max(float(p.max()), 1e-12) / DIGIT_BAR) + (math.log(CUT_PENALTY) if cut else 0.0)
+            gain = sure / typical - SURETY_BAR - (CUT_COST if cut else 0.0)
+            gain -= WIDE_COST * max(0.0, (box[3] - box[1]) / line.digit_height - WIDE_DIGIT)
             score = best[first][0] + gain
-            if end == first + 1 and box[2] - box[0] < MIN_DIGIT_HEIGHT * line.digit_height:
+            if stop == first + 1 and box[2] - box[0] < MIN_DIGIT_HEIGHT * line.digit_height:
                 options.append(best[first])  # too short to be a digit alone: a fragment, or a dot
             else:
                 options.append((score, best[first][1] + [(int(p.argmax()), float(p.max()), box)]))
         if options:
             best[stop] = max(options, key=lambda option: option[0])
     return best.get(len(parts), (0.0, []))[1]
+
+
+def _log_odds(probabilities: np.ndarray) -> np.ndarray:
+    """Each candidate's log-odds of its likeliest class, log(p / (1 - p)): (candidates,)."""
+    top = np.clip(probabilities.max(1, initial=0.0).astype(np.float64), 1e-6, 1 - 1e-6)
+    return np.log(top / (1 - top))
+
+
+def _typical_log_odds(line: Line, parts: list[Piece], candidates: list[Candidate], surety: np.ndarray) -> float:
+    """What a digit of this picture scores with this model: the median log-odds of the marks that stand alone
+    (uncut, as tall as a digit), else the best candidate's; at least TYPICAL_FLOOR. Scores are measured
+    against it, so that a model whose probabilities are sharper or softer (temperature-scaled) reads alike."""
+    alone = [sure for (first, stop, _, box), sure in zip(candidates, surety, strict=True)
+             if stop == first + 1 and not parts[first].cut and box[2] - box[0] >= MIN_CUT_HEIGHT * line.digit_height]
+    typical = float(np.median(alone)) if alone else float(surety.max(initial=0.0))
+    return max(typical, TYPICAL_FLOOR)
 
 
 def format_table(readings: Sequence[Reading]) -> str:

@@ -19,6 +19,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     read.add_argument("--json", action="store_true",
                       help="print a JSON array, one object per file: file, text, digits (label, confidence, box), "
                            "error")
+    read.add_argument("--boxes", metavar="DIR",
+                      help="also write each picture with a box and a reading over each digit, as DIR/<name>.png "
+                           "(made if missing)")
     add_invert_flag(read)
     add_device_flag(read, "an ONNX file runs on the CPU")
     read.set_defaults(handler=cmd_read)
@@ -26,12 +29,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def cmd_read(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..model_loading import load_model
+    from ..number_boxes import check_boxes_folder, save_boxes
     from ..reading import format_json, format_table, read
 
+    if args.boxes is not None:
+        check_boxes_folder(args.boxes)
     model = load_model(args.checkpoint, device=args.device)
     paths, empty = image_paths(args.images)
     readings = read(model, paths, invert=args.invert)
     print(format_json(readings) if args.json else format_table(readings))
+    if args.boxes is not None:
+        for path in save_boxes(readings, args.boxes):
+            print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     for argument in empty:
         print(f"mnistlab: no images found in {argument}", file=sys.stderr)
     failed = sum(not r.ok for r in readings)

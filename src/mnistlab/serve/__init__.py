@@ -2,6 +2,7 @@
 
     GET  /               the drawing page (static files in mnistlab/static: no build step, no CDN)
     POST /api/predict    an image (multipart field `file`, or the raw body) → the model's answer
+    POST /api/read       an image → the handwritten number in it, digit by digit, with their boxes
     POST /api/collect    with a collect folder: save a labelled drawing as DIR/<digit>/<new name>.png
     DELETE /api/collect  with a collect folder: remove a saved drawing (undo)
     GET  /api/collected  with a collect folder: how many drawings of each class it holds, and what to run on them

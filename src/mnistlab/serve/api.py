@@ -40,6 +40,21 @@ class PredictResponse(BaseModel):
     model: ServedModel
 
 
+class ReadDigit(BaseModel):
+    label: ClassIndex = Field(description="the digit read")
+    confidence: float = Field(description="the model's probability for it")
+    box: list[int] = Field(min_length=4, max_length=4,
+                           description="its ink's box [x0, y0, x1, y1] in the upload's pixels (x1, y1 excluded)")
+
+
+class ReadResponse(BaseModel):
+    text: str = Field(description="the digits read, left to right (\"2903\")")
+    digits: list[ReadDigit] = Field(description="each digit read, left to right")
+    error: None = Field(description="always null here: an upload with no number is answered 422, as "
+                                    "`mnistlab read --json` gives the row's error")
+    model: ServedModel
+
+
 class ModelInfo(ServedModel):
     parameters: int
     classes: list[str] = Field(description="the name of each class, in label order")

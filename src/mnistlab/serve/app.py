@@ -29,6 +29,7 @@ from .inference import Predictor, model_summary
 from .learn import LearnSettings, add_learn_routes, check_learn_folder, default_learn_folder
 from .learn_job import LEARN_SECONDS, can_learn
 from .policy import Policy, PolicyMiddleware
+from .read import add_read_route
 from .uploads import MAX_UPLOAD_BYTES, BodyLimit, read_upload
 
 STATIC_DIR = Path(__file__).parent.parent / "static"
@@ -128,6 +129,7 @@ def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None =
                    else "learning needs Linux or macOS (a file lock keeps it to one job at a time)")
     add_learn_routes(app, models, learning, collect, os.fspath(run) if isinstance(run, str | os.PathLike)
                      else os.fspath(model.path), shown, unavailable, model_info)
+    add_read_route(app, models)
     return app
 
 

@@ -3,7 +3,7 @@
 - The Host header must name this server: a page on another site that rebinds its DNS name to
   127.0.0.1 cannot reach the server through it.
 - A request that changes state must come from this server's own page (Origin, Sec-Fetch-Site);
-  `--allow-origin` opens only the prediction route to the sites it names, with CORS.
+  `--allow-origin` opens only the routes that read (/api/predict, /api/read) to the sites it names, with CORS.
 - HEAD is answered wherever GET is, without a body.
 - Every response carries `nosniff`, a Content-Security-Policy and `no-referrer`.
 """
@@ -24,7 +24,8 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")  # the Host names a server on
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CORS_PATHS = frozenset({"/api/predict"})  # what `--allow-origin` opens to other sites: reading, never writing
+# What `--allow-origin` opens to other sites: reading, never writing.
+CORS_PATHS = frozenset({"/api/predict", "/api/read"})
 
 
 @dataclass(frozen=True)

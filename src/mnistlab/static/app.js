@@ -110,7 +110,7 @@ function clear() {
 document.getElementById("undo").addEventListener("click", undo);
 document.getElementById("clear").addEventListener("click", clear);
 document.addEventListener("keydown", (event) => {
-  if (event.target instanceof HTMLInputElement) return;
+  if (event.target instanceof HTMLInputElement || document.getElementById("digit-mode").hidden) return;
   if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
     event.preventDefault();
     undo();
@@ -161,33 +161,36 @@ function throttle() { // while drawing: at most one request in flight, and one e
   }, wait);
 }
 
-// The canvas as an 8-bit gray BMP of size×size pixels: built synchronously from its pixels, no encoder to wait on.
-function canvasBmp(size) {
+// A canvas as an 8-bit gray BMP `width` pixels wide (its height in proportion): built synchronously from its
+// pixels, no encoder to wait on. read.js sends the number pad's drawing the same way.
+function canvasBmp(width, source = canvas) {
+  const height = Math.round(width * source.height / source.width);
   const small = document.createElement("canvas");
-  small.width = small.height = size;
+  small.width = width;
+  small.height = height;
   const context = small.getContext("2d", {willReadFrequently: true});
   context.imageSmoothingQuality = "high";
-  context.drawImage(canvas, 0, 0, size, size);
-  const rgba = context.getImageData(0, 0, size, size).data;
-  const row = (size + 3) & ~3; // BMP rows are padded to 4 bytes
+  context.drawImage(source, 0, 0, width, height);
+  const rgba = context.getImageData(0, 0, width, height).data;
+  const row = (width + 3) & ~3; // BMP rows are padded to 4 bytes
   const offset = 14 + 40 + 256 * 4; // file header, info header, gray palette
-  const buffer = new ArrayBuffer(offset + row * size);
+  const buffer = new ArrayBuffer(offset + row * height);
   const view = new DataView(buffer);
   view.setUint16(0, 0x4d42, true); // "BM"
   view.setUint32(2, buffer.byteLength, true);
   view.setUint32(10, offset, true);
   view.setUint32(14, 40, true);
-  view.setInt32(18, size, true);
-  view.setInt32(22, -size, true); // negative: rows top to bottom
+  view.setInt32(18, width, true);
+  view.setInt32(22, -height, true); // negative: rows top to bottom
   view.setUint16(26, 1, true);
   view.setUint16(28, 8, true);
-  view.setUint32(34, row * size, true);
+  view.setUint32(34, row * height, true);
   view.setUint32(46, 256, true);
   for (let i = 0; i < 256; i++) view.setUint32(54 + 4 * i, i * 0x010101, true);
   const pixels = new Uint8Array(buffer, offset);
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      const k = 4 * (y * size + x);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const k = 4 * (y * width + x);
       pixels[y * row + x] = (rgba[k] * 77 + rgba[k + 1] * 150 + rgba[k + 2] * 29) >> 8;
     }
   }
