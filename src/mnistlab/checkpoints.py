@@ -87,11 +87,12 @@ class Checkpoint(Recorded):
 
 def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mean: float, std: float,
                      dataset: dict, metrics: dict, train_config: dict, command: str | None = None,
-                     finetune: dict | None = None) -> dict[str, bytes]:
+                     finetune: dict | None = None, records: dict | None = None) -> dict[str, bytes]:
     """A checkpoint's two files as bytes: {WEIGHTS_FILE: the weights, CONFIG_FILE: the config that vouches for them}.
 
     `command`: the command line that made it (shell-quoted), recorded when given.
     `finetune`: the record of `mnistlab finetune` (`records.FINETUNE`), for a model adapted to someone's handwriting.
+    `records`: further top-level records of config.json, e.g. {"reject": ...} (`records.CHECKPOINT` names them).
     """
     weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     config = {
@@ -105,6 +106,7 @@ def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mea
         "metrics": metrics,
         "train_config": train_config,
         **({"finetune": finetune} if finetune is not None else {}),
+        **(records or {}),
     }
     return {WEIGHTS_FILE: save(weights, metadata={"format": CHECKPOINT.name}),
             CONFIG_FILE: json_text(config).encode("utf-8")}

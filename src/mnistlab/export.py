@@ -81,6 +81,7 @@ def metadata(checkpoint: Checkpoint, dtype: str | None) -> dict:
         "normalization": {"mean": checkpoint.mean, "std": checkpoint.std, "applied": "inside the model"},
         "parameters": checkpoint.parameter_count,
         "metrics": {"test_acc": accuracy} if isinstance(accuracy, float) else {},
+        **({"reject": checkpoint.config["reject"]} if "reject" in checkpoint.config else {}),
     }
 
 

@@ -42,11 +42,15 @@ from .evaluation import evaluate as evaluate  # where it was defined first: `fro
 from .limits import MAX_EVALUATIONS
 from .models import create_model, list_models, model_arguments, model_defaults
 from .optim import make_optimizer, make_scheduler
+from .outliers import make_outliers
 from .recipes import recipe_names
 from .records import METRICS_FILE
+from .rejection import fit_rule
 from .run_folder import check_run_name, default_run_dir, write_run
 
 PROGRESS_EVERY = 50  # steps between progress-bar loss updates (each one reads a value off the device)
+REJECT_HOLD_OUT = 5_000  # the last training images, when not trained on, fit the "not a digit" thresholds
+OUTLIER_POOL = 15_000  # non-digit marks made once per run; each step draws half a batch of them, warped anew
 T = TypeVar("T")
 
 
@@ -172,15 +176,43 @@ def batch_input(images: torch.Tensor, config: TrainConfig, generator: torch.Gene
                      config.mean, config.std)
 
 
+def outlier_pool(split: Split, config: TrainConfig) -> torch.Tensor | None:
+    """The non-digit marks outlier exposure shows the model, made from the training digits (uint8, on their
+    device); None when the config asks for no outlier exposure."""
+    if not config.outlier_exposure:
+        return None
+    count = max(1, min(len(split) // 2, OUTLIER_POOL))
+    return make_outliers(split.images.cpu(), split.labels.cpu(), count, config.seed).to(split.images.device)
+
+
+def reject_record(model: nn.Module, train: Split, trained_on: int, config: TrainConfig) -> dict | None:
+    """The "not a digit" rule fit on the last REJECT_HOLD_OUT training images, as config.json's "reject"
+    record; None when training used some of them (the model then gets the default rule)."""
+    if len(train) - trained_on < REJECT_HOLD_OUT:
+        return None
+    held_out = Split(train.images[-REJECT_HOLD_OUT:], train.labels[-REJECT_HOLD_OUT:]).to(
+        next(model.parameters()).device)
+    answers = evaluate_split(eval_copy(model), held_out, config.mean, config.std, config.test_batch_size,
+                             keep_probabilities=True)
+    return fit_rule(answers.probabilities.numpy()).record()
+
+
+def uniform_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy from the softmax of `logits` (B, classes) to the uniform distribution: 0 when unsure."""
+    return (torch.logsumexp(logits, 1) - logits.mean(1)).mean() - math.log(logits.shape[1])
+
+
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: Split, config: TrainConfig,
                     generator: torch.Generator, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                    augment_generator: torch.Generator | None = None
+                    augment_generator: torch.Generator | None = None, outliers: torch.Tensor | None = None
                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
     """One shuffled pass over `split`, one optimizer step per batch.
 
     Yields after each step its (mean loss, number right, batch size), the first two as device tensors, so
     that the caller decides when to wait for them. Augmentation draws from `augment_generator` (default:
-    `generator`), which lives on the training device so that drawing never waits on a copy.
+    `generator`), which lives on the training device so that drawing never waits on a copy. With `outliers`
+    (`outlier_pool`), half a batch of them joins each step, and `config.outlier_exposure` weighs the loss
+    that makes the model unsure of them (Hendrycks et al., "Deep anomaly detection with outlier exposure").
     """
     model.train()
     device = split.images.device
@@ -192,11 +224,18 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: S
     for start in range(0, len(split), config.batch_size):
         # Gathering each batch's rows is cheaper than a shuffled copy of the epoch, and needs no memory.
         batch = order[start:start + config.batch_size]
-        x = batch_input(split.images[batch], config, augment_generator or generator)  # (B, 1, 28, 28)
         y = split.labels[batch]
+        images = split.images[batch]
+        if outliers is not None:
+            drawn = torch.randint(len(outliers), (max(1, len(batch) // 2),), generator=generator).to(device)
+            images = torch.cat([images, outliers[drawn]])
+        x = batch_input(images, config, augment_generator or generator)  # (B + B/2 outliers, 1, 28, 28)
         with autocast:
             logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            loss = F.cross_entropy(logits[:len(y)], y, label_smoothing=config.label_smoothing)
+            if outliers is not None:
+                loss = loss + config.outlier_exposure * uniform_loss(logits[len(y):].float())
+            logits = logits[:len(y)]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -237,6 +276,7 @@ def _train_and_evaluate(model: nn.Module, optimizer: torch.optim.Optimizer, trai
     step_model = torch.compile(model) if config.compile else model
     generator = torch.Generator().manual_seed(config.seed)
     augment_generator = torch.Generator(device).manual_seed(config.seed) if device.type != "cpu" else None
+    outliers = outlier_pool(train_split, config)
     history: list[EpochMetrics] = []
     running = RunningMeans(device)
     step, train_seconds = 0, 0.0
@@ -245,7 +285,7 @@ def _train_and_evaluate(model: nn.Module, optimizer: torch.optim.Optimizer, trai
         with progress_bar(total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False,
                           disable=not config.progress, dynamic_ncols=True) as bar:
             for loss, right, n in train_one_epoch(step_model, optimizer, train_split, config, generator, scheduler,
-                                                  augment_generator):
+                                                  augment_generator, outliers):
                 step += 1
                 running.add(loss, right, n)
                 bar.update(1)
@@ -378,11 +418,12 @@ def train_run(config: TrainConfig, before_publish: Callable[[Run, Path], None] |
                 raise TrainingError(f"weight {bad} holds NaN or infinite values: training diverged")
             timer.seconds["training"] = history[-1].train_seconds
             timer.seconds["evaluation"] = sum(row.eval_seconds for row in history)
+            reject = reject_record(model, data.train, len(train_split), config)
         except TrainingError as e:
             raise TrainingError(f"{e}; {staging.nothing_new()}") from None
         run = Run(run_dir, config, model, history, str(device), wall_seconds, test_split, last, timer.seconds)
         with timer("writing"):
-            _write_run(staging, run, dataset, command)
+            _write_run(staging, run, dataset, command, {"reject": reject} if reject else None)
         if before_publish is not None:
             with timer("extras"):
                 before_publish(run, staging.path)
@@ -391,13 +432,14 @@ def train_run(config: TrainConfig, before_publish: Callable[[Run, Path], None] |
     return run
 
 
-def _write_run(staging: StagedFolder, run: Run, dataset: dict, command: str | None) -> None:
+def _write_run(staging: StagedFolder, run: Run, dataset: dict, command: str | None,
+               records: dict | None = None) -> None:
     """The run's checkpoint and metrics.json, into the staging folder, as `mnistlab.run_folder` writes every run."""
     config = run.config
     write_run(staging, run.model, model_name=config.model, model_args=config.model_args, mean=config.mean,
               std=config.std, dataset=dataset, epochs=[asdict(row) for row in run.history], config=asdict(config),
               train_config=asdict(config), device=run.device, wall_seconds=run.wall_seconds,
-              **timing_summary(run.history, config), command=command)
+              **timing_summary(run.history, config), command=command, records=records)
 
 
 class _Timer:

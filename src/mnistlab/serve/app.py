@@ -18,9 +18,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._io import finite_or_null
 from ..classifier import Classifier
+from ..config import PredictOptions, check_value
 from ..errors import ApiError, ServeError
 from ..labelled import check_collect_folder
 from ..model_loading import load_model
+from ..rejection import threshold_for
 from .api import EDGE_ERRORS, UPLOAD_BODY, UPLOAD_ERRORS, ModelInfo, PredictResponse
 from .collect import add_collect_routes
 from .docs import add_docs
@@ -34,7 +36,8 @@ STATIC_DIR = Path(__file__).parent.parent / "static"
 def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None = None,
                max_upload_bytes: int = MAX_UPLOAD_BYTES, threads: int | None = None,
                allowed_hosts: Iterable[str] = (), allow_origins: Iterable[str] = (),
-               listen: str | None = None, run_name: str | None = None) -> FastAPI:
+               listen: str | None = None, run_name: str | None = None,
+               reject: str = PredictOptions.reject) -> FastAPI:
     """The web app over one model (a run folder, an exported .onnx file, or a loaded model), loaded once.
 
     Args:
@@ -48,13 +51,15 @@ def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None =
             Writes (/api/collect) are taken only from this server's own page, whatever this says.
         listen: the address the server listens on, which the Host header may also give.
         run_name: how the page's suggested commands name the model (default: `run` as given).
+        reject: "off", "normal" or "strict": how readily a drawing is answered "not a digit" (`mnistlab.rejection`).
     """
+    check_value(PredictOptions, "reject", reject)
     if max_upload_bytes < 1:
         raise ServeError(f"the upload limit must be at least 1 byte, got {max_upload_bytes}")
     # One onnxruntime thread per inference, as for torch in `serve`: the pool runs one inference per core.
     model = load_model(run, device="cpu", threads=1) if isinstance(run, str | os.PathLike) else run
     pool = ThreadPoolExecutor(threads or len(os.sched_getaffinity(0)), thread_name_prefix="mnistlab-predict")
-    predictor = Predictor(model, pool, model_summary(model))
+    predictor = Predictor(model, pool, model_summary(model), threshold_for(model, reject))
     predictor.warm_up()
     app = FastAPI(title="mnistlab", summary="Read handwritten digits with an MNIST model.",
                   description=f"Serving the model `{predictor.summary['name']}` ({model.model_name}).",
