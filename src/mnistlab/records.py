@@ -219,7 +219,7 @@ SHA256 = Text(pattern="[0-9a-f]{64}", meaning="64 lowercase hex digits")
 # (`mnistlab.rejection`, which fits and applies them).
 REJECT_SCORES = ("max_probability",)  # the largest class probability, after calibration
 REJECT_LEVELS = ("normal", "strict")
-STRICTNESS = ("off", *REJECT_LEVELS)  # `--reject`: never refuse, the default rule, refuse more readily
+STRICTNESS = ("off", *REJECT_LEVELS)  # `--reject`: never refuse, the model's rule, refuse more readily
 REJECT = Obj({
     "score": Choice(REJECT_SCORES),
     "thresholds": Obj({level: Range(0, 1) for level in REJECT_LEVELS}, required=frozenset(REJECT_LEVELS)),
@@ -263,7 +263,7 @@ CHECKPOINT = RecordFormat("mnistlab.checkpoint", 1, "checkpoint", Obj({
     "metrics": replace(EPOCH, required=frozenset()),
     "train_config": MapOf(Json()),
     "finetune": FINETUNE,  # only in a model `mnistlab finetune` wrote
-    "reject": REJECT,  # the "not a digit" thresholds (`mnistlab.rejection`); absent: its default rule
+    "reject": REJECT,  # the "not a digit" thresholds (`mnistlab.rejection`); absent: nothing refused
 }, required=frozenset({"model", "normalization"})))
 
 # An export's record (ONNX metadata, TorchScript extra file): what it takes and returns, and where it came from.

@@ -7,7 +7,9 @@ The thresholds, one per strictness, are fit on digits the model did not train on
 the training set) so that each strictness refuses a known share of real digits (`REFUSED_SHARE`), and
 are recorded in the run folder's config.json as its "reject" record (`mnistlab.records.REJECT`).
 
-A model without the record (a run from before the rule, an export of one) gets `DEFAULT_THRESHOLDS`.
+A model without the record (a run from before the rule, one trained on every training image, an export
+of one) refuses nothing: with no digits held out there is nothing to fit a threshold on, and such a
+run keeps answering as it did.
 This module imports nothing but numpy and the bottom layer: a deployment without PyTorch runs it.
 """
 
@@ -25,9 +27,7 @@ from .records import REJECT_LEVELS, REJECT_SCORES, STRICTNESS
 DEFAULT_STRICTNESS = default(PredictOptions, "reject")
 # The share of held-out training digits each strictness refuses: its threshold is that quantile of their scores.
 REFUSED_SHARE = dict(zip(REJECT_LEVELS, (0.005, 0.02), strict=True))
-# A model without a "reject" record: refuse when the best answer is less likely than all the others together
-# (normal), or less than 80% likely (strict).
-DEFAULT_THRESHOLDS = {"normal": 0.5, "strict": 0.8}
+DEFAULT_THRESHOLDS = dict.fromkeys(REJECT_LEVELS, 0.0)  # a model without a "reject" record refuses nothing
 NOT_A_DIGIT = "not a digit"  # the reason a refused answer gives, in `predict`'s rows and the library's Prediction
 
 
@@ -36,7 +36,7 @@ class RejectRule:
     """The thresholds of a model's "not a digit" rule, one per strictness (above "off")."""
 
     thresholds: Mapping[str, float]
-    held_out_digits: int | None = None  # None: the default thresholds, fit on nothing
+    held_out_digits: int | None = None  # None: the default thresholds, which refuse nothing
 
     def threshold(self, strictness: str) -> float:
         """The score below which `strictness` refuses: 0 for "off"; "strict" never below "normal"."""

@@ -187,7 +187,7 @@ def outlier_pool(split: Split, config: TrainConfig) -> torch.Tensor | None:
 
 def reject_record(model: nn.Module, train: Split, trained_on: int, config: TrainConfig) -> dict | None:
     """The "not a digit" rule fit on the last REJECT_HOLD_OUT training images, as config.json's "reject"
-    record; None when training used some of them (the model then gets the default rule)."""
+    record; None when training used some of them (the model then refuses nothing)."""
     if len(train) - trained_on < REJECT_HOLD_OUT:
         return None
     held_out = Split(train.images[-REJECT_HOLD_OUT:], train.labels[-REJECT_HOLD_OUT:]).to(
