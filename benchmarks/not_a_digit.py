@@ -124,15 +124,15 @@ def main() -> None:
     parser.add_argument("--baseline", help="the same architecture trained without outlier exposure")
     parser.add_argument("--no-fashion", action="store_true", help="leave Fashion-MNIST's test images out")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    test = load_mnist(progress=False).test
+    data = load_mnist(progress=False)
+    test, held_out = data.test, data.train.images[-5_000:].numpy()
     uci, uci_labels = uci_images()
     sets = materials(not args.no_fashion)
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"{datetime.date.today()}; non-digits: {', '.join(f'{k} {len(v):,}' for k, v in sets.items())}")
     for run in [args.run, *([args.baseline] if args.baseline else [])]:
         model = mnistlab.load_model(run, device="cpu")
-        report(run, measure(model, test.images.numpy(), test.labels.numpy(), uci, uci_labels, sets))
+        report(run, measure(model, test.images.numpy(), test.labels.numpy(), uci, uci_labels, sets, held_out))
 
 
 if __name__ == "__main__":

@@ -190,6 +190,12 @@ def test_predict_answers_a_refused_mark_as_not_a_digit(run_with, digit_png, caps
     assert "not a digit" in capsys.readouterr().out
 
 
+def test_a_run_without_the_record_refuses_nothing(tiny_run, digit_png):
+    model = load_checkpoint(tiny_run[0])
+    assert "reject" not in model.config
+    assert predict(model, [str(digit_png)])[0].ok
+
+
 def test_reject_off_restores_the_answer(run_with, digit_png, capsys):
     run = run_with(REFUSE_ALL)
     assert main(["predict", str(run), str(digit_png), "--json", "--reject", "off", "--device", "cpu"]) == 0
