@@ -22,6 +22,7 @@ from mnistlab.outliers import (
     fit_to_box,
     make_outliers,
     turned_digits,
+    vary_stroke_width,
 )
 from mnistlab.prediction import predict
 from mnistlab.rejection import DEFAULT_RULE, NOT_A_DIGIT, REFUSED_SHARE, RejectRule, fit_rule, rule_of, score
@@ -91,6 +92,15 @@ def test_fit_to_box_frames_as_mnist():
     assert 18 <= int(cols.max() - cols.min()) + 1 <= 21  # the long side scaled to 20 px
     centre = (framed.sum(1) * torch.arange(28)).sum() / framed.sum()
     assert abs(float(centre) - 13.5) < 1  # centred by mass
+
+
+def test_vary_stroke_width_thickens_some_strokes_only():
+    bars = torch.zeros(200, 28, 28, dtype=torch.uint8)
+    bars[:, 10:12, 5:20] = 255
+    varied = vary_stroke_width(bars, torch.Generator().manual_seed(0), share=0.3)
+    ink = (varied > 0).sum((1, 2))
+    assert set(ink.tolist()) == {30, 4 * 17}  # as drawn, or a pixel wider on every side
+    assert 0.15 < (ink > 30).float().mean() < 0.45
 
 
 def test_training_families_leave_the_symbols_out():

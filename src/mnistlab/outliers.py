@@ -302,6 +302,17 @@ def symbols(digits: torch.Tensor, labels: torch.Tensor, count: int, generator: t
     return draw_segments(segments, valid, _widths(count, generator))
 
 
+def vary_stroke_width(images: torch.Tensor, generator: torch.Generator, share: float = 0.3) -> torch.Tensor:
+    """Thicken the strokes of a random `share` of uint8 images (B, 28, 28) by a pixel each side (a 3×3 max).
+
+    Shown digits and marks alike, so that stroke width tells the model nothing: without it, a model
+    trained with outlier exposure takes thick-penned digits (scans, the UCI digits) for non-digits.
+    """
+    chosen = (torch.rand(len(images), generator=generator) < share).to(images.device)
+    thick = F.max_pool2d(images[:, None].float(), 3, stride=1, padding=1)[:, 0].to(images.dtype)
+    return torch.where(chosen[:, None, None], thick, images)
+
+
 TRAINING_FAMILIES: dict[str, Family] = {
     "overlapped_pairs": overlapped_pairs, "side_by_side": side_by_side, "turned_digits": turned_digits,
     "scribbles": scribbles, "crosses": crosses, "zigzags": zigzags, "spirals": spirals, "hatching": hatching,

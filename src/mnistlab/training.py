@@ -42,7 +42,7 @@ from .evaluation import evaluate as evaluate  # where it was defined first: `fro
 from .limits import MAX_EVALUATIONS
 from .models import create_model, list_models, model_arguments, model_defaults
 from .optim import make_optimizer, make_scheduler
-from .outliers import make_outliers
+from .outliers import make_outliers, vary_stroke_width
 from .recipes import recipe_names
 from .records import METRICS_FILE
 from .rejection import fit_rule
@@ -228,7 +228,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: S
         images = split.images[batch]
         if outliers is not None:
             drawn = torch.randint(len(outliers), (max(1, len(batch) // 2),), generator=generator).to(device)
-            images = torch.cat([images, outliers[drawn]])
+            images = vary_stroke_width(torch.cat([images, outliers[drawn]]), generator)
         x = batch_input(images, config, augment_generator or generator)  # (B + B/2 outliers, 1, 28, 28)
         with autocast:
             logits = model(x)
