@@ -100,12 +100,9 @@ def test_every_recipe_resolves_for_every_model_to_a_valid_config():
 def test_the_best_recipe_warps_clothes_half_as_much_and_leaves_the_rest_as_for_digits():
     digits, clothes = get_recipe("best", "cnn"), get_recipe("best", "cnn", "fashion-mnist")
     assert clothes.augment == digits.augment / 2
-    # Clothes have no use for the non-digit marks of outlier exposure either.
-    assert clothes.outlier_exposure == 0 < digits.outlier_exposure
-    assert dataclasses.replace(clothes, augment=digits.augment, outlier_exposure=digits.outlier_exposure) == digits
+    assert dataclasses.replace(clothes, augment=digits.augment) == digits
     assert get_recipe("best", "cnn", "kmnist") == digits  # no entry of its own: the digits' settings
-    assert get_recipe("best", "mlp", "fashion-mnist") == dataclasses.replace(get_recipe("best", "mlp"),
-                                                                             outlier_exposure=0.0)
+    assert get_recipe("best", "mlp", "fashion-mnist") == get_recipe("best", "mlp")  # the model's own entry first
     assert get_recipe("classic", "cnn", "fashion-mnist") == CLASSIC
 
 
