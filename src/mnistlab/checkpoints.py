@@ -95,12 +95,14 @@ class Checkpoint(Recorded):
 
 def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mean: float, std: float,
                      dataset: dict, metrics: dict, train_config: dict, command: str | None = None,
-                     finetune: dict | None = None, calibration: dict | None = None) -> dict[str, bytes]:
+                     finetune: dict | None = None, calibration: dict | None = None,
+                     reject: dict | None = None) -> dict[str, bytes]:
     """A checkpoint's two files as bytes: {WEIGHTS_FILE: the weights, CONFIG_FILE: the config that vouches for them}.
 
     `command`: the command line that made it (shell-quoted), recorded when given.
     `finetune`: the record of `mnistlab finetune` (`records.FINETUNE`), for a model adapted to someone's handwriting.
     `calibration`: how its confidence was calibrated (`records.CALIBRATION`); absent: at temperature 1.
+    `reject`: its "not a digit" thresholds (`records.REJECT`); absent: it refuses nothing.
     """
     weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     config = {
@@ -115,6 +117,7 @@ def checkpoint_files(model: nn.Module, model_name: str, model_args: dict, *, mea
         "train_config": train_config,
         **({"finetune": finetune} if finetune is not None else {}),
         **({"calibration": calibration} if calibration is not None else {}),
+        **({"reject": reject} if reject is not None else {}),
     }
     return {WEIGHTS_FILE: save(weights, metadata={"format": CHECKPOINT.name}),
             CONFIG_FILE: json_text(config).encode("utf-8")}

@@ -30,6 +30,7 @@ from .limits import (
     MAX_HOLDOUT,
     MAX_LR,
     MAX_MIX,
+    MAX_OUTLIER_EXPOSURE,
     MAX_PORT,
     MAX_REGULARISATION,
     MAX_TRAIN_LIMIT,
@@ -41,7 +42,7 @@ from .limits import (
     SEED_MAX,
     STD_RANGE,
 )
-from .records import ONNX_FILE, TORCHSCRIPT_FILE
+from .records import ONNX_FILE, STRICTNESS, TORCHSCRIPT_FILE
 from .validation import Choice, Field, Nullable, Range, field_for
 
 __all__ = ["Range", "Choice", "TrainConfig", "FinetuneConfig", "PredictOptions", "ExportConfig", "ServeOptions",
@@ -79,6 +80,9 @@ class TrainConfig:
     label_smoothing: Annotated[float, Range(0, 1, high_open=True)] = 0.0  # target share spread over all classes
     augment: Annotated[float, Range(0, MAX_REGULARISATION, high_open=True)] = 0.0  # affine (1: ±2 px, ±10°, ±10%)
     elastic: Annotated[float, Range(0, MAX_REGULARISATION, high_open=True)] = 0.0  # elastic warp, std in pixels
+    # Weight of the outlier-exposure loss: marks that are not digits (`mnistlab.outliers`) are shown beside
+    # each batch and the model is taught to be unsure of them, so that "not a digit" can be told; 0: none.
+    outlier_exposure: Annotated[float, Range(0, MAX_OUTLIER_EXPOSURE)] = 0.0
     # Steps between test evaluations; None: after each epoch (and always at the end).
     eval_every: Annotated[int | None, Range(1, MAX_EVAL_EVERY)] = None
     # Stop once the test accuracy reaches this (0-1); None: run every epoch.
@@ -119,6 +123,8 @@ class PredictOptions:
     top_k: Annotated[int, Range(1, NUM_CLASSES)] = 3  # how many of the likeliest classes each prediction lists
     invert: Annotated[str, Choice(INVERT_CHOICES)] = "auto"
     batch_size: Annotated[int, BATCH] = 256  # images preprocessed, then classified in one forward pass
+    # "Not a digit": how readily a mark is refused (`mnistlab.rejection`); off: every mark gets a digit.
+    reject: Annotated[str, Choice(STRICTNESS)] = "normal"
 
     def validate(self) -> None:
         check_fields(self)

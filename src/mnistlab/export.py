@@ -87,6 +87,7 @@ def metadata(checkpoint: Checkpoint, dtype: str | None) -> dict:
         "parameters": checkpoint.parameter_count,
         "metrics": {"test_acc": accuracy} if isinstance(accuracy, float) else {},
         **({"calibration": checkpoint.config["calibration"]} if "calibration" in checkpoint.config else {}),
+        **({"reject": checkpoint.config["reject"]} if "reject" in checkpoint.config else {}),
     }
 
 

@@ -261,7 +261,8 @@ def finetune(config: FinetuneConfig, on_unreadable: Callable[[LabelledImage, str
                   config={"finetune": True, "base": base_name, "model": base.model_name, **_settings(config)},
                   device=str(device), wall_seconds=row["seconds"], train_seconds=seconds,
                   eval_seconds=row["eval_seconds"], time_to_target=None, finetune=record,
-                  calibration=inherited(base.calibration, base_name).to_record())
+                  calibration=inherited(base.calibration, base_name).to_record(),
+                  reject=base.config.get("reject"))  # the base's "not a digit" thresholds, as its temperature
         staging.publish()
     report(1.0, "done")
     return FinetuneResult(Path(config.out), config, base, before, after, int((~held).sum()), int(held.sum()),

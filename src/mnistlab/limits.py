@@ -20,6 +20,7 @@ IMAGE_SIZE = 28  # every dataset mnistlab knows has 28×28 images (here, not in 
 NUM_CLASSES = 10  # every dataset mnistlab knows has ten classes; a model's output layer has this many
 CLASS_NAME_MAX = 40  # a class name is a label in a figure ("T-shirt/top"), not a paragraph
 MAX_WEIGHT_DECAY = 10.0  # decoupled decay shrinks each weight by lr × decay per step; common values are 0-0.1
+MAX_OUTLIER_EXPOSURE = 10.0  # weight of the "not a digit" loss: past a few, the digits' own loss is drowned
 MAX_REGULARISATION = 10.0  # augment strength and elastic pixels: at 10 a digit is warped past recognition
 MAX_EVAL_EVERY = 1_000_000_000  # steps between evaluations: more than any run takes (then: once, at the end)
 MAX_WIDTH = 256  # channels of a cnn's first layer: at 256 the cnn holds 9M weights; more is refused unbuilt

@@ -32,6 +32,7 @@ from .dataset_info import DIGIT_CLASSES
 from .decoding import IMAGE_SUFFIXES, ImageLike, load_image
 from .errors import FILE_TYPE_NAMES, DataError, MnistlabError, OutputError, escape, escape_surrogates
 from .preprocessing import preprocess_array
+from .rejection import NOT_A_DIGIT, score, threshold_for
 
 BATCH_SIZE = PredictOptions.batch_size  # images preprocessed, then classified in one forward pass
 PROGRESS_MIN_FILES = 300  # a progress bar only for batches larger than this
@@ -50,7 +51,10 @@ class Prediction:
     probabilities: list[float] | None = None  # softmax over the classes, in label order
     top_k: list[tuple[int, float]] | None = None  # the k likeliest (label, probability), best first
     image: np.ndarray | None = None  # the preprocessed input: float32 (28, 28) in [0, 1], white on black
-    error: str | None = None  # one line; set when the input could not be classified
+    error: str | None = None  # one line; set when the input could not be classified, or was "not a digit"
+    # "not a digit" when the reject rule refused the mark (`mnistlab.rejection`): `label` is None, `error`
+    # says the same, and the probabilities (hence `confidence`) are kept, to study the threshold.
+    reason: str | None = None
     classes: tuple[str, ...] | None = field(default=None, repr=False)  # the model's class names, in label order
 
     @property
@@ -58,8 +62,13 @@ class Prediction:
         return self.error is None
 
     @property
+    def not_a_digit(self) -> bool:
+        return self.reason == NOT_A_DIGIT
+
+    @property
     def confidence(self) -> float | None:
-        return None if self.label is None else self.probabilities[self.label]
+        """The probability of the answer, or of the likeliest class of a mark refused as not a digit."""
+        return None if self.top_k is None else self.top_k[0][1]
 
     @property
     def class_name(self) -> str | None:
@@ -70,15 +79,19 @@ class Prediction:
         """The preprocessed input as uint8 (28, 28) pixels 0-255, as saved and shown."""
         return (np.clip(self.image, 0, 1) * 255).round().astype(np.uint8)
 
-    def set_output(self, probabilities: np.ndarray, classes: Sequence[str], top_k: int) -> Prediction:
+    def set_output(self, probabilities: np.ndarray, classes: Sequence[str], top_k: int,
+                   refused: bool = False) -> Prediction:
         """Fill in label, probabilities and top-k from the model's output for this input, (classes,);
-        an output that is not finite (NaN weights, a zero std) sets `error` instead. Returns self."""
+        an output that is not finite (NaN weights, a zero std) sets `error` instead. `refused`: the
+        reject rule found it is not a digit (`label` stays None, `reason` and `error` say so). Returns self."""
         if not np.isfinite(probabilities).all():
             self.error = NOT_A_NUMBER
             return self
         best = np.argsort(-probabilities, kind="stable")[:top_k]  # likeliest first
         self.label, self.probabilities, self.classes = int(best[0]), probabilities.tolist(), tuple(classes)
         self.top_k = [(int(k), float(probabilities[k])) for k in best]
+        if refused:
+            self.label, self.reason, self.error = None, NOT_A_DIGIT, NOT_A_DIGIT
         return self
 
     def to_dict(self) -> dict:
@@ -88,12 +101,17 @@ class Prediction:
         so any strict JSON encoder takes it.
         """
         source = escape_surrogates(self.source)
+        names = self.classes or DIGIT_CLASSES
+        if self.not_a_digit:  # no label, and the answers it was refused on
+            return {"file": source, "label": None, "class": None, "error": self.error, "reason": self.reason,
+                    "confidence": round(self.confidence, 6), **self._answers(names)}
         if not self.ok:
             return {"file": source, "error": escape_surrogates(self.error)}
-        names = self.classes or DIGIT_CLASSES
         return {"file": source, "label": self.label, "class": names[self.label],
-                "confidence": round(self.confidence, 6),
-                "top_k": [{"label": k, "class": names[k], "probability": round(p, 6)} for k, p in self.top_k],
+                "confidence": round(self.confidence, 6), **self._answers(names)}
+
+    def _answers(self, names: Sequence[str]) -> dict:
+        return {"top_k": [{"label": k, "class": names[k], "probability": round(p, 6)} for k, p in self.top_k],
                 "probabilities": [round(p, 6) for p in self.probabilities]}
 
 
@@ -141,7 +159,7 @@ def collect_images(arguments: Iterable[str | os.PathLike]) -> list[str]:
 
 def predict(model: Classifier, images: Source | Sequence[Source], *, top_k: int = PredictOptions.top_k,
             invert: str = PredictOptions.invert, batch_size: int = BATCH_SIZE,
-            progress: bool | None = None) -> list[Prediction]:
+            progress: bool | None = None, reject: str = PredictOptions.reject) -> list[Prediction]:
     """Classify images: files (paths) or in-memory images, one `Prediction` per input, in order.
 
     Args:
@@ -155,13 +173,16 @@ def predict(model: Classifier, images: Source | Sequence[Source], *, top_k: int 
         invert: "auto", "yes" or "no"; see `mnistlab.preprocessing.preprocess`.
         batch_size: images preprocessed and classified together.
         progress: a progress bar on stderr; None shows one past PROGRESS_MIN_FILES inputs.
+        reject: "off", "normal" or "strict": how readily a mark is answered "not a digit" (its `reason`,
+            with no label) by the model's reject rule (`mnistlab.rejection.rule_of`).
 
     Raises:
-        ValueError: `top_k`, `invert` or `batch_size` is not what `mnistlab.config.PredictOptions` declares
-            (raised at the call, before any image is read).
+        ValueError: `top_k`, `invert`, `batch_size` or `reject` is not what `mnistlab.config.PredictOptions`
+            declares (raised at the call, before any image is read).
     """
-    for name, value in (("top_k", top_k), ("invert", invert), ("batch_size", batch_size)):
+    for name, value in (("top_k", top_k), ("invert", invert), ("batch_size", batch_size), ("reject", reject)):
         check_value(PredictOptions, name, value)
+    threshold = threshold_for(model, reject)
     items = as_sources(images)
     show = len(items) > PROGRESS_MIN_FILES if progress is None else progress
     layout = model.layout  # read off the model's record once, not once per image
@@ -169,7 +190,7 @@ def predict(model: Classifier, images: Source | Sequence[Source], *, top_k: int 
     with progress_bar(total=len(items), unit="image", disable=not show, file=sys.stderr, leave=False) as bar:
         for batch in _chunks(enumerate(items), batch_size):
             prepared = [_prepare(item, index, invert, layout) for index, item in batch]
-            results += _classify(model, prepared, top_k)
+            results += _classify(model, prepared, top_k, threshold)
             bar.update(len(batch))
     return results
 
@@ -239,18 +260,20 @@ def source_name(item: Source, index: int) -> str:
     return name if isinstance(name, str) and name else f"<image {index}>"
 
 
-def _classify(model: Classifier, prepared: list[Prediction], top_k: int) -> list[Prediction]:
+def _classify(model: Classifier, prepared: list[Prediction], top_k: int, threshold: float = 0.0) -> list[Prediction]:
     """Fill in label, probabilities and top-k of the prepared inputs, in one call of the model.
 
-    An input whose output is not finite (NaN weights, a zero std) gets an error, not an answer.
+    An input whose output is not finite (NaN weights, a zero std) gets an error, not an answer; one whose
+    score is under the reject rule's `threshold` is "not a digit".
     """
     ready = [p for p in prepared if p.ok]
     if not ready:
         return prepared
     probabilities = model.probabilities(np.stack([p.image for p in ready]))  # (B, classes)
     classes = tuple(model.classes)
-    for p, row in zip(ready, probabilities, strict=True):
-        p.set_output(row, classes, top_k)
+    refused = score(probabilities) < threshold
+    for p, row, no in zip(ready, probabilities, refused, strict=True):
+        p.set_output(row, classes, top_k, refused=bool(no))
     return prepared
 
 
@@ -321,7 +344,7 @@ def format_table(predictions: Sequence[Prediction]) -> str:
     predicted class's name after its label. Names and errors are escaped (`escape`), so that a file
     name cannot fake a row or drive the terminal.
     """
-    k = next((len(p.top_k) for p in predictions if p.ok), 0)
+    k = next((len(p.top_k) for p in predictions if p.top_k), 0)
     named = any(p.ok and p.class_name != str(p.label) for p in predictions)
     header = ("file", "label", "class") if named else ("file", "digit")
     rows = [(*header, "confidence", f"top {k}" if k else "top")]
@@ -330,6 +353,10 @@ def format_table(predictions: Sequence[Prediction]) -> str:
             top = "  ".join(f"{k} {prob:.1%}" for k, prob in p.top_k)
             name = (escape(p.class_name),) if named else ()
             rows.append((escape(p.source), str(p.label), *name, f"{p.confidence:.1%}", top))
+        elif p.not_a_digit:
+            top = "  ".join(f"{k} {prob:.1%}" for k, prob in p.top_k)
+            rows.append((escape(p.source), "-", *(("-",) if named else ()), f"{p.confidence:.1%}",
+                         f"{p.reason}  ({top})"))
         else:
             rows.append((escape(p.source), "-", *(("-",) if named else ()), "-", f"error: {escape(p.error)}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) + 1)]

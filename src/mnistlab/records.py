@@ -224,6 +224,16 @@ class RecordFormat:
 
 
 SHA256 = Text(pattern="[0-9a-f]{64}", meaning="64 lowercase hex digits")
+# config.json's "reject": the "not a digit" rule's thresholds on the score, one per strictness above "off"
+# (`mnistlab.rejection`, which fits and applies them).
+REJECT_SCORES = ("max_probability",)  # the largest class probability, after calibration
+REJECT_LEVELS = ("normal", "strict")
+STRICTNESS = ("off", *REJECT_LEVELS)  # `--reject`: never refuse, the model's rule, refuse more readily
+REJECT = Obj({
+    "score": Choice(REJECT_SCORES),
+    "thresholds": Obj({level: Range(0, 1) for level in REJECT_LEVELS}, required=frozenset(REJECT_LEVELS)),
+    "held_out_digits": Range(1, 10**7, integer=True),  # how many digits the thresholds were fit on
+}, required=frozenset({"score", "thresholds"}))
 FINETUNE_ACCURACIES = Obj({"held_out_acc": Nullable(ACCURACY), "test_acc": ACCURACY})
 # config.json's "finetune": a model that `mnistlab finetune` adapted to a person's handwriting, its base, the
 # images it learnt from and the split it was measured on. Names that are not UTF-8 are recorded as `\xff` text.
@@ -276,6 +286,7 @@ CHECKPOINT = RecordFormat("mnistlab.checkpoint", 1, "checkpoint", Obj({
     "train_config": MapOf(Json()),
     "finetune": FINETUNE,  # only in a model `mnistlab finetune` wrote
     "calibration": CALIBRATION,  # absent (a run from before calibration): temperature 1
+    "reject": REJECT,  # the "not a digit" thresholds (`mnistlab.rejection`); absent: nothing refused
 }, required=frozenset({"model", "normalization"})))
 
 # An export's record (ONNX metadata, TorchScript extra file): what it takes and returns, and where it came from.
@@ -299,6 +310,7 @@ EXPORT = RecordFormat("mnistlab.export", 1, "export", Obj({
     "parameters": Range(0, 10**12, integer=True),
     "metrics": Obj({"test_acc": Range(0, 1), "test_loss": Range(0)}),
     "calibration": CALIBRATION,  # already applied inside the graph, as the normalisation is
+    "reject": REJECT,  # copied from the checkpoint's config.json
 }, required=frozenset({"classes", "input", "model"})))
 
 LONGEST_NUMBER = -2.2250738585072014e-308  # 24 characters: no float's repr is longer, nor a 64-bit integer's

@@ -48,17 +48,18 @@ def check_run_name(path: str | os.PathLike) -> None:
 def write_run(staging: StagedFolder, model: nn.Module, *, model_name: str, model_args: dict, mean: float, std: float,
               dataset: dict, epochs: list[dict], config: dict, train_config: dict, device: str, wall_seconds: float,
               train_seconds: float, eval_seconds: float, time_to_target: float | None, command: str | None = None,
-              finetune: dict | None = None, calibration: dict | None = None) -> None:
+              finetune: dict | None = None, calibration: dict | None = None, reject: dict | None = None) -> None:
     """The checkpoint (weights, config.json) and metrics.json, into the staging folder.
 
     `epochs` are metrics.json's rows, one per evaluation (the last one is the checkpoint's `metrics`);
     `config` is metrics.json's record of the settings, `train_config` the checkpoint's; `command`, the
     command line that asked for the run; `finetune`, the record of a fine-tune (`records.FINETUNE`);
-    `calibration`, how the confidence was calibrated (`records.CALIBRATION`), in both files.
+    `calibration`, how the confidence was calibrated (`records.CALIBRATION`), in both files; `reject`,
+    the "not a digit" thresholds (`records.REJECT`).
     """
     files = checkpoint_files(model, model_name, model_args, mean=mean, std=std, dataset=dataset,
                              metrics=epochs[-1], train_config=train_config, command=command, finetune=finetune,
-                             calibration=calibration)
+                             calibration=calibration, reject=reject)
     files[METRICS_FILE] = json_text({
         **provenance(torch.__version__),
         "device": device,

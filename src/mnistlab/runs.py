@@ -17,9 +17,10 @@ from .config import TrainConfig, check_value
 from .data import load_test_split
 from .dataset_info import DatasetInfo, checkpoint_dataset
 from .errors import PictureError
-from .evaluation import evaluate
+from .evaluation import evaluate_split
 from .onnx_model import OnnxModel
 from .records import CURVES_FILE, REPORT_FILE, load_metrics
+from .rejection import DEFAULT_STRICTNESS, threshold_for
 from .training import Run, train_run
 
 __all__ = ["PictureError", "RunPictures", "train", "Evaluation", "evaluate_test_set"]
@@ -115,6 +116,10 @@ class Evaluation:
     dataset: DatasetInfo
     digests: dict[str, str]  # SHA-256 of each test file read
     where: str  # what ran the model: a torch device, or onnxruntime
+    # The test digits the default "not a digit" rule would refuse, and the accuracy of the others
+    # (None for an ONNX file, or a model whose classes are not digits).
+    refused: int | None = None
+    answered_accuracy: float | None = None
 
     @property
     def correct(self) -> int:
@@ -142,8 +147,16 @@ def evaluate_test_set(model: Classifier, *, dataset: str | None = None, data_dir
         loss, acc = evaluate_arrays(model, test.images.numpy(), test.labels.numpy(), batch_size, progress=progress)
         where = "onnxruntime (CPU)"
     else:
-        # The loss of the calibrated probabilities, as an export's (whose graph applies the temperature) is.
-        loss, acc = evaluate(Tempered(model.model, model.temperature), test.to(model.device), model.mean, model.std,
-                             batch_size, progress=progress)
+        # The calibrated probabilities, as an export's (whose graph applies the temperature) are: its loss, and
+        # what the "not a digit" rule compares with its thresholds.
+        result = evaluate_split(Tempered(model.model, model.temperature), test.to(model.device), model.mean,
+                                model.std, batch_size, keep_probabilities=True, progress=progress)
+        threshold = threshold_for(model, DEFAULT_STRICTNESS)
+        if threshold:
+            answered = result.probabilities.max(1).values >= threshold
+            right = result.probabilities.argmax(1) == test.labels
+            return Evaluation(result.loss, result.accuracy, len(test), info, digests, str(model.device),
+                              int((~answered).sum()), float(right[answered].float().mean()) if answered.any() else None)
+        loss, acc = result.loss, result.accuracy
         where = str(model.device)
     return Evaluation(loss, acc, len(test), info, digests, where)

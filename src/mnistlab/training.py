@@ -35,6 +35,7 @@ from .calibration import (
     calibrate,
     held_out_count,
     rescale_probabilities,
+    scaled_softmax,
     split_logits,
     split_off,
     uncalibrated,
@@ -51,11 +52,14 @@ from .evaluation import evaluate as evaluate  # where it was defined first: `fro
 from .limits import MAX_EVALUATIONS, MIN_CALIBRATION_IMAGES
 from .models import create_model, list_models, model_arguments, model_defaults
 from .optim import make_optimizer, make_scheduler
+from .outliers import make_outliers, vary_stroke_width
 from .recipes import recipe_names
 from .records import METRICS_FILE
+from .rejection import fit_rule
 from .run_folder import check_run_name, default_run_dir, write_run
 
 PROGRESS_EVERY = 50  # steps between progress-bar loss updates (each one reads a value off the device)
+OUTLIER_POOL = 15_000  # non-digit marks made once per run; each step draws half a batch of them, warped anew
 T = TypeVar("T")
 
 
@@ -116,6 +120,7 @@ class Run:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase: data, model, training, ...
     pictures: list[str] = field(default_factory=list)  # the figures written beside it (`mnistlab.runs.train`)
     calibration: Calibration | None = None  # fitted on the held-out images after training (`mnistlab.calibration`)
+    reject: dict | None = None  # the "not a digit" thresholds fitted on them too (`mnistlab.rejection`), as recorded
 
     @property
     def final(self) -> EpochMetrics:
@@ -186,15 +191,31 @@ def batch_input(images: torch.Tensor, config: TrainConfig, generator: torch.Gene
                      config.mean, config.std)
 
 
+def outlier_pool(split: Split, config: TrainConfig) -> torch.Tensor | None:
+    """The non-digit marks outlier exposure shows the model, made from the training digits (uint8, on their
+    device); None when the config asks for no outlier exposure."""
+    if not config.outlier_exposure:
+        return None
+    count = max(1, min(len(split) // 2, OUTLIER_POOL))
+    return make_outliers(split.images.cpu(), split.labels.cpu(), count, config.seed).to(split.images.device)
+
+
+def uniform_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy from the softmax of `logits` (B, classes) to the uniform distribution: 0 when unsure."""
+    return (torch.logsumexp(logits, 1) - logits.mean(1)).mean() - math.log(logits.shape[1])
+
+
 def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: Split, config: TrainConfig,
                     generator: torch.Generator, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                    augment_generator: torch.Generator | None = None
+                    augment_generator: torch.Generator | None = None, outliers: torch.Tensor | None = None
                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
     """One shuffled pass over `split`, one optimizer step per batch.
 
     Yields after each step its (mean loss, number right, batch size), the first two as device tensors, so
     that the caller decides when to wait for them. Augmentation draws from `augment_generator` (default:
-    `generator`), which lives on the training device so that drawing never waits on a copy.
+    `generator`), which lives on the training device so that drawing never waits on a copy. With `outliers`
+    (`outlier_pool`), half a batch of them joins each step, and `config.outlier_exposure` weighs the loss
+    that makes the model unsure of them (Hendrycks et al., "Deep anomaly detection with outlier exposure").
     """
     model.train()
     device = split.images.device
@@ -206,11 +227,18 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: S
     for start in range(0, len(split), config.batch_size):
         # Gathering each batch's rows is cheaper than a shuffled copy of the epoch, and needs no memory.
         batch = order[start:start + config.batch_size]
-        x = batch_input(split.images[batch], config, augment_generator or generator)  # (B, 1, 28, 28)
         y = split.labels[batch]
+        images = split.images[batch]
+        if outliers is not None:
+            drawn = torch.randint(len(outliers), (max(1, len(batch) // 2),), generator=generator).to(device)
+            images = vary_stroke_width(torch.cat([images, outliers[drawn]]), generator)
+        x = batch_input(images, config, augment_generator or generator)  # (B + B/2 outliers, 1, 28, 28)
         with autocast:
             logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            loss = F.cross_entropy(logits[:len(y)], y, label_smoothing=config.label_smoothing)
+            if outliers is not None:
+                loss = loss + config.outlier_exposure * uniform_loss(logits[len(y):].float())
+            logits = logits[:len(y)]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -251,6 +279,7 @@ def _train_and_evaluate(model: nn.Module, optimizer: torch.optim.Optimizer, trai
     step_model = torch.compile(model) if config.compile else model
     generator = torch.Generator().manual_seed(config.seed)
     augment_generator = torch.Generator(device).manual_seed(config.seed) if device.type != "cpu" else None
+    outliers = outlier_pool(train_split, config)
     history: list[EpochMetrics] = []
     running = RunningMeans(device)
     step, train_seconds = 0, 0.0
@@ -259,7 +288,7 @@ def _train_and_evaluate(model: nn.Module, optimizer: torch.optim.Optimizer, trai
         with progress_bar(total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", unit="step", leave=False,
                           disable=not config.progress, dynamic_ncols=True) as bar:
             for loss, right, n in train_one_epoch(step_model, optimizer, train_split, config, generator, scheduler,
-                                                  augment_generator):
+                                                  augment_generator, outliers):
                 step += 1
                 running.add(loss, right, n)
                 bar.update(1)
@@ -400,7 +429,7 @@ def train_run(config: TrainConfig, before_publish: Callable[[Run, Path], None] |
             raise TrainingError(f"{e}; {staging.nothing_new()}") from None
         run = Run(run_dir, config, model, history, str(device), wall_seconds, test_split, last, timer.seconds)
         with timer("calibration"):
-            run.calibration = _calibrate(model, calibration_split.to(device), config, len(data.train))
+            run.calibration, run.reject = _calibrate(model, calibration_split.to(device), config, len(data.train))
         with timer("writing"):
             _write_run(staging, run, dataset, command)
         if before_publish is not None:
@@ -411,21 +440,24 @@ def train_run(config: TrainConfig, before_publish: Callable[[Run, Path], None] |
     return run
 
 
-def _calibrate(model: nn.Module, held_out: Split, config: TrainConfig, train_images: int) -> Calibration:
-    """The temperature fitted on the held-out images (`mnistlab.calibration`), or why there is none."""
+def _calibrate(model: nn.Module, held_out: Split, config: TrainConfig,
+               train_images: int) -> tuple[Calibration, dict | None]:
+    """The temperature fitted on the held-out images (`mnistlab.calibration`), or why there is none; and the
+    "not a digit" rule fitted on the same images' calibrated answers (`mnistlab.rejection`; None: not calibrated,
+    so it refuses nothing)."""
     title = get_dataset(config.dataset).title
     if config.calibration_size == 0:
-        return uncalibrated("not calibrated (calibration_size 0)")
+        return uncalibrated("not calibrated (calibration_size 0)"), None
     if len(held_out) == 0:
         return uncalibrated(f"not calibrated: a tenth of the {train_images:,} {title} training images is fewer "
-                            f"than the {MIN_CALIBRATION_IMAGES} a temperature needs")
+                            f"than the {MIN_CALIBRATION_IMAGES} a temperature needs"), None
     logits = split_logits(model, held_out, config.mean, config.std, config.test_batch_size)
     calibration = calibrate(logits, held_out.labels.cpu(), f"the last {len(held_out):,} of the {train_images:,} "
                             f"{title} training images, held out of training")
     if config.progress:
         tqdm.write(f"calibrated on {len(held_out):,} held-out images: temperature {calibration.temperature:.3f}, "
                    f"ECE {calibration.ece_before:.2%} → {calibration.ece_after:.2%}")
-    return calibration
+    return calibration, fit_rule(scaled_softmax(logits, calibration.temperature).numpy()).record()
 
 
 def _write_run(staging: StagedFolder, run: Run, dataset: dict, command: str | None) -> None:
@@ -435,7 +467,8 @@ def _write_run(staging: StagedFolder, run: Run, dataset: dict, command: str | No
               std=config.std, dataset=dataset, epochs=[asdict(row) for row in run.history], config=asdict(config),
               train_config=asdict(config), device=run.device, wall_seconds=run.wall_seconds,
               **timing_summary(run.history, config), command=command,
-              calibration=run.calibration.to_record() if run.calibration is not None else None)
+              calibration=run.calibration.to_record() if run.calibration is not None else None,
+              reject=run.reject)
 
 
 class _Timer:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from ..config import DEVICE, INVERT_CHOICES, PredictOptions, Range, TrainConfig, bounds, default
 from ..dataset_info import list_datasets
+from ..records import STRICTNESS
 
 
 def _number(text: str, kind: type, expected: str):
@@ -126,3 +127,12 @@ def add_invert_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--invert", choices=INVERT_CHOICES, default=default(PredictOptions, "invert"),
                         help="dark ink on light paper: detect it (auto), always invert (yes) or never (no) "
                              f"(default: {default(PredictOptions, 'invert')})")
+
+
+def add_reject_flag(parser: argparse.ArgumentParser) -> None:
+    """`--reject off|normal|strict`: how readily a mark is answered "not a digit" (`mnistlab.rejection`)."""
+    parser.add_argument("--reject", choices=STRICTNESS,
+                        default=default(PredictOptions, "reject"),
+                        help="answer a mark that is not a digit (a letter, a symbol, a scribble, two digits) as "
+                             "\"not a digit\": never (off), by the model's rule (normal) or more readily (strict) "
+                             f"(default: {default(PredictOptions, 'reject')})")

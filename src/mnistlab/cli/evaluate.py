@@ -50,6 +50,10 @@ def cmd_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     print(f"{name}: {model.model_name} ({model.parameter_count:,} parameters) on {result.where}")
     print(f"{info.title} test set, from {describe_source(info, args.data_dir)}")
     print(f"test loss {result.loss:.4f}  test accuracy {result.accuracy:.2%} ({result.correct}/{result.size})")
+    if result.refused is not None:
+        answered = "" if result.answered_accuracy is None else \
+            f"; accuracy of the others {result.answered_accuracy:.2%}"
+        print(f"not a digit (--reject normal): {result.refused} of {result.size} test digits refused{answered}")
     recorded = model.metrics.get("test_acc")
     if recorded is not None:
         acc = result.accuracy

@@ -10,7 +10,7 @@ import sys
 from ..config import ServeOptions, default
 from ..errors import MnistlabError, PortInUseError
 from ..pretrained import PREFIX
-from ._args import bounded, span
+from ._args import add_reject_flag, bounded, span
 
 DEFAULT_PRETRAINED = "cnn"  # served when no run is named: the best model, with nothing to train first
 
@@ -47,6 +47,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        default=default(ServeOptions, "max_upload_mb"), metavar="MB",
                        help=f"largest request body, in MiB, {span(ServeOptions, 'max_upload_mb')} "
                             f"(default: {default(ServeOptions, 'max_upload_mb'):g})")
+    add_reject_flag(serve)
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -91,7 +92,8 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     settings = {"collect_dir": args.collect, "learn_out": args.learn_out,
                 "max_upload_bytes": ServeOptions(max_upload_mb=args.max_upload_mb).max_upload_bytes,
                 "threads": max(1, cores // args.workers), "allowed_hosts": args.allowed_host,
-                "allow_origins": args.allow_origin, "listen": args.host, "run_name": os.fspath(run)}
+                "allow_origins": args.allow_origin, "listen": args.host, "run_name": os.fspath(run),
+                "reject": args.reject}
     app = create_app(run, **settings)
     try:
         sock = bind(args.host, args.port)

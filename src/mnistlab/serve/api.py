@@ -29,9 +29,13 @@ class ServedModel(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    label: ClassIndex = Field(description="the predicted class's index (for MNIST, the digit)")
-    class_name: str = Field(alias="class", description="the predicted class's name (\"7\", \"Trouser\")")
-    confidence: float = Field(description="its probability")
+    label: ClassIndex | None = Field(description="the predicted class's index (for MNIST, the digit); null when the "
+                                                 "mark is not a digit (`reason`)")
+    class_name: str | None = Field(alias="class", description="the predicted class's name (\"7\", \"Trouser\"); "
+                                                                "null when the mark is not a digit")
+    reason: str | None = Field(description="\"not a digit\" when the server's reject rule refused the mark "
+                                           "(`mnistlab serve --reject`); null for an answer")
+    confidence: float = Field(description="its probability; for a mark that is not a digit, the likeliest class's")
     probabilities: list[float] = Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES,
                                        description="softmax over the classes")
     top_k: list[TopK] = Field(description=f"the {TOP_K} likeliest classes, best first")

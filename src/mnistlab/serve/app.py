@@ -18,9 +18,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._io import finite_or_null
 from ..classifier import Classifier
+from ..config import PredictOptions, check_value
 from ..errors import ApiError, ServeError
 from ..labelled import check_collect_folder
 from ..model_loading import load_model
+from ..rejection import threshold_for
 from .api import EDGE_ERRORS, UPLOAD_BODY, UPLOAD_ERRORS, ModelInfo, PredictResponse
 from .choice import ModelChoice, weights_sha256
 from .collect import add_collect_routes
@@ -40,7 +42,8 @@ def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None =
                allowed_hosts: Iterable[str] = (), allow_origins: Iterable[str] = (),
                listen: str | None = None, run_name: str | None = None, learn_out: str | Path | None = None,
                learn_seconds: float = LEARN_SECONDS, learn_threads: int | None = None,
-               learn_data_dir: str | None = None) -> FastAPI:
+               learn_data_dir: str | None = None,
+               reject: str = PredictOptions.reject) -> FastAPI:
     """The web app over one model (a run folder, an exported .onnx file, or a loaded model), loaded once.
 
     Args:
@@ -58,7 +61,9 @@ def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None =
             needs a checkpoint (not an exported file).
         learn_seconds, learn_threads, learn_data_dir: a learning job's time limit, torch threads (default: the
             cores but one) and dataset folder (default: as `mnistlab finetune` finds it).
+        reject: "off", "normal" or "strict": how readily a drawing is answered "not a digit" (`mnistlab.rejection`).
     """
+    check_value(PredictOptions, "reject", reject)
     if max_upload_bytes < 1:
         raise ServeError(f"the upload limit must be at least 1 byte, got {max_upload_bytes}")
     # One onnxruntime thread per inference, as for torch in `serve`: the pool runs one inference per core.
@@ -66,7 +71,7 @@ def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None =
     pool = ThreadPoolExecutor(threads or len(os.sched_getaffinity(0)), thread_name_prefix="mnistlab-predict")
 
     def warm_predictor(classifier: Classifier) -> Predictor:
-        predictor = Predictor(classifier, pool, model_summary(classifier))
+        predictor = Predictor(classifier, pool, model_summary(classifier), threshold_for(classifier, reject))
         predictor.warm_up()
         return predictor
 

@@ -26,6 +26,7 @@ from ..errors import ApiError, ImageError, NoDigitError
 from ..ink import WORKING_SIZE
 from ..prediction import Prediction
 from ..preprocessing import preprocess_array
+from ..rejection import score
 
 MAX_UPLOAD_PIXELS = 12_000_000  # a 12 MP photo; larger is refused from the header (a 2 MB upload rarely holds more)
 TOP_K = default(PredictOptions, "top_k")  # the likeliest classes each answer lists, as `predict` lists them
@@ -113,6 +114,7 @@ class Predictor:
     model: Classifier
     pool: ThreadPoolExecutor
     summary: dict  # `model_summary`, sent with every answer
+    threshold: float = 0.0  # answers scoring under it are "not a digit" (`mnistlab.rejection.threshold_for`)
     batcher: Batcher = field(init=False)
 
     def __post_init__(self) -> None:
@@ -151,12 +153,16 @@ class Predictor:
 
     def respond(self, pixels: np.ndarray, probabilities: np.ndarray, preprocessed: bool) -> dict:
         """The API's answer: `mnistlab predict --json`'s (less the file name), the image the model was given
-        when asked for, and the model."""
-        prediction = Prediction("upload", image=pixels).set_output(probabilities, self.classes, TOP_K)
-        if not prediction.ok:
+        when asked for, and the model. A mark refused as not a digit is an answer too: label and class null,
+        `reason` "not a digit" (null otherwise)."""
+        refused = bool(score(probabilities[None])[0] < self.threshold)
+        prediction = Prediction("upload", image=pixels).set_output(probabilities, self.classes, TOP_K, refused)
+        if not (prediction.ok or prediction.not_a_digit):
             raise ApiError(422, prediction.error)
         answer = prediction.to_dict()
         del answer["file"]
+        answer.pop("error", None)  # a refusal is an answer, not an error: `reason` says it
+        answer.setdefault("reason", None)
         answer["preprocessed"] = _png_base64(prediction.pixels()) if preprocessed else None
         answer["model"] = self.summary
         return answer

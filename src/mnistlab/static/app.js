@@ -255,10 +255,19 @@ function show(answer, message, isError = false) {
     result.textContent = message;
     seen.removeAttribute("src");
     seen.alt = "";
+    bars.classList.remove("refused");
     renderBars(null);
     return;
   }
   result.innerHTML = "";
+  bars.classList.toggle("refused", answer.label === null);
+  if (answer.label === null) {  // the server's reject rule: "not a digit" (mnistlab serve --reject)
+    result.textContent = "That does not look like a digit";
+    seen.src = `data:image/png;base64,${answer.preprocessed}`;
+    seen.alt = "The 28 by 28 pixel image the model read as no digit";
+    renderBars(answer);
+    return;
+  }
   const name = answer.class ?? String(answer.label);
   const digit = document.createElement("strong");
   digit.textContent = name;
