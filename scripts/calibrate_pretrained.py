@@ -4,8 +4,9 @@
 the temperature on them, so a model that `make pretrained` retrains carries its calibration already.
 The weights shipped now were trained on all 60,000 MNIST training images, before that hold-out existed:
 this fits each one's temperature on the last 5,000 of them, which the model has seen (its record says
-so), and writes it into the folder's config.json and metrics.json as "calibration". The weights do not
-change. Run it again and it fits again from the weights, at temperature 1.
+so), and writes it into the folder's config.json and metrics.json as "calibration"; then it fits the
+"not a digit" thresholds on the same images' calibrated answers, as `mnistlab train` does, into config.json
+as "reject". The weights do not change. Run it again and it fits again from the weights, at temperature 1.
 
     python scripts/calibrate_pretrained.py              # all three
     python scripts/calibrate_pretrained.py cnn mlp      # some of them
@@ -24,16 +25,18 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_pretrained import SHIPPED, TARGET, current_pins, write_pins  # noqa: E402
 from mnistlab._io import file_sha256, json_text  # noqa: E402
-from mnistlab.calibration import Calibration, calibrate, split_logits, split_off  # noqa: E402
+from mnistlab.calibration import Calibration, calibrate, scaled_softmax, split_logits, split_off  # noqa: E402
 from mnistlab.checkpoints import load_checkpoint  # noqa: E402
 from mnistlab.config import TrainConfig  # noqa: E402
 from mnistlab.data import dataset_dir, load_mnist  # noqa: E402
+from mnistlab.rejection import fit_rule  # noqa: E402
 
 HELD_OUT = TrainConfig.calibration_size  # the last images, as `mnistlab train` holds them out
 
 
 def calibrate_shipped(name: str) -> Calibration:
-    """Fit `pretrained:NAME`'s temperature on the last HELD_OUT MNIST training images; write it into its folder."""
+    """Fit `pretrained:NAME`'s temperature, then its "not a digit" thresholds, on the last HELD_OUT MNIST training
+    images; write them into its folder."""
     checkpoint = load_checkpoint(f"pretrained:{name}", device="cpu")  # its files checked against the pins
     data = load_mnist(dataset_dir("mnist", None, False)[0], "mnist")
     _, held_out = split_off(data.train, HELD_OUT)
@@ -41,10 +44,13 @@ def calibrate_shipped(name: str) -> Calibration:
     calibration = calibrate(logits, held_out.labels, (
         f"the last {HELD_OUT:,} of the {len(data.train):,} MNIST training images, which this model was trained on "
         f"(it saw all {len(data.train):,}; `mnistlab train` holds them out)"))
+    reject = fit_rule(scaled_softmax(logits, calibration.temperature).numpy()).record()
     folder = TARGET / name
     for file in ("config.json", "metrics.json"):
         record = json.loads((folder / file).read_text(encoding="utf-8"))
         record["calibration"] = calibration.to_record()
+        if file == "config.json":
+            record["reject"] = reject
         (folder / file).write_text(json_text(record), encoding="utf-8")
     return calibration
 

@@ -31,19 +31,19 @@ MAX_PINNED_FILE_BYTES = 8 << 20  # the largest pinned file is ~0.9 MB; a bigger 
 PINS: dict[str, dict[str, str]] = {
     "cnn": {
         "model.safetensors": "d5b92efeca273dce6b6af406ddb9b2e5f1e55f95ad237fdd3ca6b04951146b0a",
-        "config.json": "367802fc2469490c5e966f3f66c72f588c925df852b6779099d191df035aad23",
+        "config.json": "1c9b299409fca8e8b1457b9c5d5029ed7d910bba3e7829e2a364c0ba8e230205",
         "metrics.json": "c5ede2cfa588f68d9744fca9e04da296e16a7d72eb6b4112c93347459ae05ac3",
         "curves.png": "62b274a9b514af5cf6f7e0509ab8d6ca6b9a9daaefaaa56dcfe285762a2861f0",
     },
     "cnn_small": {
         "model.safetensors": "c7f8ef73ede9522f3c86e80e10e83d49249c53edaa075fae19a6adaa212563af",
-        "config.json": "30aec4448ccd1c761c6f3a29585c7dce1bd9da3dabc253a967179b410aacb099",
+        "config.json": "9a1a5fe6dd419d4334832d79e4c07613e813e681f57df4e344068da10e94f47b",
         "metrics.json": "2e1da208ee1e7903dd6ca4d62ee756dbc1b116c0f51429872400d4ace0da65d9",
         "curves.png": "b8edd76c39007713a38d0a5053dade7e0985bbf7aa2fa88b6bb38750ec7cbd00",
     },
     "mlp": {
         "model.safetensors": "b168889752590af15686ac4c67d47befc9c55e5dfae61d0bffbf8d49fd209196",
-        "config.json": "fcaae8e9d754faf12b8f5acc79679e37d8be6a197e59117a8403434a2c71cf56",
+        "config.json": "631b9394acf1e9598e8a67400441570f138c1928223e0390a1d7b12209d8cf47",
         "metrics.json": "e395c12877a589596e3bf539cf57b5a960f9d42f81c980bd8589d3d759340fa5",
         "curves.png": "1b3c9934c4ca82a94cd0c4231f81e91c2a1ce773c8f0874d89ad38d3c172f74d",
     },
