@@ -36,7 +36,7 @@ def _loop(cx: float, cy: float, rx: float, ry: float, start: float, turns: float
 # One way to write each digit, as a person would stroke it on the 280×280 pad: lists of (x, y) strokes.
 STROKES: dict[int, list[list[tuple[float, float]]]] = {
     0: [_loop(140, 140, 55, 85, 0, 1)],
-    1: [[(118, 78), (146, 50), (146, 232)]],
+    1: [[(70, 130), (150, 48), (150, 232)]],  # a long flag, as many write it: models read some as a 7
     2: [[(88, 92), (104, 62), (140, 48), (178, 60), (190, 94), (176, 130), (96, 226), (196, 226)]],
     3: [[(88, 68), (126, 48), (172, 60), (180, 96), (138, 130), (182, 156), (188, 198), (146, 230), (88, 216)]],
     4: [[(150, 48), (86, 166), (200, 166)], [(166, 100), (166, 236)]],
