@@ -30,6 +30,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help=f"port to listen on, 0 for any free one (default: {port})")
     serve.add_argument("--collect", metavar="DIR",
                        help="offer 'this is a N' buttons that save the drawing as DIR/N/<new name>.png")
+    serve.add_argument("--learn-out", metavar="DIR",
+                       help="with --collect: where the models learned from the drawings go, as run folders "
+                            "(default: beside the collect folder, DIR-learned)")
     workers = default(ServeOptions, "workers")
     serve.add_argument("--workers", type=bounded(ServeOptions, "workers"), default=workers, metavar="N",
                        help=f"server processes on the one port, each with its own copy of the model, "
@@ -82,9 +85,12 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"mnistlab: serving the pretrained weights {run} ({describe(DEFAULT_PRETRAINED).test_acc:.2%} on "
               f"MNIST's test set); to serve a run of your own, name it: mnistlab serve runs/NAME",
               file=sys.stderr, flush=True)
+    if args.learn_out and not args.collect:
+        parser.error("--learn-out needs --collect DIR: the server learns from the drawings it collects")
     cores = len(os.sched_getaffinity(0))
-    settings = {"collect_dir": args.collect, "max_upload_bytes": ServeOptions(max_upload_mb=args.max_upload_mb)
-                .max_upload_bytes, "threads": max(1, cores // args.workers), "allowed_hosts": args.allowed_host,
+    settings = {"collect_dir": args.collect, "learn_out": args.learn_out,
+                "max_upload_bytes": ServeOptions(max_upload_mb=args.max_upload_mb).max_upload_bytes,
+                "threads": max(1, cores // args.workers), "allowed_hosts": args.allowed_host,
                 "allow_origins": args.allow_origin, "listen": args.host, "run_name": os.fspath(run)}
     app = create_app(run, **settings)
     try:
@@ -97,6 +103,8 @@ def cmd_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
               "can use the server" + (" and write into the --collect folder" if args.collect else ""),
               file=sys.stderr)
     collecting = f"; saving labelled drawings into {args.collect}" if args.collect else ""
+    if args.collect and app.state.learn_folder is not None:
+        collecting += f", learned models into {app.state.learn_folder}"
     processes = f", {args.workers} processes" if args.workers > 1 else ""
     print(f"serving {run} at {url(sock)}  (API docs at {url(sock)}docs{collecting}{processes}; Ctrl-C stops)",
           flush=True)

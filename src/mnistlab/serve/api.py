@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from ..limits import NUM_CLASSES
 from ..validation import Range
 from .inference import TOP_K
+from .learn_job import LEARN_SECONDS, MIN_PER_DIGIT, WANTED_PER_DIGIT
 from .uploads import IMAGE_TYPES
 
 # A class index: the same declaration that checks labels elsewhere describes it in the OpenAPI schema.
@@ -46,17 +47,63 @@ class ModelInfo(ServedModel):
                                      "(local absolute paths reduced to their last name)")
     collect: bool = Field(description="whether POST /api/collect saves labelled drawings")
     max_upload_bytes: int
+    learn: bool = Field(description="whether the server can learn from the collected drawings (POST /api/learn)")
+    use: Literal["original", "learned"] = Field(description="which model answers now")
+    original: str = Field(description="the name of the model the server was started with")
+    learned: str | None = Field(description="the learned run folder's name (in the learn folder), or null")
+
+
+class ModelUse(BaseModel):
+    use: Literal["original", "learned"] = Field(description="the model that is to answer, in every server process")
 
 
 class CollectResponse(BaseModel):
     label: ClassIndex
-    file: str = Field(description="the saved file, relative to the collect folder")
+    file: str = Field(description="the saved file, relative to the collect folder (what DELETE /api/collect takes)")
+    read_as: ClassIndex = Field(description="the digit the model answering now reads in the drawing: another "
+                                            "than `label` is saved all the same (that is what learning is for)")
+    confidence: float = Field(description="the model's probability of `read_as`")
+    counts: list[int] = Field(description="drawings saved under each class now, in label order")
 
 
 class CollectedResponse(BaseModel):
     counts: list[int] = Field(description="drawings saved under each class, in label order")
     total: int
     commands: list[str] = Field(description="the commands that use the folder: finetune, evaluate")
+    wanted: int = Field(description=f"drawings of each digit that learn mode asks for ({WANTED_PER_DIGIT})")
+    minimum: int = Field(description=f"drawings of each digit needed to start learning ({MIN_PER_DIGIT})")
+    short: list[ClassIndex] = Field(description="the digits with fewer than `minimum` drawings")
+
+
+class RemovedResponse(BaseModel):
+    file: str = Field(description="the removed drawing, relative to the collect folder")
+    label: ClassIndex
+    counts: list[int] = Field(description="drawings saved under each class now, in label order")
+
+
+class Accuracies(BaseModel):
+    before: float
+    after: float
+
+
+class Skipped(BaseModel):
+    file: str = Field(description="a drawing that could not be read, relative to the collect folder")
+    reason: str
+
+
+class LearnState(BaseModel):
+    state: Literal["idle", "running", "done", "failed"]
+    progress: float = Field(ge=0, le=1, description="how far the job is, 0 to 1")
+    message: str = Field(description="what the job does now, or how it ended, in one line")
+    before: float | None = Field(description="the original model's accuracy on the held-out drawings")
+    after: float | None = Field(description="the learned model's accuracy on the same held-out drawings")
+    mnist: Accuracies | None = Field(description="accuracy on the model's test set (MNIST's) before and after")
+    run: str | None = Field(description="the learned run folder's name, in the learn folder")
+    trained: int | None = Field(description="drawings learned from")
+    held_out: int | None = Field(description="drawings held out to measure `before` and `after` on")
+    skipped: list[Skipped] = Field(description="drawings that could not be read and were left out (the first 20)")
+    seconds: float | None = Field(description="seconds since the job started, or that it took")
+    limit_seconds: float = Field(description=f"a job's time limit (default {LEARN_SECONDS} s)")
 
 
 class ErrorResponse(BaseModel):

@@ -22,9 +22,12 @@ from ..errors import ApiError, ServeError
 from ..labelled import check_collect_folder
 from ..model_loading import load_model
 from .api import EDGE_ERRORS, UPLOAD_BODY, UPLOAD_ERRORS, ModelInfo, PredictResponse
+from .choice import ModelChoice, weights_sha256
 from .collect import add_collect_routes
 from .docs import add_docs
 from .inference import Predictor, model_summary
+from .learn import LearnSettings, add_learn_routes, check_learn_folder, default_learn_folder
+from .learn_job import LEARN_SECONDS
 from .policy import Policy, PolicyMiddleware
 from .uploads import MAX_UPLOAD_BYTES, BodyLimit, read_upload
 
@@ -34,7 +37,9 @@ STATIC_DIR = Path(__file__).parent.parent / "static"
 def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None = None,
                max_upload_bytes: int = MAX_UPLOAD_BYTES, threads: int | None = None,
                allowed_hosts: Iterable[str] = (), allow_origins: Iterable[str] = (),
-               listen: str | None = None, run_name: str | None = None) -> FastAPI:
+               listen: str | None = None, run_name: str | None = None, learn_out: str | Path | None = None,
+               learn_seconds: float = LEARN_SECONDS, learn_threads: int | None = None,
+               learn_data_dir: str | None = None) -> FastAPI:
     """The web app over one model (a run folder, an exported .onnx file, or a loaded model), loaded once.
 
     Args:
@@ -48,17 +53,36 @@ def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None =
             Writes (/api/collect) are taken only from this server's own page, whatever this says.
         listen: the address the server listens on, which the Host header may also give.
         run_name: how the page's suggested commands name the model (default: `run` as given).
+        learn_out: with a collect folder, where learned runs go (default: beside it, `DIR-learned`); learning
+            needs a checkpoint (not an exported file).
+        learn_seconds, learn_threads, learn_data_dir: a learning job's time limit, torch threads (default: the
+            cores, at a low priority) and dataset folder (default: as `mnistlab finetune` finds it).
     """
     if max_upload_bytes < 1:
         raise ServeError(f"the upload limit must be at least 1 byte, got {max_upload_bytes}")
     # One onnxruntime thread per inference, as for torch in `serve`: the pool runs one inference per core.
     model = load_model(run, device="cpu", threads=1) if isinstance(run, str | os.PathLike) else run
     pool = ThreadPoolExecutor(threads or len(os.sched_getaffinity(0)), thread_name_prefix="mnistlab-predict")
-    predictor = Predictor(model, pool, model_summary(model))
-    predictor.warm_up()
+
+    def warm_predictor(classifier: Classifier) -> Predictor:
+        predictor = Predictor(classifier, pool, model_summary(classifier))
+        predictor.warm_up()
+        return predictor
+
+    predictor = warm_predictor(model)
+    collect = check_collect_folder(collect_dir) if collect_dir is not None else None
+    base_sha256 = weights_sha256(model)
+    learning = None
+    if collect is not None and base_sha256 is not None:
+        learning = LearnSettings(check_learn_folder(learn_out or default_learn_folder(collect_dir)), learn_seconds,
+                                 learn_threads, learn_data_dir)
+    models = ModelChoice(predictor, learning.folder if learning else None,
+                         lambda path: warm_predictor(load_model(path, device="cpu", threads=1)), base_sha256)
+    models.refresh()
     app = FastAPI(title="mnistlab", summary="Read handwritten digits with an MNIST model.",
                   description=f"Serving the model `{predictor.summary['name']}` ({model.model_name}).",
                   docs_url=None, redoc_url=None)
+    app.state.learn_folder = learning.folder if learning else None  # what `mnistlab serve` says at start
     add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     docs_csp = add_docs(app)
@@ -73,13 +97,17 @@ def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None =
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    info = {**predictor.summary, "parameters": model.parameter_count, "classes": list(predictor.classes),
-            "config": without_local_paths(finite_or_null(model.config)), "collect": collect_dir is not None,
-            "max_upload_bytes": max_upload_bytes}
+    def model_info() -> dict:
+        served = models.current
+        return {**served.summary, "parameters": served.model.parameter_count, "classes": list(served.classes),
+                "config": without_local_paths(finite_or_null(served.model.config)), "collect": collect_dir is not None,
+                "max_upload_bytes": max_upload_bytes, "learn": learning is not None, **models.describe()}
 
     @app.get("/api/model", response_model=ModelInfo, responses=EDGE_ERRORS, summary="The model being served")
-    def model_info() -> dict:
-        return info
+    async def served_model() -> dict:
+        """The model that answers now; `use` says whether it is the original or the learned one."""
+        await models.predictor()
+        return model_info()
 
     @app.post("/api/predict", response_model=None, openapi_extra=UPLOAD_BODY, summary="Read the digit in an image",
               responses={200: {"model": PredictResponse, "description": "the model's answer"}, **UPLOAD_ERRORS})
@@ -88,12 +116,17 @@ def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None =
         """The image as multipart/form-data (field `file`) or as the raw body (PNG, JPEG, BMP, GIF,
         WebP or TIFF). It is brought to MNIST's convention first, as `mnistlab predict` does."""
         data = await read_upload(request)
+        predictor = await models.predictor()
         _, answer = await predictor.answer(data, preprocessed)
         return Response(json.dumps(answer, separators=(",", ":")), media_type="application/json")
 
-    if collect_dir is not None:
-        add_collect_routes(app, predictor, check_collect_folder(collect_dir), collect_dir,
-                           run_name or (os.fspath(run) if isinstance(run, str | os.PathLike) else model.path.name))
+    shown = run_name or (os.fspath(run) if isinstance(run, str | os.PathLike) else model.path.name)
+    if collect is not None:
+        add_collect_routes(app, models, collect, collect_dir, shown)
+    unavailable = ("learning needs a collect folder: start the server with --collect DIR" if collect is None else
+                   "an exported model cannot learn: serve the run folder it was exported from")
+    add_learn_routes(app, models, learning, collect, os.fspath(run) if isinstance(run, str | os.PathLike)
+                     else os.fspath(model.path), shown, unavailable, model_info)
     return app
 
 
