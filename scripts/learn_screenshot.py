@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 VIEWPORT = {"width": 1000, "height": 900}
-LEARN_TIMEOUT_MS = 180_000  # a learning job on 2 shared cores, with room to spare
+LEARN_TIMEOUT_MS = 330_000  # longer than the server lets a learning job run (300 s)
 
 
 def _loop(cx: float, cy: float, rx: float, ry: float, start: float, turns: float, points: int = 24):
