@@ -17,6 +17,7 @@ const learn = {
   asked: 0, // the digit the page asks for now
   saved: [], // the files saved in this visit, newest last, for "Undo last save"
   running: false, // a learning job is under way
+  saving: false, // a save is on its way
   poll: null,
   model: null, // /api/model's answer
 };
@@ -125,15 +126,19 @@ async function save() {
     status.textContent = `Draw ${digitWord(learn.asked)} first.`;
     return;
   }
+  if (learn.saving) return; // Enter pressed twice: the drawing is saved once
   const digit = learn.asked;
   const body = canvasBmp(canvas.width); // the drawing at full size, as "this is a N" saves it
   const headers = {"Content-Type": "image/bmp"};
   let response, answer;
+  learn.saving = true;
   try {
     [response, answer] = await getJson(`/api/collect?label=${digit}`, {method: "POST", body, headers});
   } catch {
     status.textContent = "Not saved: the server cannot be reached.";
     return;
+  } finally {
+    learn.saving = false;
   }
   if (!response.ok) {
     status.textContent = `Not saved: ${refusalText(response.status, answer.detail)}`;
@@ -164,6 +169,7 @@ async function undoSave() {
   }
   status.classList.remove("misread");
   if (!response.ok) {
+    if (response.status === 404 && file) learn.saved.pop(); // gone already: the next undo takes the newest
     status.textContent = `Not undone: ${answer.detail}`;
     return;
   }
