@@ -25,6 +25,7 @@ from tests.conftest import mnistlab_command, serving  # noqa: E402
 
 expect = sync_api.expect
 MINIMUM = 5  # drawings a digit before the page lets learning start
+ORIGINAL = "Answering: the original model (run)."  # the mnist_mlp fixture's folder is named run
 PERCENT = re.compile(r"^\d{1,3}\.\d%$")
 
 
@@ -48,7 +49,7 @@ def page(learn_server):
         page.on("console", lambda message: message.type == "error" and errors.append(message.text))
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(learn_server[0])
-        expect(page.locator("#model")).to_contain_text("the original model")
+        expect(page.locator("#model-use")).to_have_text(ORIGINAL)
         yield page
         browser.close()
     # Chromium logs every 4xx answer to a fetch: 422 is a refused mark, as on the drawing page.
@@ -106,7 +107,7 @@ def test_teaching_shows_before_and_after_and_the_learned_model_answers(page, lea
     teach(page)
     for cell in ("mine-before", "mine-after", "mnist-before", "mnist-after"):
         expect(page.locator(f"#learn-{cell}")).to_have_text(PERCENT)
-    expect(page.locator("#model")).to_contain_text("learned from your handwriting")
+    expect(page.locator("#model-use")).to_contain_text("learned from your handwriting")
     run = page.locator("#learn-message").inner_text()
     assert any(folder.name in run for folder in learn_server[2].iterdir() if folder.is_dir())
     draw(page, varied(3, random.Random(5)))
@@ -115,7 +116,8 @@ def test_teaching_shows_before_and_after_and_the_learned_model_answers(page, lea
 
 def test_switching_back_to_the_original_model_and_again(page):
     page.get_by_role("button", name="Go back to the original model").click()
-    expect(page.locator("#model")).to_contain_text("the original model")
+    expect(page.locator("#model-use")).to_have_text(ORIGINAL)
+    expect(page.locator("#model")).to_contain_text("Model: run (")
     page.get_by_role("button", name="Use the learned model again").click()
-    expect(page.locator("#model")).to_contain_text("learned from your handwriting")
+    expect(page.locator("#model-use")).to_contain_text("learned from your handwriting")
 

@@ -2,9 +2,9 @@
 // teaches the served model the person's handwriting in the background, shows before and after, and
 // switches between the learned and the original model.
 //
-// It drives the pad of app.js (canvasBmp, isEmpty, clear, refusalText, describeModel are its functions)
-// and the server's learn routes; it appears only when the server has them (`mnistlab serve --collect DIR`).
-// A module, so that its names stay its own beside app.js's globals.
+// It drives the pad of app.js (its functions canvasBmp, isEmpty, clear, refusalText, describeModel; its names
+// classes and canvas) and the server's learn routes, and appears only when the server learns (`mnistlab serve
+// --collect DIR`). A module, so that its own names stay apart from app.js's globals.
 
 const POLL_MS = 500; // how often the page asks how learning goes while it runs
 
@@ -241,8 +241,12 @@ async function loadServedModel() {
   const [response, info] = await getJson("/api/model").catch(() => [null, null]);
   if (!response || !response.ok) return;
   learn.model = info;
+  if (!info.learn) return;
   const learned = info.use === "learned";
-  $("model").textContent = `${describeModel(info)} · ${learned ? "learned from your handwriting" : "the original model"}`;
+  $("model").textContent = describeModel(info); // the same line as app.js writes, for the model answering now
+  $("model-use").textContent = learned ? `Answering: the model learned from your handwriting (${info.learned}).` :
+    `Answering: the original model (${info.original}).`;
+  $("model-use").hidden = false;
   const button = $("learn-switch");
   button.hidden = !info.learned;
   button.textContent = learned ? "Go back to the original model" : "Use the learned model again";
