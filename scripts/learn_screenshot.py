@@ -1,10 +1,10 @@
 """Make docs/images/learn.png: learn mode in Chromium, after it has learned a hand-drawn set of digits.
 
-    python scripts/learn_screenshot.py                  # → docs/images/learn.png (about a minute on 2 cores)
+    python scripts/learn_screenshot.py                  # → docs/images/learn.png (a minute or two on 2 cores)
     python scripts/learn_screenshot.py --out learn.png  # somewhere else
 
-It starts `mnistlab serve pretrained:cnn --collect DIR --learn-out DIR` on a free port in a scratch
-folder, opens the page in Debian's Chromium (Playwright, as tests/test_serve_browser.py drives it),
+It starts `mnistlab serve pretrained:mlp --collect DIR --learn-out DIR` (the mlp learns quickly) on a free
+port in a scratch folder, opens the page in Debian's Chromium (Playwright, as tests/test_serve_browser.py drives it),
 turns learn mode on, draws the digit each prompt asks for with the mouse (the stroke set below, a
 little varied each time) until every digit has as many as the page wants, teaches, waits for the
 result, and photographs the page. tests/test_learn_browser.py drives the page with the same helpers.
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "learn.png",
                         help="where to write the picture (default: docs/images/learn.png)")
-    parser.add_argument("--model", default="pretrained:cnn", help="the model to serve (default: pretrained:cnn)")
+    parser.add_argument("--model", default="pretrained:mlp", help="the model to serve (default: pretrained:mlp)")
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 

@@ -215,7 +215,7 @@ function showJob(job) {
   const messages = {
     running: job.message || "Learning your handwriting…",
     done: `Learned: ${job.run} answers now, saved as a run folder.`,
-    failed: `Learning failed: ${job.message || "no reason given"}. The original model still answers.`,
+    failed: `Learning failed: ${job.message || "no reason given"}`, // the server says the model in use is unchanged
     idle: job.message || "",
   };
   $("learn-message").textContent = messages[job.state] ?? "";
