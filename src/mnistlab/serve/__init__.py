@@ -3,8 +3,11 @@
     GET  /               the drawing page (static files in mnistlab/static: no build step, no CDN)
     POST /api/predict    an image (multipart field `file`, or the raw body) → the model's answer
     POST /api/collect    with a collect folder: save a labelled drawing as DIR/<digit>/<new name>.png
+    DELETE /api/collect  with a collect folder: remove a saved drawing (undo)
     GET  /api/collected  with a collect folder: how many drawings of each class it holds, and what to run on them
-    GET  /api/model      the model's name, config and metrics
+    GET, POST, DELETE /api/learn   with a collect folder: learn the drawings' handwriting in the background (`learn`)
+    GET  /api/model      the model that answers (original or learned): its name, config and metrics
+    POST /api/model      choose the original or the learned model, in every worker
     GET  /healthz        liveness
     GET  /docs           OpenAPI documentation
 
@@ -18,8 +21,9 @@ Every request is checked at the edge, before any work, in three rings, and every
    only the formats mnistlab reads and refuses a decompression bomb from its header.
 
 The modules, top first: `workers` (several processes on one socket) → `app` (`create_app`: routes,
-page, error handlers; `collect`, `docs` and `api` beside it) and `server` (bind, run one process) →
-`inference` (decode, preprocess, batch), `policy`, `uploads`, `protocol` → `responses`.
+page, error handlers; `learn`, `collect`, `docs`, `api` and `choice` below it) and `server` (bind, run
+one process) → `inference` (decode, preprocess, batch), `policy`, `uploads`, `protocol`, `learn_job` (the
+learning job's process and files) → `responses`.
 
 The model is a checkpoint (PyTorch) or an exported ONNX file (onnxruntime; `mnistlab.classifier`):
 nothing here imports torch, so serving an ONNX file runs without it.

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, WithJsonSchema
 from ..limits import NUM_CLASSES
 from ..validation import Range
 from .inference import TOP_K
-from .learn_job import LEARN_SECONDS, MIN_PER_DIGIT, WANTED_PER_DIGIT
+from .learn_job import LEARN_MIN_PER_DIGIT, LEARN_SECONDS, WANTED_PER_DIGIT
 from .uploads import IMAGE_TYPES
 
 # A class index: the same declaration that checks labels elsewhere describes it in the OpenAPI schema.
@@ -71,7 +71,7 @@ class CollectedResponse(BaseModel):
     total: int
     commands: list[str] = Field(description="the commands that use the folder: finetune, evaluate")
     wanted: int = Field(description=f"drawings of each digit that learn mode asks for ({WANTED_PER_DIGIT})")
-    minimum: int = Field(description=f"drawings of each digit needed to start learning ({MIN_PER_DIGIT})")
+    minimum: int = Field(description=f"drawings of each digit needed to start learning ({LEARN_MIN_PER_DIGIT})")
     short: list[ClassIndex] = Field(description="the digits with fewer than `minimum` drawings")
 
 

@@ -27,7 +27,7 @@ from .collect import add_collect_routes
 from .docs import add_docs
 from .inference import Predictor, model_summary
 from .learn import LearnSettings, add_learn_routes, check_learn_folder, default_learn_folder
-from .learn_job import LEARN_SECONDS
+from .learn_job import LEARN_SECONDS, can_learn
 from .policy import Policy, PolicyMiddleware
 from .uploads import MAX_UPLOAD_BYTES, BodyLimit, read_upload
 
@@ -56,7 +56,7 @@ def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None =
         learn_out: with a collect folder, where learned runs go (default: beside it, `DIR-learned`); learning
             needs a checkpoint (not an exported file).
         learn_seconds, learn_threads, learn_data_dir: a learning job's time limit, torch threads (default: the
-            cores, at a low priority) and dataset folder (default: as `mnistlab finetune` finds it).
+            cores but one) and dataset folder (default: as `mnistlab finetune` finds it).
     """
     if max_upload_bytes < 1:
         raise ServeError(f"the upload limit must be at least 1 byte, got {max_upload_bytes}")
@@ -73,7 +73,7 @@ def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None =
     collect = check_collect_folder(collect_dir) if collect_dir is not None else None
     base_sha256 = weights_sha256(model)
     learning = None
-    if collect is not None and base_sha256 is not None:
+    if collect is not None and base_sha256 is not None and can_learn():
         learning = LearnSettings(check_learn_folder(learn_out or default_learn_folder(collect_dir)), learn_seconds,
                                  learn_threads, learn_data_dir)
     models = ModelChoice(predictor, learning.folder if learning else None,
@@ -124,7 +124,8 @@ def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None =
     if collect is not None:
         add_collect_routes(app, models, collect, collect_dir, shown)
     unavailable = ("learning needs a collect folder: start the server with --collect DIR" if collect is None else
-                   "an exported model cannot learn: serve the run folder it was exported from")
+                   "an exported model cannot learn: serve the run folder it was exported from" if base_sha256 is None
+                   else "learning needs Linux or macOS (a file lock keeps it to one job at a time)")
     add_learn_routes(app, models, learning, collect, os.fspath(run) if isinstance(run, str | os.PathLike)
                      else os.fspath(model.path), shown, unavailable, model_info)
     return app

@@ -32,7 +32,7 @@ from .api import (
     error,
 )
 from .choice import ModelChoice
-from .learn_job import MIN_PER_DIGIT, WANTED_PER_DIGIT
+from .learn_job import LEARN_MIN_PER_DIGIT, WANTED_PER_DIGIT
 from .uploads import read_upload
 
 SAVED_NAME = re.compile(r"\d{8}-\d{6}-[0-9a-f]{8}\.png")  # how `save_labelled` names a drawing
@@ -86,7 +86,7 @@ def add_collect_routes(app: FastAPI, models: ModelChoice, folder: Path, shown: s
     async def collected() -> dict:
         counts = await run_in_threadpool(collected_counts, folder, digits)
         return {"counts": counts, "total": sum(counts), "commands": commands, "wanted": WANTED_PER_DIGIT,
-                "minimum": MIN_PER_DIGIT, "short": [d for d, n in enumerate(counts) if n < MIN_PER_DIGIT]}
+                "minimum": LEARN_MIN_PER_DIGIT, "short": [d for d, n in enumerate(counts) if n < LEARN_MIN_PER_DIGIT]}
 
 
 def parse_saved(file: str) -> tuple[int, str]:

@@ -33,9 +33,9 @@ from .api import EDGE_ERRORS, LearnState, ModelInfo, ModelUse, error
 from .choice import ModelChoice
 from .collect import collected_counts, suggested_run_name
 from .learn_job import (
+    LEARN_MIN_PER_DIGIT,
     LEARN_SECONDS,
     MAX_DRAWINGS,
-    MIN_PER_DIGIT,
     JobSpec,
     cancel_job,
     job_running,
@@ -53,8 +53,15 @@ class LearnSettings:
 
     folder: Path  # the learn folder (`--learn-out`)
     seconds: float = LEARN_SECONDS  # a job's time limit
-    threads: int | None = None  # a job's torch threads (default: every core this process may use, at low priority)
+    threads: int | None = None  # a job's torch threads (default: `job_threads()`)
     data_dir: str | None = None  # the base's dataset files (default: as `mnistlab finetune` finds them)
+
+
+def job_threads() -> int:
+    """A job's torch threads: every core this process may use but one, which stays the server's. A fine-tune's
+    small batches gain little from more, and on a busy machine threads that wait for each other waste it
+    (docs/benchmarks.md, "Learn mode")."""
+    return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
 def default_learn_folder(collect_dir: str | os.PathLike) -> Path:
@@ -120,7 +127,7 @@ def add_learn_routes(app: FastAPI, models: ModelChoice, settings: LearnSettings 
             raise ApiError(409, "a learning job is already running; wait for it, or cancel it (DELETE /api/learn)")
         spec = JobSpec(base=base, images=os.fspath(collect), folder=os.fspath(learning.folder),
                        run=new_run_name(learning.folder, run_name), seconds=learning.seconds,
-                       threads=learning.threads or len(os.sched_getaffinity(0)), data_dir=learning.data_dir,
+                       threads=learning.threads or job_threads(), data_dir=learning.data_dir,
                        server_pid=os.getpid())
         await run_in_threadpool(start_job, spec)
         return await run_in_threadpool(state)
@@ -151,11 +158,11 @@ def add_learn_routes(app: FastAPI, models: ModelChoice, settings: LearnSettings 
 
 
 def check_counts(counts: list[int]) -> None:
-    """422 naming the digits with fewer than `MIN_PER_DIGIT` drawings, or when there are more than `MAX_DRAWINGS`."""
-    short = [f"{digit} has {count}" for digit, count in enumerate(counts) if count < MIN_PER_DIGIT]
+    """422 naming the digits with fewer than `LEARN_MIN_PER_DIGIT` drawings, or when there are over `MAX_DRAWINGS`."""
+    short = [f"{digit} has {count}" for digit, count in enumerate(counts) if count < LEARN_MIN_PER_DIGIT]
     if short:
         raise ApiError(422, f"too few drawings to learn from: {', '.join(short)}; each digit needs at least "
-                            f"{MIN_PER_DIGIT}")
+                            f"{LEARN_MIN_PER_DIGIT}")
     if sum(counts) > MAX_DRAWINGS:
         raise ApiError(422, f"the collect folder holds {sum(counts):,} drawings; learning takes at most "
                             f"{MAX_DRAWINGS:,}: remove some")

@@ -1,7 +1,7 @@
 """A learning job: the served model fine-tuned (`mnistlab.finetune`) on the collected drawings, in a process
 of its own, so that the server goes on answering while it learns.
 
-The server starts `python -m mnistlab.serve.learn_job SPEC` (`start_job`); the job runs at a lower
+The server starts a Python process that runs `main(SPEC)` (`start_job`); the job runs at a lower
 priority (`JOB_NICENESS`) with few torch threads. Everything about it lives in the learn folder
 (`serve --learn-out`), so that every process of `--workers N`, and a restarted server, sees the same:
 
@@ -19,7 +19,6 @@ Nothing here imports torch: the job's process imports `mnistlab.finetune` itself
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -33,10 +32,19 @@ from pathlib import Path
 
 from ..errors import ApiError
 
+try:
+    import fcntl  # the learn folder's lock (flock): Linux, macOS and the other Unixes
+except ImportError:  # Windows: the server runs, without learning
+    fcntl = None
+
 WANTED_PER_DIGIT = 10  # drawings of each digit the page asks for
-MIN_PER_DIGIT = 5  # drawings of each digit needed to start learning: 3 or more to train on, 1 or 2 held out
+LEARN_MIN_PER_DIGIT = 5  # drawings of each digit needed to start learning: 3 or more to train on, 1 or 2 held out
 MAX_DRAWINGS = 1_000  # a collect folder with more is refused: learning reads every drawing first
-LEARN_SECONDS = 300  # a job's time limit: 100 drawings take under a minute on 2 cores; a stuck job ends here
+# Adam's learning rate of a job, above `finetune`'s default: learn mode trains on 70% of a small folder, and the
+# higher rate cut the writer's other drawings' error further at the same cost and MNIST accuracy
+# (docs/benchmarks.md, "Learn mode").
+LEARN_LR = 1e-3
+LEARN_SECONDS = 300  # a job's time limit, well above what learning takes: a stuck job ends here
 KILL_GRACE_SECONDS = 10  # after its limit, a job that has not stopped itself is killed
 JOB_NICENESS = 10  # the job yields the CPU to the server's requests (os.nice)
 STATUS_EVERY_SECONDS = 0.25  # how often a job rewrites its status while it learns
@@ -46,6 +54,8 @@ MAX_SKIPPED_LISTED = 20  # drawings that could not be read, listed in the status
 
 LOCK_FILE, STATUS_FILE, CANCEL_FILE, LOG_FILE = ".learn.lock", "learn-status.json", ".learn.cancel", ".learn.log"
 CHOICE_FILE = "serving.json"
+# The job's process runs `main` (not `-m` this module, which its package has already imported: runpy would warn).
+JOB_COMMAND = "import sys; from mnistlab.serve.learn_job import main; sys.exit(main(sys.argv[1:]))"
 IDLE = {"state": "idle", "progress": 0.0, "message": "no learning yet", "before": None, "after": None,
         "mnist": None, "run": None, "trained": None, "held_out": None, "skipped": [], "seconds": None}
 
@@ -59,9 +69,15 @@ class JobSpec:
     folder: str  # the learn folder
     run: str  # the new run folder's name, inside `folder`
     seconds: float = LEARN_SECONDS
+    lr: float = LEARN_LR
     threads: int = 1  # torch threads of the job
     data_dir: str | None = None  # the base's dataset files (default: as `mnistlab finetune` finds them)
     server_pid: int = 0  # the job stops when this process is gone
+
+
+def can_learn() -> bool:
+    """Whether this system has the file lock that keeps learning to one job at a time."""
+    return fcntl is not None
 
 
 def write_json(path: Path, record: dict) -> None:
@@ -133,7 +149,7 @@ def start_job(spec: JobSpec) -> dict:
         write_json(folder / STATUS_FILE, status)
         with open(folder / LOG_FILE, "wb") as log:
             # The lock's descriptor goes with the job: the lock is held as long as either process lives.
-            process = subprocess.Popen([sys.executable, "-m", "mnistlab.serve.learn_job", json.dumps(vars(spec))],
+            process = subprocess.Popen([sys.executable, "-c", JOB_COMMAND, json.dumps(vars(spec))],
                                        stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(lock,))
     except OSError as e:
         os.close(lock)
@@ -152,8 +168,12 @@ def cancel_job(folder: Path) -> None:
 def remove_leftovers(folder: Path) -> None:
     """Remove what a killed job left: its run's staging folder (`.NAME.tmp-…`) and half-written status files."""
     for entry in folder.iterdir():
-        if entry.name.startswith(".") and ".tmp" in entry.name and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+        if not entry.name.startswith(".") or ".tmp" not in entry.name:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def disk_words(error: BaseException) -> str:
@@ -188,15 +208,17 @@ def _watch(process: subprocess.Popen, lock: int, spec: JobSpec) -> None:
     """Wait for the job; kill it past its limit; record a failure it could not record; then let go of the lock."""
     folder = Path(spec.folder)
     try:
+        timed_out = False
         try:
             process.wait(spec.seconds + KILL_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+            timed_out = True
         status = read_json(folder / STATUS_FILE) or {}
         if status.get("state") == "running":
-            why = (f"learning took longer than its limit of {spec.seconds:g} s and was stopped"
-                   if process.returncode == -9 else f"learning stopped unexpectedly (exit code {process.returncode})")
+            why = (f"learning took longer than its limit of {spec.seconds:g} s and was stopped" if timed_out
+                   else f"learning stopped unexpectedly (exit code {process.returncode})")
             try:
                 write_json(folder / STATUS_FILE, {**IDLE, **status, "state": "failed",
                                                   "message": f"{why}; the model in use is unchanged"})
@@ -257,7 +279,7 @@ def run_job(spec: JobSpec) -> int:
             skipped.append({"file": f"{image.label}/{image.path.name}", "reason": why})
 
         config = FinetuneConfig(base=spec.base, images=spec.images, out=str(folder / spec.run), device="cpu",
-                                data_dir=spec.data_dir, progress=False)
+                                lr=spec.lr, data_dir=spec.data_dir, progress=False)
         result = finetune(config, on_unreadable=unreadable, on_progress=writer.progress)
         write_json(folder / CHOICE_FILE, {"use": "learned", "run": spec.run,
                                           "base_sha256": result.record["base_sha256"]})
@@ -295,7 +317,3 @@ def main(argv: list[str]) -> int:
 
     torch.set_num_threads(spec.threads)
     return run_job(spec)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
