@@ -239,10 +239,14 @@ async function ask(body) {
   }
   if (mine !== asked) return; // the drawing changed since
   if (response.ok) show(answer);
-  else if (response.status === 422 && /draw it larger/.test(answer.detail)) {
-    show(null, "Draw it larger: that mark is too small or too faint to be a digit.", true);
-  } else if (response.status === 422) show(null, "No digit found: draw it larger or bolder.", true);
-  else show(null, `The server refused it: ${answer.detail}`, true);
+  else show(null, refusalText(response.status, answer.detail), true);
+}
+
+// The page's one-line reason for an image the server refused (learn mode says the same).
+function refusalText(status, detail) {
+  if (status === 422 && /draw it larger/.test(detail)) return "Draw it larger: that mark is too small or too faint to be a digit.";
+  if (status === 422) return "No digit found: draw it larger or bolder.";
+  return `The server refused it: ${detail}`;
 }
 
 function percent(p) {
@@ -344,11 +348,15 @@ async function loadCollected() {
   document.getElementById("collected-commands").textContent = info.commands.join("\n");
 }
 
-async function loadModel() {
-  const info = await (await fetch("/api/model")).json();
+function describeModel(info) { // the header's line (learn mode adds which model answers)
   const accuracy = info.test_accuracy == null ? "no recorded test accuracy" :
     `test accuracy ${(100 * info.test_accuracy).toFixed(2)}%`;
-  document.getElementById("model").textContent = `Model: ${info.name} (${info.architecture}, ${accuracy})`;
+  return `Model: ${info.name} (${info.architecture}, ${accuracy})`;
+}
+
+async function loadModel() {
+  const info = await (await fetch("/api/model")).json();
+  document.getElementById("model").textContent = describeModel(info);
   if (Array.isArray(info.classes) && info.classes.length === 10) {
     classes = info.classes.map(String);
     // Names longer than a digit (Fashion-MNIST's "Ankle boot") get a wider label column.

@@ -28,6 +28,7 @@
       document.getElementById(`mode-${mode}`).setAttribute("aria-pressed", String(mode === name));
     }
     document.querySelector("h1").textContent = name === "number" ? "Write a number" : "Draw a digit";
+    document.body.dataset.mode = name; // learn mode's toggle belongs to the digit pad: style.css hides it here
   }
   document.getElementById("mode-digit").addEventListener("click", () => setMode("digit"));
   document.getElementById("mode-number").addEventListener("click", () => setMode("number"));
