@@ -111,7 +111,8 @@ def test_a_drawing_is_read_and_the_answer_has_every_field(client, checkpoint, st
         response = client.post("/api/predict?preprocessed=1", files={"file": ("digit.png", body, "image/png")})
     assert response.status_code == 200, response.text
     answer = response.json()
-    assert set(answer) == {"label", "class", "confidence", "probabilities", "top_k", "preprocessed", "model"}
+    assert set(answer) == {"label", "class", "confidence", "probabilities", "top_k", "preprocessed", "model", "reason"}
+    assert answer["reason"] is None  # a digit: "not a digit" is null
     assert answer["label"] == digit
     assert len(answer["probabilities"]) == 10 and sum(answer["probabilities"]) == pytest.approx(1, abs=1e-4)
     assert answer["confidence"] == answer["probabilities"][digit] == answer["top_k"][0]["probability"]

@@ -206,19 +206,33 @@ def evaluate_arrays(model: Classifier, images: np.ndarray, labels: np.ndarray, b
     Raises:
         DataError: no images (the means would be 0 / 0).
     """
+    return score_probabilities(array_probabilities(model, images, batch_size, progress=progress), labels)
+
+
+def array_probabilities(model: Classifier, images: np.ndarray, batch_size: int = 1000, *,
+                        progress: bool | None = False) -> np.ndarray:
+    """`model`'s (N, classes) probabilities of uint8 images (N, 28, 28) already in its dataset's convention.
+
+    Raises:
+        DataError: no images.
+    """
     if len(images) == 0:
         raise DataError("nothing to score: no images given")
-    losses, correct = 0.0, 0
+    batches = []
     with progress_bar(total=len(images), desc="evaluating", unit="image", leave=False, file=sys.stderr,
                       disable=None if progress is None else not progress) as bar:
         for start in range(0, len(images), batch_size):
-            p = model.probabilities(images[start:start + batch_size].astype(np.float32) / 255)
-            y = labels[start:start + batch_size]
-            picked = p[np.arange(len(y)), y]
-            losses += float(-np.log(np.maximum(np.nan_to_num(picked, nan=0.0), np.finfo(np.float32).tiny)).sum())
-            correct += int((np.nan_to_num(p, nan=-1.0).argmax(1) == y).sum())
-            bar.update(len(y))
-    return losses / len(images), correct / len(images)
+            batches.append(model.probabilities(images[start:start + batch_size].astype(np.float32) / 255))
+            bar.update(len(batches[-1]))
+    return np.concatenate(batches)
+
+
+def score_probabilities(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of (N, classes) probabilities against (N,) labels; a NaN row is wrong."""
+    picked = probabilities[np.arange(len(labels)), labels]
+    losses = -np.log(np.maximum(np.nan_to_num(picked, nan=0.0), np.finfo(np.float32).tiny)).astype(np.float64)
+    correct = np.nan_to_num(probabilities, nan=-1.0).argmax(1) == labels
+    return float(losses.sum()) / len(labels), int(correct.sum()) / len(labels)
 
 
 def as_sources(images: Source | Sequence[Source]) -> list[Source]:

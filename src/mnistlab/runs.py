@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .calibration import Tempered
 from .classifier import Classifier
 from .config import TrainConfig, check_value
@@ -20,7 +22,7 @@ from .errors import PictureError
 from .evaluation import evaluate_split
 from .onnx_model import OnnxModel
 from .records import CURVES_FILE, REPORT_FILE, load_metrics
-from .rejection import DEFAULT_STRICTNESS, threshold_for
+from .rejection import DEFAULT_STRICTNESS, score, threshold_for
 from .training import Run, train_run
 
 __all__ = ["PictureError", "RunPictures", "train", "Evaluation", "evaluate_test_set"]
@@ -117,7 +119,7 @@ class Evaluation:
     digests: dict[str, str]  # SHA-256 of each test file read
     where: str  # what ran the model: a torch device, or onnxruntime
     # The test digits the default "not a digit" rule would refuse, and the accuracy of the others
-    # (None for an ONNX file, or a model whose classes are not digits).
+    # (None for a model that refuses nothing: no "reject" record, or classes that are not digits).
     refused: int | None = None
     answered_accuracy: float | None = None
 
@@ -142,21 +144,27 @@ def evaluate_test_set(model: Classifier, *, dataset: str | None = None, data_dir
     if isinstance(model, OnnxModel):  # its own input convention, on onnxruntime
         # Imported here: prediction brings image preprocessing (scipy), which neither a checkpoint's evaluation
         # nor `mnistlab train` needs.
-        from .prediction import evaluate_arrays
+        from .prediction import array_probabilities, score_probabilities
 
-        loss, acc = evaluate_arrays(model, test.images.numpy(), test.labels.numpy(), batch_size, progress=progress)
+        probabilities = array_probabilities(model, test.images.numpy(), batch_size, progress=progress)
+        loss, acc = score_probabilities(probabilities, test.labels.numpy())
         where = "onnxruntime (CPU)"
     else:
         # The calibrated probabilities, as an export's (whose graph applies the temperature) are: its loss, and
         # what the "not a digit" rule compares with its thresholds.
         result = evaluate_split(Tempered(model.model, model.temperature), test.to(model.device), model.mean,
                                 model.std, batch_size, keep_probabilities=True, progress=progress)
-        threshold = threshold_for(model, DEFAULT_STRICTNESS)
-        if threshold:
-            answered = result.probabilities.max(1).values >= threshold
-            right = result.probabilities.argmax(1) == test.labels
-            return Evaluation(result.loss, result.accuracy, len(test), info, digests, str(model.device),
-                              int((~answered).sum()), float(right[answered].float().mean()) if answered.any() else None)
-        loss, acc = result.loss, result.accuracy
+        probabilities, loss, acc = result.probabilities.numpy(), result.loss, result.accuracy
         where = str(model.device)
-    return Evaluation(loss, acc, len(test), info, digests, where)
+    return Evaluation(loss, acc, len(test), info, digests, where,
+                      *_refusals(probabilities, test.labels.numpy(), threshold_for(model, DEFAULT_STRICTNESS)))
+
+
+def _refusals(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[int | None, float | None]:
+    """How many test digits the default "not a digit" rule refuses, and the accuracy of the others; (None, None)
+    for a model that refuses nothing."""
+    if not threshold:
+        return None, None
+    answered = score(probabilities) >= threshold
+    right = np.nan_to_num(probabilities, nan=-1.0).argmax(1) == labels
+    return int((~answered).sum()), float(right[answered].mean()) if answered.any() else None
