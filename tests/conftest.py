@@ -110,3 +110,17 @@ def serving(command: list[str], **popen) -> Iterator[tuple[str, subprocess.Popen
 
 def mnistlab_command(*argv: str) -> list[str]:
     return [sys.executable, "-m", "mnistlab", *argv]
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's (.ci/run installs it): Playwright's own download fails here
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Chromium driven by Playwright, one for a test module (the browser tests skip without it)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

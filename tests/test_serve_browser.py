@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.slow  # every test drives Chromium against a server process
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'mnistlab[serve]'")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+from tests.conftest import CHROMIUM  # noqa: E402
+
 if not CHROMIUM.exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (.ci/run installs Debian's chromium package)", allow_module_level=True)
 
@@ -30,15 +30,6 @@ def server(mnist_mlp, tmp_path_factory):
     collect = tmp_path_factory.mktemp("collect") / "mine"
     with serving(mnistlab_command("serve", str(mnist_mlp), "--port", "0", "--collect", str(collect))) as (url, _):
         yield url, collect, mnist_mlp
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

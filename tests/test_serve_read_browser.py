@@ -7,7 +7,7 @@ import math
 import pytest
 
 from tests.conftest import mnistlab_command, serving
-from tests.test_serve_browser import CHROMIUM, DESKTOP, sync_api
+from tests.test_serve_browser import DESKTOP, sync_api
 
 pytestmark = pytest.mark.slow  # drives Chromium against a server process
 
@@ -38,15 +38,6 @@ STROKES = [*four(150), *seven(330), *zero(510), *one(690)]
 def server():
     with serving(mnistlab_command("serve", "pretrained:cnn", "--port", "0")) as (url, _):
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
