@@ -32,15 +32,22 @@ def server(mnist_mlp, tmp_path_factory):
         yield url, collect, mnist_mlp
 
 
-@pytest.fixture
-def page(browser, server):
-    """A fresh page on the server; fails the test if the page logs any console error."""
+def watched_page(browser, url: str):
+    """A new page at `url` whose console errors and uncaught exceptions gather in `page.console_errors`."""
     page = browser.new_page(viewport=DESKTOP)
     errors: list[str] = []
     page.on("console", lambda message: message.type == "error" and errors.append(message.text))
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.console_errors = errors  # a test that expects one takes it out
-    page.goto(server[0])
+    page.goto(url)
+    return page
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh page on the server; fails the test if the page logs any console error."""
+    page = watched_page(browser, server[0])
+    errors = page.console_errors
     sync_api.expect(page.locator("#model")).to_contain_text("test accuracy")
     yield page
     page.close()
@@ -50,14 +57,19 @@ def page(browser, server):
 
 def draw(page, *strokes) -> None:
     """Draw strokes given in the 280×280 canvas's pixels with the mouse."""
-    box = page.locator("#canvas").bounding_box()
-    scale = box["width"] / 280
+    draw_on(page, "#canvas", strokes, height=280)
+
+
+def draw_on(page, canvas: str, strokes, *, height: int, steps: int = 4) -> None:
+    """Draw strokes given in the pixels of the canvas `canvas` (a selector; `height` pixels tall) with the mouse."""
+    box = page.locator(canvas).bounding_box()
+    scale = box["height"] / height
     for stroke in strokes:
         x, y = stroke[0]
         page.mouse.move(box["x"] + x * scale, box["y"] + y * scale)
         page.mouse.down()
         for x, y in stroke[1:]:
-            page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=4)
+            page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=steps)
         page.mouse.up()
 
 

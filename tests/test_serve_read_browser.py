@@ -7,7 +7,7 @@ import math
 import pytest
 
 from tests.conftest import mnistlab_command, serving
-from tests.test_serve_browser import DESKTOP, sync_api
+from tests.test_serve_browser import draw_on, sync_api, watched_page
 
 pytestmark = pytest.mark.slow  # drives Chromium against a server process
 
@@ -42,28 +42,16 @@ def server():
 
 @pytest.fixture
 def page(browser, server):
-    page = browser.new_page(viewport=DESKTOP)
-    errors: list[str] = []
-    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(server)
+    page = watched_page(browser, server)
     sync_api.expect(page.locator("#model")).to_contain_text("cnn")
     yield page
     page.close()
-    assert errors == []
+    assert page.console_errors == []
 
 
 def write(page, strokes) -> None:
     """Write strokes given in the 840×280 pad's pixels with the mouse."""
-    box = page.locator("#number-canvas").bounding_box()
-    scale = box["height"] / PAD_HEIGHT
-    for stroke in strokes:
-        x, y = stroke[0]
-        page.mouse.move(box["x"] + x * scale, box["y"] + y * scale)
-        page.mouse.down()
-        for x, y in stroke[1:]:
-            page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=6)
-        page.mouse.up()
+    draw_on(page, "#number-canvas", strokes, height=PAD_HEIGHT, steps=6)
 
 
 def test_number_mode_reads_a_written_number_with_a_box_over_each_digit(page, tmp_path):
