@@ -24,10 +24,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from scipy import ndimage
 
 import mnistlab
+from mnistlab.calibration import rescale_probabilities
 from mnistlab.ink import ink_is_dark, level_background, stretch_contrast, to_grayscale
 from mnistlab.preprocessing import INK_THRESHOLD
 from mnistlab.reading import READ_WORKING_SIZE, read
@@ -69,9 +71,7 @@ class Tempered:
         self.model, self.temperature = model, temperature
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        logits = np.log(np.maximum(self.model.probabilities(pixels), 1e-12)) / self.temperature
-        odds = np.exp(logits - logits.max(1, keepdims=True))
-        return odds / odds.sum(1, keepdims=True)
+        return rescale_probabilities(torch.from_numpy(self.model.probabilities(pixels)), self.temperature).numpy()
 
     def __getattr__(self, name: str):
         return getattr(self.model, name)

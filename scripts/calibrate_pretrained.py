@@ -25,11 +25,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_pretrained import SHIPPED, TARGET, current_pins, write_pins  # noqa: E402
 from mnistlab._io import file_sha256, json_text  # noqa: E402
-from mnistlab.calibration import Calibration, calibrate, scaled_softmax, split_logits, split_off  # noqa: E402
+from mnistlab.calibration import Calibration, calibrate_held_out, split_off  # noqa: E402
 from mnistlab.checkpoints import load_checkpoint  # noqa: E402
 from mnistlab.config import TrainConfig  # noqa: E402
 from mnistlab.data import dataset_dir, load_mnist  # noqa: E402
-from mnistlab.rejection import fit_rule  # noqa: E402
 
 HELD_OUT = TrainConfig.calibration_size  # the last images, as `mnistlab train` holds them out
 
@@ -40,11 +39,9 @@ def calibrate_shipped(name: str) -> Calibration:
     checkpoint = load_checkpoint(f"pretrained:{name}", device="cpu")  # its files checked against the pins
     data = load_mnist(dataset_dir("mnist", None, False)[0], "mnist")
     _, held_out = split_off(data.train, HELD_OUT)
-    logits = split_logits(checkpoint.model, held_out, checkpoint.mean, checkpoint.std)
-    calibration = calibrate(logits, held_out.labels, (
+    calibration, reject = calibrate_held_out(checkpoint.model, held_out, checkpoint.mean, checkpoint.std, (
         f"the last {HELD_OUT:,} of the {len(data.train):,} MNIST training images, which this model was trained on "
         f"(it saw all {len(data.train):,}; `mnistlab train` holds them out)"))
-    reject = fit_rule(scaled_softmax(logits, calibration.temperature).numpy()).record()
     folder = TARGET / name
     for file in ("config.json", "metrics.json"):
         record = json.loads((folder / file).read_text(encoding="utf-8"))

@@ -26,6 +26,7 @@ from torch import nn
 from .data import Split, normalize
 from .limits import MIN_CALIBRATION_IMAGES, TEMPERATURE_RANGE
 from .records import CALIBRATION
+from .rejection import fit_rule
 
 ECE_BINS = 15  # equal-width confidence bins: (0, 1/15], (1/15, 2/15], ... (14/15, 1]
 GOLDEN_STEPS = 60  # each shrinks the bracket of log T by 0.618: from 6 wide to 1e-12
@@ -215,3 +216,12 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor, data: str) -> Calibrat
         ece_after=expected_calibration_error(scaled_softmax(logits, temperature), labels),
         nll_before=negative_log_likelihood(logits, labels), nll_after=negative_log_likelihood(logits, labels,
                                                                                               temperature))
+
+
+def calibrate_held_out(model: nn.Module, held_out: Split, mean: float, std: float, data: str,
+                       batch_size: int = 1000) -> tuple[Calibration, dict]:
+    """`model`'s temperature fitted on the `held_out` images (`data` says which, in words), and the "not a digit"
+    thresholds fitted on their calibrated answers (`mnistlab.rejection`): config.json's two records."""
+    logits = split_logits(model, held_out, mean, std, batch_size)
+    calibration = calibrate(logits, held_out.labels.cpu(), data)
+    return calibration, fit_rule(scaled_softmax(logits, calibration.temperature).numpy()).record()

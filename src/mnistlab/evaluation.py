@@ -8,6 +8,7 @@ The figures themselves (`mnistlab.plots`) only draw what this module computed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._signals import progress_bar
+from .calibration import rescale_probabilities
 from .data import MNIST_MEAN, MNIST_STD, DataError, Split, normalize
 from .dataset_info import MNIST as MNIST_INFO
 
@@ -34,6 +36,10 @@ class SplitPredictions:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def at_temperature(self, temperature: float) -> SplitPredictions:
+        """The same answers with `probs` (computed at temperature 1) at `temperature`: a calibrated model's."""
+        return dataclasses.replace(self, probs=rescale_probabilities(self.probs, temperature))
 
     # Computed once: every figure asks for them, and an argmax over 10,000 rows is not free.
     @cached_property

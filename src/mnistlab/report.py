@@ -7,7 +7,6 @@ training curves are drawn from the run's `metrics.json` (`mnistlab.records.load_
 from __future__ import annotations
 
 import base64
-import dataclasses
 import html
 import io
 import json
@@ -18,7 +17,6 @@ from matplotlib.figure import Figure
 
 from ._outputs import atomic_path
 from ._version import __version__
-from .calibration import rescale_probabilities
 from .checkpoints import Checkpoint, load_checkpoint
 from .data import load_test_split
 from .dataset_info import checkpoint_dataset
@@ -65,7 +63,7 @@ def _test_predictions(checkpoint: Checkpoint, data_dir: str | Path | None, batch
     test, _ = load_test_split(info, data_dir)
     predictions = compute_predictions(checkpoint.model, test.to(checkpoint.device), checkpoint.mean, checkpoint.std,
                                       batch_size, checkpoint.classes)
-    return dataclasses.replace(predictions, probs=rescale_probabilities(predictions.probs, checkpoint.temperature))
+    return predictions.at_temperature(checkpoint.temperature)
 
 
 def _png_data_uri(fig: Figure) -> str:

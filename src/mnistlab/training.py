@@ -30,16 +30,7 @@ from tqdm.auto import tqdm
 from ._outputs import StagedFolder
 from ._signals import progress_bar
 from .augment import augment
-from .calibration import (
-    Calibration,
-    calibrate,
-    held_out_count,
-    rescale_probabilities,
-    scaled_softmax,
-    split_logits,
-    split_off,
-    uncalibrated,
-)
+from .calibration import Calibration, calibrate_held_out, held_out_count, split_off, uncalibrated
 from .checkpoints import is_checkpoint_folder, non_finite_tensor
 from .config import TrainConfig
 from .data import Split, dataset_dir, load_mnist, normalize
@@ -55,7 +46,6 @@ from .optim import make_optimizer, make_scheduler
 from .outliers import make_outliers, vary_stroke_width
 from .recipes import recipe_names
 from .records import METRICS_FILE
-from .rejection import fit_rule
 from .run_folder import check_run_name, default_run_dir, write_run
 
 PROGRESS_EVERY = 50  # steps between progress-bar loss updates (each one reads a value off the device)
@@ -132,10 +122,7 @@ class Run:
         if self.final_evaluation is None:
             raise ValueError("this run holds no evaluation of its test split (it was not made by `train`)")
         predictions = self.final_evaluation.predictions(self.test_split, get_dataset(self.config.dataset).classes)
-        if self.calibration is None:
-            return predictions
-        return dataclasses.replace(predictions, probs=rescale_probabilities(predictions.probs,
-                                                                            self.calibration.temperature))
+        return predictions if self.calibration is None else predictions.at_temperature(self.calibration.temperature)
 
     @property
     def time_to_target(self) -> float | None:
@@ -451,13 +438,13 @@ def _calibrate(model: nn.Module, held_out: Split, config: TrainConfig,
     if len(held_out) == 0:
         return uncalibrated(f"not calibrated: a tenth of the {train_images:,} {title} training images is fewer "
                             f"than the {MIN_CALIBRATION_IMAGES} a temperature needs"), None
-    logits = split_logits(model, held_out, config.mean, config.std, config.test_batch_size)
-    calibration = calibrate(logits, held_out.labels.cpu(), f"the last {len(held_out):,} of the {train_images:,} "
-                            f"{title} training images, held out of training")
+    calibration, reject = calibrate_held_out(model, held_out, config.mean, config.std, f"the last {len(held_out):,} "
+                                             f"of the {train_images:,} {title} training images, held out of training",
+                                             config.test_batch_size)
     if config.progress:
         tqdm.write(f"calibrated on {len(held_out):,} held-out images: temperature {calibration.temperature:.3f}, "
                    f"ECE {calibration.ece_before:.2%} → {calibration.ece_after:.2%}")
-    return calibration, fit_rule(scaled_softmax(logits, calibration.temperature).numpy()).record()
+    return calibration, reject
 
 
 def _write_run(staging: StagedFolder, run: Run, dataset: dict, command: str | None) -> None:
