@@ -32,7 +32,7 @@ from .dataset_info import DIGIT_CLASSES
 from .decoding import IMAGE_SUFFIXES, ImageLike, load_image
 from .errors import FILE_TYPE_NAMES, DataError, MnistlabError, OutputError, escape, escape_surrogates
 from .preprocessing import preprocess_array
-from .rejection import NOT_A_DIGIT, score, threshold_for
+from .rejection import NOT_A_DIGIT, refused, threshold_for
 
 BATCH_SIZE = PredictOptions.batch_size  # images preprocessed, then classified in one forward pass
 PROGRESS_MIN_FILES = 300  # a progress bar only for batches larger than this
@@ -285,8 +285,8 @@ def _classify(model: Classifier, prepared: list[Prediction], top_k: int, thresho
         return prepared
     probabilities = model.probabilities(np.stack([p.image for p in ready]))  # (B, classes)
     classes = tuple(model.classes)
-    refused = score(probabilities) < threshold
-    for p, row, no in zip(ready, probabilities, refused, strict=True):
+    refusals = refused(probabilities, threshold)
+    for p, row, no in zip(ready, probabilities, refusals, strict=True):
         p.set_output(row, classes, top_k, refused=bool(no))
     return prepared
 

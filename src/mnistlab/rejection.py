@@ -50,7 +50,7 @@ class RejectRule:
     def refuses(self, probabilities: np.ndarray, strictness: str = DEFAULT_STRICTNESS) -> np.ndarray:
         """(N, classes) probabilities → (N,) bool: which answers are "not a digit" at `strictness`.
         A row that is not finite is not refused here: it is an error of its own."""
-        return score(probabilities) < self.threshold(strictness)
+        return refused(probabilities, self.threshold(strictness))
 
     def record(self) -> dict:
         """The "reject" record of config.json."""
@@ -64,6 +64,11 @@ DEFAULT_RULE = RejectRule(DEFAULT_THRESHOLDS)
 def score(probabilities: np.ndarray) -> np.ndarray:
     """How much an answer looks like a digit: the largest probability of each row, (N, classes) → (N,)."""
     return np.nan_to_num(np.asarray(probabilities, dtype=np.float64), nan=1.0).max(1)
+
+
+def refused(probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """(N, classes) probabilities → (N,) bool: the answers scoring under `threshold` ("not a digit")."""
+    return score(probabilities) < threshold
 
 
 def fit_rule(probabilities: np.ndarray) -> RejectRule:

@@ -22,7 +22,7 @@ from .errors import PictureError
 from .evaluation import evaluate_split
 from .onnx_model import OnnxModel
 from .records import CURVES_FILE, REPORT_FILE, load_metrics
-from .rejection import DEFAULT_STRICTNESS, score, threshold_for
+from .rejection import DEFAULT_STRICTNESS, refused, threshold_for
 from .training import Run, train_run
 
 __all__ = ["PictureError", "RunPictures", "train", "Evaluation", "evaluate_test_set"]
@@ -165,6 +165,6 @@ def _refusals(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -
     for a model that refuses nothing."""
     if not threshold:
         return None, None
-    answered = score(probabilities) >= threshold
+    answered = ~refused(probabilities, threshold)
     right = np.nan_to_num(probabilities, nan=-1.0).argmax(1) == labels
     return int((~answered).sum()), float(right[answered].mean()) if answered.any() else None

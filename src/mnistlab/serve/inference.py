@@ -26,7 +26,7 @@ from ..errors import ApiError, ImageError, NoDigitError
 from ..ink import WORKING_SIZE
 from ..prediction import Prediction
 from ..preprocessing import preprocess_array
-from ..rejection import score
+from ..rejection import refused
 
 MAX_UPLOAD_PIXELS = 12_000_000  # a 12 MP photo; larger is refused from the header (a 2 MB upload rarely holds more)
 TOP_K = default(PredictOptions, "top_k")  # the likeliest classes each answer lists, as `predict` lists them
@@ -155,8 +155,8 @@ class Predictor:
         """The API's answer: `mnistlab predict --json`'s (less the file name), the image the model was given
         when asked for, and the model. A mark refused as not a digit is an answer too: label and class null,
         `reason` "not a digit" (null otherwise)."""
-        refused = bool(score(probabilities[None])[0] < self.threshold)
-        prediction = Prediction("upload", image=pixels).set_output(probabilities, self.classes, TOP_K, refused)
+        not_a_digit = bool(refused(probabilities[None], self.threshold)[0])
+        prediction = Prediction("upload", image=pixels).set_output(probabilities, self.classes, TOP_K, not_a_digit)
         if not (prediction.ok or prediction.not_a_digit):
             raise ApiError(422, prediction.error)
         answer = prediction.to_dict()
