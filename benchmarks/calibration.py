@@ -40,8 +40,9 @@ def mnist_test(checkpoint: mnistlab.Checkpoint, images: np.ndarray, labels: np.n
 
 
 def uci(checkpoint: mnistlab.Checkpoint, images: list, labels: np.ndarray) -> tuple[float, float, int]:
-    """(accuracy, ECE, images that failed) on the UCI digits, through `predict`'s preprocessing."""
-    predictions = predict(checkpoint, images, batch_size=512, progress=False)
+    """(accuracy, ECE, images that failed) on the UCI digits, through `predict`'s preprocessing; every digit
+    answered (`reject="off"`), so that the calibration alone is measured."""
+    predictions = predict(checkpoint, images, batch_size=512, reject="off", progress=False)
     read = [i for i, p in enumerate(predictions) if p.ok]
     probabilities = np.array([predictions[i].probabilities for i in read])
     accuracy = float((probabilities.argmax(1) == labels[read]).sum() / len(labels))  # a failure counts as wrong

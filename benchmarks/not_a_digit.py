@@ -13,7 +13,9 @@ Non-digits, none of them seen in training:
 
 For each model: the share of digits refused at each strictness (`--reject`), the share of non-digits
 accepted as digits, the AUROC of the score (digits against non-digits), and the share of non-digits
-accepted when the threshold keeps 95% of MNIST's test digits (FPR at 95% recall). Each model uses its
+accepted when the threshold keeps 95% of MNIST's test digits (FPR at 95% recall). An image in which
+`predict` finds no digit at all (some of Fashion's faint garments) is answered as no digit: it counts as
+refused, and scores below every answer. Each model uses its
 own "reject" record; a model without one gets thresholds fit here as training fits them, on the last
 5,000 training images (which such a model was trained on: its thresholds are the more lenient for it).
 Name the model trained
@@ -95,6 +97,17 @@ def measure(model, mnist: np.ndarray, mnist_labels: np.ndarray, uci: list, uci_l
             "recorded": recorded}
 
 
+def benchmark_score(probabilities: np.ndarray) -> np.ndarray:
+    """The rule's score; an image `predict` found no digit in (a NaN row: "no digit found", exit code 1) is
+    answered as no digit at all, so it scores below every answer."""
+    return np.where(np.isfinite(probabilities).all(1), score(probabilities), -1.0)
+
+
+def answered(rule, probabilities: np.ndarray, strictness: str) -> np.ndarray:
+    """Which images are answered as digits at `strictness`: neither refused nor found empty."""
+    return ~rule.refuses(probabilities, strictness) & np.isfinite(probabilities).all(1)
+
+
 def report(name: str, result: dict) -> None:
     rule, digits, others = result["rule"], result["digits"], result["others"]
     source = "its record" if result["recorded"] else "the last 5,000 training images (no record)"
@@ -104,16 +117,16 @@ def report(name: str, result: dict) -> None:
     print("|---|" + "---|" * (len(STRICTNESS) - 1) + "---|---|")
     for set_name, (p, labels) in digits.items():
         right = np.nan_to_num(p, nan=-1).argmax(1) == labels
-        refused = {s: rule.refuses(p, s) for s in STRICTNESS[1:]}
+        refused = {s: ~answered(rule, p, s) for s in STRICTNESS[1:]}
         print(f"| {set_name} | " + " | ".join(f"{r.mean():.2%}" for r in refused.values()) +
               f" | {right.mean():.2%} | {right[~refused['normal']].mean():.2%} |")
     print("\n| non-digits | " + " | ".join(f"accepted ({s})" for s in STRICTNESS[1:]) + " |")
     print("|---|" + "---|" * (len(STRICTNESS) - 1))
     for set_name, p in [*others.items(), ("all non-digits", np.concatenate(list(others.values())))]:
-        print(f"| {set_name} | " + " | ".join(f"{(~rule.refuses(p, s)).mean():.1%}" for s in STRICTNESS[1:]) + " |")
-    negative = score(np.concatenate(list(others.values())))
+        print(f"| {set_name} | " + " | ".join(f"{answered(rule, p, s).mean():.1%}" for s in STRICTNESS[1:]) + " |")
+    negative = benchmark_score(np.concatenate(list(others.values())))
     for set_name, (p, _) in digits.items():
-        positive = score(p)
+        positive = benchmark_score(p)
         print(f"\n{set_name} against all non-digits: AUROC {auroc(positive, negative):.4f}, "
               f"FPR at 95% recall {fpr_at_recall(positive, negative):.1%}")
 

@@ -76,7 +76,8 @@ def test_every_model_ships_its_pinned_files_and_nothing_else():
 def test_config_records_the_command_seed_versions_and_data_it_was_made_with(name):
     config = recorded(name)
     assert {"mnistlab_version", "torch_version", "python_version", "numpy_version"} <= config.keys()
-    assert config["dataset"]["sha256"] == MNIST_SHA256 and config["dataset"]["train_size"] == 60_000
+    held_out = config["calibration"]["images"] if "held out of training" in config["calibration"]["data"] else 0
+    assert config["dataset"]["sha256"] == MNIST_SHA256 and config["dataset"]["train_size"] + held_out == 60_000
     argv = shlex.split(config["command"])
     assert argv[:4] == ["mnistlab", "train", "--model", name]
     # The recorded command, parsed again, asks for exactly the settings the run recorded.

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import mnistlab
 from mnistlab.cli import main
@@ -100,6 +100,31 @@ def test_a_digit_in_two_strokes_is_one_digit(model, samples):
     rows = np.flatnonzero((five < 128).any(1))
     picture[rows[0] + 14:rows[0] + 19, left:] = 255  # a gap under the 5's bar: two strokes
     assert mnistlab.read(model, picture)[0].text == "45"
+
+
+@pytest.mark.parametrize("mark", ["hash", "scribble"])
+def test_a_mark_that_is_no_digit_is_left_out(model, samples, mark):
+    """A mark between the digits in which the model's "not a digit" rule finds no digit is not read as one;
+    with `reject="off"` it is, as the digit it looks most like."""
+    picture = Image.fromarray(line(samples, "74", gap=1.4))
+    ink = np.flatnonzero((np.asarray(picture) < 128).any(0))
+    left = ink[np.argmax(np.diff(ink))] + 1  # the paper between the two digits
+    right = ink[np.argmax(np.diff(ink)) + 1]
+    rows = np.flatnonzero((np.asarray(picture) < 128).any(1))
+    middle = (left + right) // 2
+    x0, x1, y0, y1 = middle - 22, middle + 22, rows[0] + 4, rows[-1] - 4  # narrower than a digit is tall
+    pen = ImageDraw.Draw(picture)
+    if mark == "hash":
+        for t in (0.3, 0.7):
+            pen.line([(x0, y0 + t * (y1 - y0)), (x1, y0 + t * (y1 - y0))], fill=0, width=7)
+            pen.line([(x0 + t * (x1 - x0) + 8, y0), (x0 + t * (x1 - x0) - 8, y1)], fill=0, width=7)
+    else:
+        rng = np.random.default_rng(3)
+        points = [(x0 + rng.uniform() * (x1 - x0), y0 + rng.uniform() * (y1 - y0)) for _ in range(12)]
+        pen.line(points, fill=0, width=7, joint="curve")
+    (reading,) = mnistlab.read(model, picture)
+    assert reading.text == "74"
+    assert len(mnistlab.read(model, picture, reject="off")[0].text) == 3
 
 
 def test_specks_and_dots_are_left_out(model, samples):

@@ -249,3 +249,37 @@ def test_an_existing_run_is_named_in_the_language_of_the_interface(tmp_path, tin
     err = capsys.readouterr().err
     assert f"{old}: already holds a run; use --overwrite to replace it, or choose another folder" in err
     assert "overwrite=True" not in err
+
+
+def test_init_starts_from_a_runs_weights(tmp_path, tiny_data):
+    """`init`: the run starts where the given run ended (at the smallest rate the weights stay there); without
+    it, from the seed's random weights."""
+    base = train_run(quick(tmp_path, tiny_data, model_args={"hidden": 16}, out=str(tmp_path / "base")))
+    settings = dict(model_args={"hidden": 16}, epochs=1, lr=1e-12, seed=5)
+    further = train_run(quick(tmp_path, tiny_data, init=str(base.dir), out=str(tmp_path / "further"), **settings))
+    fresh = train_run(quick(tmp_path, tiny_data, out=str(tmp_path / "fresh"), **settings))
+    for name, weight in base.model.state_dict().items():
+        assert torch.allclose(further.model.state_dict()[name], weight, atol=1e-6)
+        assert not torch.allclose(fresh.model.state_dict()[name], weight, atol=1e-3)
+    assert further.final.test_acc == base.final.test_acc
+    assert json.loads((further.dir / "config.json").read_text())["train_config"]["init"] == str(base.dir)
+
+
+def test_init_from_another_model_is_refused_in_one_line_before_training(tmp_path, tiny_data, tiny_run, capsys):
+    from mnistlab.cli import main
+
+    with pytest.raises(ValueError, match=r"^init: .* holds mlp \{'hidden': 16\}; this run trains mlp \{'hidden': 32\}"):
+        check_config(quick(tmp_path, tiny_data, init=str(tiny_run[0]), model_args={"hidden": 32}))
+    argv = ["train", "--data-dir", str(tiny_data), "--init", str(tiny_run[0]), "--model", "cnn_small",
+            "--out", str(tmp_path / "never")]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[0]
+    assert error.startswith("mnistlab train: error: argument --init: ") and "holds mlp" in error
+    assert error.endswith("this run trains cnn_small {'width': 16}")
+    assert not (tmp_path / "never").exists()
+    with pytest.raises(SystemExit):
+        main(["train", "--data-dir", str(tiny_data), "--init", str(tmp_path / "nothing"),
+              "--out", str(tmp_path / "never")])
+    assert "nothing: no such checkpoint" in capsys.readouterr().err and not (tmp_path / "never").exists()

@@ -68,6 +68,9 @@ class TrainConfig:
 
     model: str = "mlp"  # a name from list_models()
     model_args: dict = field(default_factory=dict)  # overrides of the model's defaults, e.g. {"hidden": 128}
+    # A run folder or pretrained:NAME whose weights training starts from (the same model, arguments and
+    # normalisation); None: the seed's random weights.
+    init: str | None = None
     epochs: Annotated[int, Range(1, MAX_EPOCHS)] = 5
     batch_size: Annotated[int, BATCH] = 64
     test_batch_size: Annotated[int, BATCH] = 1000

@@ -302,15 +302,48 @@ def symbols(digits: torch.Tensor, labels: torch.Tensor, count: int, generator: t
     return draw_segments(segments, valid, _widths(count, generator))
 
 
-def vary_stroke_width(images: torch.Tensor, generator: torch.Generator, share: float = 0.3) -> torch.Tensor:
-    """Thicken the strokes of a random `share` of uint8 images (B, 28, 28) by a pixel each side (a 3×3 max).
+STYLES = ("as drawn", "thick", "blurred", "coarse")  # what `vary_style` may do to an image
+BLUR_SIGMAS = (0.7, 1.0, 1.3)  # px: a soft scan, an out-of-focus photo
+COARSE_SIZES = (9, 10, 11, 12, 14, 16)  # the 28×28 frame seen at this many pixels: ~6-11 across the digit
 
-    Shown digits and marks alike, so that stroke width tells the model nothing: without it, a model
-    trained with outlier exposure takes thick-penned digits (scans, the UCI digits) for non-digits.
+
+def vary_style(images: torch.Tensor, generator: torch.Generator, share: float = 0.5) -> torch.Tensor:
+    """Give a random `share` of uint8 images (B, 28, 28) one of the looks of digits written elsewhere: strokes
+    thicker by a pixel each side, a Gaussian blur, or a coarse grid (seen at 9-16 px, then resampled to 28).
+
+    Shown to digits and marks alike, so that the look tells the model nothing: trained with outlier exposure
+    on MNIST's crisp strokes alone, a model takes every digit not written so (scans, photos, the UCI digits'
+    8×8 grid) for a non-digit. A blurred or coarse image keeps its brightest ink at full level, as
+    `predict`'s contrast stretch leaves a picture.
     """
-    chosen = (torch.rand(len(images), generator=generator) < share).to(images.device)
-    thick = F.max_pool2d(images[:, None].float(), 3, stride=1, padding=1)[:, 0].to(images.dtype)
-    return torch.where(chosen[:, None, None], thick, images)
+    n, device = len(images), images.device
+    style = torch.randint(1, len(STYLES), (n,), generator=generator)
+    style = torch.where(torch.rand(n, generator=generator) < share, style, 0).to(device)
+    sigma = torch.tensor(BLUR_SIGMAS)[torch.randint(len(BLUR_SIGMAS), (n,), generator=generator)].to(device)
+    coarse = torch.tensor(COARSE_SIZES)[torch.randint(len(COARSE_SIZES), (n,), generator=generator)].to(device)
+    ink = images[:, None].float() / 255  # (B, 1, 28, 28)
+    out = torch.where((style == 1)[:, None, None, None], F.max_pool2d(ink, 3, stride=1, padding=1), ink)
+    for value in BLUR_SIGMAS:
+        chosen = (style == 2) & (sigma == value)
+        if chosen.any():
+            out[chosen] = _blur(ink[chosen], value)
+    for size in COARSE_SIZES:
+        chosen = (style == 3) & (coarse == size)
+        if chosen.any():
+            small = F.interpolate(ink[chosen], size=(size, size), mode="area")
+            out[chosen] = F.interpolate(small, size=ink.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+    resampled = (style >= 2)[:, None, None, None]
+    out = torch.where(resampled, out / out.amax((1, 2, 3), keepdim=True).clamp_min(1 / 255), out)
+    return out[:, 0].mul(255).round_().to(images.dtype)
+
+
+def _blur(ink: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(B, 1, H, W) → the same, blurred by a Gaussian of `sigma` pixels (separable, 3 sigmas each side)."""
+    reach = math.ceil(3 * sigma)
+    taps = torch.exp(-torch.arange(-reach, reach + 1, dtype=ink.dtype, device=ink.device).square() / (2 * sigma ** 2))
+    taps = taps / taps.sum()
+    across = F.conv2d(ink, taps.view(1, 1, 1, -1), padding=(0, reach))
+    return F.conv2d(across, taps.view(1, 1, -1, 1), padding=(reach, 0))
 
 
 TRAINING_FAMILIES: dict[str, Family] = {

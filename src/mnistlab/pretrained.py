@@ -30,20 +30,20 @@ MAX_PINNED_FILE_BYTES = 8 << 20  # the largest pinned file is ~0.9 MB; a bigger 
 # BEGIN PINS
 PINS: dict[str, dict[str, str]] = {
     "cnn": {
-        "model.safetensors": "d5b92efeca273dce6b6af406ddb9b2e5f1e55f95ad237fdd3ca6b04951146b0a",
-        "config.json": "1c9b299409fca8e8b1457b9c5d5029ed7d910bba3e7829e2a364c0ba8e230205",
-        "metrics.json": "c5ede2cfa588f68d9744fca9e04da296e16a7d72eb6b4112c93347459ae05ac3",
-        "curves.png": "62b274a9b514af5cf6f7e0509ab8d6ca6b9a9daaefaaa56dcfe285762a2861f0",
+        "model.safetensors": "ea33b4dd8a1559a19380dc3df80e97ebe2200153a6e735ee7756f45fe628a9a8",
+        "config.json": "7cf909e7a0471c8c20e9a242457675c7022ad57dfb3894e7c39ae74fbbe06174",
+        "metrics.json": "249e63ab2978b0ec797604ccae5d93399660dca9d1a0eb292655bd8e72b77b5c",
+        "curves.png": "2f3887eabe271de2597f570889d32ad6dba75c2a35868e31c780ca467d2eec4f",
     },
     "cnn_small": {
         "model.safetensors": "c7f8ef73ede9522f3c86e80e10e83d49249c53edaa075fae19a6adaa212563af",
-        "config.json": "9a1a5fe6dd419d4334832d79e4c07613e813e681f57df4e344068da10e94f47b",
+        "config.json": "09ca9ce95f8d1d041d5c2353e9bb6364cb404f18a1d1a8a8daaf9c60c4798b93",
         "metrics.json": "2e1da208ee1e7903dd6ca4d62ee756dbc1b116c0f51429872400d4ace0da65d9",
         "curves.png": "b8edd76c39007713a38d0a5053dade7e0985bbf7aa2fa88b6bb38750ec7cbd00",
     },
     "mlp": {
         "model.safetensors": "b168889752590af15686ac4c67d47befc9c55e5dfae61d0bffbf8d49fd209196",
-        "config.json": "631b9394acf1e9598e8a67400441570f138c1928223e0390a1d7b12209d8cf47",
+        "config.json": "c8f2c183d3e4e0e499e17f85a7382c0fc96d782628c01a638083b0725649788f",
         "metrics.json": "e395c12877a589596e3bf539cf57b5a960f9d42f81c980bd8589d3d759340fa5",
         "curves.png": "1b3c9934c4ca82a94cd0c4231f81e91c2a1ce773c8f0874d89ad38d3c172f74d",
     },

@@ -5,7 +5,8 @@ is over-segmented into pieces (`mnistlab.segmentation`: its marks, the wide ones
 columns). Every run of neighbouring pieces that may be one digit is brought to MNIST's convention by
 the same steps as one digit in `predict`, and all of a picture's crops are classified in one forward
 pass; a small dynamic programme then groups the pieces into the digits the classifier is surest of
-(segmentation by recognition).
+(segmentation by recognition). A mark in which the model's "not a digit" rule (`mnistlab.rejection`)
+finds no digit, whole or in pieces (a plus sign, a letter, a doodle between the digits), is left out.
 
 A picture with no number comes back with `text` None and its `error`; none raises.
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .classifier import Classifier
-from .config import INVERT_CHOICES
+from .config import INVERT_CHOICES, STRICTNESS
 from .decoding import load_image
 from .errors import MnistlabError, ModelError, NoDigitError, escape, escape_surrogates
 from .ink import (
@@ -35,6 +36,7 @@ from .prediction import NOT_A_NUMBER, Source, as_sources, source_name
 from .preprocessing import (
     INK_THRESHOLD,
 )
+from .rejection import DEFAULT_STRICTNESS, threshold_for
 from .segmentation import Line, Piece, crop_pieces, find_marks, overlap, pieces
 
 READ_WORKING_SIZE = 2048  # a larger picture is first reduced to this long side: a 7-digit line keeps ~250 px a digit
@@ -89,7 +91,8 @@ class Reading:
                 "error": None if self.error is None else escape_surrogates(self.error)}
 
 
-def read(model: Classifier, images: Source | Sequence[Source], *, invert: str = "auto") -> list[Reading]:
+def read(model: Classifier, images: Source | Sequence[Source], *, invert: str = "auto",
+         reject: str = DEFAULT_STRICTNESS) -> list[Reading]:
     """Read the number in each image: one `Reading` per input, in order.
 
     Args:
@@ -97,25 +100,30 @@ def read(model: Classifier, images: Source | Sequence[Source], *, invert: str = 
         images: paths, files' bytes, binary file objects, Pillow images, (H, W) arrays or tensors, one of them
             alone, or an (N, H, W) batch: as `mnistlab.predict` takes them. A bad one comes back with its `error`.
         invert: "auto", "yes" or "no"; see `mnistlab.preprocessing.preprocess`.
+        reject: how strictly a mark standing alone must look like a digit to be read ("off", "normal" or
+            "strict", as `predict`'s); one that does not is left out of the number.
 
     Raises:
-        ValueError: `invert` is not one of INVERT_CHOICES.
+        ValueError: `invert` is not one of INVERT_CHOICES, or `reject` not one of STRICTNESS.
         ModelError: the model's dataset is not laid out as digits (Fashion-MNIST's garments fill their frame).
     """
     if invert not in INVERT_CHOICES:
         raise ValueError(f"invert must be one of {', '.join(INVERT_CHOICES)}, got {invert!r}")
+    if reject not in STRICTNESS:
+        raise ValueError(f"reject must be one of {', '.join(STRICTNESS)}, got {reject!r}")
     if model.layout != "digit":
         raise ModelError(f"reading numbers needs a digit model; this one's images are laid out as {model.layout!r}")
-    return [_read_one(model, item, index, invert) for index, item in enumerate(as_sources(images))]
+    threshold = threshold_for(model, reject)
+    return [_read_one(model, item, index, invert, threshold) for index, item in enumerate(as_sources(images))]
 
 
-def _read_one(model: Classifier, item: Source, index: int, invert: str) -> Reading:
+def _read_one(model: Classifier, item: Source, index: int, invert: str, threshold: float) -> Reading:
     """Read one input; any failure becomes the Reading's error, never the caller's."""
     source = source_name(item, index)
     try:
         if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(item, "read"):
             item = load_image(item, name=source)
-        return _read_picture(model, item, source, invert)
+        return _read_picture(model, item, source, invert, threshold)
     except MnistlabError as e:
         message = str(e).removeprefix(f"{source}: ")
         if isinstance(e, NoDigitError):
@@ -125,7 +133,7 @@ def _read_one(model: Classifier, item: Source, index: int, invert: str) -> Readi
         return Reading(source, error=f"cannot read it ({type(e).__name__}: {e})")
 
 
-def _read_picture(model: Classifier, image: object, source: str, invert: str) -> Reading:
+def _read_picture(model: Classifier, image: object, source: str, invert: str, threshold: float) -> Reading:
     """A decoded picture or an in-memory image → its Reading. Raises MnistlabError for what it cannot read."""
     gray = to_grayscale(image, READ_WORKING_SIZE)
     if min(gray.shape) < MIN_DIGIT_PIXELS:
@@ -139,9 +147,10 @@ def _read_picture(model: Classifier, image: object, source: str, invert: str) ->
     probabilities = _classify(model, [crop for _, _, crop, _ in candidates])
     if not np.isfinite(probabilities).all():
         return Reading(source, error=NOT_A_NUMBER)
-    digits = _best_reading(line, parts, candidates, probabilities)
+    digits, left_out = _best_reading(line, parts, candidates, probabilities, threshold)
     if not digits:
-        return Reading(source, error=f"{NO_NUMBER} (only specks of ink)")
+        why = "its marks do not look like digits" if left_out else "only specks of ink"
+        return Reading(source, error=f"{NO_NUMBER} ({why})")
     sy, sx = height / gray.shape[0], width / gray.shape[1]  # working pixels → the picture's own
     found = [Digit(label, confidence, [math.floor(x0 * sx), math.floor(y0 * sy),
                                        min(width, math.ceil(x1 * sx)), min(height, math.ceil(y1 * sy))])
@@ -212,35 +221,51 @@ def _classify(model: Classifier, crops: list[np.ndarray]) -> np.ndarray:
                            for i in range(0, len(crops), CROP_BATCH)])  # (crops, classes)
 
 
-def _best_reading(line: Line, parts: list[Piece], candidates: list[Candidate],
-                  probabilities: np.ndarray) -> list[tuple]:
+def _best_reading(line: Line, parts: list[Piece], candidates: list[Candidate], probabilities: np.ndarray,
+                  threshold: float) -> tuple[list[tuple], list[tuple]]:
     """The grouping of the pieces into digits with the best score, by a dynamic programme over the pieces,
     left to right: each digit adds its log-odds over the typical digit's less SURETY_BAR, each cut through ink
     costs CUT_COST, and a digit wider than WIDE_DIGIT line heights WIDE_COST per height beyond. Returns (label,
-    confidence, box) for each digit. A piece alone shorter than MIN_DIGIT_HEIGHT is no digit (a stroke's
-    fragment, a dot): it is left out, at no cost, unless it joins its neighbour."""
+    confidence, box) for each digit, and the boxes of the marks left out as not digits. A piece alone shorter
+    than MIN_DIGIT_HEIGHT is no digit (a stroke's fragment, a dot): it is left out, at no cost, unless it joins
+    its neighbour. So may a whole mark of which no run of pieces (the mark whole included) scores `threshold`
+    (the "not a digit" rule's) or more: digits that touch make a mark that does not look like one digit, but
+    each of them does."""
     surety = _log_odds(probabilities)
     typical = _typical_log_odds(line, parts, candidates, surety)
     ending: dict[int, list[tuple]] = {}  # stop → (first, box, probabilities, log-odds) of the candidates ending there
     for (first, stop, _, box), p, sure in zip(candidates, probabilities, surety, strict=True):
         ending.setdefault(stop, []).append((first, box, p, sure))
-    best: dict[int, tuple[float, list]] = {0: (0.0, [])}  # pieces read so far → (the best score, digits)
+    # A mark is no digit when no run of its own pieces looks like one: digits that touch have some that do.
+    looks_like_a_digit = {parts[first].mark for (first, stop, _, _), p in zip(candidates, probabilities, strict=True)
+                          if parts[first].mark == parts[stop - 1].mark and p.max() >= threshold}
+    # pieces read so far → (the best score, its digits, the marks it left out as not digits)
+    best: dict[int, tuple[float, list, list]] = {0: (0.0, [], [])}
     for stop in range(1, len(parts) + 1):
         options = []
         for first, box, p, sure in ending.get(stop, []):
             if first not in best:
                 continue
+            score, digits, left_out = best[first]
+            if stop == first + 1 and box[2] - box[0] < MIN_DIGIT_HEIGHT * line.digit_height:
+                options.append(best[first])  # too short to be a digit alone: a fragment, or a dot
+                continue
+            if _whole_mark(line, parts[first:stop]) and parts[first].mark not in looks_like_a_digit:
+                options.append((score, digits, [*left_out, box]))  # a mark that does not look like a digit
             cut = first > 0 and parts[first].cut and parts[first - 1].mark == parts[first].mark
             gain = sure / typical - SURETY_BAR - (CUT_COST if cut else 0.0)
             gain -= WIDE_COST * max(0.0, (box[3] - box[1]) / line.digit_height - WIDE_DIGIT)
-            score = best[first][0] + gain
-            if stop == first + 1 and box[2] - box[0] < MIN_DIGIT_HEIGHT * line.digit_height:
-                options.append(best[first])  # too short to be a digit alone: a fragment, or a dot
-            else:
-                options.append((score, best[first][1] + [(int(p.argmax()), float(p.max()), box)]))
+            options.append((score + gain, [*digits, (int(p.argmax()), float(p.max()), box)], left_out))
         if options:
             best[stop] = max(options, key=lambda option: option[0])
-    return best.get(len(parts), (0.0, []))[1]
+    _, digits, left_out = best.get(len(parts), (0.0, [], []))
+    return digits, left_out
+
+
+def _whole_mark(line: Line, group: list[Piece]) -> bool:
+    """Whether the pieces are one mark, whole."""
+    first, last = group[0], group[-1]
+    return first.mark == last.mark and first.start == 0 and last.stop == line.marks[last.mark].width
 
 
 def _log_odds(probabilities: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from .records import REJECT_LEVELS, REJECT_SCORES, STRICTNESS
 
 DEFAULT_STRICTNESS = default(PredictOptions, "reject")
 # The share of held-out training digits each strictness refuses: its threshold is that quantile of their scores.
-REFUSED_SHARE = dict(zip(REJECT_LEVELS, (0.001, 0.02), strict=True))
+REFUSED_SHARE = dict(zip(REJECT_LEVELS, (0.002, 0.01), strict=True))
 DEFAULT_THRESHOLDS = dict.fromkeys(REJECT_LEVELS, 0.0)  # a model without a "reject" record refuses nothing
 NOT_A_DIGIT = "not a digit"  # the reason a refused answer gives, in `predict`'s rows and the library's Prediction
 

@@ -31,7 +31,7 @@ from ._outputs import StagedFolder
 from ._signals import progress_bar
 from .augment import augment
 from .calibration import Calibration, calibrate_held_out, held_out_count, split_off, uncalibrated
-from .checkpoints import is_checkpoint_folder, non_finite_tensor
+from .checkpoints import is_checkpoint_folder, load_checkpoint, non_finite_tensor
 from .config import TrainConfig
 from .data import Split, dataset_dir, load_mnist, normalize
 from .dataset_info import get_dataset
@@ -43,7 +43,7 @@ from .evaluation import evaluate as evaluate  # where it was defined first: `fro
 from .limits import MAX_EVALUATIONS, MIN_CALIBRATION_IMAGES
 from .models import create_model, list_models, model_arguments, model_defaults
 from .optim import make_optimizer, make_scheduler
-from .outliers import make_outliers, vary_stroke_width
+from .outliers import make_outliers, vary_style
 from .recipes import recipe_names
 from .records import METRICS_FILE
 from .run_folder import check_run_name, default_run_dir, write_run
@@ -70,6 +70,27 @@ def check_config(config: TrainConfig) -> None:
         raise ValueError(str(e)) from None
     if config.recipe not in [*recipe_names(), None]:
         raise ValueError(f"recipe: expected one of {', '.join(recipe_names())}, None, got {config.recipe!r}")
+    if config.init is not None:
+        initial_weights(config)
+
+
+def initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
+    """The weights of `config.init`, a checkpoint of the model the config trains, with the same arguments and
+    normalisation.
+
+    Raises:
+        CheckpointError: `config.init` is not a checkpoint that loads. ValueError: it holds another model.
+    """
+    base = load_checkpoint(config.init, device="cpu")
+    recorded, wanted = base.config["model"], {"name": config.model, "args": full_model_args(config)}
+    if recorded != wanted:
+        raise ValueError(f"init: {config.init} holds {recorded['name']} {recorded['args']}; this run trains "
+                         f"{wanted['name']} {wanted['args']}")
+    mean, std = config.normalization()
+    if (base.mean, base.std) != (mean, std):
+        raise ValueError(f"init: {config.init} was trained on inputs normalised with mean {base.mean:g}, std "
+                         f"{base.std:g}; this run normalises with {mean:g}, {std:g}")
+    return base.model.state_dict()
 
 
 def full_model_args(config: TrainConfig) -> dict:
@@ -218,7 +239,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: S
         images = split.images[batch]
         if outliers is not None:
             drawn = torch.randint(len(outliers), (max(1, len(batch) // 2),), generator=generator).to(device)
-            images = vary_stroke_width(torch.cat([images, outliers[drawn]]), generator)
+            images = vary_style(torch.cat([images, outliers[drawn]]), generator)
         x = batch_input(images, config, augment_generator or generator)  # (B + B/2 outliers, 1, 28, 28)
         with autocast:
             logits = model(x)
@@ -390,6 +411,8 @@ def train_run(config: TrainConfig, before_publish: Callable[[Run, Path], None] |
             loading = pool.submit(timer.timed, "data", load_mnist, folder, config.dataset)
             with timer("model"):
                 model = build_model(config, device)
+                if config.init is not None:
+                    model.load_state_dict(initial_weights(config))
                 optimizer = make_optimizer(model, config)
             if prepare is not None:
                 with timer("extras"):
@@ -438,9 +461,10 @@ def _calibrate(model: nn.Module, held_out: Split, config: TrainConfig,
     if len(held_out) == 0:
         return uncalibrated(f"not calibrated: a tenth of the {train_images:,} {title} training images is fewer "
                             f"than the {MIN_CALIBRATION_IMAGES} a temperature needs"), None
-    calibration, reject = calibrate_held_out(model, held_out, config.mean, config.std, f"the last {len(held_out):,} "
-                                             f"of the {train_images:,} {title} training images, held out of training",
-                                             config.test_batch_size)
+    data = f"the last {len(held_out):,} of the {train_images:,} {title} training images, held out of training"
+    if config.init is not None:  # the weights it started from may have been trained on them
+        data += " by this run, which started from trained weights (its `init`) that may have seen them"
+    calibration, reject = calibrate_held_out(model, held_out, config.mean, config.std, data, config.test_batch_size)
     if config.progress:
         tqdm.write(f"calibrated on {len(held_out):,} held-out images: temperature {calibration.temperature:.3f}, "
                    f"ECE {calibration.ece_before:.2%} → {calibration.ece_after:.2%}")

@@ -102,6 +102,9 @@ def add_recipe_flags(train: argparse.ArgumentParser) -> None:
     train.add_argument("--outlier-exposure", type=bounded(TrainConfig, "outlier_exposure"), metavar="W",
                        help="weight of the loss that teaches the model to be unsure of marks that are not digits, "
                             f"{span(TrainConfig, 'outlier_exposure')}; 0 = off {recipe_says('outlier_exposure')}")
+    train.add_argument("--init", metavar="RUN",
+                       help="start from the weights of RUN (a run folder or pretrained:NAME) of the same model, "
+                            "instead of random ones (default: random, from --seed)")
     train.add_argument("--eval-every", type=bounded(TrainConfig, "eval_every"), metavar="N",
                        help="evaluate on the test set every N steps (default: after each epoch)")
     train.add_argument("--stop-at", type=accuracy, metavar="ACC",
@@ -119,7 +122,8 @@ def train_config(args: argparse.Namespace, default_out: str | None = None) -> Tr
                                schedule=args.schedule, weight_decay=args.weight_decay,
                                label_smoothing=args.label_smoothing, augment=args.augment, elastic=args.elastic,
                                outlier_exposure=args.outlier_exposure)
-    return TrainConfig(model=args.model, model_args=model_args, **settings, test_batch_size=args.test_batch_size,
+    return TrainConfig(model=args.model, model_args=model_args, init=args.init, **settings,
+                       test_batch_size=args.test_batch_size,
                        dataset=args.dataset, mean=args.mean, std=args.std, seed=args.seed, device=args.device,
                        data_dir=args.data_dir,
                        train_limit=args.train_limit, calibration_size=args.calibration_size,

@@ -22,7 +22,6 @@ from ..config import PredictOptions, check_value
 from ..errors import ApiError, ServeError
 from ..labelled import check_collect_folder
 from ..model_loading import load_model
-from ..rejection import threshold_for
 from .api import EDGE_ERRORS, UPLOAD_BODY, UPLOAD_ERRORS, ModelInfo, PredictResponse
 from .choice import ModelChoice, weights_sha256
 from .collect import add_collect_routes
@@ -71,7 +70,7 @@ def create_app(run: str | Path | Classifier, *, collect_dir: str | Path | None =
     pool = ThreadPoolExecutor(threads or len(os.sched_getaffinity(0)), thread_name_prefix="mnistlab-predict")
 
     def warm_predictor(classifier: Classifier) -> Predictor:
-        predictor = Predictor(classifier, pool, model_summary(classifier), threshold_for(classifier, reject))
+        predictor = Predictor(classifier, pool, model_summary(classifier), reject)
         predictor.warm_up()
         return predictor
 

@@ -37,7 +37,8 @@ def add_read_route(app: FastAPI, models: ModelChoice) -> None:
                          **READ_ERRORS})
     async def read_number(request: Request) -> Response:
         """The image as multipart/form-data (field `file`) or as the raw body (PNG, JPEG, BMP, GIF, WebP or
-        TIFF): every digit found, left to right, each brought to MNIST's convention as `mnistlab read` does."""
+        TIFF): every digit found, left to right, each brought to MNIST's convention as `mnistlab read` does; a
+        mark that does not look like a digit (`mnistlab serve --reject`) is left out."""
         data = await read_upload(request)
         predictor = await models.predictor()
         answer = await asyncio.get_running_loop().run_in_executor(predictor.pool, read_upload_number,
@@ -53,7 +54,7 @@ def read_upload_number(predictor: Predictor, data: bytes) -> dict:
     except ImageError as e:
         raise ApiError(400, str(e)) from None
     try:
-        reading = read(predictor.model, image)[0]
+        reading = read(predictor.model, image, reject=predictor.reject)[0]
     except ModelError as e:
         raise ApiError(422, str(e)) from None
     if not reading.ok:
