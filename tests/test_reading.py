@@ -102,7 +102,7 @@ def test_a_digit_in_two_strokes_is_one_digit(model, samples):
     assert mnistlab.read(model, picture)[0].text == "45"
 
 
-@pytest.mark.parametrize("mark", ["hash", "scribble"])
+@pytest.mark.parametrize("mark", ["hash", "scribble", "cross"])
 def test_a_mark_that_is_no_digit_is_left_out(model, samples, mark):
     """A mark between the digits in which the model's "not a digit" rule finds no digit is not read as one;
     with `reject="off"` it is, as the digit it looks most like."""
@@ -118,6 +118,9 @@ def test_a_mark_that_is_no_digit_is_left_out(model, samples, mark):
         for t in (0.3, 0.7):
             pen.line([(x0, y0 + t * (y1 - y0)), (x1, y0 + t * (y1 - y0))], fill=0, width=7)
             pen.line([(x0 + t * (x1 - x0) + 8, y0), (x0 + t * (x1 - x0) - 8, y1)], fill=0, width=7)
+    elif mark == "cross":
+        pen.line([(x0, y0), (x1, y1)], fill=0, width=7)
+        pen.line([(x1, y0), (x0, y1)], fill=0, width=7)
     else:
         rng = np.random.default_rng(3)
         points = [(x0 + rng.uniform() * (x1 - x0), y0 + rng.uniform() * (y1 - y0)) for _ in range(12)]
