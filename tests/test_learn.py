@@ -55,6 +55,20 @@ def hidden_leftovers(folder: Path) -> list[str]:
 # --- without a job --------------------------------------------------------------------------------------------
 
 
+def test_a_drawing_the_model_takes_for_no_digit_is_saved_all_the_same(tiny_run, tmp_path):
+    """In learn mode the person says which digit it is: a drawing the model's rule refuses is saved, `read_as`
+    null (a model whose thresholds refuse everything)."""
+    run = tmp_path / "refuses-all"
+    shutil.copytree(tiny_run[0], run)
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    config["reject"] = {"score": "max_probability", "thresholds": {"normal": 1.0, "strict": 1.0}}
+    (run / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    answer = post_drawing(client_for(run, tmp_path / "mine"), 3)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["read_as"] is None and 0 < answer.json()["confidence"] < 1
+    assert len(list((tmp_path / "mine" / "3").iterdir())) == 1
+
+
 def test_collected_says_how_many_are_wanted_and_which_digits_are_short(tiny_run, tmp_path):
     client = client_for(tiny_run[0], tmp_path / "mine")
     for _ in range(LEARN_MIN_PER_DIGIT):

@@ -79,9 +79,11 @@ class ModelUse(BaseModel):
 class CollectResponse(BaseModel):
     label: ClassIndex
     file: str = Field(description="the saved file, relative to the collect folder (what DELETE /api/collect takes)")
-    read_as: ClassIndex = Field(description="the digit the model answering now reads in the drawing: another "
-                                            "than `label` is saved all the same (that is what learning is for)")
-    confidence: float = Field(description="the model's probability of `read_as`")
+    read_as: ClassIndex | None = Field(description="the digit the model answering now reads in the drawing: another "
+                                                   "than `label` is saved all the same (that is what learning is "
+                                                   "for); null when its rule takes the drawing for no digit "
+                                                   "(`serve --reject`), which is saved too")
+    confidence: float = Field(description="the model's probability of the likeliest class")
     counts: list[int] = Field(description="drawings saved under each class now, in label order")
 
 
