@@ -46,7 +46,8 @@ def page(browser, server):
     sync_api.expect(page.locator("#model")).to_contain_text("cnn")
     yield page
     page.close()
-    assert page.console_errors == []
+    # Chromium logs every 4xx answer to a fetch; a 422 is the API saying "no number" to strokes just begun.
+    assert [e for e in page.console_errors if "status of 422" not in e] == []
 
 
 def write(page, strokes) -> None:
@@ -84,3 +85,11 @@ def test_number_mode_reads_a_written_number_with_a_box_over_each_digit(page, tmp
     page.get_by_role("button", name="One digit").click()
     sync_api.expect(page.locator("#canvas")).to_be_visible()
     sync_api.expect(page.locator("h1")).to_have_text("Draw a digit")
+
+
+def test_a_mark_that_is_no_digit_is_said_so(page):
+    """An x on the pad is no number: the page says so instead of reading a digit into it."""
+    page.get_by_role("button", name="A whole number").click()
+    write(page, [[(380, 60), (470, 220)], [(470, 60), (380, 220)]])
+    sync_api.expect(page.locator("#number-result")).to_contain_text("That does not look like a number")
+    sync_api.expect(page.locator("#number-boxes .digit-box")).to_have_count(0)

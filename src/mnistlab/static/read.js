@@ -128,6 +128,8 @@
     }
     if (mine !== asked) return;
     if (response.ok) show(answer);
+    else if (response.status === 422 && /do not look like digits/.test(answer.detail || ""))
+      show(null, "That does not look like a number.", true);
     else if (response.status === 422) show(null, "No number found: write the digits larger, side by side.", true);
     else show(null, `The server refused it: ${answer.detail}`, true);
   }
