@@ -282,4 +282,5 @@ def test_init_from_another_model_is_refused_in_one_line_before_training(tmp_path
     with pytest.raises(SystemExit):
         main(["train", "--data-dir", str(tiny_data), "--init", str(tmp_path / "nothing"),
               "--out", str(tmp_path / "never")])
-    assert "nothing: no such checkpoint" in capsys.readouterr().err and not (tmp_path / "never").exists()
+    error = capsys.readouterr().err
+    assert "argument --init: " in error and "nothing: no such checkpoint" in error and not (tmp_path / "never").exists()

@@ -37,7 +37,7 @@ from .data import Split, dataset_dir, load_mnist, normalize
 from .dataset_info import get_dataset
 from .device import resolve_device
 from .downloads import source_kind
-from .errors import FieldError, TrainingError
+from .errors import CheckpointError, FieldError, TrainingError
 from .evaluation import SplitEvaluation, SplitPredictions, evaluate_split
 from .evaluation import evaluate as evaluate  # where it was defined first: `from mnistlab.training import evaluate`
 from .limits import MAX_EVALUATIONS, MIN_CALIBRATION_IMAGES
@@ -79,9 +79,12 @@ def initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
     normalisation.
 
     Raises:
-        CheckpointError: `config.init` is not a checkpoint that loads. ValueError: it holds another model.
+        ValueError: `config.init` is not a checkpoint that loads, or it holds another model.
     """
-    base = load_checkpoint(config.init, device="cpu")
+    try:
+        base = load_checkpoint(config.init, device="cpu")
+    except CheckpointError as e:
+        raise ValueError(f"init: {e}") from None
     recorded, wanted = base.config["model"], {"name": config.model, "args": full_model_args(config)}
     if recorded != wanted:
         raise ValueError(f"init: {config.init} holds {recorded['name']} {recorded['args']}; this run trains "
