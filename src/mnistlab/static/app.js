@@ -30,9 +30,32 @@ let lastSent = 0; // when the last request left (performance.now())
 let pending = false; // the drawing changed while a request was in flight: ask again when it returns
 let classes = Array.from({length: 10}, (_, digit) => String(digit)); // the model's class names (/api/model)
 
+// The pointer's place in `pad`'s own pixels (the pad may be drawn smaller or larger than it is): number mode's too.
+function padPoint(pad, event) {
+  const box = pad.getBoundingClientRect();
+  return [(event.clientX - box.left) * pad.width / box.width, (event.clientY - box.top) * pad.height / box.height];
+}
+
 function point(event) {
-  const box = canvas.getBoundingClientRect();
-  return [(event.clientX - box.left) * canvas.width / box.width, (event.clientY - box.top) * canvas.height / box.height];
+  return padPoint(canvas, event);
+}
+
+// Black strokes `brush` pixels wide, round at the ends and joins; a stroke of one point is a dot: number mode's too.
+function drawStrokes(context, strokes, brush) {
+  context.strokeStyle = context.fillStyle = "#000";
+  context.lineWidth = brush;
+  context.lineCap = context.lineJoin = "round";
+  for (const stroke of strokes) {
+    context.beginPath();
+    if (stroke.length === 1) {
+      context.arc(stroke[0][0], stroke[0][1], brush / 2, 0, 2 * Math.PI);
+      context.fill();
+      continue;
+    }
+    context.moveTo(...stroke[0]);
+    for (const p of stroke.slice(1)) context.lineTo(...p);
+    context.stroke();
+  }
 }
 
 function redraw() {
@@ -44,23 +67,7 @@ function redraw() {
     const w = bitmap.width * scale, h = bitmap.height * scale;
     ctx.drawImage(bitmap, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
   }
-  ctx.strokeStyle = "#000";
-  ctx.fillStyle = "#000";
-  ctx.lineWidth = BRUSH;
-  ctx.lineCap = "round";
-  ctx.lineJoin = "round";
-  for (const stroke of strokes) {
-    if (stroke.length === 1) { // a dot
-      ctx.beginPath();
-      ctx.arc(stroke[0][0], stroke[0][1], BRUSH / 2, 0, 2 * Math.PI);
-      ctx.fill();
-      continue;
-    }
-    ctx.beginPath();
-    ctx.moveTo(...stroke[0]);
-    for (const p of stroke.slice(1)) ctx.lineTo(...p);
-    ctx.stroke();
-  }
+  drawStrokes(ctx, strokes, BRUSH);
 }
 
 function isEmpty() {

@@ -34,27 +34,13 @@
   document.getElementById("mode-number").addEventListener("click", () => setMode("number"));
 
   function point(event) {
-    const box = pad.getBoundingClientRect();
-    return [(event.clientX - box.left) * pad.width / box.width, (event.clientY - box.top) * pad.height / box.height];
+    return padPoint(pad, event);
   }
 
   function redraw() {
     context.fillStyle = "#fff";
     context.fillRect(0, 0, pad.width, pad.height);
-    context.strokeStyle = context.fillStyle = "#000";
-    context.lineWidth = NUMBER_BRUSH;
-    context.lineCap = context.lineJoin = "round";
-    for (const stroke of strokes) {
-      context.beginPath();
-      if (stroke.length === 1) { // a dot
-        context.arc(stroke[0][0], stroke[0][1], NUMBER_BRUSH / 2, 0, 2 * Math.PI);
-        context.fill();
-        continue;
-      }
-      context.moveTo(...stroke[0]);
-      for (const p of stroke.slice(1)) context.lineTo(...p);
-      context.stroke();
-    }
+    drawStrokes(context, strokes, NUMBER_BRUSH);
   }
 
   pad.addEventListener("pointerdown", (event) => {
