@@ -395,7 +395,8 @@ def train_run(config: TrainConfig, before_publish: Callable[[Run, Path], None] |
         `overwrite=True`) or a failed write. `TrainingError`: the loss became NaN or infinite.
     """
     timer = _Timer()
-    check_config(config)
+    check_config(dataclasses.replace(config, init=None))  # `init` is checked below, where its weights load once
+    initial = initial_weights(config) if config.init is not None else None
     mean, std = config.normalization()
     config = dataclasses.replace(config, model_args=full_model_args(config), mean=mean, std=std)
     device = resolve_device(config.device)
@@ -414,8 +415,8 @@ def train_run(config: TrainConfig, before_publish: Callable[[Run, Path], None] |
             loading = pool.submit(timer.timed, "data", load_mnist, folder, config.dataset)
             with timer("model"):
                 model = build_model(config, device)
-                if config.init is not None:
-                    model.load_state_dict(initial_weights(config))
+                if initial is not None:
+                    model.load_state_dict(initial)
                 optimizer = make_optimizer(model, config)
             if prepare is not None:
                 with timer("extras"):
