@@ -23,6 +23,7 @@ from scripts.learn_screenshot import CHROMIUM_ARGS, collect, draw, saved_counts,
 
 from tests.conftest import mnistlab_command, serving  # noqa: E402
 from tests.test_serve import drawing  # noqa: E402
+from tests.test_serve_browser import unexpected_errors  # noqa: E402
 
 expect = sync_api.expect
 MINIMUM = 5  # drawings a digit before the page lets learning start
@@ -53,8 +54,7 @@ def page(learn_server):
         expect(page.locator("#model-use")).to_have_text(ORIGINAL)
         yield page
         browser.close()
-    # Chromium logs every 4xx answer to a fetch: 422 is a refused mark, as on the drawing page.
-    assert [e for e in errors if "status of 422" not in e] == []
+    assert unexpected_errors(errors) == []
 
 
 def test_learn_mode_asks_for_each_digit_in_turn(page):

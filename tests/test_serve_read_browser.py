@@ -7,7 +7,7 @@ import math
 import pytest
 
 from tests.conftest import mnistlab_command, serving
-from tests.test_serve_browser import draw_on, sync_api, watched_page
+from tests.test_serve_browser import draw_on, sync_api, unexpected_errors, watched_page
 
 pytestmark = pytest.mark.slow  # drives Chromium against a server process
 
@@ -46,8 +46,7 @@ def page(browser, server):
     sync_api.expect(page.locator("#model")).to_contain_text("cnn")
     yield page
     page.close()
-    # Chromium logs every 4xx answer to a fetch; a 422 is the API saying "no number" to strokes just begun.
-    assert [e for e in page.console_errors if "status of 422" not in e] == []
+    assert unexpected_errors(page.console_errors) == []
 
 
 def write(page, strokes) -> None:
