@@ -102,6 +102,29 @@ def test_a_digit_in_two_strokes_is_one_digit(model, samples):
     assert mnistlab.read(model, picture)[0].text == "45"
 
 
+def test_a_bar_drawn_apart_and_past_its_digit_is_no_digit_of_its_own(model, samples):
+    """A 5 whose top bar is a stroke of its own, running on past the 5 towards the next digit: the bar's
+    overhang is in no digit, and is left out; the number is still read."""
+    picture = line(samples, "357", gap=0.6)
+    columns = np.flatnonzero((picture < 128).any(0))
+    starts = columns[np.r_[0, np.flatnonzero(np.diff(columns) > 1) + 1]]
+    stops = columns[np.r_[np.flatnonzero(np.diff(columns) > 1), -1]] + 1
+    left, right = starts[1], stops[1]  # the 5
+    rows = np.flatnonzero((picture[:, left:right] < 128).any(1))
+    picture[rows[0] + 10:rows[0] + 15, left:right] = 255  # a gap under the bar: two strokes
+    picture[rows[0]:rows[0] + 6, (left + right) // 2:right + (starts[2] - right) * 3 // 4] = 0  # the bar runs on
+    assert mnistlab.read(model, picture)[0].text == "357"
+
+
+@pytest.mark.parametrize("digit, stretch", [("3", 1.6), ("6", 1.8), ("0", 2.0)])
+def test_a_wide_digit_is_one_digit(model, samples, digit, stretch):
+    """A digit drawn wider than usual (a 0 twice as wide) is read as one digit, not cut into two."""
+    wide = Image.fromarray(line(samples, digit))
+    wide = np.asarray(wide.resize((int(wide.width * stretch), wide.height)))
+    ones = line(samples, "101")
+    assert mnistlab.read(model, np.hstack([ones, wide, ones]))[0].text == f"101{digit}101"
+
+
 @pytest.mark.parametrize("mark", ["hash", "scribble", "cross"])
 def test_a_mark_that_is_no_digit_is_left_out(model, samples, mark):
     """A mark between the digits in which the model's "not a digit" rule finds no digit is not read as one;

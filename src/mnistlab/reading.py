@@ -40,16 +40,19 @@ from .rejection import DEFAULT_STRICTNESS, threshold_for
 from .segmentation import Line, Piece, crop_pieces, find_marks, overlap, pieces
 
 READ_WORKING_SIZE = 2048  # a larger picture is first reduced to this long side: a 7-digit line keeps ~250 px a digit
-MAX_DIGIT_SPAN = 1.1  # pieces are joined into one digit only while they span at most this many digit heights
+MAX_DIGIT_SPAN = 1.3  # pieces are joined into one digit only while they span at most this many digit heights
 # A digit's score is its log-odds, log(p / (1 - p)), over the picture's typical digit's (`_typical_log_odds`):
 # measured so, a model's sharper or softer probabilities (temperature scaling) change no reading. A digit adds
 # its score less SURETY_BAR: one read half as surely as the typical digit still counts for the reading (a plain
 # product of confidences would favour reading a touching "41" as one confident 4).
 SURETY_BAR = 0.35
 CUT_COST = 0.5  # what a cut through ink costs a reading: its digits must pay for it
+# A piece that is in no candidate digit (a sliver of a long stroke, such as a 5's top bar drawn apart and past the
+# digit) is left out at this cost: more than any digit's shortfall, so that a piece that may be read is read.
+SKIP_COST = 2.0
 TYPICAL_FLOOR = 1.0  # the typical log-odds is at least this (p = 0.73): a picture of unsure marks is not inflated
 WIDE_DIGIT = 1.3  # a digit wider than this many of the line's digit heights is rare (0.5% of MNIST's) ...
-WIDE_COST = 7.0  # ... each digit height wider costs a reading this much: two touching digits read as one
+WIDE_COST = 1.5  # ... each digit height wider costs a reading this much: two touching digits read as one
 MIN_DIGIT_HEIGHT = 0.4  # a piece shorter than this fraction of the line's digit height is no digit alone
 MIN_CUT_HEIGHT = 0.6  # a piece cut from a mark is at least this fraction of the line's digit height ...
 MIN_ROW_COVER = 0.9  # a piece cut from a mark has ink in this fraction of its rows, at least (see `_whole_height`)
@@ -225,7 +228,8 @@ def _best_reading(line: Line, parts: list[Piece], candidates: list[Candidate], p
                   threshold: float) -> tuple[list[tuple], list[tuple]]:
     """The grouping of the pieces into digits with the best score, by a dynamic programme over the pieces,
     left to right: each digit adds its log-odds over the typical digit's less SURETY_BAR, each cut through ink
-    costs CUT_COST, and a digit wider than WIDE_DIGIT line heights WIDE_COST per height beyond. Returns (label,
+    costs CUT_COST, a digit wider than WIDE_DIGIT line heights WIDE_COST per height beyond, and a piece left out
+    of every digit SKIP_COST. Returns (label,
     confidence, box) for each digit, and the boxes of the marks left out as not digits. A piece alone shorter
     than MIN_DIGIT_HEIGHT is no digit (a stroke's fragment, a dot): it is left out, at no cost, unless it joins
     its neighbour. So may a whole mark of which no run of pieces (the mark whole included) scores `threshold`
@@ -242,7 +246,7 @@ def _best_reading(line: Line, parts: list[Piece], candidates: list[Candidate], p
     # pieces read so far → (the best score, its digits, the marks it left out as not digits)
     best: dict[int, tuple[float, list, list]] = {0: (0.0, [], [])}
     for stop in range(1, len(parts) + 1):
-        options = []
+        options = [(best[stop - 1][0] - SKIP_COST, *best[stop - 1][1:])] if stop - 1 in best else []
         for first, box, p, sure in ending.get(stop, []):
             if first not in best:
                 continue
