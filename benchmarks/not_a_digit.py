@@ -12,15 +12,14 @@ Non-digits, none of them seen in training:
   `predict`'s preprocessing as a photo of a garment would be.
 
 For each model: the share of digits refused at each strictness (`--reject`), the share of non-digits
-accepted as digits, the AUROC of the score (digits against non-digits), and the share of non-digits
-accepted when the threshold keeps 95% of MNIST's test digits (FPR at 95% recall). An image in which
-`predict` finds no digit at all (some of Fashion's faint garments) is answered as no digit: it counts as
-refused, and scores below every answer. Each model uses its
-own "reject" record; a model without one gets thresholds fit here as training fits them, on the last
-5,000 training images (which such a model was trained on: its thresholds are the more lenient for it).
-Name the model trained
-with outlier exposure and, with --baseline, the same architecture trained without it: the baseline is
-its max-softmax score.
+accepted as digits, the AUROC of the rule's score (digits against non-digits) and the share of non-digits
+accepted when the threshold keeps 95% of MNIST's test digits (FPR at 95% recall); both again for the
+max-softmax baseline of the same model, its calibrated confidence. An image in which `predict` finds no
+digit at all (some of Fashion's faint garments) is answered as no digit: it counts as refused, and scores
+below every answer. Each model uses its own "reject" record; a model without one gets thresholds fit here
+as training fits them, on the last 5,000 training images (which such a model was trained on: its
+thresholds are the more lenient for it). With --baseline, the same architecture trained without outlier
+exposure is measured the same way.
 
     python benchmarks/not_a_digit.py runs/cnn-oe --baseline pretrained:cnn
 """
@@ -93,14 +92,17 @@ def measure(model, mnist: np.ndarray, mnist_labels: np.ndarray, uci: list, uci_l
               for name, images in sets.items()}
     rule = rule_of(model.config)
     recorded = rule.held_out_digits is not None
-    return {"digits": digits, "others": others, "rule": rule if recorded else fit_rule(framed(held_out)),
+    return {"digits": digits, "others": others,
+            "rule": rule if recorded else fit_rule(framed(held_out), model.temperature),
             "recorded": recorded}
 
 
-def benchmark_score(probabilities: np.ndarray) -> np.ndarray:
-    """The rule's score; an image `predict` found no digit in (a NaN row: "no digit found", exit code 1) is
-    answered as no digit at all, so it scores below every answer."""
-    return np.where(np.isfinite(probabilities).all(1), score(probabilities), -1.0)
+def benchmark_score(probabilities: np.ndarray, rule=None) -> np.ndarray:
+    """The rule's score (without a rule: the answer's confidence, its calibrated max-softmax); an image
+    `predict` found no digit in (a NaN row: "no digit found", exit code 1) is answered as no digit at all, so
+    it scores below every answer."""
+    scores = rule.scores(probabilities) if rule else score(probabilities)
+    return np.where(np.isfinite(probabilities).all(1), scores, -1.0)
 
 
 def answered(rule, probabilities: np.ndarray, strictness: str) -> np.ndarray:
@@ -124,11 +126,13 @@ def report(name: str, result: dict) -> None:
     print("|---|" + "---|" * (len(STRICTNESS) - 1))
     for set_name, p in [*others.items(), ("all non-digits", np.concatenate(list(others.values())))]:
         print(f"| {set_name} | " + " | ".join(f"{answered(rule, p, s).mean():.1%}" for s in STRICTNESS[1:]) + " |")
-    negative = benchmark_score(np.concatenate(list(others.values())))
-    for set_name, (p, _) in digits.items():
-        positive = benchmark_score(p)
-        print(f"\n{set_name} against all non-digits: AUROC {auroc(positive, negative):.4f}, "
-              f"FPR at 95% recall {fpr_at_recall(positive, negative):.1%}")
+    every_other = np.concatenate(list(others.values()))
+    for scored_by, scoring in (("the rule's score", rule), ("the confidence (calibrated max-softmax)", None)):
+        negative = benchmark_score(every_other, scoring)
+        for set_name, (p, _) in digits.items():
+            positive = benchmark_score(p, scoring)
+            print(f"\n{set_name} against all non-digits, by {scored_by}: AUROC {auroc(positive, negative):.4f}, "
+                  f"FPR at 95% recall {fpr_at_recall(positive, negative):.1%}")
 
 
 def main() -> None:

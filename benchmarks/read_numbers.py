@@ -67,11 +67,15 @@ class Tempered:
     """`model` with its probabilities temperature-scaled (softmax(log p / T)), as a calibrated model's are: the
     reading must not depend on how sharp a model's probabilities are."""
 
-    def __init__(self, model: mnistlab.Classifier, temperature: float):
-        self.model, self.temperature = model, temperature
+    def __init__(self, model: mnistlab.Classifier, factor: float):
+        self.model, self.factor = model, factor
+
+    @property
+    def temperature(self) -> float:
+        return self.model.temperature * self.factor
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        return rescale_probabilities(torch.from_numpy(self.model.probabilities(pixels)), self.temperature).numpy()
+        return rescale_probabilities(torch.from_numpy(self.model.probabilities(pixels)), self.factor).numpy()
 
     def __getattr__(self, name: str):
         return getattr(self.model, name)

@@ -10,6 +10,10 @@ as "reject". The weights do not change. Run it again and it fits again from the 
 
     python scripts/calibrate_pretrained.py              # all three
     python scripts/calibrate_pretrained.py cnn mlp      # some of them
+    python scripts/calibrate_pretrained.py --thresholds-only   # keep each temperature; refit the thresholds
+
+`--thresholds-only` is for a change to the rule's score: each model keeps its recorded calibration (the
+`cnn`'s was fit by its own `mnistlab train`) and gets thresholds fit on the same images' answers at it.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_pretrained import SHIPPED, TARGET, current_pins, write_pins  # noqa: E402
 from mnistlab._io import file_sha256, json_text  # noqa: E402
-from mnistlab.calibration import Calibration, calibrate_held_out, split_off  # noqa: E402
+from mnistlab.calibration import Calibration, calibrate_held_out, scaled_softmax, split_logits, split_off  # noqa: E402
 from mnistlab.checkpoints import load_checkpoint  # noqa: E402
 from mnistlab.config import TrainConfig  # noqa: E402
 from mnistlab.data import dataset_dir, load_mnist  # noqa: E402
+from mnistlab.rejection import SCORE_TEMPERATURE, fit_rule  # noqa: E402
 
 HELD_OUT = TrainConfig.calibration_size  # the last images, as `mnistlab train` holds them out
 
@@ -52,20 +57,45 @@ def calibrate_shipped(name: str) -> Calibration:
     return calibration
 
 
+def refit_thresholds(name: str) -> dict:
+    """Fit `pretrained:NAME`'s "not a digit" thresholds on the last HELD_OUT MNIST training images' answers at its
+    recorded temperature; write them into its config.json. Returns the record."""
+    checkpoint = load_checkpoint(f"pretrained:{name}", device="cpu")
+    data = load_mnist(dataset_dir("mnist", None, False)[0], "mnist")
+    _, held_out = split_off(data.train, HELD_OUT)
+    logits = split_logits(checkpoint.model, held_out, checkpoint.mean, checkpoint.std)
+    trained_on_outliers = checkpoint.config["train_config"].get("outlier_exposure", 0) > 0
+    reject = fit_rule(scaled_softmax(logits, checkpoint.temperature).numpy(), checkpoint.temperature,
+                      SCORE_TEMPERATURE if trained_on_outliers else None).record()
+    path = TARGET / name / "config.json"
+    record = json.loads(path.read_text(encoding="utf-8"))
+    record["reject"] = reject
+    path.write_text(json_text(record), encoding="utf-8")
+    return reject
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     pins = current_pins()
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"models: {', '.join(pins)} (default: all)")
-    names = parser.parse_args().names or list(pins)
+    parser.add_argument("--thresholds-only", action="store_true",
+                        help="keep each model's temperature; fit only its \"not a digit\" thresholds")
+    args = parser.parse_args()
+    names = args.names or list(pins)
     unknown = [name for name in names if name not in pins]
     if unknown:
         parser.error(f"no pretrained model named {', '.join(unknown)}; choose from {', '.join(pins)}")
     for name in names:
-        calibration = calibrate_shipped(name)
+        if args.thresholds_only:
+            reject = refit_thresholds(name)
+            message = f"thresholds {reject['thresholds']}, score at temperature {reject.get('temperature')}"
+        else:
+            calibration = calibrate_shipped(name)
+            message = (f"temperature {calibration.temperature:.4f}, ECE on the held-out images "
+                       f"{calibration.ece_before:.2%} → {calibration.ece_after:.2%}")
         pins[name] = {file: file_sha256(TARGET / name / file) for file in SHIPPED}
         write_pins(pins)  # after each model: the next one is loaded through the pins
-        print(f"pretrained:{name}: temperature {calibration.temperature:.4f}, ECE on the held-out images "
-              f"{calibration.ece_before:.2%} → {calibration.ece_after:.2%}", flush=True)
+        print(f"pretrained:{name}: {message}", flush=True)
 
 
 if __name__ == "__main__":

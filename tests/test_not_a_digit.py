@@ -25,7 +25,16 @@ from mnistlab.outliers import (
     vary_style,
 )
 from mnistlab.prediction import predict
-from mnistlab.rejection import DEFAULT_RULE, NOT_A_DIGIT, REFUSED_SHARE, RejectRule, fit_rule, rule_of, score
+from mnistlab.rejection import (
+    DEFAULT_RULE,
+    NOT_A_DIGIT,
+    REFUSED_SHARE,
+    SCORE_TEMPERATURE,
+    RejectRule,
+    fit_rule,
+    rule_of,
+    score,
+)
 
 from .conftest import make_dataset
 
@@ -122,7 +131,7 @@ def test_the_rule_refuses_what_scores_under_its_threshold():
     assert rule.refuses(probabilities, "off").tolist() == [False, False, False]
     assert rule.refuses(probabilities, "normal").tolist() == [False, False, True]
     assert rule.refuses(probabilities, "strict").tolist() == [False, True, True]
-    assert RejectRule({"normal": 0.8, "strict": 0.3}).threshold("strict") == 0.8  # never laxer than normal
+    assert RejectRule({"normal": 0.8, "strict": 0.3}).threshold("strict").value == 0.8  # never laxer than normal
     with pytest.raises(ValueError, match="reject: expected one of off, normal, strict, got 'loose'"):
         rule.threshold("loose")
 
@@ -130,19 +139,43 @@ def test_the_rule_refuses_what_scores_under_its_threshold():
 def test_the_rule_is_fit_to_refuse_its_share_of_held_out_digits():
     rng = np.random.default_rng(0)
     best = rng.uniform(0.5, 1.0, 10_000)
-    probabilities = np.column_stack([best, *(np.full((9, 10_000), 0.0))])
-    rule = fit_rule(probabilities)
-    for level, share in REFUSED_SHARE.items():
-        assert rule.refuses(probabilities, level).mean() == pytest.approx(share, abs=0.001)
-    assert rule.record() == {"score": "max_probability", "thresholds": dict(rule.thresholds), "held_out_digits": 10_000}
-    assert rule_of({"reject": rule.record()}).thresholds == rule.thresholds
+    probabilities = np.column_stack([best, *np.repeat((1 - best)[None] / 9, 9, 0)])
+    for score_temperature in (None, SCORE_TEMPERATURE):
+        rule = fit_rule(probabilities, score_temperature=score_temperature)
+        for level, share in REFUSED_SHARE.items():
+            assert rule.refuses(probabilities, level).mean() == pytest.approx(share, abs=0.001)
+        assert rule.record() == {"score": "max_probability", "thresholds": dict(rule.thresholds),
+                                 "held_out_digits": 10_000, **({"temperature": 2.0} if score_temperature else {})}
+        assert rule_of({"reject": rule.record()}) == rule
     assert rule_of({}) == DEFAULT_RULE
     with pytest.raises(ValueError, match="empty or not finite"):
         fit_rule(np.full((3, 10), np.nan))
 
 
-def test_the_score_is_the_best_probability():
-    assert score(np.array([[0.2, 0.8], [0.6, 0.4]])).tolist() == [0.8, 0.6]
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_the_score_is_the_best_probability_of_the_logits_at_the_scores_temperature():
+    """A model calibrated at temperature T answers softmax(logits / T); its rule scores softmax(logits /
+    SCORE_TEMPERATURE), from those answers alone."""
+    logits = np.random.default_rng(1).normal(0, 6, (50, 10))
+    calibrated = softmax(logits / 0.4).astype(np.float32)
+    rule = fit_rule(calibrated, model_temperature=0.4, score_temperature=SCORE_TEMPERATURE)
+    expected = softmax(logits / SCORE_TEMPERATURE).max(1)
+    assert rule.scores(calibrated) == pytest.approx(expected, rel=1e-5)
+    assert rule_of({"reject": rule.record(), "calibration": {"temperature": 0.4}}) == rule
+    assert score(np.array([[0.2, 0.8], [0.6, 0.4]])).tolist() == [0.8, 0.6]  # at the answers' own temperature
+    assert score(np.array([[np.nan, 0.5]]), 0.5).tolist() == [1.0]  # not finite: an error of its own, not refused
+
+
+def test_a_record_without_the_scores_temperature_scores_the_calibrated_answers():
+    """A model trained without outlier exposure (and a run from before the score had its own temperature) is
+    scored by its calibrated answers."""
+    record = {"score": "max_probability", "thresholds": {"normal": 0.6, "strict": 0.9}}
+    rule = rule_of({"reject": record, "calibration": {"temperature": 0.4}})
+    assert rule.temperature is None and rule.scores(np.array([[0.7, 0.3]])).tolist() == pytest.approx([0.7])
 
 
 @pytest.fixture
@@ -248,6 +281,7 @@ def test_train_with_outlier_exposure_writes_the_record(tmp_path):
                                 progress=False, model_args={"hidden": 16}, train_limit=200, outlier_exposure=0.5))
     record = json.loads((run.dir / "config.json").read_text())["reject"]
     assert record["held_out_digits"] == 110 and record["score"] == "max_probability"  # the calibration's images
+    assert record["temperature"] == SCORE_TEMPERATURE  # a model trained on outliers is scored at it
     assert 0 < record["thresholds"]["normal"] <= record["thresholds"]["strict"] <= 1
     assert load_checkpoint(run.dir).config["reject"] == record
     assert run.config.outlier_exposure == 0.5

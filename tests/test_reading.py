@@ -291,11 +291,15 @@ def test_boxes_are_drawn_on_a_picture_of_any_mode(mode):
 class Tempered:
     """A model whose probabilities are temperature-scaled, as a calibrated model's are."""
 
-    def __init__(self, model, temperature: float):
-        self.model, self.temperature = model, temperature
+    def __init__(self, model, factor: float):
+        self.model, self.factor = model, factor
+
+    @property
+    def temperature(self) -> float:
+        return self.model.temperature * self.factor
 
     def probabilities(self, pixels):
-        logits = np.log(np.maximum(self.model.probabilities(pixels), 1e-12)) / self.temperature
+        logits = np.log(np.maximum(self.model.probabilities(pixels), 1e-12)) / self.factor
         odds = np.exp(logits - logits.max(1, keepdims=True))
         return odds / odds.sum(1, keepdims=True)
 

@@ -219,9 +219,11 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor, data: str) -> Calibrat
 
 
 def calibrate_held_out(model: nn.Module, held_out: Split, mean: float, std: float, data: str,
-                       batch_size: int = 1000) -> tuple[Calibration, dict]:
+                       batch_size: int = 1000, score_temperature: float | None = None) -> tuple[Calibration, dict]:
     """`model`'s temperature fitted on the `held_out` images (`data` says which, in words), and the "not a digit"
-    thresholds fitted on their calibrated answers (`mnistlab.rejection`): config.json's two records."""
+    thresholds fitted on their calibrated answers (`mnistlab.rejection.fit_rule`, its score at
+    `score_temperature`): config.json's two records."""
     logits = split_logits(model, held_out, mean, std, batch_size)
     calibration = calibrate(logits, held_out.labels.cpu(), data)
-    return calibration, fit_rule(scaled_softmax(logits, calibration.temperature).numpy()).record()
+    probabilities = scaled_softmax(logits, calibration.temperature).numpy()
+    return calibration, fit_rule(probabilities, calibration.temperature, score_temperature).record()

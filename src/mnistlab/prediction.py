@@ -32,7 +32,7 @@ from .dataset_info import DIGIT_CLASSES
 from .decoding import IMAGE_SUFFIXES, ImageLike, load_image
 from .errors import FILE_TYPE_NAMES, DataError, MnistlabError, OutputError, escape, escape_surrogates
 from .preprocessing import preprocess_array
-from .rejection import NOT_A_DIGIT, refused, threshold_for
+from .rejection import NOT_A_DIGIT, Threshold, threshold_for
 
 BATCH_SIZE = PredictOptions.batch_size  # images preprocessed, then classified in one forward pass
 PROGRESS_MIN_FILES = 300  # a progress bar only for batches larger than this
@@ -274,7 +274,7 @@ def source_name(item: Source, index: int) -> str:
     return name if isinstance(name, str) and name else f"<image {index}>"
 
 
-def _classify(model: Classifier, prepared: list[Prediction], top_k: int, threshold: float = 0.0) -> list[Prediction]:
+def _classify(model: Classifier, prepared: list[Prediction], top_k: int, threshold: Threshold) -> list[Prediction]:
     """Fill in label, probabilities and top-k of the prepared inputs, in one call of the model.
 
     An input whose output is not finite (NaN weights, a zero std) gets an error, not an answer; one whose
@@ -285,7 +285,7 @@ def _classify(model: Classifier, prepared: list[Prediction], top_k: int, thresho
         return prepared
     probabilities = model.probabilities(np.stack([p.image for p in ready]))  # (B, classes)
     classes = tuple(model.classes)
-    refusals = refused(probabilities, threshold)
+    refusals = threshold.refuses(probabilities)
     for p, row, no in zip(ready, probabilities, refusals, strict=True):
         p.set_output(row, classes, top_k, refused=bool(no))
     return prepared

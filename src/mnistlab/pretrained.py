@@ -31,7 +31,7 @@ MAX_PINNED_FILE_BYTES = 8 << 20  # the largest pinned file is ~0.9 MB; a bigger 
 PINS: dict[str, dict[str, str]] = {
     "cnn": {
         "model.safetensors": "ea33b4dd8a1559a19380dc3df80e97ebe2200153a6e735ee7756f45fe628a9a8",
-        "config.json": "7cf909e7a0471c8c20e9a242457675c7022ad57dfb3894e7c39ae74fbbe06174",
+        "config.json": "55628bd982577ae117d1a83eb3953b59db0054012812b36251e25fdcb87c9919",
         "metrics.json": "249e63ab2978b0ec797604ccae5d93399660dca9d1a0eb292655bd8e72b77b5c",
         "curves.png": "2f3887eabe271de2597f570889d32ad6dba75c2a35868e31c780ca467d2eec4f",
     },

@@ -36,7 +36,7 @@ from .prediction import NOT_A_NUMBER, Source, as_sources, source_name
 from .preprocessing import (
     INK_THRESHOLD,
 )
-from .rejection import DEFAULT_STRICTNESS, threshold_for
+from .rejection import DEFAULT_STRICTNESS, Threshold, threshold_for
 from .segmentation import Line, Piece, crop_pieces, find_marks, overlap, pieces
 
 READ_WORKING_SIZE = 2048  # a larger picture is first reduced to this long side: a 7-digit line keeps ~250 px a digit
@@ -120,7 +120,7 @@ def read(model: Classifier, images: Source | Sequence[Source], *, invert: str = 
     return [_read_one(model, item, index, invert, threshold) for index, item in enumerate(as_sources(images))]
 
 
-def _read_one(model: Classifier, item: Source, index: int, invert: str, threshold: float) -> Reading:
+def _read_one(model: Classifier, item: Source, index: int, invert: str, threshold: Threshold) -> Reading:
     """Read one input; any failure becomes the Reading's error, never the caller's."""
     source = source_name(item, index)
     try:
@@ -136,7 +136,7 @@ def _read_one(model: Classifier, item: Source, index: int, invert: str, threshol
         return Reading(source, error=f"cannot read it ({type(e).__name__}: {e})")
 
 
-def _read_picture(model: Classifier, image: object, source: str, invert: str, threshold: float) -> Reading:
+def _read_picture(model: Classifier, image: object, source: str, invert: str, threshold: Threshold) -> Reading:
     """A decoded picture or an in-memory image → its Reading. Raises MnistlabError for what it cannot read."""
     gray = to_grayscale(image, READ_WORKING_SIZE)
     if min(gray.shape) < MIN_DIGIT_PIXELS:
@@ -225,7 +225,7 @@ def _classify(model: Classifier, crops: list[np.ndarray]) -> np.ndarray:
 
 
 def _best_reading(line: Line, parts: list[Piece], candidates: list[Candidate], probabilities: np.ndarray,
-                  threshold: float) -> tuple[list[tuple], list[tuple]]:
+                  threshold: Threshold) -> tuple[list[tuple], list[tuple]]:
     """The grouping of the pieces into digits with the best score, by a dynamic programme over the pieces,
     left to right: each digit adds its log-odds over the typical digit's less SURETY_BAR, each cut through ink
     costs CUT_COST, a digit wider than WIDE_DIGIT line heights WIDE_COST per height beyond, and a piece left out
@@ -236,13 +236,14 @@ def _best_reading(line: Line, parts: list[Piece], candidates: list[Candidate], p
     (the "not a digit" rule's) or more: digits that touch make a mark that does not look like one digit, but
     each of them does."""
     surety = _log_odds(probabilities)
+    scores = threshold.scores(probabilities)  # the "not a digit" rule's
     typical = _typical_log_odds(line, parts, candidates, surety)
     ending: dict[int, list[tuple]] = {}  # stop → (first, box, probabilities, log-odds) of the candidates ending there
     for (first, stop, _, box), p, sure in zip(candidates, probabilities, surety, strict=True):
         ending.setdefault(stop, []).append((first, box, p, sure))
     # A mark is no digit when no run of its own pieces looks like one: digits that touch have some that do.
-    looks_like_a_digit = {parts[first].mark for (first, stop, _, _), p in zip(candidates, probabilities, strict=True)
-                          if parts[first].mark == parts[stop - 1].mark and p.max() >= threshold}
+    looks_like_a_digit = {parts[first].mark for (first, stop, _, _), s in zip(candidates, scores, strict=True)
+                          if parts[first].mark == parts[stop - 1].mark and s >= threshold.value}
     # pieces read so far → (the best score, its digits, the marks it left out as not digits)
     best: dict[int, tuple[float, list, list]] = {0: (0.0, [], [])}
     for stop in range(1, len(parts) + 1):

@@ -226,11 +226,12 @@ class RecordFormat:
 SHA256 = Text(pattern="[0-9a-f]{64}", meaning="64 lowercase hex digits")
 # config.json's "reject": the "not a digit" rule's thresholds on the score, one per strictness above "off"
 # (`mnistlab.rejection`, which fits and applies them).
-REJECT_SCORES = ("max_probability",)  # the largest class probability, after calibration
+REJECT_SCORES = ("max_probability",)  # the largest class probability, at "temperature" (absent: the calibrated one)
 REJECT_LEVELS = ("normal", "strict")
 STRICTNESS = ("off", *REJECT_LEVELS)  # `--reject`: never refuse, the model's rule, refuse more readily
 REJECT = Obj({
     "score": Choice(REJECT_SCORES),
+    "temperature": Range(*TEMPERATURE_RANGE),  # the logits' temperature the score's softmax is taken at
     "thresholds": Obj({level: Range(0, 1) for level in REJECT_LEVELS}, required=frozenset(REJECT_LEVELS)),
     "held_out_digits": Range(1, 10**7, integer=True),  # how many digits the thresholds were fit on
 }, required=frozenset({"score", "thresholds"}))

@@ -22,7 +22,7 @@ from .errors import PictureError
 from .evaluation import evaluate_split
 from .onnx_model import OnnxModel
 from .records import CURVES_FILE, REPORT_FILE, load_metrics
-from .rejection import DEFAULT_STRICTNESS, refused, threshold_for
+from .rejection import DEFAULT_STRICTNESS, Threshold, threshold_for
 from .training import Run, train_run
 
 __all__ = ["PictureError", "RunPictures", "train", "Evaluation", "evaluate_test_set"]
@@ -160,11 +160,11 @@ def evaluate_test_set(model: Classifier, *, dataset: str | None = None, data_dir
                       *_refusals(probabilities, test.labels.numpy(), threshold_for(model, DEFAULT_STRICTNESS)))
 
 
-def _refusals(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[int | None, float | None]:
+def _refusals(probabilities: np.ndarray, labels: np.ndarray, threshold: Threshold) -> tuple[int | None, float | None]:
     """How many test digits the default "not a digit" rule refuses, and the accuracy of the others; (None, None)
     for a model that refuses nothing."""
     if not threshold:
         return None, None
-    answered = ~refused(probabilities, threshold)
+    answered = ~threshold.refuses(probabilities)
     right = np.nan_to_num(probabilities, nan=-1.0).argmax(1) == labels
     return int((~answered).sum()), float(right[answered].mean()) if answered.any() else None

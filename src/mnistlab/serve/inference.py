@@ -26,7 +26,7 @@ from ..errors import ApiError, ImageError, NoDigitError
 from ..ink import WORKING_SIZE
 from ..prediction import Prediction
 from ..preprocessing import preprocess_array
-from ..rejection import refused, threshold_for
+from ..rejection import threshold_for
 
 MAX_UPLOAD_PIXELS = 12_000_000  # a 12 MP photo; larger is refused from the header (a 2 MB upload rarely holds more)
 TOP_K = default(PredictOptions, "top_k")  # the likeliest classes each answer lists, as `predict` lists them
@@ -156,7 +156,7 @@ class Predictor:
         """The API's answer: `mnistlab predict --json`'s (less the file name), the image the model was given
         when asked for, and the model. A mark refused as not a digit is an answer too: label and class null,
         `reason` "not a digit" (null otherwise)."""
-        not_a_digit = bool(refused(probabilities[None], self.threshold)[0])
+        not_a_digit = bool(self.threshold.refuses(probabilities[None])[0])
         prediction = Prediction("upload", image=pixels).set_output(probabilities, self.classes, TOP_K, not_a_digit)
         if not (prediction.ok or prediction.not_a_digit):
             raise ApiError(422, prediction.error)
