@@ -112,20 +112,23 @@ def accuracy(model: mnistlab.Classifier, pool: tuple, per_length: int, seed: int
           f"   ({time.perf_counter() - started:.0f} s)")
 
 
-def speed(model: mnistlab.Classifier, pool: tuple, repeats: int = 30) -> None:
+def speed(model: mnistlab.Classifier, pool: tuple, repeats: int = 100) -> None:
+    """The two calls take turns, so that the machine's changing load falls on both alike."""
     rng = np.random.default_rng(7)
     seven = _jpeg(compose(pool, 7, rng)[0])
     one = _jpeg(compose(pool, 1, rng)[0])
-    read(model, seven), mnistlab.predict(model, one)  # warm-up
-    timings = {}
-    for name, call, data in (("read, 7 digits", read, seven), ("predict, 1 digit", mnistlab.predict, one)):
-        runs = []
-        for _ in range(repeats):
+    calls = {"read, 7 digits": (read, seven), "predict, 1 digit": (mnistlab.predict, one)}
+    for call, data in calls.values():  # warm-up
+        call(model, data)
+    runs: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, (call, data) in calls.items():
             started = time.perf_counter()
             call(model, data)
-            runs.append(time.perf_counter() - started)
-        timings[name] = float(np.median(runs))
-        print(f"{name:<18} {timings[name] * 1000:6.1f} ms (median of {repeats}, JPEG bytes → answer)")
+            runs[name].append(time.perf_counter() - started)
+    timings = {name: float(np.median(times)) for name, times in runs.items()}
+    for name, seconds in timings.items():
+        print(f"{name:<18} {seconds * 1000:6.1f} ms (median of {repeats}, JPEG bytes → answer)")
     print(f"ratio: {timings['read, 7 digits'] / timings['predict, 1 digit']:.2f}×")
 
 

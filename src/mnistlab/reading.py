@@ -229,12 +229,11 @@ def _best_reading(line: Line, parts: list[Piece], candidates: list[Candidate], p
     """The grouping of the pieces into digits with the best score, by a dynamic programme over the pieces,
     left to right: each digit adds its log-odds over the typical digit's less SURETY_BAR, each cut through ink
     costs CUT_COST, a digit wider than WIDE_DIGIT line heights WIDE_COST per height beyond, and a piece left out
-    of every digit SKIP_COST. Returns (label,
-    confidence, box) for each digit, and the boxes of the marks left out as not digits. A piece alone shorter
-    than MIN_DIGIT_HEIGHT is no digit (a stroke's fragment, a dot): it is left out, at no cost, unless it joins
-    its neighbour. So may a whole mark of which no run of pieces (the mark whole included) scores `threshold`
-    (the "not a digit" rule's) or more: digits that touch make a mark that does not look like one digit, but
-    each of them does."""
+    of every digit SKIP_COST. Returns (label, confidence, box) for each digit, and the boxes of the marks left
+    out as not digits. A piece alone shorter than MIN_DIGIT_HEIGHT is no digit (a stroke's fragment, a dot):
+    it is left out, at no cost, unless it joins its neighbour. So may a whole mark of which no run of pieces
+    (the mark whole included) scores `threshold` (on the "not a digit" rule's score) or more: digits that
+    touch make a mark that does not look like one digit, but each of them does."""
     surety = _log_odds(probabilities)
     scores = threshold.scores(probabilities)  # the "not a digit" rule's
     typical = _typical_log_odds(line, parts, candidates, surety)
