@@ -1,13 +1,12 @@
 """The "not a digit" rule: when an answer's best probability is too low to be a digit, say so instead.
 
-The score is the largest class probability of the model's logits softened to SCORE_TEMPERATURE, whatever
-the temperature its confidence is calibrated at, for a model trained with outlier exposure (any other
-model's is its calibrated confidence): softer probabilities tell digits from other marks better
-(Liang et al., "ODIN", 2018; measured in docs/benchmarks.md, "Not a digit"), and they are computed from the
-calibrated ones, softmax(log p × T_calibration / SCORE_TEMPERATURE), so that every answer's own
-probabilities give its score. A model trained with outlier exposure (`TrainConfig.outlier_exposure`) is
-unsure of marks that are not digits, so a low score tells them; any other model's score still tells some
-of them (the max-softmax baseline).
+A model trained with outlier exposure (`TrainConfig.outlier_exposure`) is unsure of marks that are not
+digits, so a low score tells them. Its score is the largest class probability of its logits softened to
+SCORE_TEMPERATURE, whatever the temperature its confidence is calibrated at: softer probabilities tell
+digits from other marks better (Liang et al., "ODIN", 2018; measured in docs/benchmarks.md, "Not a
+digit"). They are computed from the calibrated ones, softmax(log p × T_calibration / SCORE_TEMPERATURE),
+so that every answer's own probabilities give its score. Any other model is scored by its calibrated
+confidence, which still tells some non-digits (the max-softmax baseline).
 The thresholds, one per strictness, are fit on digits the model did not train on (the held-out end of
 the training set) so that each strictness refuses a known share of real digits (`REFUSED_SHARE`), and
 are recorded in the run folder's config.json as its "reject" record (`mnistlab.records.REJECT`).
