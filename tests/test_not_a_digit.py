@@ -199,6 +199,8 @@ def run_with(tiny_run, tmp_path):
     ({"score": "energy", "thresholds": {"normal": 0.5, "strict": 0.9}}, "reject.score"),
     ({"score": "max_probability", "thresholds": {"normal": 0.5, "strict": 0.9}, "held_out_digits": -3},
      "reject.held_out_digits"),
+    *[({"score": "max_probability", "temperature": bad, "thresholds": {"normal": 0.5, "strict": 0.9}},
+       "reject.temperature") for bad in (0, -2.0, 1e6, "2", True, None)],
     ("strict", "reject"),
 ])
 def test_a_hostile_record_is_refused_in_one_line(run_with, record, message, capsys, digit_png):

@@ -223,6 +223,9 @@ def test_bad_inputs_come_back_with_their_error(model, tmp_path):
     assert "no such file" in readings[2].error and "expected an image" in readings[3].error
     with pytest.raises(ValueError, match="invert"):
         mnistlab.read(model, np.zeros((28, 28)), invert="maybe")
+    for bad in ("loose", "", None, 1, "NORMAL"):
+        with pytest.raises(ValueError, match="reject must be one of off, normal, strict"):
+            mnistlab.read(model, np.zeros((28, 28)), reject=bad)
 
 
 def test_the_command(samples, tmp_path, capsys):
@@ -245,6 +248,11 @@ def test_the_command_on_bad_arguments_says_one_line(tmp_path, capsys):
     assert main(["read", "pretrained:cnn", str(tmp_path / "nothing-*.png")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("mnistlab: error: no images found") and "Traceback" not in err
+    for bad in ("loose", "", "Normal"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["read", "pretrained:cnn", str(tmp_path), "--reject", bad])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and "argument --reject: invalid choice" in err and "Traceback" not in err
 
 
 def test_boxes_draws_each_picture_with_its_readings(samples, tmp_path, capsys):
