@@ -193,9 +193,7 @@ def _candidates(line: Line, parts: list[Piece]) -> list[Candidate]:
                 if group[-2].mark != last.mark and overlap(line.marks[group[-2].mark], line.marks[last.mark]) < 0:
                     break  # paper between two marks' columns: two digits (one digit's strokes overlap: a 5's bar)
                 right = max(line.marks[p.mark].box[1] + p.stop for p in group)
-                mark = line.marks[last.mark]
-                whole_mark = group[0].mark == last.mark and group[0].start == 0 and last.stop == mark.width
-                if right - left > widest and not whole_mark:
+                if right - left > widest and not _whole_mark(line, group):
                     if group[0].mark != last.mark:
                         break
                     continue  # the whole of this wide mark may still come
@@ -243,13 +241,12 @@ def _best_reading(line: Line, parts: list[Piece], candidates: list[Candidate], p
     # A mark is no digit when no run of its own pieces looks like one: digits that touch have some that do.
     looks_like_a_digit = {parts[first].mark for (first, stop, _, _), s in zip(candidates, scores, strict=True)
                           if parts[first].mark == parts[stop - 1].mark and s >= threshold.value}
-    # pieces read so far → (the best score, its digits, the marks it left out as not digits)
-    best: dict[int, tuple[float, list, list]] = {0: (0.0, [], [])}
+    # best[k]: the first k pieces read → (the best score, its digits, the marks it left out as not digits); every k
+    # has one, since any piece may be skipped
+    best: list[tuple[float, list, list]] = [(0.0, [], [])]
     for stop in range(1, len(parts) + 1):
-        options = [(best[stop - 1][0] - SKIP_COST, *best[stop - 1][1:])] if stop - 1 in best else []
+        options = [(best[stop - 1][0] - SKIP_COST, *best[stop - 1][1:])]
         for first, box, p, sure in ending.get(stop, []):
-            if first not in best:
-                continue
             score, digits, left_out = best[first]
             if stop == first + 1 and box[2] - box[0] < MIN_DIGIT_HEIGHT * line.digit_height:
                 options.append(best[first])  # too short to be a digit alone: a fragment, or a dot
@@ -260,9 +257,8 @@ def _best_reading(line: Line, parts: list[Piece], candidates: list[Candidate], p
             gain = sure / typical - SURETY_BAR - (CUT_COST if cut else 0.0)
             gain -= WIDE_COST * max(0.0, (box[3] - box[1]) / line.digit_height - WIDE_DIGIT)
             options.append((score + gain, [*digits, (int(p.argmax()), float(p.max()), box)], left_out))
-        if options:
-            best[stop] = max(options, key=lambda option: option[0])
-    _, digits, left_out = best.get(len(parts), (0.0, [], []))
+        best.append(max(options, key=lambda option: option[0]))
+    _, digits, left_out = best[-1]
     return digits, left_out
 
 
