@@ -30,47 +30,56 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from make_pretrained import SHIPPED, TARGET, current_pins, write_pins  # noqa: E402
 from mnistlab._io import file_sha256, json_text  # noqa: E402
 from mnistlab.calibration import Calibration, calibrate_held_out, scaled_softmax, split_logits, split_off  # noqa: E402
-from mnistlab.checkpoints import load_checkpoint  # noqa: E402
+from mnistlab.checkpoints import Checkpoint, load_checkpoint  # noqa: E402
 from mnistlab.config import TrainConfig  # noqa: E402
-from mnistlab.data import dataset_dir, load_mnist  # noqa: E402
-from mnistlab.rejection import SCORE_TEMPERATURE, fit_rule  # noqa: E402
+from mnistlab.data import Split, dataset_dir, load_mnist  # noqa: E402
+from mnistlab.rejection import fit_rule, score_temperature_for  # noqa: E402
 
 HELD_OUT = TrainConfig.calibration_size  # the last images, as `mnistlab train` holds them out
+
+
+def shipped_and_held_out(name: str) -> tuple[Checkpoint, Split, int]:
+    """`pretrained:NAME` (its files checked against the pins), the last HELD_OUT MNIST training images, and how
+    many training images there are."""
+    checkpoint = load_checkpoint(f"pretrained:{name}", device="cpu")
+    train = load_mnist(dataset_dir("mnist", None, False)[0], "mnist").train
+    return checkpoint, split_off(train, HELD_OUT)[1], len(train)
+
+
+def score_temperature(checkpoint: Checkpoint) -> float | None:
+    """The temperature its "not a digit" score is taken at, as `mnistlab train` chooses it."""
+    return score_temperature_for(checkpoint.config["train_config"].get("outlier_exposure", 0))
+
+
+def update_record(name: str, file: str, **fields: dict) -> None:
+    """Set `fields` in the JSON `file` of the model's folder."""
+    path = TARGET / name / file
+    record = json.loads(path.read_text(encoding="utf-8"))
+    record.update(fields)
+    path.write_text(json_text(record), encoding="utf-8")
 
 
 def calibrate_shipped(name: str) -> Calibration:
     """Fit `pretrained:NAME`'s temperature, then its "not a digit" thresholds, on the last HELD_OUT MNIST training
     images; write them into its folder."""
-    checkpoint = load_checkpoint(f"pretrained:{name}", device="cpu")  # its files checked against the pins
-    data = load_mnist(dataset_dir("mnist", None, False)[0], "mnist")
-    _, held_out = split_off(data.train, HELD_OUT)
+    checkpoint, held_out, train_images = shipped_and_held_out(name)
     calibration, reject = calibrate_held_out(checkpoint.model, held_out, checkpoint.mean, checkpoint.std, (
-        f"the last {HELD_OUT:,} of the {len(data.train):,} MNIST training images, which this model was trained on "
-        f"(it saw all {len(data.train):,}; `mnistlab train` holds them out)"))
-    folder = TARGET / name
-    for file in ("config.json", "metrics.json"):
-        record = json.loads((folder / file).read_text(encoding="utf-8"))
-        record["calibration"] = calibration.to_record()
-        if file == "config.json":
-            record["reject"] = reject
-        (folder / file).write_text(json_text(record), encoding="utf-8")
+        f"the last {HELD_OUT:,} of the {train_images:,} MNIST training images, which this model was trained on "
+        f"(it saw all {train_images:,}; `mnistlab train` holds them out)"),
+        score_temperature=score_temperature(checkpoint))
+    update_record(name, "config.json", calibration=calibration.to_record(), reject=reject)
+    update_record(name, "metrics.json", calibration=calibration.to_record())
     return calibration
 
 
 def refit_thresholds(name: str) -> dict:
     """Fit `pretrained:NAME`'s "not a digit" thresholds on the last HELD_OUT MNIST training images' answers at its
     recorded temperature; write them into its config.json. Returns the record."""
-    checkpoint = load_checkpoint(f"pretrained:{name}", device="cpu")
-    data = load_mnist(dataset_dir("mnist", None, False)[0], "mnist")
-    _, held_out = split_off(data.train, HELD_OUT)
+    checkpoint, held_out, _ = shipped_and_held_out(name)
     logits = split_logits(checkpoint.model, held_out, checkpoint.mean, checkpoint.std)
-    trained_on_outliers = checkpoint.config["train_config"].get("outlier_exposure", 0) > 0
     reject = fit_rule(scaled_softmax(logits, checkpoint.temperature).numpy(), checkpoint.temperature,
-                      SCORE_TEMPERATURE if trained_on_outliers else None).record()
-    path = TARGET / name / "config.json"
-    record = json.loads(path.read_text(encoding="utf-8"))
-    record["reject"] = reject
-    path.write_text(json_text(record), encoding="utf-8")
+                      score_temperature(checkpoint)).record()
+    update_record(name, "config.json", reject=reject)
     return reject
 
 

@@ -111,12 +111,18 @@ def score(probabilities: np.ndarray, rescale: float = 1.0) -> np.ndarray:
     return np.where(finite, 1.0 / np.exp(logs).sum(1), 1.0)
 
 
+def score_temperature_for(outlier_exposure: float) -> float | None:
+    """The temperature a model's score is taken at: SCORE_TEMPERATURE for one trained with outlier exposure
+    (`TrainConfig.outlier_exposure` above 0), else None (its calibrated confidence)."""
+    return SCORE_TEMPERATURE if outlier_exposure > 0 else None
+
+
 def fit_rule(probabilities: np.ndarray, model_temperature: float = 1.0, score_temperature: float | None = None
              ) -> RejectRule:
     """The thresholds that refuse `REFUSED_SHARE` of the digits whose (N, classes) calibrated probabilities are
     given (at `model_temperature`): digits the model did not train on, in the same convention as the ones it
-    will judge. The score is taken at `score_temperature` (SCORE_TEMPERATURE for a model trained with outlier
-    exposure), or None: the calibrated probabilities as they are.
+    will judge. The score is taken at `score_temperature` (`score_temperature_for`), or None: the calibrated
+    probabilities as they are.
 
     Raises:
         ValueError: no rows, or rows that are not finite.

@@ -46,7 +46,7 @@ from .optim import make_optimizer, make_scheduler
 from .outliers import make_outliers, vary_style
 from .recipes import recipe_names
 from .records import METRICS_FILE
-from .rejection import SCORE_TEMPERATURE
+from .rejection import score_temperature_for
 from .run_folder import check_run_name, default_run_dir, write_run
 
 PROGRESS_EVERY = 50  # steps between progress-bar loss updates (each one reads a value off the device)
@@ -470,7 +470,7 @@ def _calibrate(model: nn.Module, held_out: Split, config: TrainConfig,
     if config.init is not None:  # the weights it started from may have been trained on them
         data += " by this run, which started from trained weights (its `init`) that may have seen them"
     calibration, reject = calibrate_held_out(model, held_out, config.mean, config.std, data, config.test_batch_size,
-                                             SCORE_TEMPERATURE if config.outlier_exposure else None)
+                                             score_temperature_for(config.outlier_exposure))
     if config.progress:
         tqdm.write(f"calibrated on {len(held_out):,} held-out images: temperature {calibration.temperature:.3f}, "
                    f"ECE {calibration.ece_before:.2%} → {calibration.ece_after:.2%}")
