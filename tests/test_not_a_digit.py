@@ -16,11 +16,14 @@ from mnistlab.checkpoints import load_checkpoint
 from mnistlab.cli import main
 from mnistlab.outliers import (
     FAMILIES,
+    PAIR_SHIFT,
     STILL_A_DIGIT_HALF,
     STILL_A_DIGIT_QUARTER,
+    SUBSUMED_IN_A_PAIR,
     TRAINING_FAMILIES,
     fit_to_box,
     make_outliers,
+    overlapped_pairs,
     turned_digits,
     vary_style,
 )
@@ -91,6 +94,20 @@ def test_turned_digits_leave_out_those_that_stay_digits():
     halves_allowed = set(range(10)) - set(STILL_A_DIGIT_HALF)
     assert set(read.tolist()) <= set(range(10)) - set(STILL_A_DIGIT_QUARTER)
     assert halves_allowed <= set(read.tolist())
+
+
+def test_overlapped_pairs_are_two_digits_of_other_classes_both_in_sight():
+    # Each digit is one dot whose brightness carries its label; a pair shows two dots PAIR_SHIFT apart.
+    labels = torch.arange(10).repeat(20)
+    images = torch.zeros(200, 28, 28)
+    images[:, 12, 12] = (labels + 1) / 10
+    pairs = overlapped_pairs(images, labels, 500, torch.Generator().manual_seed(0))
+    for pair in pairs:
+        rows, cols = pair.nonzero(as_tuple=True)
+        assert len(cols) == 2  # never a dot over a dot
+        assert PAIR_SHIFT[0] <= abs(int(cols[0] - cols[1])) <= PAIR_SHIFT[1]
+        read = {round(float(v) * 10) - 1 for v in pair[rows, cols]}
+        assert len(read) == 2 and not read & set(SUBSUMED_IN_A_PAIR)
 
 
 def test_fit_to_box_frames_as_mnist():

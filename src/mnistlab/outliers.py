@@ -28,6 +28,8 @@ STROKE_CHUNK = 256  # images rasterised together (memory: chunk × segments × 7
 # A digit turned by a quarter or a half turn, or seen in a mirror, stays a digit for these labels.
 STILL_A_DIGIT_QUARTER = (0,)  # an upright oval
 STILL_A_DIGIT_HALF = (0, 1, 5, 6, 8, 9)  # 6 ↔ 9; an upside-down 5 reads as a 2 or an S
+SUBSUMED_IN_A_PAIR = (1,)  # a 1 drawn over another digit mostly reads as that digit
+PAIR_SHIFT = (4, 7)  # px between overlapped digits: closer, two similar digits read as one
 
 Family = Callable[[torch.Tensor, torch.Tensor, int, torch.Generator], torch.Tensor]
 
@@ -115,14 +117,17 @@ def _pick(labels: torch.Tensor, count: int, generator: torch.Generator, allowed:
 
 def overlapped_pairs(digits: torch.Tensor, labels: torch.Tensor, count: int, generator: torch.Generator
                      ) -> torch.Tensor:
-    """Two digits of different classes drawn over each other, the second shifted by 2-4 px."""
-    first = _pick(labels, count, generator)
-    second = _pick(labels, count * 4, generator).view(count, 4)
+    """Two digits of different classes drawn over each other, the second shifted by 4-7 px so that both show.
+
+    No 1s: a single stroke over another digit, or a digit shifted less, mostly makes a digit still."""
+    allowed = ~torch.isin(labels, torch.tensor(SUBSUMED_IN_A_PAIR))
+    first = _pick(labels, count, generator, allowed)
+    second = _pick(labels, count * 4, generator, allowed).view(count, 4)
     # For each first digit, the first candidate of another class (a same-class pair is one thick digit).
     differs = labels[second] != labels[first][:, None]
     second = second[torch.arange(count), differs.to(torch.int8).argmax(1)]
     sign = torch.randint(0, 2, (count,), generator=generator) * 2 - 1
-    shifts = torch.stack([sign * torch.randint(2, 5, (count,), generator=generator),
+    shifts = torch.stack([sign * torch.randint(PAIR_SHIFT[0], PAIR_SHIFT[1] + 1, (count,), generator=generator),
                           torch.randint(-3, 4, (count,), generator=generator)], 1)  # (dx, dy) px
     return torch.maximum(digits[first], _rolled(digits[second], shifts))
 
