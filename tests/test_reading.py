@@ -116,6 +116,23 @@ def test_a_bar_drawn_apart_and_past_its_digit_is_no_digit_of_its_own(model, samp
     assert mnistlab.read(model, picture)[0].text == "357"
 
 
+@pytest.mark.parametrize("after", [1, 2, 9])
+def test_a_5_whose_bar_runs_far_to_the_right_is_one_digit(model, samples, after):
+    """MNIST test digit 7454, a 5 whose top bar is a stroke of its own and runs on past the body (the digit is
+    1.4 times as wide as it is tall), written as tall as the next digit: its body alone reads as a 3."""
+    five = load_mnist().test.images[7454].numpy()
+    rows, cols = np.flatnonzero(five.max(1)), np.flatnonzero(five.max(0))
+    tight = Image.fromarray(five[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1])
+    picture = line(samples, str(after), height=40 * SCALE)  # its digits about 84 px tall
+    ink = np.flatnonzero((picture < 128).any(1))
+    height = ink[-1] + 1 - ink[0]
+    wide = tight.resize((round(tight.width * height / tight.height), height), Image.Resampling.BICUBIC)
+    pen = (np.clip(np.asarray(wide, np.float32) / 255 / 0.3 - 1, 0, 1) * 255).astype(np.uint8)  # a thin pen line
+    written = np.full((picture.shape[0], pen.shape[1] + height), 255, np.uint8)
+    written[ink[0]:ink[0] + height, height:] = 255 - pen
+    assert mnistlab.read(model, np.hstack([written, picture]))[0].text == f"5{after}"
+
+
 @pytest.mark.parametrize("digit, stretch", [("3", 1.6), ("6", 1.8), ("0", 2.0)])
 def test_a_wide_digit_is_one_digit(model, samples, digit, stretch):
     """A digit drawn wider than usual (a 0 twice as wide) is read as one digit, not cut into two."""

@@ -40,7 +40,7 @@ from .rejection import DEFAULT_STRICTNESS, Threshold, threshold_for
 from .segmentation import Line, Piece, crop_pieces, find_marks, overlap, pieces
 
 READ_WORKING_SIZE = 2048  # a larger picture is first reduced to this long side: a 7-digit line keeps ~250 px a digit
-MAX_DIGIT_SPAN = 1.3  # pieces are joined into one digit only while they span at most this many digit heights
+MAX_DIGIT_SPAN = 1.6  # pieces are joined into one digit only while they span at most this many digit heights
 # A digit's score is its log-odds, log(p / (1 - p)), over the picture's typical digit's (`_typical_log_odds`):
 # measured so, a model's sharper or softer probabilities (temperature scaling) change no reading. A digit adds
 # its score less SURETY_BAR: one read half as surely as the typical digit still counts for the reading (a plain
@@ -52,7 +52,7 @@ CUT_COST = 0.5  # what a cut through ink costs a reading: its digits must pay fo
 SKIP_COST = 2.0
 TYPICAL_FLOOR = 1.0  # the typical log-odds is at least this (p = 0.73): a picture of unsure marks is not inflated
 WIDE_DIGIT = 1.3  # a digit wider than this many of the line's digit heights is rare (0.5% of MNIST's) ...
-WIDE_COST = 1.5  # ... each digit height wider costs a reading this much: two touching digits read as one
+WIDE_COST = 1.0  # ... each digit height wider costs a reading this much: two touching digits read as one
 MIN_DIGIT_HEIGHT = 0.4  # a piece shorter than this fraction of the line's digit height is no digit alone
 MIN_CUT_HEIGHT = 0.6  # a piece cut from a mark is at least this fraction of the line's digit height ...
 MIN_ROW_COVER = 0.9  # a piece cut from a mark has ink in this fraction of its rows, at least (see `_whole_height`)
