@@ -26,7 +26,7 @@ from ..errors import ApiError, ImageError, NoDigitError
 from ..ink import WORKING_SIZE
 from ..prediction import Prediction
 from ..preprocessing import preprocess_array
-from ..rejection import threshold_for
+from ..rejection import Threshold, threshold_for
 
 MAX_UPLOAD_PIXELS = 12_000_000  # a 12 MP photo; larger is refused from the header (a 2 MB upload rarely holds more)
 TOP_K = default(PredictOptions, "top_k")  # the likeliest classes each answer lists, as `predict` lists them
@@ -116,9 +116,12 @@ class Predictor:
     summary: dict  # `model_summary`, sent with every answer
     reject: str = "off"  # how readily a mark is "not a digit" (`mnistlab.rejection`): `serve --reject`
     batcher: Batcher = field(init=False)
+    threshold: Threshold = field(init=False)  # answers scoring under it are "not a digit"
+    classes: tuple[str, ...] = field(init=False)
+    layout: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.threshold = threshold_for(self.model, self.reject)  # answers scoring under it are "not a digit"
+        self.threshold = threshold_for(self.model, self.reject)
         self.batcher = Batcher(self.model, self.pool)
         self.classes = tuple(self.model.classes)
         self.layout = self.model.layout
