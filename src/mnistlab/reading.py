@@ -40,6 +40,7 @@ from .rejection import DEFAULT_STRICTNESS, Threshold, threshold_for
 from .segmentation import Line, Piece, crop_pieces, find_marks, overlap, pieces
 
 READ_WORKING_SIZE = 2048  # a larger picture is first reduced to this long side: a 7-digit line keeps ~250 px a digit
+JOIN_GAP = 0.1  # marks this many digit heights apart, or closer, may be one digit's strokes (a 5's bar lifted off)
 MAX_DIGIT_SPAN = 1.6  # pieces are joined into one digit only while they span at most this many digit heights
 # A digit's score is its log-odds, log(p / (1 - p)), over the picture's typical digit's (`_typical_log_odds`):
 # measured so, a model's sharper or softer probabilities (temperature scaling) change no reading. A digit adds
@@ -190,8 +191,9 @@ def _candidates(line: Line, parts: list[Piece]) -> list[Candidate]:
         for stop in range(first + 1, len(parts) + 1):
             group, last = parts[first:stop], parts[stop - 1]
             if len(group) > 1:
-                if group[-2].mark != last.mark and overlap(line.marks[group[-2].mark], line.marks[last.mark]) < 0:
-                    break  # paper between two marks' columns: two digits (one digit's strokes overlap: a 5's bar)
+                apart = -overlap(line.marks[group[-2].mark], line.marks[last.mark])
+                if group[-2].mark != last.mark and apart > JOIN_GAP * line.digit_height:
+                    break  # paper between two marks' columns: two digits (one digit's strokes overlap, or nearly)
                 right = max(line.marks[p.mark].box[1] + p.stop for p in group)
                 if right - left > widest and not _whole_mark(line, group):
                     if group[0].mark != last.mark:
