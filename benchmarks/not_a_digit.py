@@ -38,7 +38,7 @@ import mnistlab
 from mnistlab.data import load_mnist, load_test_split
 from mnistlab.errors import DataError
 from mnistlab.outliers import HELD_OUT_FAMILIES, TRAINING_FAMILIES, make_outliers
-from mnistlab.rejection import STRICTNESS, fit_rule, rule_of, score, score_temperature_for
+from mnistlab.rejection import STRICTNESS, fit_rule, rule_of, score, score_temperature_of
 
 SEED = 10_007  # not a training seed: training draws its marks with the run's seed (1 for the shipped models)
 PER_FAMILY = 1_000  # marks of each family
@@ -95,8 +95,8 @@ def measure(model, mnist: np.ndarray, mnist_labels: np.ndarray, uci: list, uci_l
     rule = rule_of(model.config)
     recorded = rule.held_out_digits is not None
     return {"digits": digits, "others": others,
-            "rule": rule if recorded else fit_rule(framed(held_out), model.temperature, score_temperature_for(
-                model.config.get("train_config", {}).get("outlier_exposure", 0))),
+            "rule": rule if recorded else fit_rule(framed(held_out), model.temperature,
+                                                   score_temperature_of(model.config)),
             "recorded": recorded}
 
 

@@ -33,7 +33,7 @@ from mnistlab.calibration import Calibration, calibrate_held_out, scaled_softmax
 from mnistlab.checkpoints import Checkpoint, load_checkpoint  # noqa: E402
 from mnistlab.config import TrainConfig  # noqa: E402
 from mnistlab.data import Split, dataset_dir, load_mnist  # noqa: E402
-from mnistlab.rejection import fit_rule, score_temperature_for  # noqa: E402
+from mnistlab.rejection import fit_rule, score_temperature_of  # noqa: E402
 
 HELD_OUT = TrainConfig.calibration_size  # the last images, as `mnistlab train` holds them out
 
@@ -44,11 +44,6 @@ def shipped_and_held_out(name: str) -> tuple[Checkpoint, Split, int]:
     checkpoint = load_checkpoint(f"pretrained:{name}", device="cpu")
     train = load_mnist(dataset_dir("mnist", None, False)[0], "mnist").train
     return checkpoint, split_off(train, HELD_OUT)[1], len(train)
-
-
-def score_temperature(checkpoint: Checkpoint) -> float | None:
-    """The temperature its "not a digit" score is taken at, as `mnistlab train` chooses it."""
-    return score_temperature_for(checkpoint.config["train_config"].get("outlier_exposure", 0))
 
 
 def update_record(name: str, file: str, **fields: dict) -> None:
@@ -66,7 +61,7 @@ def calibrate_shipped(name: str) -> Calibration:
     calibration, reject = calibrate_held_out(checkpoint.model, held_out, checkpoint.mean, checkpoint.std, (
         f"the last {HELD_OUT:,} of the {train_images:,} MNIST training images, which this model was trained on "
         f"(it saw all {train_images:,}; `mnistlab train` holds them out)"),
-        score_temperature=score_temperature(checkpoint))
+        score_temperature=score_temperature_of(checkpoint.config))
     update_record(name, "config.json", calibration=calibration.to_record(), reject=reject)
     update_record(name, "metrics.json", calibration=calibration.to_record())
     return calibration
@@ -78,7 +73,7 @@ def refit_thresholds(name: str) -> dict:
     checkpoint, held_out, _ = shipped_and_held_out(name)
     logits = split_logits(checkpoint.model, held_out, checkpoint.mean, checkpoint.std)
     reject = fit_rule(scaled_softmax(logits, checkpoint.temperature).numpy(), checkpoint.temperature,
-                      score_temperature(checkpoint)).record()
+                      score_temperature_of(checkpoint.config)).record()
     update_record(name, "config.json", reject=reject)
     return reject
 

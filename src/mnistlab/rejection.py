@@ -117,6 +117,16 @@ def score_temperature_for(outlier_exposure: float) -> float | None:
     return SCORE_TEMPERATURE if outlier_exposure > 0 else None
 
 
+def score_temperature_of(config: Mapping) -> float | None:
+    """`score_temperature_for` a trained model, from its record (`Checkpoint.config`, an export's metadata)."""
+    return score_temperature_for(config.get("train_config", {}).get("outlier_exposure", 0))
+
+
+def _rescale(model_temperature: float, score_temperature: float | None) -> float:
+    """What log p of calibrated probabilities is multiplied by to give the score's (`Threshold.rescale`)."""
+    return model_temperature / score_temperature if score_temperature else 1.0
+
+
 def fit_rule(probabilities: np.ndarray, model_temperature: float = 1.0, score_temperature: float | None = None
              ) -> RejectRule:
     """The thresholds that refuse `REFUSED_SHARE` of the digits whose (N, classes) calibrated probabilities are
@@ -129,7 +139,7 @@ def fit_rule(probabilities: np.ndarray, model_temperature: float = 1.0, score_te
     """
     if len(probabilities) == 0 or not np.isfinite(np.asarray(probabilities)).all():
         raise ValueError("reject: the held-out digits' probabilities are empty or not finite")
-    rescale = model_temperature / score_temperature if score_temperature else 1.0
+    rescale = _rescale(model_temperature, score_temperature)
     scores = score(probabilities, rescale)
     thresholds = {name: float(np.quantile(scores, share)) for name, share in REFUSED_SHARE.items()}
     return RejectRule(thresholds, len(scores), score_temperature, rescale)
@@ -145,7 +155,7 @@ def rule_of(config: Mapping, model_temperature: float | None = None) -> RejectRu
     if model_temperature is None:
         model_temperature = config.get("calibration", {}).get("temperature", 1.0)
     return RejectRule(record["thresholds"], record.get("held_out_digits"), temperature,
-                      model_temperature / temperature if temperature else 1.0)
+                      _rescale(model_temperature, temperature))
 
 
 def threshold_for(model: Classifier, strictness: str = DEFAULT_STRICTNESS) -> Threshold:
