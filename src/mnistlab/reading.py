@@ -191,8 +191,8 @@ def _candidates(line: Line, parts: list[Piece]) -> list[Candidate]:
         for stop in range(first + 1, len(parts) + 1):
             group, last = parts[first:stop], parts[stop - 1]
             if len(group) > 1:
-                apart = -overlap(line.marks[group[-2].mark], line.marks[last.mark])
-                if group[-2].mark != last.mark and apart > JOIN_GAP * line.digit_height:
+                if group[-2].mark != last.mark and \
+                        overlap(line.marks[group[-2].mark], line.marks[last.mark]) < -JOIN_GAP * line.digit_height:
                     break  # paper between two marks' columns: two digits (one digit's strokes overlap, or nearly)
                 right = max(line.marks[p.mark].box[1] + p.stop for p in group)
                 if right - left > widest and not _whole_mark(line, group):
