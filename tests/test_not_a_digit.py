@@ -37,6 +37,7 @@ from mnistlab.rejection import (
     fit_rule,
     rule_of,
     score,
+    score_temperature_of,
 )
 
 from .conftest import make_dataset
@@ -303,4 +304,6 @@ def test_train_with_outlier_exposure_writes_the_record(tmp_path):
     assert record["temperature"] == SCORE_TEMPERATURE  # a model trained on outliers is scored at it
     assert 0 < record["thresholds"]["normal"] <= record["thresholds"]["strict"] <= 1
     assert load_checkpoint(run.dir).config["reject"] == record
+    assert score_temperature_of(load_checkpoint(run.dir).config) == SCORE_TEMPERATURE  # as the script refits it
+    assert score_temperature_of({}) is None  # an export's metadata without a training record
     assert run.config.outlier_exposure == 0.5
